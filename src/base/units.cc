@@ -70,4 +70,10 @@ std::string FormatSize(uint64_t bytes) {
   return text;
 }
 
+std::string ToHex(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof(text), "%llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
 }  // namespace kite

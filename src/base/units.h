@@ -16,4 +16,7 @@ Result<uint64_t> ParseSize(std::string_view text);
 // "128 MiB", "1.5 GiB", "512 B": the way qemu-img prints sizes to people.
 std::string FormatSize(uint64_t bytes);
 
+// "1f00": lower-case hexadecimal without a prefix.
+std::string ToHex(uint64_t value);
+
 }  // namespace kite

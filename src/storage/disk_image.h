@@ -1,0 +1,98 @@
+// DiskImage: one open disk image (raw file, host block device, qcow2, ...), as the guest's
+// disk sees it: a flat array of `size()` bytes.
+//
+// The calls here are synchronous and thread-safe: several may run at once from the async
+// layer's workers (async_disk.h), which is what the VMM's devices use. Formats serialise their
+// own metadata updates internally. Every value read from an image file is untrusted
+// (BAD_INPUTS.md section I): a bad one fails the open with an Error naming file and field, or,
+// once open, fails the request (the guest sees IOERR) and, for qcow2, sets the corrupt bit.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "base/result.h"
+
+namespace kite::storage {
+
+enum class ImageFormat { kRaw, kQcow2, kVmdk };
+
+// "raw", "qcow2", "vmdk" <-> ImageFormat. Unknown names are an error.
+Result<ImageFormat> ParseImageFormat(std::string_view name);
+const char* ImageFormatName(ImageFormat format);
+
+enum class CacheMode {
+  kWriteback,     // page cache; flush = fdatasync
+  kWritethrough,  // every write followed by fdatasync before completion
+  kNone,          // O_DIRECT; flush = fdatasync
+  kUnsafe,        // flush ignored
+};
+
+struct OpenOptions {
+  bool read_only = false;
+  CacheMode cache = CacheMode::kWriteback;
+  // Take the advisory lock shared (read-only users alongside a writer), like qemu-img -U.
+  bool force_share = false;
+  // Backing files: how deep a chain may be, and whether to open backings at all.
+  int max_backing_depth = 16;
+  bool open_backing = true;
+};
+
+// What a range of the disk holds, for map/convert/compare and block-status queries.
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool data = false;       // reads return stored data (else zeros)
+  bool zero = false;       // reads return zeros
+  bool allocated = false;  // allocated in this image (not its backing)
+  int depth = 0;           // 0 = this image, 1 = its backing, ...
+  std::optional<uint64_t> host_offset;  // where the data lives in the file, when known
+};
+
+class DiskImage {
+ public:
+  virtual ~DiskImage() = default;
+
+  virtual ImageFormat format() const = 0;
+  virtual const std::string& path() const = 0;
+  virtual uint64_t size() const = 0;  // virtual disk size in bytes
+  virtual bool read_only() const = 0;
+  // Bytes the image file occupies on the host (allocated blocks, as `du`).
+  virtual uint64_t allocated_bytes() const = 0;
+  virtual DiskImage* backing() const { return nullptr; }
+
+  // Scatter-gather I/O at a byte offset. Out-of-range requests fail; so does any write to
+  // a read-only image (and nothing is written).
+  virtual Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) = 0;
+  virtual Result<void> WriteV(uint64_t offset, std::span<const iovec> iov) = 0;
+  virtual Result<void> Flush() = 0;
+  // Deallocates the range where the format allows; reads then return zeros.
+  virtual Result<void> Discard(uint64_t offset, uint64_t length) = 0;
+  // Makes the range read as zeros, without writing zero bytes where the format allows.
+  virtual Result<void> WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap) = 0;
+  // The extent starting at `offset`, at most `max_length` long, with uniform status.
+  virtual Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) = 0;
+
+  // Convenience wrappers for one buffer.
+  Result<void> Read(uint64_t offset, void* buf, size_t len) {
+    iovec v{buf, len};
+    return ReadV(offset, {&v, 1});
+  }
+  Result<void> Write(uint64_t offset, const void* buf, size_t len) {
+    iovec v{const_cast<void*>(buf), len};
+    return WriteV(offset, {&v, 1});
+  }
+};
+
+// Opens an image with an explicit format: kite never guesses the format of an image a guest
+// can write (BAD_INPUTS.md I1). Backing files named in a qcow2 header must carry a backing
+// format; see docs/STORAGE.md for the path rules.
+Result<std::unique_ptr<DiskImage>> OpenImage(const std::string& path, ImageFormat format,
+                                             const OpenOptions& options);
+
+}  // namespace kite::storage

@@ -1,0 +1,75 @@
+// The x86_64 guest-physical memory map kite builds. One table, so that the loader, the ACPI
+// and MP tables, the devices and the e820 map agree.
+//
+//   0x0000_0000  real-mode IVT and BIOS data area (left zero)
+//   0x0000_0500  GDT                       (kGdtAddr)
+//   0x0000_0520  IDT (empty, limit 0)       (kIdtAddr)
+//   0x0000_7000  boot_params "zero page"   (kZeroPageAddr)
+//   0x0000_9000  PML4, PDPT, PDs           (kPml4Addr ..) identity map of the first 4 GiB
+//   0x0002_0000  kernel command line       (kCmdlineAddr, up to kCmdlineMax bytes)
+//   0x0009_fc00  MP floating pointer + table (kMpTableAddr, top of base memory)
+//   0x000a_0000  legacy VGA / option ROM hole, reported reserved
+//   0x000e_0000  ACPI tables, RSDP at kRsdpAddr (found by the BIOS-area scan)
+//   0x0010_0000  kernel (1 MiB; bzImage protected-mode part, or the ELF's own addresses)
+//   ...          initrd, placed high below min(RAM end, kMmioHoleStart)
+//   0xd000_0000  32-bit MMIO hole: virtio-mmio slots, GED, then IOAPIC/LAPIC at 0xfec0/0xfee0
+//   0x1_0000_0000 RAM above 4 GiB when memory does not fit below the hole
+#pragma once
+
+#include <cstdint>
+
+namespace kite::layout {
+
+inline constexpr uint64_t kGdtAddr = 0x500;
+inline constexpr uint64_t kIdtAddr = 0x520;
+inline constexpr uint64_t kZeroPageAddr = 0x7000;
+inline constexpr uint64_t kPml4Addr = 0x9000;
+inline constexpr uint64_t kPdptAddr = 0xa000;
+inline constexpr uint64_t kPdAddr = 0xb000;  // 4 pages: 4 x 1 GiB of 2 MiB pages
+inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;  // hvm_start_info + memmap for PVH boots
+inline constexpr uint64_t kCmdlineAddr = 0x20000;
+inline constexpr uint64_t kCmdlineMax = 0x10000;  // 64 KiB, bounded further by the kernel's cmdline_size
+inline constexpr uint64_t kEbdaStart = 0x9fc00;
+inline constexpr uint64_t kMpTableAddr = 0x9fc00;
+inline constexpr uint64_t kLowMemEnd = 0xa0000;  // end of conventional memory in e820
+inline constexpr uint64_t kBiosAreaStart = 0xe0000;
+inline constexpr uint64_t kAcpiTablesAddr = 0xe0000;
+inline constexpr uint64_t kRsdpAddr = 0xe0000;
+inline constexpr uint64_t kAcpiTablesMax = 0x20000;  // up to 1 MiB
+inline constexpr uint64_t kHighMemStart = 0x100000;  // 1 MiB: kernel load address
+inline constexpr uint64_t kKernelAddr = 0x100000;
+
+inline constexpr uint64_t kMmioHoleStart = 0xd0000000;  // 3.25 GiB
+inline constexpr uint64_t kMmioHoleEnd = 0x100000000;   // 4 GiB
+inline constexpr uint64_t kHighRamStart = 0x100000000;
+
+// Devices in the MMIO hole.
+inline constexpr uint64_t kVirtioMmioBase = 0xd0000000;
+inline constexpr uint64_t kVirtioMmioSize = 0x1000;  // one page per device slot
+inline constexpr uint32_t kVirtioMmioSlots = 32;
+inline constexpr uint64_t kGedBase = 0xd0100000;     // ACPI Generic Event Device registers
+inline constexpr uint64_t kGedSize = 0x100;
+inline constexpr uint64_t kIoapicAddr = 0xfec00000;
+inline constexpr uint64_t kLapicAddr = 0xfee00000;
+
+// Legacy I/O ports.
+inline constexpr uint16_t kCom1Port = 0x3f8;
+inline constexpr uint32_t kCom1Irq = 4;
+inline constexpr uint16_t kI8042DataPort = 0x60;
+inline constexpr uint16_t kI8042CommandPort = 0x64;
+inline constexpr uint16_t kRtcPort = 0x70;
+// The boot-time marker port (Firecracker's "boot timer" convention): a guest write logs the
+// time since process start. The same port with a magic value is the test-guest exit device.
+inline constexpr uint16_t kBootMarkerPort = 0x3f0;
+// ACPI hardware-reduced sleep/reset registers (FADT SLEEP_CONTROL_REG / SLEEP_STATUS_REG /
+// RESET_REG), as I/O ports.
+inline constexpr uint16_t kAcpiSleepControlPort = 0x600;
+inline constexpr uint16_t kAcpiSleepStatusPort = 0x601;
+inline constexpr uint16_t kAcpiResetPort = 0x602;
+inline constexpr uint8_t kAcpiResetValue = 0x1;
+
+// IRQs (GSIs) for virtio-mmio devices start here; the GED uses its own.
+inline constexpr uint32_t kGedIrq = 9;
+inline constexpr uint32_t kVirtioIrqBase = 5;  // 5, 6, 7, 10, 11, 12, then 16.. (see irq allocator)
+
+}  // namespace kite::layout
