@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Runs COMMAND inside an L1 Linux VM (QEMU TCG, emulated AMD SVM) whose /dev/kvm works.
+#   run-in-kvm-vm.sh DIR -- COMMAND [ARGS...]
+# The VM sees the host / read-only (with a throw-away writable overlay) and DIR
+# read-write at the same path; COMMAND runs as root in the current directory with
+# PATH, HOME, LANG, TERM, CI, KITE_*, GTEST_*, CTEST_* and the variables named in
+# KITE_VM_ENV passed through. Its stdout+stderr stream to our stdout; we exit with its
+# status, 124 on timeout, 125 when the VM failed before COMMAND finished.
+#   KITE_VM_TIMEOUT  seconds before QEMU is killed (default 1800)
+#   KITE_VM_CPUS     vCPUs (default 2)      KITE_VM_MEM  MiB (default 2048)
+#   KITE_VM_KERNEL   kernel version in /boot and /lib/modules (default: newest)
+#   KITE_VM_CPU      QEMU -cpu model (default max: SVM + NPT + VGIF under TCG)
+#   KITE_VM_KERNEL_IMAGE  kernel image to boot (default: vmlinux extracted from
+#                    /boot/vmlinuz-VERSION into KITE_VM_CACHE, ~/.cache/kite-kvm-vm)
+#   KITE_VM_KVM_AMD_PARAMS  kvm-amd module parameters (default nested=0)
+#   KITE_VM_VERBOSE=1  copy the VM's kernel console to stderr
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+usage() { echo "usage: $0 DIR -- COMMAND [ARGS...]" >&2; exit 2; }
+(($# >= 3)) && [[ $2 == -- ]] || usage
+dir=$(realpath -e "$1") || usage
+[[ -d $dir ]] || usage
+shift 2
+
+timeout_s=${KITE_VM_TIMEOUT:-1800}
+kver=${KITE_VM_KERNEL:-$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -1)}
+moddir=/lib/modules/$kver
+for f in "/boot/vmlinuz-$kver" "$moddir/modules.dep" /bin/busybox "$(command -v qemu-system-x86_64 || echo qemu-system-x86_64)"; do
+  [[ -e $f ]] || { echo "kite-vm: missing $f; run scripts/kvm-vm/setup.sh" >&2; exit 125; }
+done
+
+# The bzImage's xz decompressor takes seconds under TCG: boot the uncompressed
+# vmlinux through its PVH entry instead (extracted once, cached).
+kernel=${KITE_VM_KERNEL_IMAGE:-}
+if [[ -z $kernel ]]; then
+  cache=${KITE_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/kite-kvm-vm}
+  kernel=$cache/vmlinux-$kver
+  if [[ ! -s $kernel ]]; then
+    mkdir -p "$cache"
+    bz=/boot/vmlinuz-$kver
+    off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$bz" | head -1 | cut -d: -f1 || true)
+    # xz complains about the bytes after the stream; the ELF check below decides.
+    [[ -n $off ]] && { tail -c +$((off + 1)) "$bz" | xz -dc > "$kernel.$$" 2>/dev/null || true; }
+    if [[ -s $kernel.$$ && $(head -c 4 "$kernel.$$" | od -An -tx1 | tr -d ' ') == 7f454c46 ]]; then
+      mv "$kernel.$$" "$kernel"
+    else
+      rm -f "$kernel.$$"
+      kernel=$bz
+    fi
+  fi
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kite-vm.XXXXXX")
+qemu_pid=""
+cleanup() {
+  [[ -n $qemu_pid ]] && kill -TERM "$qemu_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Initramfs: static busybox, our init, the modules for 9p, overlay and KVM.
+ir=$tmp/initramfs
+mkdir -p "$ir"/{bin,dev,proc,sys,modules} "$tmp/ctl"
+cp /bin/busybox "$ir/bin/"
+cp "$here/init.sh" "$ir/init"
+for m in virtio_pci 9pnet_virtio 9p overlay kvm_amd; do
+  modprobe -S "$kver" -d / --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
+done | awk '!seen[$0]++' | while read -r ko; do
+  cp "$ko" "$ir/modules/"
+  basename "$ko" >> "$ir/modules/order"
+done
+# kvm_amd: no nested (L3) needed; keep nested paging (measured to work under TCG).
+printf 'kvm-amd %s\n' "${KITE_VM_KVM_AMD_PARAMS:-nested=0}" > "$ir/modules/params"
+(cd "$ir" && find . | cpio -o -H newc --quiet) > "$tmp/initramfs.cpio"
+
+# The job: working directory, environment, command.
+{
+  printf 'cd -- %q || exit 125\n' "$PWD"
+  while IFS= read -r -d '' kv; do
+    name=${kv%%=*}
+    if [[ $name =~ ^(PATH|HOME|LANG|LC_[A-Z]+|TERM|CI|KITE_[A-Za-z0-9_]*|GTEST_[A-Za-z0-9_]*|CTEST_[A-Za-z0-9_]*)$ ]] ||
+       [[ " ${KITE_VM_ENV:-} " == *" $name "* ]]; then
+      printf 'export %s=%q\n' "$name" "${kv#*=}"
+    fi
+  done < <(env -0)
+  printf 'exec'
+  printf ' %q' "$@"
+  printf '\n'
+} > "$tmp/ctl/job.sh"
+printf '%s' "$dir" > "$tmp/ctl/dir"
+: > "$tmp/ctl/output"
+
+quiet="quiet loglevel=4"
+[[ ${KITE_VM_VERBOSE:-0} == 1 ]] && quiet=""
+virtfs=security_model=none,multidevs=remap
+start=$(date +%s.%N)
+timeout -k 5 "$timeout_s" qemu-system-x86_64 \
+  -accel tcg -cpu "${KITE_VM_CPU:-max}" -smp "${KITE_VM_CPUS:-2}" -m "${KITE_VM_MEM:-2048}" \
+  -M q35 -nodefaults -no-reboot -display none -no-user-config \
+  -kernel "$kernel" -initrd "$tmp/initramfs.cpio" \
+  -append "console=ttyS0 $quiet panic=-1 tsc=reliable" \
+  -serial "file:$tmp/console.log" \
+  -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$virtfs" \
+  -virtfs "local,path=${dir//,/,,},mount_tag=work,$virtfs" \
+  -virtfs "local,path=${tmp//,/,,}/ctl,mount_tag=ctl,$virtfs" \
+  < /dev/null > "$tmp/qemu.log" 2>&1 &
+qemu_pid=$!
+if [[ ${KITE_VM_VERBOSE:-0} == 1 ]]; then
+  touch "$tmp/console.log"
+  tail -n +1 -f --pid="$qemu_pid" "$tmp/console.log" >&2 &
+fi
+tail -c +1 -f --pid="$qemu_pid" "$tmp/ctl/output" &
+tail_pid=$!
+rc=0
+wait "$qemu_pid" || rc=$?
+qemu_pid=""
+wait "$tail_pid" || true
+wait || true
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+
+if ((rc == 124 || rc == 137)); then
+  echo "kite-vm: TIMEOUT: killed the VM after ${timeout_s} s (KITE_VM_TIMEOUT); console tail:" >&2
+  tail -n 20 "$tmp/console.log" >&2 || true
+  exit 124
+fi
+if [[ ! -s $tmp/ctl/status ]]; then
+  echo "kite-vm: the VM stopped before the command finished (qemu exit $rc); qemu and console tail:" >&2
+  tail -n 20 "$tmp/qemu.log" "$tmp/console.log" >&2 || true
+  exit 125
+fi
+status=$(cat "$tmp/ctl/status")
+[[ ${KITE_VM_VERBOSE:-0} == 1 ]] && echo "kite-vm: exit $status after ${elapsed} s" >&2
+exit "$status"
