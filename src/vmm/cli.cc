@@ -1,0 +1,261 @@
+// Command line and JSON config parsing for `kite`. See cli.h and docs/CLI.md.
+#include "vmm/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <charconv>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "base/units.h"
+
+namespace kite::cli {
+namespace {
+
+constexpr uint64_t kMaxConfigFileSize = 1 << 20;
+
+// Options that take a value; the rest are flags.
+struct OptionSpec {
+  std::string_view name;
+  bool takes_value;
+};
+constexpr OptionSpec kRunOptions[] = {
+    {"--kernel", true}, {"--initrd", true}, {"--cmdline", true},         {"--cpus", true},
+    {"--memory", true}, {"--serial", true}, {"--no-acpi", false},        {"--on-reboot", true},
+    {"--config", true}, {"--stats", false}, {"--no-host-quirks", false},
+};
+
+const OptionSpec* FindOption(std::string_view name) {
+  for (const OptionSpec& o : kRunOptions) {
+    if (o.name == name) return &o;
+  }
+  return nullptr;
+}
+
+Result<uint32_t> ParseCpus(std::string_view text) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    return Err("'" + std::string(text) + "' is not a number of vCPUs");
+  }
+  if (value < 1 || value > kMaxCpus) {
+    return Err(std::string(text) + " is out of range (expected 1 to " + std::to_string(kMaxCpus) +
+               ")");
+  }
+  return static_cast<uint32_t>(value);
+}
+
+Result<void> ParseSerial(std::string_view text, VmConfig& config) {
+  if (text == "stdio") {
+    config.serial = SerialMode::kStdio;
+  } else if (text == "none") {
+    config.serial = SerialMode::kNone;
+  } else if (text.substr(0, 5) == "file:" && text.size() > 5) {
+    config.serial = SerialMode::kFile;
+    config.serial_path = std::string(text.substr(5));
+  } else {
+    return Err("'" + std::string(text) +
+               "' is not a serial mode (expected stdio, file:PATH or none)");
+  }
+  return {};
+}
+
+Result<OnReboot> ParseOnReboot(std::string_view text) {
+  if (text == "exit") return OnReboot::kExit;
+  if (text == "restart") return OnReboot::kRestart;
+  return Err("'" + std::string(text) + "' is not an on-reboot action (expected exit or restart)");
+}
+
+std::string ResolvePath(const std::string& path, const std::string& base_dir) {
+  if (base_dir.empty() || path.empty() || path.front() == '/') return path;
+  return (std::filesystem::path(base_dir) / path).string();
+}
+
+using json = nlohmann::json;
+
+// Typed accessors that name the key in their errors.
+Result<std::string> JsonString(const json& v, const std::string& key) {
+  if (!v.is_string()) return Err("key '" + key + "' must be a string");
+  return v.get<std::string>();
+}
+Result<bool> JsonBool(const json& v, const std::string& key) {
+  if (!v.is_boolean()) return Err("key '" + key + "' must be true or false");
+  return v.get<bool>();
+}
+
+Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::string& base_dir,
+                          VmConfig& c) {
+  if (key == "kernel") {
+    c.kernel = ResolvePath(TRY(JsonString(v, key)), base_dir);
+  } else if (key == "initrd") {
+    c.initrd = ResolvePath(TRY(JsonString(v, key)), base_dir);
+  } else if (key == "cmdline") {
+    c.cmdline = TRY(JsonString(v, key));
+  } else if (key == "cpus") {
+    if (!v.is_number_unsigned()) return Err("key 'cpus' must be a positive integer");
+    c.cpus = TRY_CTX(ParseCpus(std::to_string(v.get<uint64_t>())), "key 'cpus'");
+  } else if (key == "memory") {
+    if (v.is_number_unsigned()) {
+      c.memory = v.get<uint64_t>();
+    } else if (v.is_string()) {
+      c.memory = TRY_CTX(ParseSize(v.get<std::string>()), "key 'memory'");
+    } else {
+      return Err("key 'memory' must be a size string (\"512M\") or a number of bytes");
+    }
+  } else if (key == "serial") {
+    std::string s = TRY(JsonString(v, key));
+    if (s.substr(0, 5) == "file:") s = "file:" + ResolvePath(s.substr(5), base_dir);
+    TRY_CTX(ParseSerial(s, c), "key 'serial'");
+  } else if (key == "acpi") {
+    c.acpi = TRY(JsonBool(v, key));
+  } else if (key == "on_reboot") {
+    c.on_reboot = TRY_CTX(ParseOnReboot(TRY(JsonString(v, key))), "key 'on_reboot'");
+  } else if (key == "stats") {
+    c.stats = TRY(JsonBool(v, key));
+  } else if (key == "host_quirks") {
+    c.host_quirks = TRY(JsonBool(v, key));
+  } else if (key == "cpu_template") {
+    c.cpu_template = TRY(JsonString(v, key));
+  } else {
+    return Err("unknown key '" + key + "'");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> ReadConfigFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return SysErr("opening " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return SysErr("stat " + path);
+  if (!S_ISREG(st.st_mode)) return Err(path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigFileSize) {
+    return Err(path + ": larger than " + FormatSize(kMaxConfigFileSize));
+  }
+  std::string text(st.st_size, '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysErr("reading " + path);
+    if (n == 0) break;
+    done += n;
+  }
+  text.resize(done);
+  return text;
+}
+
+Result<void> ApplyConfigJson(std::string_view json_text, const std::string& base_dir,
+                             VmConfig& config) {
+  json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) return Err("not valid JSON");
+  if (!root.is_object()) return Err("the top level must be a JSON object");
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    TRY(ApplyJsonKey(it.key(), it.value(), base_dir, config));
+  }
+  return {};
+}
+
+Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig& c) {
+  std::string ctx(name);
+  if (name == "--kernel") {
+    c.kernel = value;
+  } else if (name == "--initrd") {
+    c.initrd = value;
+  } else if (name == "--cmdline") {
+    c.cmdline = value;
+  } else if (name == "--cpus") {
+    c.cpus = TRY_CTX(ParseCpus(value), ctx);
+  } else if (name == "--memory") {
+    c.memory = TRY_CTX(ParseSize(value), ctx);
+  } else if (name == "--serial") {
+    TRY_CTX(ParseSerial(value, c), ctx);
+  } else if (name == "--no-acpi") {
+    c.acpi = false;
+  } else if (name == "--on-reboot") {
+    c.on_reboot = TRY_CTX(ParseOnReboot(value), ctx);
+  } else if (name == "--stats") {
+    c.stats = true;
+  } else if (name == "--no-host-quirks") {
+    c.host_quirks = false;
+  } else {
+    return Err("unknown option " + ctx);
+  }
+  return {};
+}
+
+Result<Command> ParseCommandLine(std::span<const std::string> args, const FileReader& read_file) {
+  if (args.empty()) return Err("no command given (try kite --help)");
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") return Command(Help{});
+  if (args[0] == "--version" || args[0] == "-V") return Command(ShowVersion{});
+  if (args[0] != "run") return Err("unknown command '" + args[0] + "' (try kite --help)");
+
+  std::vector<std::pair<std::string, std::string>> options;
+  std::optional<std::string> config_path;
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string name = args[i], value;
+    if (name == "--help" || name == "-h") return Command(Help{});
+    size_t eq = name.find('=');
+    bool inline_value = name.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    const OptionSpec* spec = FindOption(name);
+    if (spec == nullptr) return Err("unknown option " + name + " (try kite --help)");
+    if (spec->takes_value && !inline_value) {
+      if (i + 1 >= args.size()) return Err("option " + name + " needs a value");
+      value = args[++i];
+    } else if (!spec->takes_value && inline_value) {
+      return Err("option " + name + " takes no value");
+    }
+    if (name == "--config") {
+      config_path = value;
+    } else {
+      options.emplace_back(name, value);
+    }
+  }
+
+  Run run;
+  if (config_path) {
+    std::string text = TRY_CTX(read_file(*config_path), "config " + *config_path);
+    std::string base_dir = std::filesystem::path(*config_path).parent_path().string();
+    TRY_CTX(ApplyConfigJson(text, base_dir, run.config), "config " + *config_path);
+  }
+  for (const auto& [name, value] : options) TRY(ApplyOption(name, value, run.config));
+  TRY(ValidateVmConfig(run.config));
+  return Command(std::move(run));
+}
+
+std::string UsageText() {
+  return R"(kite: a small virtual machine monitor on Linux KVM
+
+Usage:
+  kite run --kernel PATH [options]    boot a kernel
+  kite --help                         this text
+  kite --version                      the version
+
+Options of kite run:
+  --kernel PATH          ELF vmlinux (64-bit or PVH entry) or bzImage
+  --initrd PATH          initial ramdisk
+  --cmdline STR          kernel command line (default "console=ttyS0 reboot=k panic=1")
+  --cpus N               vCPUs, 1 to 254 (default 1)
+  --memory SIZE          guest RAM, e.g. 512M, 2G (default 512M)
+  --serial MODE          stdio (default), file:PATH or none; Ctrl-A x quits on stdio
+  --no-acpi              describe the machine with an MP table instead of ACPI
+  --on-reboot ACTION     exit (default, status 2) or restart when the guest resets
+  --config FILE.json     settings from a JSON file; command-line options win
+  --stats                print VM exit and device counters at the end
+  --no-host-quirks       do not adapt the kernel command line to an emulated KVM host
+
+Exit status: 0 guest powered off, 1 kite failed, 2 guest reset, 3 guest crashed,
+130 stopped by the user (Ctrl-A x, SIGINT, SIGTERM). See docs/CLI.md.
+)";
+}
+
+}  // namespace kite::cli

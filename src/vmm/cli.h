@@ -1,0 +1,50 @@
+// The `kite` command line and the --config JSON file, parsed into a VmConfig. Pure: file
+// reading is a parameter, so tests pass an in-memory reader. docs/CLI.md is the user reference.
+//
+//   kite run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory SIZE]
+//            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
+//            [--config FILE.json] [--stats] [--no-host-quirks]
+//   kite --help | kite --version
+//
+// Settings from --config are applied first; options on the command line win.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "base/result.h"
+#include "kite/kite.h"
+
+namespace kite::cli {
+
+struct Help {};
+struct ShowVersion {};
+struct Run {
+  VmConfig config;
+};
+using Command = std::variant<Help, ShowVersion, Run>;
+
+using FileReader = std::function<Result<std::string>(const std::string& path)>;
+
+// Reads a whole regular file of at most 1 MiB.
+Result<std::string> ReadConfigFile(const std::string& path);
+
+// `args` excludes argv[0]. The resulting config is validated.
+Result<Command> ParseCommandLine(std::span<const std::string> args,
+                                 const FileReader& read_file = ReadConfigFile);
+
+// Applies a JSON config object to `config`. Relative paths in it are taken relative to
+// `base_dir` (the config file's folder; empty: unchanged). Unknown keys and wrong types are
+// errors naming the key.
+Result<void> ApplyConfigJson(std::string_view json_text, const std::string& base_dir,
+                             VmConfig& config);
+
+// One command-line option ("--cpus", "4") applied to `config`.
+Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig& config);
+
+std::string UsageText();
+
+}  // namespace kite::cli

@@ -1,0 +1,117 @@
+// Thin wrappers over the /dev/kvm ioctls: the system (/dev/kvm), a VM and a vCPU.
+//
+// Each wrapper owns its file descriptor and turns failed ioctls into Errors naming the
+// operation. Nothing here knows about booting or devices; vm.cc and vcpu.cc put them together.
+// A VcpuFd is used by its own vCPU thread only, except RequestImmediateExit(), which any thread
+// may call to make the next (or current, together with a signal) KVM_RUN return.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "vmm/guest_memory.h"
+
+namespace kite {
+
+class VmFd;
+class VcpuFd;
+
+class KvmSystem {
+ public:
+  // Opens /dev/kvm (or `path`), checks API version 12 and the capabilities kite needs. Errors
+  // say how to fix the host ("load kvm_intel or kvm_amd", "add your user to the kvm group").
+  static Result<KvmSystem> Open(const char* path = "/dev/kvm");
+
+  Result<VmFd> CreateVm() const;
+  // KVM_CHECK_EXTENSION: > 0 when supported (some capabilities return a count).
+  int CheckExtension(int capability) const;
+  Result<std::vector<kvm_cpuid_entry2>> GetSupportedCpuid() const;
+  int fd() const { return fd_.get(); }
+
+ private:
+  explicit KvmSystem(UniqueFd fd, int vcpu_mmap_size)
+      : fd_(std::move(fd)), vcpu_mmap_size_(vcpu_mmap_size) {}
+  UniqueFd fd_;
+  int vcpu_mmap_size_ = 0;
+};
+
+class VmFd {
+ public:
+  VmFd(UniqueFd fd, int vcpu_mmap_size) : fd_(std::move(fd)), vcpu_mmap_size_(vcpu_mmap_size) {}
+
+  // One KVM memory slot per GuestMemory region (slot numbers from 0).
+  Result<void> MapMemory(const GuestMemory& memory);
+  // The three pages KVM needs for real-mode emulation on Intel, and the EPT identity map page.
+  Result<void> SetTssAddr(uint64_t addr);
+  Result<void> SetIdentityMapAddr(uint64_t addr);
+  // In-kernel PIC + IOAPIC + LAPICs, then the PIT (speaker port as a dummy).
+  Result<void> CreateIrqchip();
+  Result<void> CreatePit();
+  // KVM_IRQ_LINE: sets the level of a GSI on the in-kernel irqchip. Thread-safe.
+  Result<void> SetIrqLine(uint32_t gsi, bool level) const;
+  // eventfd registrations for devices served by the event loop.
+  Result<void> RegisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
+  Result<void> UnregisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
+  Result<void> RegisterIrqfd(int eventfd, uint32_t gsi);
+  Result<void> UnregisterIrqfd(int eventfd, uint32_t gsi);
+
+  Result<VcpuFd> CreateVcpu(uint32_t index) const;
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  int vcpu_mmap_size_ = 0;
+};
+
+class VcpuFd {
+ public:
+  VcpuFd(UniqueFd fd, uint32_t index, kvm_run* run, size_t run_size);
+  VcpuFd(VcpuFd&& other) noexcept;
+  VcpuFd& operator=(VcpuFd&&) = delete;
+  VcpuFd(const VcpuFd&) = delete;
+  ~VcpuFd();
+
+  // KVM_RUN once. Returns false (no error) when interrupted by a signal or immediate_exit;
+  // true when kvm_run holds an exit to handle.
+  Result<bool> Run();
+  void RequestImmediateExit();
+  void ClearImmediateExit();
+
+  // The whole shared kvm_run mapping (PIO data lives past the struct, at io.data_offset).
+  std::span<uint8_t> run_area() const { return {reinterpret_cast<uint8_t*>(run_), run_size_}; }
+  uint32_t index() const { return index_; }
+
+  Result<kvm_regs> GetRegs() const;
+  Result<void> SetRegs(const kvm_regs& regs);
+  Result<kvm_sregs> GetSregs() const;
+  Result<void> SetSregs(const kvm_sregs& sregs);
+  Result<kvm_fpu> GetFpu() const;
+  Result<void> SetFpu(const kvm_fpu& fpu);
+  Result<kvm_lapic_state> GetLapic() const;
+  Result<void> SetLapic(const kvm_lapic_state& lapic);
+  Result<kvm_vcpu_events> GetEvents() const;
+  Result<void> SetEvents(const kvm_vcpu_events& events);
+  Result<kvm_mp_state> GetMpState() const;
+  Result<void> SetMpState(uint32_t mp_state);
+  Result<void> SetCpuid(std::span<const kvm_cpuid_entry2> entries);
+  // Sets (index, value) pairs; fails naming the first MSR KVM refused.
+  Result<void> SetMsrs(std::span<const kvm_msr_entry> msrs);
+  // Reads the MSRs named by `indices`; fails naming the first one KVM cannot read.
+  Result<std::vector<kvm_msr_entry>> GetMsrs(std::span<const uint32_t> indices) const;
+  // Guest-virtual → guest-physical through the vCPU's current page tables.
+  Result<uint64_t> Translate(uint64_t linear) const;
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  uint32_t index_ = 0;
+  kvm_run* run_ = nullptr;
+  size_t run_size_ = 0;
+};
+
+}  // namespace kite

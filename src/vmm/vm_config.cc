@@ -1,0 +1,75 @@
+// VmConfig validation and the VM outcome → exit status mapping (include/kite/kite.h).
+#include <string>
+
+#include "base/units.h"
+#include "kite/kite.h"
+#include "vmm/cpuid.h"
+
+#ifndef KITE_VERSION
+#define KITE_VERSION "unknown"
+#endif
+
+namespace kite {
+
+Result<void> ValidateVmConfig(const VmConfig& c) {
+  if (c.kernel.empty()) return Err("no kernel given (--kernel PATH)");
+  if (c.cpus < 1 || c.cpus > kMaxCpus) {
+    return Err("cpus: " + std::to_string(c.cpus) + " is out of range (expected 1 to " +
+               std::to_string(kMaxCpus) + ")");
+  }
+  if (c.memory < kMinMemory) {
+    return Err("memory: " + FormatSize(c.memory) + " is too small (at least " +
+               FormatSize(kMinMemory) + ")");
+  }
+  if (c.memory > kMaxMemory) {
+    return Err("memory: " + FormatSize(c.memory) + " is too large (at most " +
+               FormatSize(kMaxMemory) + ")");
+  }
+  if (c.memory % 4096 != 0) {
+    return Err("memory: " + std::to_string(c.memory) + " bytes is not a multiple of 4 KiB");
+  }
+  if (c.serial == SerialMode::kFile && c.serial_path.empty()) {
+    return Err("serial: file mode needs a path (file:PATH)");
+  }
+  if (c.cmdline.find('\0') != std::string::npos) return Err("cmdline: contains a NUL byte");
+  TRY_CTX(ParseCpuTemplate(c.cpu_template), "cpu_template");
+  return {};
+}
+
+int VmOutcome::ExitStatus() const {
+  switch (end) {
+    case VmEnd::kPowerOff:
+      return 0;
+    case VmEnd::kError:
+      return 1;
+    case VmEnd::kReset:
+      return 2;
+    case VmEnd::kCrash:
+      return 3;
+    case VmEnd::kStopped:
+      return 130;
+  }
+  return 1;
+}
+
+const char* VmEndName(VmEnd end) {
+  switch (end) {
+    case VmEnd::kPowerOff:
+      return "power off";
+    case VmEnd::kError:
+      return "error";
+    case VmEnd::kReset:
+      return "reset";
+    case VmEnd::kCrash:
+      return "crash";
+    case VmEnd::kStopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+const char* Version() {
+  return KITE_VERSION;
+}
+
+}  // namespace kite

@@ -1,0 +1,207 @@
+// Command line and JSON config parsing.
+#include "vmm/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kite::cli {
+namespace {
+
+// Files the parser may "read".
+std::map<std::string, std::string> g_files;
+
+Result<std::string> FakeRead(const std::string& path) {
+  auto it = g_files.find(path);
+  if (it == g_files.end()) return Err("no such file");
+  return it->second;
+}
+
+Result<Command> Parse(std::vector<std::string> args) {
+  return ParseCommandLine(args, FakeRead);
+}
+
+VmConfig ParseRun(std::vector<std::string> args) {
+  auto r = Parse(std::move(args));
+  EXPECT_TRUE(r) << (r ? "" : r.error().message());
+  if (!r || !std::holds_alternative<Run>(*r)) return {};
+  return std::get<Run>(*r).config;
+}
+
+std::string ParseError(std::vector<std::string> args) {
+  auto r = Parse(std::move(args));
+  EXPECT_FALSE(r);
+  return r ? "" : r.error().message();
+}
+
+TEST(Cli, Run_AllOptions) {
+  VmConfig c = ParseRun({"run", "--kernel", "vmlinux", "--initrd", "initrd.cpio", "--cmdline",
+                         "console=ttyS0 quiet", "--cpus", "4", "--memory", "1G", "--serial",
+                         "file:/tmp/out.log", "--no-acpi", "--on-reboot", "restart", "--stats",
+                         "--no-host-quirks"});
+  EXPECT_EQ(c.kernel, "vmlinux");
+  EXPECT_EQ(c.initrd, "initrd.cpio");
+  EXPECT_EQ(c.cmdline, "console=ttyS0 quiet");
+  EXPECT_EQ(c.cpus, 4u);
+  EXPECT_EQ(c.memory, 1ull << 30);
+  EXPECT_EQ(c.serial, SerialMode::kFile);
+  EXPECT_EQ(c.serial_path, "/tmp/out.log");
+  EXPECT_FALSE(c.acpi);
+  EXPECT_EQ(c.on_reboot, OnReboot::kRestart);
+  EXPECT_TRUE(c.stats);
+  EXPECT_FALSE(c.host_quirks);
+}
+
+TEST(Cli, Run_Defaults) {
+  VmConfig c = ParseRun({"run", "--kernel", "k"});
+  EXPECT_EQ(c.cpus, 1u);
+  EXPECT_EQ(c.memory, 512ull << 20);
+  EXPECT_EQ(c.serial, SerialMode::kStdio);
+  EXPECT_TRUE(c.acpi);
+  EXPECT_EQ(c.on_reboot, OnReboot::kExit);
+  EXPECT_TRUE(c.host_quirks);
+}
+
+TEST(Cli, Run_EqualsForm) {
+  VmConfig c = ParseRun({"run", "--kernel=k", "--cpus=2", "--serial=none"});
+  EXPECT_EQ(c.kernel, "k");
+  EXPECT_EQ(c.cpus, 2u);
+  EXPECT_EQ(c.serial, SerialMode::kNone);
+}
+
+TEST(Cli, HelpAndVersion) {
+  EXPECT_TRUE(std::holds_alternative<Help>(*Parse({"--help"})));
+  EXPECT_TRUE(std::holds_alternative<Help>(*Parse({"run", "--help"})));
+  EXPECT_TRUE(std::holds_alternative<ShowVersion>(*Parse({"--version"})));
+  EXPECT_NE(UsageText().find("--on-reboot"), std::string::npos);
+}
+
+TEST(Cli, NoCommand_Refused) {
+  EXPECT_NE(ParseError({}).find("no command"), std::string::npos);
+}
+
+TEST(Cli, UnknownCommand_Refused) {
+  EXPECT_NE(ParseError({"restore", "dir"}).find("unknown command 'restore'"), std::string::npos);
+}
+
+TEST(Cli, UnknownOption_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--gpu"}).find("--gpu"), std::string::npos);
+}
+
+TEST(Cli, MissingValue_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel"}).find("needs a value"), std::string::npos);
+}
+
+TEST(Cli, FlagWithValue_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--stats=yes"}).find("takes no value"),
+            std::string::npos);
+}
+
+TEST(Cli, NoKernel_Refused) {
+  EXPECT_NE(ParseError({"run"}).find("kernel"), std::string::npos);
+}
+
+TEST(Cli, CpusZero_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--cpus", "0"}).find("--cpus"), std::string::npos);
+}
+
+TEST(Cli, Cpus255_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--cpus", "255"}).find("out of range"),
+            std::string::npos);
+}
+
+TEST(Cli, CpusGarbage_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--cpus", "2x"}).find("not a number"),
+            std::string::npos);
+}
+
+TEST(Cli, MemoryGarbage_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--memory", "lots"}).find("--memory"),
+            std::string::npos);
+}
+
+TEST(Cli, MemoryTooSmall_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--memory", "1M"}).find("too small"),
+            std::string::npos);
+}
+
+TEST(Cli, BadSerial_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--serial", "tcp:1"}).find("serial mode"),
+            std::string::npos);
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--serial", "file:"}).find("serial mode"),
+            std::string::npos);
+}
+
+TEST(Cli, BadOnReboot_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--on-reboot", "halt"}).find("on-reboot"),
+            std::string::npos);
+}
+
+TEST(Cli, Config_AppliedAndCommandLineWins) {
+  g_files["/etc/vm.json"] =
+      R"({"kernel": "vmlinux", "cpus": 2, "memory": "256M", "acpi": false, "stats": true,
+          "serial": "file:out.log", "on_reboot": "restart", "cmdline": "quiet"})";
+  VmConfig c = ParseRun({"run", "--cpus", "3", "--config", "/etc/vm.json"});
+  EXPECT_EQ(c.kernel, "/etc/vmlinux");  // relative to the config file
+  EXPECT_EQ(c.serial_path, "/etc/out.log");
+  EXPECT_EQ(c.cpus, 3u);
+  EXPECT_EQ(c.memory, 256ull << 20);
+  EXPECT_FALSE(c.acpi);
+  EXPECT_TRUE(c.stats);
+  EXPECT_EQ(c.on_reboot, OnReboot::kRestart);
+  EXPECT_EQ(c.cmdline, "quiet");
+}
+
+TEST(Cli, Config_MemoryAsBytes) {
+  VmConfig c;
+  ASSERT_TRUE(ApplyConfigJson(R"({"memory": 67108864})", "", c));
+  EXPECT_EQ(c.memory, 64ull << 20);
+}
+
+TEST(Cli, Config_MissingFile_NamesIt) {
+  EXPECT_NE(ParseError({"run", "--config", "/nope.json"}).find("/nope.json"), std::string::npos);
+}
+
+std::string JsonError(const std::string& text) {
+  VmConfig c;
+  auto r = ApplyConfigJson(text, "", c);
+  EXPECT_FALSE(r) << text;
+  return r ? "" : r.error().message();
+}
+
+TEST(Cli, Config_UnknownKey_NamesKey) {
+  EXPECT_NE(JsonError(R"({"kernal": "x"})").find("unknown key 'kernal'"), std::string::npos);
+}
+
+TEST(Cli, Config_WrongType_NamesKey) {
+  EXPECT_NE(JsonError(R"({"cpus": "four"})").find("'cpus'"), std::string::npos);
+  EXPECT_NE(JsonError(R"({"acpi": 1})").find("'acpi'"), std::string::npos);
+  EXPECT_NE(JsonError(R"({"kernel": 7})").find("'kernel'"), std::string::npos);
+  EXPECT_NE(JsonError(R"({"memory": [1]})").find("'memory'"), std::string::npos);
+}
+
+TEST(Cli, C2_Config_OutOfRangeNumbers_Refused) {
+  EXPECT_NE(JsonError(R"({"cpus": 18446744073709551615})").find("'cpus'"), std::string::npos);
+  EXPECT_NE(JsonError(R"({"cpus": -1})").find("'cpus'"), std::string::npos);
+  EXPECT_NE(JsonError(R"({"memory": -1})").find("'memory'"), std::string::npos);
+  EXPECT_NE(JsonError(R"({"cpus": 2.5})").find("'cpus'"), std::string::npos);
+}
+
+TEST(Cli, C1_Config_NotJson_Refused) {
+  EXPECT_NE(JsonError("{\"kernel\": ").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(JsonError("[1, 2]").find("object"), std::string::npos);
+}
+
+TEST(Cli, ExampleConfigFile_Parses) {
+  std::string path = std::string(KITE_SOURCE_DIR) + "/examples/vm.json";
+  auto r = ParseCommandLine(std::vector<std::string>{"run", "--config", path});
+  ASSERT_TRUE(r) << r.error().message();
+  const VmConfig& c = std::get<cli::Run>(*r).config;
+  EXPECT_EQ(c.cpus, 2u);
+  EXPECT_EQ(c.kernel, std::string(KITE_SOURCE_DIR) + "/examples/../../shared/guest/vmlinux");
+}
+
+}  // namespace
+}  // namespace kite::cli
