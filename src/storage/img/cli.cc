@@ -1,0 +1,490 @@
+// kite-img command line parsing: a small getopt-like walker (short options, clustered flags,
+// --long and --long=value, "--" ends options, options may follow positionals as with GNU
+// getopt) and one function per subcommand that turns the walked options into its Args struct.
+#include "storage/img/cli.h"
+
+#include <span>
+#include <string_view>
+
+#include "base/units.h"
+
+namespace kite::img {
+namespace {
+
+struct OptDef {
+  std::string_view key;  // one letter for a short option, else the long name
+  bool has_arg;
+  std::string_view long_alias = {};  // a long name for a short option
+};
+
+struct Opt {
+  std::string key;
+  std::string value;
+};
+
+struct Walked {
+  std::vector<Opt> opts;
+  std::vector<std::string> positional;
+};
+
+const OptDef* FindLong(std::span<const OptDef> defs, std::string_view name) {
+  for (const OptDef& d : defs) {
+    if (d.key == name || (!d.long_alias.empty() && d.long_alias == name)) return &d;
+  }
+  return nullptr;
+}
+
+Result<Walked> Walk(std::span<const std::string> args, std::span<const OptDef> defs) {
+  Walked out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      for (++i; i < args.size(); ++i) out.positional.push_back(args[i]);
+      break;
+    }
+    if (a.size() > 2 && a.starts_with("--")) {
+      std::string_view body = std::string_view(a).substr(2);
+      size_t eq = body.find('=');
+      std::string_view name = body.substr(0, eq);
+      const OptDef* d = FindLong(defs, name);
+      if (d == nullptr || (d->key.size() == 1 && d->long_alias != name)) {
+        return Err("unrecognized option '--" + std::string(name) + "'");
+      }
+      Opt opt{std::string(d->key), ""};
+      if (d->has_arg) {
+        if (eq != std::string_view::npos) {
+          opt.value = std::string(body.substr(eq + 1));
+        } else if (i + 1 < args.size()) {
+          opt.value = args[++i];
+        } else {
+          return Err("option '--" + std::string(name) + "' requires an argument");
+        }
+      } else if (eq != std::string_view::npos) {
+        return Err("option '--" + std::string(name) + "' doesn't allow an argument");
+      }
+      out.opts.push_back(std::move(opt));
+      continue;
+    }
+    if (a.size() < 2 || a[0] != '-') {
+      out.positional.push_back(a);
+      continue;
+    }
+    for (size_t j = 1; j < a.size(); ++j) {
+      std::string_view letter = std::string_view(a).substr(j, 1);
+      const OptDef* d = nullptr;
+      for (const OptDef& def : defs) {
+        if (def.key == letter) d = &def;
+      }
+      if (d == nullptr) return Err("invalid option -- '" + std::string(letter) + "'");
+      Opt opt{std::string(letter), ""};
+      if (d->has_arg) {
+        if (j + 1 < a.size()) {
+          opt.value = a.substr(j + 1);
+        } else if (i + 1 < args.size()) {
+          opt.value = args[++i];
+        } else {
+          return Err("option requires an argument -- '" + std::string(letter) + "'");
+        }
+        out.opts.push_back(std::move(opt));
+        break;
+      }
+      out.opts.push_back(std::move(opt));
+    }
+  }
+  return out;
+}
+
+Result<OutputFormat> ParseOutput(const std::string& v) {
+  if (v == "human") return OutputFormat::kHuman;
+  if (v == "json") return OutputFormat::kJson;
+  return Err("--output must be used with human or json as argument.");
+}
+
+Result<uint64_t> ParseNumber(const std::string& v, const char* what) {
+  auto r = ParseSize(v);
+  if (!r) return Err(std::string("Invalid ") + what + " specified: '" + v + "'");
+  return *r;
+}
+
+Result<void> ExpectPositional(const Walked& w, size_t min, size_t max) {
+  if (w.positional.size() < min) return Err("Expecting image file name");
+  if (w.positional.size() > max) return Err("Expecting one image file name");
+  return {};
+}
+
+constexpr OptDef kCreateDefs[] = {{"f", true}, {"o", true},  {"b", true},
+                                  {"F", true}, {"u", false}, {"q", false}};
+
+Result<Command> ParseCreate(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kCreateDefs));
+  CreateArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "o") c.options.push_back(o.value);
+    if (o.key == "b") c.backing = o.value;
+    if (o.key == "F") c.backing_format = o.value;
+    if (o.key == "u") c.unsafe = true;
+    if (o.key == "q") c.quiet = true;
+  }
+  if (w.positional.empty()) return Err("Expecting image file name");
+  if (w.positional.size() > 2) return Err("Unexpected argument: " + w.positional[2]);
+  c.filename = w.positional[0];
+  if (w.positional.size() == 2) {
+    auto size = ParseSize(w.positional[1]);
+    if (!size) {
+      return Err(
+          "Invalid image size specified. You may use k, M, G, T, P or E suffixes for "
+          "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+    }
+    c.size = *size;
+  } else if (c.backing.empty()) {
+    return Err("Image creation needs a size parameter");
+  }
+  return Command(std::move(c));
+}
+
+constexpr OptDef kInfoDefs[] = {
+    {"f", true}, {"U", false, "force-share"}, {"output", true}, {"backing-chain", false}};
+
+Result<Command> ParseInfo(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kInfoDefs));
+  InfoArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "U") c.force_share = true;
+    if (o.key == "output") c.output = TRY(ParseOutput(o.value));
+    if (o.key == "backing-chain") c.backing_chain = true;
+  }
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kCheckDefs[] = {
+    {"f", true}, {"r", true}, {"q", false}, {"U", false, "force-share"}, {"output", true}};
+
+Result<Command> ParseCheck(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kCheckDefs));
+  CheckArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "U") c.force_share = true;
+    if (o.key == "output") c.output = TRY(ParseOutput(o.value));
+    if (o.key == "r") {
+      if (o.value == "leaks") {
+        c.repair = RepairMode::kLeaks;
+      } else if (o.value == "all") {
+        c.repair = RepairMode::kAll;
+      } else {
+        return Err("Invalid option for -r: '" + o.value + "' (expected leaks or all)");
+      }
+    }
+  }
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kMapDefs[] = {{"f", true}, {"U", false, "force-share"}, {"output", true}};
+
+Result<Command> ParseMap(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kMapDefs));
+  MapArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "U") c.force_share = true;
+    if (o.key == "output") c.output = TRY(ParseOutput(o.value));
+  }
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kCompareDefs[] = {{"f", true},  {"F", true},  {"s", false},
+                                   {"p", false}, {"q", false}, {"U", false, "force-share"}};
+
+Result<Command> ParseCompare(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kCompareDefs));
+  CompareArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format1 = o.value;
+    if (o.key == "F") c.format2 = o.value;
+    if (o.key == "s") c.strict = true;
+    if (o.key == "p") c.progress = true;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "U") c.force_share = true;
+  }
+  if (w.positional.size() != 2) return Err("Expecting two image file names");
+  c.filename1 = w.positional[0];
+  c.filename2 = w.positional[1];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kMeasureDefs[] = {{"O", true},    {"o", true},
+                                   {"f", true},    {"U", false, "force-share"},
+                                   {"size", true}, {"output", true}};
+
+Result<Command> ParseMeasure(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kMeasureDefs));
+  MeasureArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "O") c.out_format = o.value;
+    if (o.key == "o") c.options.push_back(o.value);
+    if (o.key == "f") c.in_format = o.value;
+    if (o.key == "U") c.force_share = true;
+    if (o.key == "size") c.size = TRY(ParseNumber(o.value, "image size"));
+    if (o.key == "output") c.output = TRY(ParseOutput(o.value));
+  }
+  if (c.size && !w.positional.empty()) {
+    return Err("--size N cannot be used together with a filename.");
+  }
+  if (!c.size && w.positional.size() != 1) {
+    return Err("Either --size N or one filename must be specified.");
+  }
+  if (!w.positional.empty()) c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kConvertDefs[] = {
+    {"f", true},  {"O", true},  {"o", true}, {"c", false}, {"S", true},
+    {"p", false}, {"q", false}, {"B", true}, {"F", true},  {"U", false, "force-share"}};
+
+Result<Command> ParseConvert(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kConvertDefs));
+  ConvertArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.in_format = o.value;
+    if (o.key == "O") c.out_format = o.value;
+    if (o.key == "o") c.options.push_back(o.value);
+    if (o.key == "c") c.compress = true;
+    if (o.key == "S") c.min_sparse = TRY(ParseNumber(o.value, "buffer size for sparse output"));
+    if (o.key == "p") c.progress = true;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "B") c.backing = o.value;
+    if (o.key == "F") c.backing_format = o.value;
+    if (o.key == "U") c.force_share = true;
+  }
+  if (c.min_sparse % 512 != 0) {
+    return Err("Invalid buffer size for sparse output specified (must be a multiple of 512)");
+  }
+  if (w.positional.size() < 2) return Err("Must specify image file name");
+  if (w.positional.size() > 2) return Err("Only one input image is supported");
+  if (c.progress && c.quiet) c.progress = false;
+  c.input = w.positional[0];
+  c.output = w.positional[1];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kCommitDefs[] = {
+    {"f", true}, {"b", true}, {"d", false}, {"p", false}, {"q", false}};
+
+Result<Command> ParseCommit(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kCommitDefs));
+  CommitArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "b") c.base = o.value;
+    if (o.key == "d") c.drop = true;
+    if (o.key == "p") c.progress = true;
+    if (o.key == "q") c.quiet = true;
+  }
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kRebaseDefs[] = {{"f", true},  {"b", true},  {"F", true},
+                                  {"u", false}, {"p", false}, {"q", false}};
+
+Result<Command> ParseRebase(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kRebaseDefs));
+  RebaseArgs c;
+  bool have_backing = false;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "b") c.backing = o.value, have_backing = true;
+    if (o.key == "F") c.backing_format = o.value;
+    if (o.key == "u") c.unsafe = true;
+    if (o.key == "p") c.progress = true;
+    if (o.key == "q") c.quiet = true;
+  }
+  if (!have_backing) return Err("Must specify backing file (-b)");
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kResizeDefs[] = {
+    {"f", true}, {"q", false}, {"shrink", false}, {"preallocation", true}};
+
+Result<Command> ParseResize(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kResizeDefs));
+  ResizeArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "shrink") c.shrink = true;
+    if (o.key == "preallocation") c.preallocation = o.value;
+  }
+  if (w.positional.size() != 2) return Err("Expecting image file name and size");
+  c.filename = w.positional[0];
+  std::string_view size = w.positional[1];
+  if (size.starts_with('+'))
+    c.mode = ResizeArgs::Mode::kGrow, size.remove_prefix(1);
+  else if (size.starts_with('-'))
+    c.mode = ResizeArgs::Mode::kShrink, size.remove_prefix(1);
+  auto bytes = ParseSize(size);
+  if (!bytes) return Err("Invalid image size specified: '" + w.positional[1] + "'");
+  c.size = *bytes;
+  return Command(std::move(c));
+}
+
+constexpr OptDef kSnapshotDefs[] = {{"l", false},
+                                    {"c", true},
+                                    {"a", true},
+                                    {"d", true},
+                                    {"f", true},
+                                    {"q", false},
+                                    {"U", false, "force-share"},
+                                    {"output", true}};
+
+Result<Command> ParseSnapshot(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kSnapshotDefs));
+  SnapshotArgs c;
+  int actions = 0;
+  for (const Opt& o : w.opts) {
+    using A = SnapshotArgs::Action;
+    if (o.key == "l") c.action = A::kList, ++actions;
+    if (o.key == "c") c.action = A::kCreate, c.name = o.value, ++actions;
+    if (o.key == "a") c.action = A::kApply, c.name = o.value, ++actions;
+    if (o.key == "d") c.action = A::kDelete, c.name = o.value, ++actions;
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "U") c.force_share = true;
+    if (o.key == "output") c.output = TRY(ParseOutput(o.value));
+  }
+  if (actions > 1) return Err("Cannot mix '-l', '-a', '-c', '-d'");
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+constexpr OptDef kBenchDefs[] = {{"c", true},
+                                 {"d", true},
+                                 {"f", true},
+                                 {"n", false},
+                                 {"o", true},
+                                 {"s", true},
+                                 {"S", true},
+                                 {"t", true},
+                                 {"w", false},
+                                 {"q", false},
+                                 {"U", false, "force-share"},
+                                 {"pattern", true},
+                                 {"flush-interval", true},
+                                 {"no-drain", false}};
+
+Result<Command> ParseBench(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kBenchDefs));
+  BenchArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "c") c.count = TRY(ParseNumber(o.value, "request count"));
+    if (o.key == "d") {
+      uint64_t d = TRY(ParseNumber(o.value, "queue depth"));
+      if (d == 0 || d > 4096) return Err("Invalid queue depth specified");
+      c.depth = static_cast<uint32_t>(d);
+    }
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "n") c.native_aio = true;
+    if (o.key == "o") c.offset = TRY(ParseNumber(o.value, "offset"));
+    if (o.key == "s") c.buffer_size = TRY(ParseNumber(o.value, "buffer size"));
+    if (o.key == "S") c.step = TRY(ParseNumber(o.value, "step size"));
+    if (o.key == "t") c.cache = o.value;
+    if (o.key == "w") c.write = true;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "U") c.force_share = true;
+    if (o.key == "no-drain") c.no_drain = true;
+    if (o.key == "flush-interval") c.flush_interval = TRY(ParseNumber(o.value, "flush interval"));
+    if (o.key == "pattern") {
+      uint64_t p = TRY(ParseNumber(o.value, "pattern byte"));
+      if (p > 0xff) return Err("Invalid pattern byte specified");
+      c.pattern = static_cast<uint8_t>(p);
+    }
+  }
+  if (c.buffer_size == 0 || c.buffer_size > (1u << 30)) return Err("Invalid buffer size specified");
+  if (c.flush_interval != 0 && !c.write)
+    return Err("--flush-interval is only available in write tests");
+  TRY(ExpectPositional(w, 1, 1));
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
+}  // namespace
+
+Result<Command> ParseCommandLine(const std::vector<std::string>& args) {
+  if (args.empty()) return Err("Not enough arguments\nTry 'kite-img --help' for more information");
+  const std::string& cmd = args[0];
+  std::span<const std::string> rest(args.data() + 1, args.size() - 1);
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") return Command(HelpArgs{});
+  if (cmd == "create") return ParseCreate(rest);
+  if (cmd == "info") return ParseInfo(rest);
+  if (cmd == "check") return ParseCheck(rest);
+  if (cmd == "map") return ParseMap(rest);
+  if (cmd == "compare") return ParseCompare(rest);
+  if (cmd == "measure") return ParseMeasure(rest);
+  if (cmd == "convert") return ParseConvert(rest);
+  if (cmd == "commit") return ParseCommit(rest);
+  if (cmd == "rebase") return ParseRebase(rest);
+  if (cmd == "resize") return ParseResize(rest);
+  if (cmd == "snapshot") return ParseSnapshot(rest);
+  if (cmd == "bench") return ParseBench(rest);
+  return Err("Command not found: " + cmd);
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ParseOptionList(
+    const std::vector<std::string>& lists) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& list : lists) {
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      std::string item = list.substr(pos, comma == std::string::npos ? comma : comma - pos);
+      pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
+      if (item.empty()) continue;
+      size_t eq = item.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        if (item == "help" || item == "?") return Err("Option help is not supported");
+        return Err("Invalid parameter '" + item + "' (expected name=value)");
+      }
+      out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+const char* UsageText() {
+  return "usage: kite-img [standard options] command [command options]\n"
+         "kite image utility (follows qemu-img)\n\n"
+         "Command syntax:\n"
+         "  bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [--no-drain] [-n]\n"
+         "        [-o offset] [--pattern=N] [-q] [-s buffer_size] [-S step] [-t cache] [-w]\n"
+         "        [-U] filename\n"
+         "  check [-q] [--output=ofmt] [-f fmt] [-r [leaks | all]] [-U] filename\n"
+         "  commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n"
+         "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"
+         "  convert [-c] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F fmt]]\n"
+         "          [-o options] [-S sparse_size] [-U] filename output_filename\n"
+         "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options]\n"
+         "         filename [size]\n"
+         "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"
+         "  map [-f fmt] [--output=ofmt] [-U] filename\n"
+         "  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] filename]\n"
+         "  rebase [-q] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] filename\n"
+         "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size\n"
+         "  snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] [-U] filename\n\n"
+         "Supported formats: raw qcow2 (read and write), vmdk (read: monolithicSparse,\n"
+         "streamOptimized)\n";
+}
+
+}  // namespace kite::img

@@ -1,0 +1,175 @@
+// kite-img create: option validation (create_spec.h) and the create subcommand itself.
+#include "base/units.h"
+#include "storage/img/cli.h"
+#include "storage/img/commands.h"
+#include "storage/img/create_spec.h"
+#include "storage/img/image_open.h"
+#include "storage/raw_image.h"
+
+namespace kite::img {
+namespace {
+
+using storage::ImageFormat;
+
+Result<bool> ParseOnOff(const std::string& name, const std::string& value) {
+  if (value == "on" || value == "true") return true;
+  if (value == "off" || value == "false") return false;
+  return Err("Parameter '" + name + "' expects 'on' or 'off'");
+}
+
+Result<void> ApplyQcow2Option(CreateSpec& spec, const std::string& key, const std::string& v) {
+  storage::Qcow2CreateOptions& q = spec.qcow2;
+  if (key == "compat") {
+    if (v == "v2" || v == "0.10")
+      q.compat = "0.10";
+    else if (v == "v3" || v == "1.1")
+      q.compat = "1.1";
+    else
+      return Err("Invalid parameter '" + v + "' for compat (expected 0.10 or 1.1)");
+  } else if (key == "cluster_size") {
+    uint64_t size = TRY(ParseSize(v));
+    if (size < 512 || size > (2u << 20) || (size & (size - 1)) != 0) {
+      return Err("Cluster size must be a power of two between 512 and 2048k");
+    }
+    q.cluster_size = static_cast<uint32_t>(size);
+  } else if (key == "lazy_refcounts") {
+    q.lazy_refcounts = TRY(ParseOnOff(key, v));
+  } else if (key == "refcount_bits") {
+    uint64_t bits = TRY(ParseSize(v));
+    if (bits == 0 || bits > 64 || (bits & (bits - 1)) != 0) {
+      return Err("Refcount width must be a power of two and may not exceed 64 bits");
+    }
+    q.refcount_bits = static_cast<int>(bits);
+  } else if (key == "compression_type") {
+    q.compression_type = TRY(storage::ParseCompressionType(v));
+  } else if (key == "extended_l2") {
+    if (TRY(ParseOnOff(key, v))) return Err("extended_l2=on is not supported by kite");
+  } else if (key == "encryption" || key == "encrypt.format" || key == "data_file" ||
+             key == "data_file_raw") {
+    return Err("Parameter '" + key + "' is not supported by kite");
+  } else {
+    return Err("Invalid parameter '" + key + "'");
+  }
+  return {};
+}
+
+Result<void> CheckQcow2Combination(const storage::Qcow2CreateOptions& q) {
+  if (q.compat == "0.10") {
+    if (q.lazy_refcounts)
+      return Err(
+          "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or "
+          "greater)");
+    if (q.refcount_bits != 16)
+      return Err(
+          "Different refcount widths than 16 bits require compatibility level 1.1 or above (use "
+          "compat=1.1 or greater)");
+    if (q.compression_type != storage::CompressionType::kZlib) {
+      return Err("Compression type other than zlib requires compat=1.1 or greater");
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
+  CreateSpec spec;
+  auto format = storage::ParseImageFormat(r.format);
+  if (!format) return Err("Unknown file format '" + r.format + "'");
+  spec.format = *format;
+  if (spec.format == ImageFormat::kVmdk) return Err("kite-img cannot create VMDK images");
+  std::string backing = r.backing;
+  std::optional<std::string> backing_format = r.backing_format;
+  std::optional<uint64_t> size = r.size;
+  auto options = TRY(ParseOptionList(r.options));
+  for (const auto& [key, value] : options) {
+    if (key == "size") {
+      size = TRY(ParseSize(value));
+    } else if (key == "preallocation") {
+      spec.preallocation = TRY(storage::ParsePreallocation(value));
+    } else if (key == "backing_file") {
+      backing = value;
+    } else if (key == "backing_fmt") {
+      backing_format = value;
+    } else if (spec.format == ImageFormat::kRaw) {
+      return Err("Invalid parameter '" + key + "'");
+    } else {
+      TRY(ApplyQcow2Option(spec, key, value));
+    }
+  }
+  if (!backing.empty()) {
+    if (spec.format != ImageFormat::kQcow2) {
+      return Err("Backing file not supported for file format '" + r.format + "'");
+    }
+    if (!backing_format) return Err("Backing file specified without backing format");
+    TRY(storage::ParseImageFormat(*backing_format));
+    if (spec.preallocation != storage::Preallocation::kOff) {
+      return Err(
+          "Backing file and preallocation can only be used at the same time if "
+          "extended_l2 is on");
+    }
+  }
+  if (!size && backing.empty()) return Err("Image creation needs a size parameter");
+  spec.size_given = size.has_value();
+  spec.size = size.value_or(0);
+  spec.qcow2.size = spec.size;
+  spec.qcow2.backing_file = backing;
+  spec.qcow2.backing_format = backing_format.value_or("");
+  spec.qcow2.preallocation = spec.preallocation;
+  if (spec.format == ImageFormat::kQcow2) TRY(CheckQcow2Combination(spec.qcow2));
+  return spec;
+}
+
+std::string FormattingLine(const std::string& filename, const CreateSpec& spec) {
+  std::string line = "Formatting '" + filename + "', fmt=" + ImageFormatName(spec.format);
+  std::string prealloc;
+  if (spec.preallocation != storage::Preallocation::kOff) {
+    prealloc = std::string(" preallocation=") + storage::PreallocationName(spec.preallocation);
+  }
+  if (spec.format == ImageFormat::kRaw)
+    return line + " size=" + std::to_string(spec.size) + prealloc;
+  const storage::Qcow2CreateOptions& q = spec.qcow2;
+  line += " cluster_size=" + std::to_string(q.cluster_size) + " extended_l2=off" + prealloc;
+  line += std::string(" compression_type=") + storage::CompressionTypeName(q.compression_type);
+  line += " size=" + std::to_string(spec.size);
+  if (!q.backing_file.empty()) {
+    line += " backing_file=" + q.backing_file + " backing_fmt=" + q.backing_format;
+  }
+  if (q.compat != "1.1") line += " compat=" + q.compat;
+  line += std::string(" lazy_refcounts=") + (q.lazy_refcounts ? "on" : "off");
+  line += " refcount_bits=" + std::to_string(q.refcount_bits);
+  return line;
+}
+
+Result<void> CreateImage(const std::string& filename, const CreateSpec& spec) {
+  if (spec.format == ImageFormat::kRaw) {
+    return storage::CreateRaw(filename, spec.size, spec.preallocation);
+  }
+  storage::Qcow2CreateOptions q = spec.qcow2;
+  q.size = spec.size;
+  return storage::CreateQcow2(filename, q);
+}
+
+int RunCreate(const CreateArgs& args, Console& console) {
+  auto spec =
+      BuildCreateSpec({args.format, args.options, args.backing, args.backing_format, args.size});
+  if (!spec) return Fail(console, std::move(spec).error().Context(args.filename));
+  const std::string& backing = spec->qcow2.backing_file;
+  if (!backing.empty() && (!args.unsafe || !spec->size_given)) {
+    // Like qemu-img: the backing file must open, and gives the size when none was named.
+    std::string resolved = ResolveRelative(args.filename, backing);
+    auto format = ResolveFormat(resolved, spec->qcow2.backing_format);
+    if (!format) return Fail(console, format.error());
+    ToolOpenOptions options;
+    options.force_share = true;
+    auto image = OpenForTool(resolved, *format, options);
+    if (!image) return Fail(console, std::move(image).error().Context(args.filename));
+    if (!spec->size_given) spec->size = (*image)->size();
+  }
+  if (!args.quiet) console.out << FormattingLine(args.filename, *spec) << "\n";
+  auto created = CreateImage(args.filename, *spec);
+  if (!created) return Fail(console, std::move(created).error().Context(args.filename));
+  return 0;
+}
+
+}  // namespace kite::img

@@ -1,0 +1,216 @@
+// kite-img command-line parsing: qemu-img's option letters, clustered flags, --long=value,
+// positional checks and the -o option lists.
+#include <gtest/gtest.h>
+
+#include "storage/img/cli.h"
+
+namespace kite::img {
+namespace {
+
+template <typename T>
+T Parse(std::vector<std::string> args) {
+  auto c = ParseCommandLine(args);
+  EXPECT_TRUE(c) << (c ? "" : c.error().message());
+  if (!c || !std::holds_alternative<T>(*c)) {
+    ADD_FAILURE() << "wrong subcommand";
+    return T{};
+  }
+  return std::get<T>(*c);
+}
+
+bool Refused(std::vector<std::string> args) {
+  return !ParseCommandLine(args).has_value();
+}
+
+TEST(ImgCli, Create_AllOptions) {
+  auto c = Parse<CreateArgs>({"create", "-f", "qcow2", "-o", "cluster_size=4k", "-b", "b.img", "-F",
+                              "raw", "-u", "-q", "x.qcow2", "1G"});
+  EXPECT_EQ(c.format, "qcow2");
+  ASSERT_EQ(c.options.size(), 1u);
+  EXPECT_EQ(c.options[0], "cluster_size=4k");
+  EXPECT_EQ(c.backing, "b.img");
+  EXPECT_EQ(c.backing_format, "raw");
+  EXPECT_TRUE(c.unsafe);
+  EXPECT_TRUE(c.quiet);
+  EXPECT_EQ(c.filename, "x.qcow2");
+  EXPECT_EQ(c.size, 1ull << 30);
+}
+
+TEST(ImgCli, Create_AttachedOptionValue) {
+  auto c = Parse<CreateArgs>({"create", "-fqcow2", "x", "64M"});
+  EXPECT_EQ(c.format, "qcow2");
+  EXPECT_EQ(c.size, 64ull << 20);
+}
+
+TEST(ImgCli, Create_NoSizeWithoutBacking_Refused) {
+  EXPECT_TRUE(Refused({"create", "-f", "raw", "x"}));
+}
+
+TEST(ImgCli, Create_NoSizeWithBacking_Accepted) {
+  auto c = Parse<CreateArgs>({"create", "-f", "qcow2", "-b", "base", "-F", "qcow2", "x"});
+  EXPECT_FALSE(c.size.has_value());
+}
+
+TEST(ImgCli, Create_BadSize_Refused) {
+  EXPECT_TRUE(Refused({"create", "x", "12Q"}));
+}
+
+TEST(ImgCli, Info_LongOptions) {
+  auto c = Parse<InfoArgs>({"info", "--output=json", "--backing-chain", "-U", "x.img"});
+  EXPECT_EQ(c.output, OutputFormat::kJson);
+  EXPECT_TRUE(c.backing_chain);
+  EXPECT_TRUE(c.force_share);
+  EXPECT_EQ(c.filename, "x.img");
+}
+
+TEST(ImgCli, Info_OutputAsSeparateArgument) {
+  auto c = Parse<InfoArgs>({"info", "--output", "json", "x.img"});
+  EXPECT_EQ(c.output, OutputFormat::kJson);
+}
+
+TEST(ImgCli, Info_BadOutput_Refused) {
+  EXPECT_TRUE(Refused({"info", "--output=xml", "x"}));
+}
+
+TEST(ImgCli, Info_TwoFiles_Refused) {
+  EXPECT_TRUE(Refused({"info", "a", "b"}));
+}
+
+TEST(ImgCli, UnknownOption_Refused) {
+  EXPECT_TRUE(Refused({"info", "-z", "a"}));
+}
+
+TEST(ImgCli, UnknownLongOption_Refused) {
+  EXPECT_TRUE(Refused({"info", "--frobnicate", "a"}));
+}
+
+TEST(ImgCli, ShortLetterAsLongOption_Refused) {
+  EXPECT_TRUE(Refused({"info", "--f", "a"}));
+}
+
+TEST(ImgCli, UnknownCommand_Refused) {
+  EXPECT_TRUE(Refused({"frobnicate"}));
+}
+
+TEST(ImgCli, Empty_Refused) {
+  EXPECT_TRUE(Refused({}));
+}
+
+TEST(ImgCli, Check_RepairModes) {
+  EXPECT_EQ(Parse<CheckArgs>({"check", "-r", "leaks", "x"}).repair, RepairMode::kLeaks);
+  EXPECT_EQ(Parse<CheckArgs>({"check", "-r", "all", "x"}).repair, RepairMode::kAll);
+  EXPECT_EQ(Parse<CheckArgs>({"check", "x"}).repair, RepairMode::kNone);
+  EXPECT_TRUE(Refused({"check", "-r", "some", "x"}));
+}
+
+TEST(ImgCli, Compare_FlagsClustered) {
+  auto c = Parse<CompareArgs>({"compare", "-sq", "-f", "raw", "-F", "qcow2", "a", "b"});
+  EXPECT_TRUE(c.strict);
+  EXPECT_TRUE(c.quiet);
+  EXPECT_EQ(c.format1, "raw");
+  EXPECT_EQ(c.format2, "qcow2");
+  EXPECT_EQ(c.filename2, "b");
+}
+
+TEST(ImgCli, Compare_OneFile_Refused) {
+  EXPECT_TRUE(Refused({"compare", "a"}));
+}
+
+TEST(ImgCli, Convert_Options) {
+  auto c = Parse<ConvertArgs>({"convert", "-f", "vmdk", "-O", "qcow2", "-c", "-p", "-S", "64k",
+                               "-B", "base", "-F", "raw", "in.vmdk", "out.qcow2"});
+  EXPECT_EQ(c.in_format, "vmdk");
+  EXPECT_EQ(c.out_format, "qcow2");
+  EXPECT_TRUE(c.compress);
+  EXPECT_TRUE(c.progress);
+  EXPECT_EQ(c.min_sparse, 65536u);
+  EXPECT_EQ(c.backing, "base");
+  EXPECT_EQ(c.input, "in.vmdk");
+  EXPECT_EQ(c.output, "out.qcow2");
+}
+
+TEST(ImgCli, Convert_OptionsAfterPositionals) {
+  auto c = Parse<ConvertArgs>({"convert", "in", "out", "-O", "qcow2"});
+  EXPECT_EQ(c.out_format, "qcow2");
+  EXPECT_EQ(c.input, "in");
+}
+
+TEST(ImgCli, Convert_SparseSizeNotSectorMultiple_Refused) {
+  EXPECT_TRUE(Refused({"convert", "-S", "1000", "a", "b"}));
+}
+
+TEST(ImgCli, Convert_DoubleDashEndsOptions) {
+  auto c = Parse<ConvertArgs>({"convert", "--", "-in", "-out"});
+  EXPECT_EQ(c.input, "-in");
+  EXPECT_EQ(c.output, "-out");
+}
+
+TEST(ImgCli, Resize_RelativeSizes) {
+  auto grow = Parse<ResizeArgs>({"resize", "x", "+1G"});
+  EXPECT_EQ(grow.mode, ResizeArgs::Mode::kGrow);
+  EXPECT_EQ(grow.size, 1ull << 30);
+  auto shrink = Parse<ResizeArgs>({"resize", "--shrink", "x", "--", "-512"});
+  EXPECT_EQ(shrink.mode, ResizeArgs::Mode::kShrink);
+  EXPECT_TRUE(shrink.shrink);
+  EXPECT_EQ(shrink.size, 512u);
+  auto abs = Parse<ResizeArgs>({"resize", "--preallocation=full", "x", "2G"});
+  EXPECT_EQ(abs.mode, ResizeArgs::Mode::kAbsolute);
+  EXPECT_EQ(abs.preallocation, "full");
+}
+
+TEST(ImgCli, Snapshot_Actions) {
+  EXPECT_EQ(Parse<SnapshotArgs>({"snapshot", "-l", "x"}).action, SnapshotArgs::Action::kList);
+  auto c = Parse<SnapshotArgs>({"snapshot", "-c", "s1", "x"});
+  EXPECT_EQ(c.action, SnapshotArgs::Action::kCreate);
+  EXPECT_EQ(c.name, "s1");
+  EXPECT_TRUE(Refused({"snapshot", "-c", "a", "-d", "b", "x"}));
+}
+
+TEST(ImgCli, Rebase_NeedsBacking) {
+  EXPECT_TRUE(Refused({"rebase", "x"}));
+  auto c = Parse<RebaseArgs>({"rebase", "-u", "-b", "", "x"});
+  EXPECT_TRUE(c.unsafe);
+  EXPECT_EQ(c.backing, "");
+}
+
+TEST(ImgCli, Bench_Options) {
+  auto c = Parse<BenchArgs>({"bench", "-c", "1000", "-d", "32", "-s", "1M", "-S", "8k", "-w", "-t",
+                             "none", "--pattern=7", "-o", "4096", "x"});
+  EXPECT_EQ(c.count, 1000u);
+  EXPECT_EQ(c.depth, 32u);
+  EXPECT_EQ(c.buffer_size, 1u << 20);
+  EXPECT_EQ(c.step, 8192u);
+  EXPECT_TRUE(c.write);
+  EXPECT_EQ(c.cache, "none");
+  EXPECT_EQ(c.pattern, 7);
+  EXPECT_EQ(c.offset, 4096u);
+}
+
+TEST(ImgCli, Bench_BadDepthOrPattern_Refused) {
+  EXPECT_TRUE(Refused({"bench", "-d", "0", "x"}));
+  EXPECT_TRUE(Refused({"bench", "--pattern=256", "x"}));
+  EXPECT_TRUE(Refused({"bench", "--flush-interval=10", "x"}));  // read test
+}
+
+TEST(ImgCli, Measure_SizeOrFile) {
+  auto c = Parse<MeasureArgs>({"measure", "--size", "1G", "-O", "qcow2"});
+  EXPECT_EQ(c.size, 1ull << 30);
+  EXPECT_TRUE(Refused({"measure", "--size", "1G", "x"}));
+  EXPECT_TRUE(Refused({"measure", "-O", "qcow2"}));
+}
+
+TEST(ImgCli, OptionList_Merged) {
+  auto o = ParseOptionList({"a=1,b=2", "c=x=y"});
+  ASSERT_TRUE(o);
+  ASSERT_EQ(o->size(), 3u);
+  EXPECT_EQ((*o)[1], std::make_pair(std::string("b"), std::string("2")));
+  EXPECT_EQ((*o)[2], std::make_pair(std::string("c"), std::string("x=y")));
+}
+
+TEST(ImgCli, OptionList_NoValue_Refused) {
+  EXPECT_FALSE(ParseOptionList({"a=1,b"}));
+  EXPECT_FALSE(ParseOptionList({"=1"}));
+}
+
+}  // namespace
+}  // namespace kite::img

@@ -1,0 +1,419 @@
+// kite-img subcommands against qemu-img as the oracle: the same inputs, the same answers
+// (info/map JSON, check exit codes, compare messages, measure figures), and images kite-img
+// writes (create, convert, commit, rebase, resize, snapshot) judged by qemu-img check/compare.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "img_test_util.h"
+#include "testing/temp_dir.h"
+
+namespace kite::img {
+namespace {
+
+using Json = nlohmann::json;
+using kite::testing::ReadFile;
+using kite::testing::TempDir;
+using kite::testing::WriteFile;
+using testing::Kite;
+using testing::Q;
+using testing::Shell;
+
+void Qemu(const std::string& cmd) {
+  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
+}
+
+// Writes `pattern` bytes at `offset` through qemu-io.
+void QemuWrite(const std::string& path, const std::string& fmt, uint64_t offset, uint64_t len,
+               int pattern) {
+  Qemu("qemu-io -f " + fmt + " -c 'write -P " + std::to_string(pattern) + " " +
+       std::to_string(offset) + " " + std::to_string(len) + "' " + Q(path));
+}
+
+int QemuCompare(const std::string& a, const std::string& b) {
+  return Shell("qemu-img compare " + Q(a) + " " + Q(b)).code;
+}
+
+int QemuCheck(const std::string& path) {
+  return Shell("qemu-img check " + Q(path)).code;
+}
+
+// Sets the 16-bit refcount of host cluster `index` in the first refcount block.
+void SetRefcount(const std::string& path, uint64_t index, uint16_t value) {
+  std::string f = ReadFile(path);
+  uint64_t reftable = 0, refblock = 0;
+  std::memcpy(&reftable, f.data() + 48, 8);
+  reftable = be64toh(reftable);
+  std::memcpy(&refblock, f.data() + reftable, 8);
+  refblock = be64toh(refblock);
+  uint16_t be = htons(value);
+  std::memcpy(f.data() + refblock + index * 2, &be, 2);
+  WriteFile(path, f);
+}
+
+// A qcow2 base with data and an overlay with more data, made by qemu-img/qemu-io.
+struct Chain {
+  explicit Chain(const TempDir& dir) : base(dir.File("base.qcow2")), top(dir.File("top.qcow2")) {
+    Qemu("qemu-img create -f qcow2 " + Q(base) + " 4M");
+    QemuWrite(base, "qcow2", 0, 128 * 1024, 0x11);
+    QemuWrite(base, "qcow2", 1 << 20, 64 * 1024, 0x22);
+    Qemu("qemu-img create -f qcow2 -b base.qcow2 -F qcow2 " + Q(top));
+    QemuWrite(top, "qcow2", 64 * 1024, 4096, 0x33);
+    QemuWrite(top, "qcow2", 3 << 20, 100000, 0x44);
+  }
+  std::string base, top;
+};
+
+const char* const kInfoFields[] = {"virtual-size",
+                                   "filename",
+                                   "format",
+                                   "actual-size",
+                                   "cluster-size",
+                                   "backing-filename",
+                                   "full-backing-filename",
+                                   "backing-filename-format",
+                                   "dirty-flag",
+                                   "format-specific",
+                                   "snapshots"};
+
+void ExpectSameInfo(const Json& kite, const Json& qemu) {
+  for (const char* field : kInfoFields) {
+    ASSERT_EQ(kite.contains(field), qemu.contains(field)) << field;
+    if (qemu.contains(field)) {
+      EXPECT_EQ(kite[field], qemu[field]) << field;
+    }
+  }
+}
+
+TEST(ImgInfo, Json_AgreesWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  Qemu("qemu-img snapshot -c snap1 " + Q(chain.base));
+  Qemu("qemu-img create -f raw " + Q(dir.File("r.raw")) + " 3M");
+  Qemu("qemu-img create -f qcow2 -o compat=0.10,cluster_size=4k " + Q(dir.File("v2.qcow2")) +
+       " 1G");
+  for (const std::string& path : {chain.base, chain.top, dir.File("r.raw"), dir.File("v2.qcow2")}) {
+    auto kite = Kite({"info", "--output=json", path});
+    ASSERT_EQ(kite.code, 0) << kite.err;
+    auto qemu = Shell("qemu-img info --output=json " + Q(path));
+    ASSERT_EQ(qemu.code, 0);
+    ExpectSameInfo(Json::parse(kite.out), Json::parse(qemu.out));
+  }
+}
+
+TEST(ImgInfo, BackingChainJson_AgreesWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  auto kite = Kite({"info", "--output=json", "--backing-chain", chain.top});
+  ASSERT_EQ(kite.code, 0) << kite.err;
+  Json k = Json::parse(kite.out);
+  Json q = Json::parse(Shell("qemu-img info --output=json --backing-chain " + Q(chain.top)).out);
+  ASSERT_EQ(k.size(), q.size());
+  for (size_t i = 0; i < k.size(); ++i) ExpectSameInfo(k[i], q[i]);
+}
+
+TEST(ImgInfo, HumanText_AgreesWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  auto kite = Kite({"info", chain.top});
+  ASSERT_EQ(kite.code, 0) << kite.err;
+  EXPECT_EQ(kite.out, Shell("qemu-img info " + Q(chain.top)).out);
+}
+
+TEST(ImgInfo, MissingFile_Fails) {
+  TempDir dir;
+  auto r = Kite({"info", dir.File("nope")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("kite-img: "), std::string::npos);
+}
+
+TEST(ImgMap, Json_AgreesWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  Qemu("qemu-io -f qcow2 -c 'write -z 2M 64k' " + Q(chain.top));
+  for (const std::string& path : {chain.base, chain.top}) {
+    auto kite = Kite({"map", "--output=json", "-f", "qcow2", path});
+    ASSERT_EQ(kite.code, 0) << kite.err;
+    auto qemu = Shell("qemu-img map --output=json -f qcow2 " + Q(path));
+    EXPECT_EQ(Json::parse(kite.out), Json::parse(qemu.out)) << path;
+  }
+}
+
+TEST(ImgMap, Human_AgreesWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  auto kite = Kite({"map", "-f", "qcow2", chain.top});
+  ASSERT_EQ(kite.code, 0) << kite.err;
+  EXPECT_EQ(kite.out, Shell("qemu-img map -f qcow2 " + Q(chain.top)).out);
+}
+
+TEST(ImgCheck, Clean_ExitZero) {
+  TempDir dir;
+  Chain chain(dir);
+  auto r = Kite({"check", chain.top});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, Shell("qemu-img check " + Q(chain.top)).out);
+}
+
+TEST(ImgCheck, Leak_ExitThreeLikeQemu_RepairedWithRLeaks) {
+  TempDir dir;
+  std::string path = dir.File("l.qcow2");
+  Qemu("qemu-img create -f qcow2 " + Q(path) + " 1M");
+  uint64_t index = (std::filesystem::file_size(path) + 65535) / 65536;
+  std::filesystem::resize_file(path, (index + 1) * 65536);  // a cluster no table refers to
+  SetRefcount(path, index, 1);
+  ASSERT_EQ(QemuCheck(path), 3);
+  EXPECT_EQ(Kite({"check", path}).code, 3);
+  auto repaired = Kite({"check", "-r", "leaks", path});
+  EXPECT_EQ(repaired.code, 0) << repaired.out << repaired.err;
+  EXPECT_EQ(QemuCheck(path), 0);
+}
+
+TEST(ImgCheck, Corruption_ExitTwoLikeQemu) {
+  TempDir dir;
+  std::string path = dir.File("c.qcow2");
+  Qemu("qemu-img create -f qcow2 " + Q(path) + " 1M");
+  SetRefcount(path, 0, 0);  // the header cluster is in use
+  ASSERT_EQ(QemuCheck(path), 2);
+  EXPECT_EQ(Kite({"check", path}).code, 2);
+}
+
+TEST(ImgCheck, Raw_NotSupported63) {
+  TempDir dir;
+  Qemu("qemu-img create -f raw " + Q(dir.File("r")) + " 1M");
+  EXPECT_EQ(Kite({"check", "-f", "raw", dir.File("r")}).code, 63);
+}
+
+TEST(ImgCreate, Qcow2WithOptions_PassesQemuCheckAndInfo) {
+  TempDir dir;
+  std::string path = dir.File("n.qcow2");
+  auto r = Kite({"create", "-f", "qcow2", "-o", "cluster_size=4k,lazy_refcounts=on", path, "10M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(QemuCheck(path), 0);
+  Json info = Json::parse(Shell("qemu-img info --output=json " + Q(path)).out);
+  EXPECT_EQ(info["virtual-size"], 10 << 20);
+  EXPECT_EQ(info["cluster-size"], 4096);
+  EXPECT_EQ(info["format-specific"]["data"]["lazy-refcounts"], true);
+}
+
+TEST(ImgCreate, OverlaySizeFromBacking) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string path = dir.File("o.qcow2");
+  auto r = Kite({"create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(QemuCompare(path, chain.base), 0);
+  Json info = Json::parse(Shell("qemu-img info --output=json " + Q(path)).out);
+  EXPECT_EQ(info["backing-filename"], "base.qcow2");
+  EXPECT_EQ(info["backing-filename-format"], "qcow2");
+}
+
+TEST(ImgConvert, Qcow2ChainToRawAndBack_QemuCompareEqual) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string raw = dir.File("flat.raw"), q = dir.File("back.qcow2");
+  auto r1 = Kite({"convert", "-O", "raw", chain.top, raw});
+  ASSERT_EQ(r1.code, 0) << r1.err;
+  EXPECT_EQ(QemuCompare(chain.top, raw), 0);
+  auto r2 = Kite({"convert", "-f", "raw", "-O", "qcow2", raw, q});
+  ASSERT_EQ(r2.code, 0) << r2.err;
+  EXPECT_EQ(QemuCompare(raw, q), 0);
+  EXPECT_EQ(QemuCheck(q), 0);
+}
+
+TEST(ImgConvert, HolesStaySparse) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string raw = dir.File("flat.raw");
+  ASSERT_EQ(Kite({"convert", "-O", "raw", chain.top, raw}).code, 0);
+  Json k = Json::parse(Shell("qemu-img info --output=json " + Q(raw)).out);
+  EXPECT_LT(k["actual-size"].get<uint64_t>(), 1u << 20);  // 4 MiB disk, ~400 KiB of data
+}
+
+TEST(ImgConvert, QcowAllocationMatchesQemuConvert) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string ours = dir.File("k.qcow2"), theirs = dir.File("q.qcow2");
+  ASSERT_EQ(Kite({"convert", "-O", "qcow2", chain.top, ours}).code, 0);
+  Qemu("qemu-img convert -O qcow2 " + Q(chain.top) + " " + Q(theirs));
+  auto count = [](const std::string& path) {
+    uint64_t data = 0;
+    for (const Json& e : Json::parse(Shell("qemu-img map --output=json " + Q(path)).out)) {
+      if (e["data"]) data += e["length"].get<uint64_t>();
+    }
+    return data;
+  };
+  EXPECT_EQ(count(ours), count(theirs));
+}
+
+TEST(ImgConvert, WithBackingFile_OnlyDifferencesWritten) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string out = dir.File("delta.qcow2");
+  auto r = Kite({"convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", chain.top, out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(QemuCompare(chain.top, out), 0);
+  EXPECT_EQ(QemuCheck(out), 0);
+  Json info = Json::parse(Shell("qemu-img info --output=json " + Q(out)).out);
+  EXPECT_EQ(info["backing-filename"], "base.qcow2");
+}
+
+TEST(ImgCommit, IntoBase_BaseShowsOverlayContent) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string expected = dir.File("expected.raw");
+  Qemu("qemu-img convert -O raw " + Q(chain.top) + " " + Q(expected));
+  auto r = Kite({"commit", chain.top});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Image committed.\n");
+  EXPECT_EQ(QemuCompare(chain.base, expected), 0);
+  EXPECT_EQ(QemuCheck(chain.base), 0);
+  EXPECT_EQ(QemuCompare(chain.top, expected), 0);  // emptied overlay reads the base
+  EXPECT_EQ(QemuCheck(chain.top), 0);
+}
+
+TEST(ImgRebase, Safe_GuestContentUnchanged) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string other = dir.File("other.qcow2"), expected = dir.File("expected.raw");
+  Qemu("qemu-img create -f qcow2 " + Q(other) + " 4M");
+  QemuWrite(other, "qcow2", 0, 64 * 1024, 0x55);
+  QemuWrite(other, "qcow2", 2 << 20, 64 * 1024, 0x66);
+  Qemu("qemu-img convert -O raw " + Q(chain.top) + " " + Q(expected));
+  auto r = Kite({"rebase", "-b", "other.qcow2", "-F", "qcow2", chain.top});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(QemuCompare(chain.top, expected), 0);
+  EXPECT_EQ(QemuCheck(chain.top), 0);
+  Json info = Json::parse(Shell("qemu-img info --output=json " + Q(chain.top)).out);
+  EXPECT_EQ(info["backing-filename"], "other.qcow2");
+}
+
+TEST(ImgRebase, Unsafe_OnlyHeaderChanges) {
+  TempDir dir;
+  Chain chain(dir);
+  Qemu("qemu-img create -f qcow2 " + Q(dir.File("other.qcow2")) + " 4M");
+  auto r = Kite({"rebase", "-u", "-b", "other.qcow2", "-F", "qcow2", chain.top});
+  ASSERT_EQ(r.code, 0) << r.err;
+  Json info = Json::parse(Shell("qemu-img info --output=json " + Q(chain.top)).out);
+  EXPECT_EQ(info["backing-filename"], "other.qcow2");
+  EXPECT_EQ(QemuCheck(chain.top), 0);
+  // The overlay's own 0x33 bytes are still there; the rest now comes from the empty base.
+  auto q =
+      Shell("qemu-io -f qcow2 -c 'read -P 0x33 65536 4096' -c 'read -P 0 0 4096' " + Q(chain.top));
+  EXPECT_EQ(q.out.find("Pattern verification failed"), std::string::npos) << q.out;
+}
+
+TEST(ImgResize, GrowQcow2_QemuSeesNewSize) {
+  TempDir dir;
+  Chain chain(dir);
+  auto r = Kite({"resize", chain.base, "+1M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Image resized.\n");
+  Json info = Json::parse(Shell("qemu-img info --output=json " + Q(chain.base)).out);
+  EXPECT_EQ(info["virtual-size"], 5 << 20);
+  EXPECT_EQ(QemuCheck(chain.base), 0);
+}
+
+TEST(ImgResize, ShrinkWithoutFlag_Refused) {
+  TempDir dir;
+  Qemu("qemu-img create -f raw " + Q(dir.File("r")) + " 2M");
+  EXPECT_EQ(Kite({"resize", "-f", "raw", dir.File("r"), "1M"}).code, 1);
+  EXPECT_EQ(std::filesystem::file_size(dir.File("r")), 2u << 20);
+  EXPECT_EQ(Kite({"resize", "-f", "raw", "--shrink", dir.File("r"), "1M"}).code, 0);
+  EXPECT_EQ(std::filesystem::file_size(dir.File("r")), 1u << 20);
+}
+
+TEST(ImgSnapshot, CreateApplyDelete_QemuAgrees) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string saved = dir.File("saved.raw");
+  Qemu("qemu-img convert -O raw " + Q(chain.base) + " " + Q(saved));
+  ASSERT_EQ(Kite({"snapshot", "-c", "before", chain.base}).code, 0);
+  EXPECT_NE(Shell("qemu-img snapshot -l " + Q(chain.base)).out.find("before"), std::string::npos);
+  QemuWrite(chain.base, "qcow2", 0, 4096, 0x77);
+  ASSERT_NE(QemuCompare(chain.base, saved), 0);
+  ASSERT_EQ(Kite({"snapshot", "-a", "before", chain.base}).code, 0);
+  EXPECT_EQ(QemuCompare(chain.base, saved), 0);
+  auto listed = Kite({"snapshot", "-l", chain.base});
+  EXPECT_EQ(listed.out, Shell("qemu-img snapshot -l " + Q(chain.base)).out);
+  ASSERT_EQ(Kite({"snapshot", "-d", "before", chain.base}).code, 0);
+  EXPECT_EQ(Shell("qemu-img snapshot -l " + Q(chain.base)).out, "");
+  EXPECT_EQ(QemuCheck(chain.base), 0);
+}
+
+TEST(ImgCompare, ExitCodesAndMessages_AgreeWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  std::string flat = dir.File("flat.raw");
+  Qemu("qemu-img convert -O raw " + Q(chain.top) + " " + Q(flat));
+  auto same = Kite({"compare", chain.top, flat});
+  EXPECT_EQ(same.code, 0);
+  EXPECT_EQ(same.out, "Images are identical.\n");
+  auto differ = Kite({"compare", chain.base, flat});
+  auto qemu = Shell("qemu-img compare " + Q(chain.base) + " " + Q(flat));
+  EXPECT_EQ(differ.code, 1);
+  EXPECT_EQ(differ.out, qemu.out);
+  EXPECT_EQ(Kite({"compare", chain.top, dir.File("missing")}).code, 2);
+}
+
+TEST(ImgCompare, SizeMismatch_StrictAndTolerant) {
+  TempDir dir;
+  Qemu("qemu-img create -f raw " + Q(dir.File("a")) + " 1M");
+  Qemu("qemu-img create -f raw " + Q(dir.File("b")) + " 2M");
+  EXPECT_EQ(Kite({"compare", "-f", "raw", "-F", "raw", dir.File("a"), dir.File("b")}).code, 0);
+  EXPECT_EQ(Kite({"compare", "-s", "-f", "raw", "-F", "raw", dir.File("a"), dir.File("b")}).code,
+            1);
+}
+
+TEST(ImgMeasure, AgreesWithQemu) {
+  TempDir dir;
+  Chain chain(dir);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--size", "1G", "-O", "qcow2"},
+        std::vector<std::string>{"-O", "qcow2", chain.top},
+        std::vector<std::string>{"-O", "qcow2", "-o", "cluster_size=4k", chain.base},
+        std::vector<std::string>{"-O", "raw", chain.top}}) {
+    std::vector<std::string> kite_args{"measure", "--output=json"};
+    std::string cmd = "qemu-img measure --output=json";
+    for (const std::string& a : args) kite_args.push_back(a), cmd += " " + Q(a);
+    auto kite = Kite(kite_args);
+    ASSERT_EQ(kite.code, 0) << kite.err;
+    EXPECT_EQ(Json::parse(kite.out), Json::parse(Shell(cmd).out)) << cmd;
+  }
+}
+
+TEST(ImgBench, ReadAndWrite_Complete) {
+  TempDir dir;
+  Qemu("qemu-img create -f qcow2 " + Q(dir.File("b.qcow2")) + " 8M");
+  auto w = Kite({"bench", "-w", "-c", "500", "-d", "8", "-f", "qcow2", dir.File("b.qcow2")});
+  ASSERT_EQ(w.code, 0) << w.err;
+  EXPECT_NE(w.out.find("Run completed in "), std::string::npos);
+  auto r =
+      Kite({"bench", "-c", "500", "-d", "8", "-S", "12288", "-f", "qcow2", dir.File("b.qcow2")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The written pattern (0xa5 by default) is what qemu reads back.
+  auto q = Shell("qemu-io -f qcow2 -c 'read -P 0xa5 0 4096' " + Q(dir.File("b.qcow2")));
+  EXPECT_EQ(q.out.find("Pattern verification failed"), std::string::npos);
+  EXPECT_EQ(QemuCheck(dir.File("b.qcow2")), 0);
+}
+
+TEST(ImgVmdk, ConvertToQcow2_EqualsSource) {
+  TempDir dir;
+  std::string src = dir.File("src.raw");
+  Qemu("qemu-img create -f raw " + Q(src) + " 3M");
+  Qemu("qemu-io -f raw -c 'write -P 0x5a 100000 300000' " + Q(src));
+  for (const char* sub : {"monolithicSparse", "streamOptimized"}) {
+    std::string vmdk = dir.File(std::string(sub) + ".vmdk"), out = dir.File("out.qcow2");
+    Qemu("qemu-img convert -O vmdk -o subformat=" + std::string(sub) + " " + Q(src) + " " +
+         Q(vmdk));
+    auto r = Kite({"convert", "-f", "vmdk", "-O", "qcow2", vmdk, out});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(QemuCompare(src, out), 0) << sub;
+    EXPECT_EQ(QemuCheck(out), 0);
+  }
+}
+
+}  // namespace
+}  // namespace kite::img
