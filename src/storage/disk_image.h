@@ -33,24 +33,41 @@ enum class CacheMode {
   kUnsafe,        // flush ignored
 };
 
+// "writeback", "writethrough", "none", "unsafe" (also "directsync" = none) <-> CacheMode.
+Result<CacheMode> ParseCacheMode(std::string_view name);
+
+// How much of a new image (or of a grown one) is allocated up front, as qemu-img's
+// preallocation=off|metadata|falloc|full.
+enum class Preallocation { kOff, kMetadata, kFalloc, kFull };
+Result<Preallocation> ParsePreallocation(std::string_view name);
+const char* PreallocationName(Preallocation prealloc);
+
 struct OpenOptions {
   bool read_only = false;
   CacheMode cache = CacheMode::kWriteback;
   // Take the advisory lock shared (read-only users alongside a writer), like qemu-img -U.
+  // With force_share no lock conflicts are reported at all.
   bool force_share = false;
   // Backing files: how deep a chain may be, and whether to open backings at all.
   int max_backing_depth = 16;
   bool open_backing = true;
+  // A qcow2 backing file named without a backing-format extension is refused (I17) unless
+  // this is set; then it is opened as raw (never probed).
+  bool allow_unformatted_backing_as_raw = false;
+  // When non-empty, every backing file must resolve (realpath) inside this directory (I14).
+  std::string backing_root;
+  // Take advisory locks at all (tests of the lock itself turn it off for the peer).
+  bool lock = true;
 };
 
 // What a range of the disk holds, for map/convert/compare and block-status queries.
 struct Extent {
   uint64_t offset = 0;
   uint64_t length = 0;
-  bool data = false;       // reads return stored data (else zeros)
-  bool zero = false;       // reads return zeros
-  bool allocated = false;  // allocated in this image (not its backing)
-  int depth = 0;           // 0 = this image, 1 = its backing, ...
+  bool data = false;                    // reads return stored data (else zeros)
+  bool zero = false;                    // reads return zeros
+  bool allocated = false;               // allocated in this image (not its backing)
+  int depth = 0;                        // 0 = this image, 1 = its backing, ...
   std::optional<uint64_t> host_offset;  // where the data lives in the file, when known
 };
 
@@ -77,6 +94,8 @@ class DiskImage {
   virtual Result<void> WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap) = 0;
   // The extent starting at `offset`, at most `max_length` long, with uniform status.
   virtual Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) = 0;
+  // Set once a write-back failure (fdatasync error, F4) made the image unusable for writes.
+  virtual bool failed() const { return false; }
 
   // Convenience wrappers for one buffer.
   Result<void> Read(uint64_t offset, void* buf, size_t len) {

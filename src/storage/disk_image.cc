@@ -1,0 +1,176 @@
+// Format, cache-mode and preallocation names, and OpenImage with its backing-chain rules
+// (BAD_INPUTS I14-I18): explicit formats only, relative names against the overlay's
+// directory, no protocol strings, regular files only, loops found by inode, a depth limit.
+#include "storage/disk_image.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "storage/qcow2/qcow2_header.h"
+#include "storage/qcow2/qcow2_image.h"
+#include "storage/raw_image.h"
+
+namespace kite::storage {
+namespace {
+
+struct ChainState {
+  std::vector<std::pair<uint64_t, uint64_t>> seen;  // (dev, ino) of every layer so far
+};
+
+Result<std::string> ResolveBacking(const std::string& overlay, const std::string& name,
+                                   const OpenOptions& options) {
+  if (name.rfind("json:", 0) == 0) {
+    return Err(overlay + ": backing file '" + name + "': json: filenames are not supported");
+  }
+  size_t colon = name.find(':'), slash = name.find('/');
+  if (colon != std::string::npos && (slash == std::string::npos || colon < slash)) {
+    return Err(overlay + ": backing file '" + name + "': protocol names are not supported");
+  }
+  std::filesystem::path p(name);
+  if (p.is_relative()) p = std::filesystem::path(overlay).parent_path() / p;
+  if (options.backing_root.empty()) return p.string();
+  std::error_code ec;
+  auto st = std::filesystem::symlink_status(p, ec);
+  if (!ec && std::filesystem::is_symlink(st)) {
+    return Err(overlay + ": backing file '" + name + "' is a symbolic link (not allowed)");
+  }
+  auto real = std::filesystem::weakly_canonical(p, ec);
+  auto root = std::filesystem::weakly_canonical(options.backing_root, ec);
+  auto rel = real.lexically_relative(root);
+  if (ec || rel.empty() || *rel.begin() == "..") {
+    return Err(overlay + ": backing file '" + name + "' is outside " + options.backing_root);
+  }
+  return real.string();
+}
+
+Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageFormat format,
+                                             const OpenOptions& options, int depth,
+                                             ChainState& chain);
+
+Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const qcow2::Header& h,
+                                               const OpenOptions& options, int depth,
+                                               ChainState& chain) {
+  std::string path = TRY(ResolveBacking(overlay, h.backing_file, options));
+  ImageFormat format = ImageFormat::kRaw;
+  if (h.backing_format.empty()) {
+    if (!options.allow_unformatted_backing_as_raw) {
+      return Err(overlay + ": backing file '" + h.backing_file +
+                 "' has no backing format; kite does not probe formats (set one with "
+                 "'kite-img rebase -u -F')");
+    }
+  } else {
+    format = TRY_CTX(ParseImageFormat(h.backing_format), overlay + ": backing format");
+  }
+  if (depth + 1 > options.max_backing_depth) {
+    return Err(overlay + ": Maximum disk nesting depth exceeded");
+  }
+  OpenOptions bopts = options;
+  bopts.read_only = true;
+  if (bopts.cache == CacheMode::kWritethrough) bopts.cache = CacheMode::kWriteback;
+  return OpenLayer(path, format, bopts, depth + 1, chain);
+}
+
+Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageFormat format,
+                                             const OpenOptions& options, int depth,
+                                             ChainState& chain) {
+  // Backing files must be regular files (I14); the top image may be a block device.
+  // qcow2 metadata I/O is not sector-aligned: cache=none opens it without O_DIRECT (flushes
+  // still fdatasync); see docs/STORAGE.md.
+  OpenOptions file_opts = options;
+  if (format == ImageFormat::kQcow2 && file_opts.cache == CacheMode::kNone) {
+    file_opts.cache = CacheMode::kWriteback;
+  }
+  file_opts.lock = false;  // after the loop check: a loop would otherwise look like a conflict
+  OpenedFile file = TRY(OpenImageFile(path, file_opts, depth == 0));
+  for (const auto& [dev, ino] : chain.seen) {
+    if (dev == file.dev && ino == file.ino) {
+      return Err("Backing file '" + path + "' creates an infinite loop");
+    }
+  }
+  if (options.lock && !options.force_share) {
+    TRY(LockImageFile(file.fd.get(), path, !options.read_only));
+  }
+  chain.seen.emplace_back(file.dev, file.ino);
+  switch (format) {
+    case ImageFormat::kRaw:
+      return std::unique_ptr<DiskImage>(new RawImage(path, std::move(file), options));
+    case ImageFormat::kQcow2: {
+      std::vector<uint8_t> first(std::min<uint64_t>(file.size, 1u << qcow2::kMaxClusterBits));
+      TRY(PreadFull(file.fd.get(), first.data(), first.size(), 0));
+      qcow2::Header h = TRY(qcow2::ParseHeader(first, file.size, path));
+      std::unique_ptr<DiskImage> backing;
+      if (!h.backing_file.empty() && options.open_backing) {
+        backing = TRY(OpenBacking(path, h, options, depth, chain));
+      }
+      auto image = TRY(qcow2::Qcow2Image::Open(path, std::move(file), options, std::move(backing)));
+      return std::unique_ptr<DiskImage>(std::move(image));
+    }
+    case ImageFormat::kVmdk:
+      break;
+  }
+  return Err(path + ": the " + std::string(ImageFormatName(format)) +
+             " format is not supported for I/O");
+}
+
+}  // namespace
+
+Result<ImageFormat> ParseImageFormat(std::string_view name) {
+  if (name == "raw") return ImageFormat::kRaw;
+  if (name == "qcow2") return ImageFormat::kQcow2;
+  if (name == "vmdk") return ImageFormat::kVmdk;
+  return Err("Unknown image format '" + std::string(name) + "' (expected raw or qcow2)");
+}
+
+const char* ImageFormatName(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::kRaw:
+      return "raw";
+    case ImageFormat::kQcow2:
+      return "qcow2";
+    case ImageFormat::kVmdk:
+      return "vmdk";
+  }
+  return "unknown";
+}
+
+Result<CacheMode> ParseCacheMode(std::string_view name) {
+  if (name == "writeback") return CacheMode::kWriteback;
+  if (name == "writethrough") return CacheMode::kWritethrough;
+  if (name == "none" || name == "directsync") return CacheMode::kNone;
+  if (name == "unsafe") return CacheMode::kUnsafe;
+  return Err("Unknown cache mode '" + std::string(name) +
+             "' (expected writeback, writethrough, none or unsafe)");
+}
+
+Result<Preallocation> ParsePreallocation(std::string_view name) {
+  if (name == "off") return Preallocation::kOff;
+  if (name == "metadata") return Preallocation::kMetadata;
+  if (name == "falloc") return Preallocation::kFalloc;
+  if (name == "full") return Preallocation::kFull;
+  return Err("Invalid preallocation mode: '" + std::string(name) + "'");
+}
+
+const char* PreallocationName(Preallocation prealloc) {
+  switch (prealloc) {
+    case Preallocation::kOff:
+      return "off";
+    case Preallocation::kMetadata:
+      return "metadata";
+    case Preallocation::kFalloc:
+      return "falloc";
+    case Preallocation::kFull:
+      return "full";
+  }
+  return "off";
+}
+
+Result<std::unique_ptr<DiskImage>> OpenImage(const std::string& path, ImageFormat format,
+                                             const OpenOptions& options) {
+  ChainState chain;
+  return OpenLayer(path, format, options, 0, chain);
+}
+
+}  // namespace kite::storage

@@ -1,0 +1,271 @@
+// qcow2 check: recount every reference (header, L1/L2 tables of the active image and of each
+// snapshot, data and compressed clusters, snapshot table, refcount structures), compare with
+// the stored refcounts, and optionally rebuild the refcount structures from the count.
+#include "storage/qcow2/qcow2_check.h"
+
+#include <algorithm>
+
+#include "base/units.h"
+#include "storage/qcow2/qcow2_snapshot.h"
+#include "storage/raw_image.h"
+
+namespace kite::storage::qcow2 {
+namespace {
+
+struct Counter {
+  Meta& meta;
+  CheckReport& report;
+  std::vector<uint64_t> refs;        // expected refcount per cluster
+  std::vector<uint64_t> l2_offsets;  // active L2 tables, for the COPIED pass
+  uint64_t file_clusters = 0;
+
+  void Inc(uint64_t offset, uint64_t bytes, const char* what) {
+    uint64_t cs = meta.cluster_size();
+    if (bytes == 0) return;
+    for (uint64_t c = offset / cs; c <= (offset + bytes - 1) / cs; ++c) {
+      if (c >= file_clusters) {
+        ++report.corruptions;
+        report.messages.push_back(std::string("ERROR ") + what + " at offset " +
+                                  std::to_string(c * cs) + " is beyond the end of the file");
+        continue;
+      }
+      if (c >= refs.size()) refs.resize(c + 1, 0);
+      ++refs[c];
+    }
+  }
+
+  // One L1 table's L2 tables and data clusters.
+  Result<void> CountL1(const std::vector<uint64_t>& l1, bool active) {
+    uint64_t cs = meta.cluster_size();
+    uint64_t prev_end = 0;
+    for (uint64_t i = 0; i < l1.size(); ++i) {
+      uint64_t l2 = l1[i] & kL1OffsetMask;
+      if (l2 == 0) continue;
+      if ((l1[i] & kL1Reserved) || (l2 & (cs - 1))) {
+        ++report.corruptions;
+        report.messages.push_back("ERROR invalid L1 entry " + std::to_string(i));
+        continue;
+      }
+      Inc(l2, cs, "L2 table");
+      if (l2 / cs >= file_clusters) continue;
+      if (active) l2_offsets.push_back(l2);
+      auto table = meta.ReadTable(l2, cs / 8);
+      if (!table) {
+        ++report.check_errors;
+        continue;
+      }
+      for (uint64_t j = 0; j < table->size(); ++j) {
+        uint64_t e = (*table)[j];
+        if (e == 0) continue;
+        if (e & kOflagCompressed) {
+          uint32_t x = 62 - (meta.header().cluster_bits - 8);
+          uint64_t host = e & ((1ull << x) - 1);
+          uint64_t sectors = ((e >> x) & ((1ull << (meta.header().cluster_bits - 8)) - 1)) + 1;
+          Inc(host & ~511ull, sectors * 512, "compressed cluster");
+          if (active) ++report.allocated_clusters, ++report.compressed_clusters;
+          continue;
+        }
+        uint64_t host = e & kL2OffsetMask;
+        if ((e & kL2Reserved) || (host & (cs - 1))) {
+          ++report.corruptions;
+          report.messages.push_back("ERROR invalid L2 entry " + std::to_string(j) +
+                                    " in table at " + std::to_string(l2));
+          continue;
+        }
+        if (host == 0) {
+          if (active && (e & kOflagZero)) ++report.allocated_clusters;
+          continue;
+        }
+        Inc(host, cs, "data cluster");
+        if (active) {
+          ++report.allocated_clusters;
+          if (prev_end != 0 && host != prev_end) ++report.fragmented_clusters;
+          prev_end = host + cs;
+        }
+      }
+    }
+    return {};
+  }
+};
+
+Result<Counter> Count(Meta& meta, CheckReport& report, bool with_refcount_structs) {
+  const Header& h = meta.header();
+  uint64_t cs = meta.cluster_size();
+  Counter c{meta, report, {}, {}, (meta.file_size() + cs - 1) / cs};
+  c.Inc(0, cs, "header");
+  c.Inc(h.l1_table_offset, uint64_t{h.l1_size} * 8, "L1 table");
+  TRY(c.CountL1(meta.l1(), true));
+  if (h.nb_snapshots > 0) {
+    auto snaps = TRY(ReadSnapshots(meta.fd(), h, meta.file_size(), meta.path()));
+    c.Inc(h.snapshots_offset, SerializeSnapshots(snaps).size(), "snapshot table");
+    for (const SnapshotEntry& s : snaps) {
+      c.Inc(s.l1_table_offset, uint64_t{s.l1_size} * 8, "snapshot L1 table");
+      TRY(c.CountL1(TRY(meta.ReadTable(s.l1_table_offset, s.l1_size)), false));
+    }
+  }
+  if (with_refcount_structs) {
+    c.Inc(h.refcount_table_offset, uint64_t{h.refcount_table_clusters} * cs, "refcount table");
+    for (uint64_t off : meta.reftable()) {
+      if (off != 0) c.Inc(off, cs, "refcount block");
+    }
+  }
+  return c;
+}
+
+Result<void> Compare(Meta& meta, const Counter& c, CheckReport& report) {
+  uint64_t epb = meta.header().refblock_entries();
+  uint64_t limit = std::max<uint64_t>(c.refs.size(), meta.reftable().size() * epb);
+  for (uint64_t b = 0; b * epb < limit; ++b) {
+    bool has_block = b < meta.reftable().size() && meta.reftable()[b] != 0;
+    for (uint64_t i = 0; i < epb; ++i) {
+      uint64_t cl = b * epb + i;
+      uint64_t want = cl < c.refs.size() ? c.refs[cl] : 0;
+      if (!has_block && want == 0) {
+        if (cl >= c.refs.size()) break;
+        continue;
+      }
+      if (want == 0 && cl >= c.file_clusters) continue;  // past EOF: ignored, as QEMU does
+      uint64_t have = has_block ? TRY(meta.GetRefcount(cl)) : 0;
+      if (have > want) {
+        ++report.leaks;
+        report.messages.push_back("Leaked cluster " + std::to_string(cl) + " refcount=" +
+                                  std::to_string(have) + " reference=" + std::to_string(want));
+      } else if (have < want) {
+        ++report.corruptions;
+        report.messages.push_back("ERROR cluster " + std::to_string(cl) + " refcount=" +
+                                  std::to_string(have) + " reference=" + std::to_string(want));
+      }
+    }
+  }
+  for (uint64_t cl = c.refs.size(); cl-- > 0;) {
+    if (c.refs[cl] != 0) {
+      report.image_end_offset = (cl + 1) * meta.cluster_size();
+      break;
+    }
+  }
+  return {};
+}
+
+// COPIED must be set exactly on active L1/L2 entries whose target has refcount 1.
+void CheckCopied(Meta& meta, const Counter& c, CheckReport& report) {
+  uint64_t cs = meta.cluster_size();
+  auto refs = [&](uint64_t off) { return off / cs < c.refs.size() ? c.refs[off / cs] : 0; };
+  for (uint64_t e : meta.l1()) {
+    uint64_t l2 = e & kL1OffsetMask;
+    if (l2 != 0 && ((e & kOflagCopied) != 0) != (refs(l2) == 1)) {
+      ++report.corruptions;
+      report.messages.push_back("ERROR OFLAG_COPIED L2 cluster: l2_offset=" + std::to_string(l2));
+    }
+  }
+  for (uint64_t l2 : c.l2_offsets) {
+    auto table = meta.ReadTable(l2, cs / 8);
+    if (!table) continue;
+    for (uint64_t e : *table) {
+      uint64_t host = e & kL2OffsetMask;
+      if ((e & kOflagCompressed) || host == 0 || (host & (cs - 1))) continue;
+      if (((e & kOflagCopied) != 0) != (refs(host) == 1)) {
+        ++report.corruptions;
+        report.messages.push_back("ERROR OFLAG_COPIED data cluster: l2_entry=" + ToHex(e));
+      }
+    }
+  }
+}
+
+Result<CheckReport> CheckOnce(Meta& meta) {
+  CheckReport report;
+  Counter c = TRY(Count(meta, report, true));
+  TRY(Compare(meta, c, report));
+  CheckCopied(meta, c, report);
+  uint64_t cs = meta.cluster_size();
+  report.total_clusters = (meta.header().size + cs - 1) / cs;
+  return report;
+}
+
+// Writes fresh refcount structures past the end of everything in use, covering all counted
+// references and themselves; then switches the header to them. The old ones become free.
+Result<void> RebuildRefcounts(Meta& meta) {
+  CheckReport scratch;
+  Counter c = TRY(Count(meta, scratch, false));
+  std::vector<uint64_t>& refs = c.refs;
+  uint64_t cs = meta.cluster_size(), epb = meta.header().refblock_entries();
+  uint32_t order = meta.header().refcount_order;
+  uint64_t e = std::max<uint64_t>(c.file_clusters, refs.size());
+  refs.resize(e, 0);
+  auto block_used = [&](uint64_t b) {
+    for (uint64_t i = b * epb; i < std::min<uint64_t>(e, (b + 1) * epb); ++i) {
+      if (refs[i]) return true;
+    }
+    return false;
+  };
+  uint64_t t = 1, k = 0, last = 0;
+  while (true) {  // fixed point: the new structures describe themselves too
+    uint64_t end = e + t + k;
+    last = (end - 1) / epb;
+    uint64_t need = 0;
+    for (uint64_t b = 0; b <= last; ++b) need += (b * epb + epb > e) || block_used(b);
+    uint64_t t2 = ((last + 1) * 8 + cs - 1) / cs;
+    if (need == k && t2 <= t) break;
+    k = need;
+    t = std::max(t, t2);
+  }
+  if (t * cs > kMaxRefcountTableBytes) return Err(meta.path() + ": refcount table too large");
+  uint64_t end = e + t + k;
+  refs.resize(end, 0);
+  for (uint64_t i = e; i < end; ++i) refs[i] = 1;
+  std::vector<uint8_t> table(t * cs, 0);
+  uint64_t next = e + t;
+  for (uint64_t b = 0; b <= last; ++b) {
+    if (!(b * epb + epb > e) && !block_used(b)) continue;
+    std::vector<uint8_t> block(cs, 0);
+    for (uint64_t i = b * epb; i < std::min(end, (b + 1) * epb); ++i) {
+      if (refs[i] > meta.refcount_max()) return Err(meta.path() + ": refcount overflow");
+      PutRefcountEntry(block.data(), i - b * epb, order, refs[i]);
+    }
+    TRY(PwriteFull(meta.fd(), block.data(), cs, next * cs));
+    PutBe64(&table[b * 8], next * cs);
+    ++next;
+  }
+  TRY(PwriteFull(meta.fd(), table.data(), table.size(), e * cs));
+  TRY(meta.Sync());
+  uint8_t hdr[12];
+  PutBe64(hdr, e * cs);
+  PutBe32(hdr + 8, static_cast<uint32_t>(t));
+  TRY(meta.WriteHeaderBytes(kOffRefcountTable, hdr, 12));
+  TRY(meta.Sync());
+  return meta.Reload();
+}
+
+}  // namespace
+
+Result<CheckReport> CheckMeta(Meta& meta, RepairMode repair) {
+  CheckReport before = TRY(CheckOnce(meta));
+  bool dirty = meta.header().incompatible_features & kIncompatDirty;
+  if (repair == RepairMode::kNone) return before;
+  bool fix = before.leaks > 0 || dirty || (repair == RepairMode::kAll && before.corruptions > 0);
+  if (!fix) return before;
+  TRY(RebuildRefcounts(meta));
+  if (repair == RepairMode::kAll) TRY(FixCopiedFlags(meta));
+  TRY(meta.SetIncompatBit(kIncompatDirty, false));
+  TRY(meta.Sync());
+  CheckReport after = TRY(CheckOnce(meta));
+  after.leaks_fixed = before.leaks > after.leaks ? before.leaks - after.leaks : 0;
+  after.corruptions_fixed =
+      before.corruptions > after.corruptions ? before.corruptions - after.corruptions : 0;
+  std::vector<std::string> msgs = std::move(before.messages);
+  msgs.insert(msgs.end(), after.messages.begin(), after.messages.end());
+  after.messages = std::move(msgs);
+  return after;
+}
+
+}  // namespace kite::storage::qcow2
+
+namespace kite::storage {
+
+int CheckReport::ExitCode() const {
+  if (check_errors > 0) return 1;
+  if (corruptions > 0) return 2;
+  if (leaks > 0) return 3;
+  return 0;
+}
+
+}  // namespace kite::storage

@@ -1,0 +1,138 @@
+// CreateQcow2: lays out a new image (header, refcount table, refcount blocks, L1 table, in
+// that order from cluster 0) and optionally preallocates metadata and data.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "storage/qcow2/qcow2.h"
+#include "storage/qcow2/qcow2_header.h"
+#include "storage/qcow2/qcow2_meta.h"
+#include "storage/raw_image.h"
+
+namespace kite::storage {
+namespace {
+
+using qcow2::Header;
+
+Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
+  Header h;
+  uint64_t cs = o.cluster_size;
+  if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
+    return Err("Cluster size must be a power of two between 512 and 2M");
+  }
+  if (o.compat == "0.10" || o.compat == "v2") {
+    h.version = 2;
+  } else if (o.compat == "1.1" || o.compat == "v3" || o.compat.empty()) {
+    h.version = 3;
+  } else {
+    return Err("Invalid compatibility level: '" + o.compat + "'");
+  }
+  int bits = o.refcount_bits;
+  if (bits < 1 || bits > 64 || (bits & (bits - 1))) {
+    return Err("Refcount width must be a power of two and may not exceed 64 bits");
+  }
+  if (h.version == 2 && bits != 16)
+    return Err("Different refcount widths than 16 bits require compatibility level 1.1 or above");
+  if (h.version == 2 && o.lazy_refcounts)
+    return Err("Lazy refcounts only supported with compatibility level 1.1 and above");
+  if (h.version == 2 && o.compression_type != CompressionType::kZlib) {
+    return Err("Compression type other than zlib requires compatibility level 1.1 or above");
+  }
+  if (!o.backing_file.empty() && o.backing_format != "raw" && o.backing_format != "qcow2") {
+    return Err("Backing file '" + o.backing_file + "' needs a backing format (raw or qcow2)");
+  }
+  if (size > qcow2::kMaxVirtualSize) return Err("Image size too big");
+  h.cluster_bits = static_cast<uint32_t>(__builtin_ctzll(cs));
+  h.size = size;
+  h.refcount_order = static_cast<uint32_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+  if (o.lazy_refcounts) h.compatible_features |= qcow2::kCompatLazyRefcounts;
+  if (o.compression_type == CompressionType::kZstd) {
+    h.compression_type = 1;
+    h.incompatible_features |= qcow2::kIncompatCompression;
+  }
+  h.backing_file = o.backing_file;
+  h.backing_format = o.backing_file.empty() ? "" : o.backing_format;
+  uint64_t l1 = qcow2::L1EntriesFor(size, h.cluster_bits);
+  if (l1 * 8 > qcow2::kMaxL1Bytes) return Err("Image size too big for this cluster size");
+  h.l1_size = static_cast<uint32_t>(l1);
+  return h;
+}
+
+Result<uint64_t> BackingSize(const std::string& path, const Qcow2CreateOptions& o) {
+  std::filesystem::path b(o.backing_file);
+  if (b.is_relative()) b = std::filesystem::path(path).parent_path() / b;
+  OpenOptions opts;
+  opts.read_only = true;
+  opts.force_share = true;
+  opts.open_backing = false;
+  auto image = TRY(OpenImage(b.string(), TRY(ParseImageFormat(o.backing_format)), opts));
+  return image->size();
+}
+
+Result<void> Preallocate(int fd, const std::string& path, Preallocation mode) {
+  auto meta = TRY(qcow2::Meta::Open(fd, path, true));
+  uint64_t cs = meta->cluster_size();
+  uint64_t clusters = (meta->header().size + cs - 1) / cs;
+  std::vector<uint8_t> zeros(mode == Preallocation::kFull ? cs : 0, 0);
+  for (uint64_t c = 0; c < clusters; ++c) {
+    uint64_t host = TRY(meta->Allocate(1));
+    if (mode == Preallocation::kFull) TRY(PwriteFull(fd, zeros.data(), cs, host));
+    TRY(meta->SetL2Entry(c * cs, host | qcow2::kOflagCopied));
+  }
+  uint64_t end = meta->alloc_end() * cs;
+  if (mode == Preallocation::kFalloc && end > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(end))) {
+    return SysErr(path + ": fallocate");
+  }
+  // The data clusters of metadata preallocation are not written: extend the file over them.
+  if (::ftruncate(fd, static_cast<off_t>(std::max(end, meta->file_size()))) != 0) {
+    return SysErr(path + ": ftruncate");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> CreateQcow2(const std::string& path, const Qcow2CreateOptions& options) {
+  uint64_t size = (options.size + 511) & ~511ull;
+  if (size == 0 && !options.backing_file.empty() && options.size_from_backing) {
+    size = TRY_CTX(BackingSize(path, options), "Could not open backing image");
+  }
+  Header h = TRY(BuildHeader(options, size));
+  uint64_t cs = h.cluster_size(), epb = h.refblock_entries();
+  uint64_t l1_clusters = (uint64_t{h.l1_size} * 8 + cs - 1) / cs;
+  uint64_t t = 1, k = 1;
+  while (true) {  // header + table + blocks + L1 must all be counted by the blocks
+    uint64_t used = 1 + t + k + l1_clusters;
+    uint64_t k2 = (used + epb - 1) / epb, t2 = (k2 * 8 + cs - 1) / cs;
+    if (k2 == k && t2 == t) break;
+    k = k2;
+    t = t2;
+  }
+  uint64_t used = 1 + t + k + l1_clusters;
+  h.refcount_table_offset = cs;
+  h.refcount_table_clusters = static_cast<uint32_t>(t);
+  h.l1_table_offset = (1 + t + k) * cs;
+  std::vector<uint8_t> header = TRY(SerializeHeader(h));
+
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return SysErr("Could not create '" + path + "'");
+  std::vector<uint8_t> meta((1 + t + k) * cs, 0);
+  std::copy(header.begin(), header.end(), meta.begin());
+  for (uint64_t b = 0; b < k; ++b) {
+    qcow2::PutBe64(&meta[cs + b * 8], (1 + t + b) * cs);
+    uint8_t* block = &meta[(1 + t + b) * cs];
+    for (uint64_t c = b * epb; c < std::min(used, (b + 1) * epb); ++c) {
+      qcow2::PutRefcountEntry(block, c - b * epb, h.refcount_order, 1);
+    }
+  }
+  TRY(PwriteFull(fd.get(), meta.data(), meta.size(), 0));
+  if (::ftruncate(fd.get(), static_cast<off_t>(used * cs)) != 0) return SysErr(path);
+  if (options.preallocation != Preallocation::kOff) {
+    TRY(Preallocate(fd.get(), path, options.preallocation));
+  }
+  if (::fsync(fd.get()) != 0) return SysErr(path + ": fsync");
+  return {};
+}
+
+}  // namespace kite::storage

@@ -1,0 +1,319 @@
+// Qcow2Image: guest reads and writes through L1/L2 lookups, copy-on-write from the backing
+// image, zero clusters, discard and flush. See qcow2_image.h for the locking rules.
+#include "storage/qcow2/qcow2_image.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "storage/qcow2/qcow2_check.h"
+#include "storage/qcow2/qcow2_compress.h"
+
+namespace kite::storage::qcow2 {
+
+Qcow2Image::Qcow2Image(std::string path, OpenedFile file, const OpenOptions& options,
+                       std::unique_ptr<Meta> meta, std::unique_ptr<DiskImage> backing)
+    : path_(std::move(path)),
+      fd_(std::move(file.fd)),
+      options_(options),
+      meta_(std::move(meta)),
+      backing_(std::move(backing)),
+      size_(meta_->header().size) {}
+
+Result<std::unique_ptr<Qcow2Image>> Qcow2Image::Open(std::string path, OpenedFile file,
+                                                     const OpenOptions& options,
+                                                     std::unique_ptr<DiskImage> backing) {
+  auto meta = TRY(Meta::Open(file.fd.get(), path, !options.read_only));
+  std::unique_ptr<Qcow2Image> image(new Qcow2Image(std::move(path), std::move(file), options,
+                                                   std::move(meta), std::move(backing)));
+  if (!options.read_only) TRY(image->PrepareWritable());
+  return image;
+}
+
+Result<void> Qcow2Image::PrepareWritable() {
+  const Header& h = meta_->header();
+  if (h.incompatible_features & kIncompatCorrupt) {
+    return Err(path_ +
+               ": qcow2 image is corrupt; cannot be opened read/write (repair it with "
+               "'kite-img check -r all')");
+  }
+  if (h.incompatible_features & kIncompatDirty) {
+    KITE_LOG(Warn, "%s: image was not closed cleanly; rebuilding refcounts", path_.c_str());
+    CheckReport report = TRY(CheckMeta(*meta_, RepairMode::kAll));
+    if (report.corruptions > 0) return Err(path_ + ": dirty image could not be repaired");
+  }
+  if (h.autoclear_features != 0) {  // I9: kite knows no autoclear feature
+    uint8_t zero[8] = {};
+    TRY(meta_->WriteHeaderBytes(kOffAutoclear, zero, 8));
+    meta_->mutable_header().autoclear_features = 0;
+    TRY(meta_->Sync());
+  }
+  return {};
+}
+
+uint64_t Qcow2Image::allocated_bytes() const {
+  struct stat st {};
+  return ::fstat(fd_.get(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+}
+
+Result<void> Qcow2Image::CheckRange(uint64_t offset, uint64_t length, bool write) const {
+  if (write && options_.read_only) return Err(path_ + ": image is read-only");
+  if (write && failed_.load()) return Err(path_ + ": image failed after a write-back error");
+  if (write && meta_->corrupt()) return Err(path_ + ": image is marked corrupt");
+  if (offset > size_ || length > size_ - offset) {
+    return Err(path_ + ": request [" + std::to_string(offset) + ", +" + std::to_string(length) +
+               ") is past the end of the disk");
+  }
+  return {};
+}
+
+Result<void> Qcow2Image::ReadBacking(uint64_t offset, std::span<const iovec> iov) {
+  uint64_t len = IovLength(iov);
+  uint64_t bsize = backing_ ? backing_->size() : 0;
+  uint64_t from_backing = offset >= bsize ? 0 : std::min(len, bsize - offset);
+  if (from_backing > 0) TRY(backing_->ReadV(offset, SliceIov(iov, 0, from_backing)));
+  if (from_backing < len) ZeroIov(SliceIov(iov, from_backing, len - from_backing));  // I18
+  return {};
+}
+
+Result<void> Qcow2Image::ReadCompressed(const Mapping& m, std::vector<uint8_t>& cluster) {
+  uint64_t cs = meta_->cluster_size();
+  if (m.comp_len > 2 * cs) return Err(path_ + ": compressed cluster size is bogus");
+  std::vector<uint8_t> in(m.comp_len);
+  TRY(PreadFull(fd_.get(), in.data(), in.size(), m.host));
+  cluster.resize(cs);
+  auto type = static_cast<CompressionType>(meta_->header().compression_type);
+  TRY_CTX(DecompressCluster(type, in, cluster), path_);
+  return {};
+}
+
+Result<void> Qcow2Image::ReadMapped(const Mapping& m, uint64_t offset, std::span<const iovec> iov) {
+  uint64_t cs = meta_->cluster_size();
+  switch (m.kind) {
+    case Mapping::kUnallocated:
+      return ReadBacking(offset, iov);
+    case Mapping::kZero:
+      ZeroIov(iov);
+      return {};
+    case Mapping::kNormal:
+      return PreadvFull(fd_.get(), iov, m.host + (offset & (cs - 1)));
+    case Mapping::kCompressed: {
+      std::vector<uint8_t> cluster;
+      TRY(ReadCompressed(m, cluster));
+      CopyToIov(iov, cluster.data() + (offset & (cs - 1)));
+      return {};
+    }
+  }
+  return {};
+}
+
+Result<void> Qcow2Image::ReadV(uint64_t offset, std::span<const iovec> iov) {
+  uint64_t len = IovLength(iov);
+  TRY(CheckRange(offset, len, false));
+  uint64_t cs = meta_->cluster_size();
+  uint64_t done = 0;
+  while (done < len) {
+    uint64_t pos = offset + done;
+    uint64_t chunk = std::min(len - done, cs - (pos & (cs - 1)));
+    std::unique_lock meta_lock(meta_mu_);
+    Mapping m = TRY(meta_->Lookup(pos));
+    if (m.kind != Mapping::kCompressed) chunk = TRY(ExtendRun(m, pos, chunk, len - done, false));
+    std::shared_lock io_lock(io_mu_);
+    meta_lock.unlock();
+    TRY(ReadMapped(m, pos, SliceIov(iov, done, chunk)));
+    done += chunk;
+  }
+  return {};
+}
+
+Result<uint64_t> Qcow2Image::ExtendRun(const Mapping& m, uint64_t pos, uint64_t chunk,
+                                       uint64_t limit, bool for_write) {
+  constexpr uint64_t kMaxRun = 4 << 20;
+  uint64_t cs = meta_->cluster_size();
+  uint64_t base = pos & ~(cs - 1);
+  while (chunk < limit && chunk < kMaxRun) {
+    uint64_t next = pos + chunk;
+    Mapping n = TRY(meta_->Lookup(next));
+    if (n.kind != m.kind) break;
+    if (m.kind == Mapping::kNormal) {
+      if (n.host != m.host + (next - base) || (for_write && !n.copied)) break;
+      if (for_write) TRY(meta_->CheckDataWrite(n.host));
+    }
+    chunk += std::min(limit - chunk, cs);
+  }
+  return chunk;
+}
+
+Result<void> Qcow2Image::FreeData(const Mapping& m) {
+  std::unique_lock io_lock(io_mu_);  // wait for in-flight I/O to the cluster
+  return meta_->FreeMapping(m);
+}
+
+Result<void> Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const iovec> iov,
+                                         const Mapping& m) {
+  uint64_t cs = meta_->cluster_size();
+  uint64_t start = offset & ~(cs - 1);
+  uint64_t head = offset - start, len = IovLength(iov);
+  uint64_t tail_at = head + len;
+  std::vector<uint8_t> old;  // what the cluster reads as now, when the write is partial
+  if (head != 0 || tail_at != cs) {
+    old.resize(cs);
+    uint64_t valid = std::min(cs, size_ - start);
+    iovec v{old.data(), valid};
+    TRY(ReadMapped(m, start, {&v, 1}));
+  }
+  uint64_t host = TRY(meta_->Allocate(1));
+  std::vector<iovec> out;
+  if (head) out.push_back({old.data(), head});
+  out.insert(out.end(), iov.begin(), iov.end());
+  if (tail_at != cs) out.push_back({old.data() + tail_at, cs - tail_at});
+  // Data first; only then does an L2 entry point at it (a crash leaks, never corrupts).
+  TRY(PwritevFull(fd_.get(), out, host));
+  TRY(meta_->SetL2Entry(start, host | kOflagCopied));
+  if (m.kind != Mapping::kUnallocated) TRY(FreeData(m));
+  return {};
+}
+
+Result<void> Qcow2Image::WriteCluster(uint64_t offset, std::span<const iovec> iov) {
+  std::unique_lock meta_lock(meta_mu_);
+  Mapping m = TRY(meta_->Lookup(offset));
+  if (m.kind == Mapping::kNormal && m.copied) {
+    TRY(meta_->CheckDataWrite(m.host));
+    std::shared_lock io_lock(io_mu_);
+    meta_lock.unlock();
+    return PwritevFull(fd_.get(), iov, m.host + (offset & (meta_->cluster_size() - 1)));
+  }
+  return AllocatingWrite(offset, iov, m);
+}
+
+Result<void> Qcow2Image::WriteV(uint64_t offset, std::span<const iovec> iov) {
+  uint64_t len = IovLength(iov);
+  TRY(CheckRange(offset, len, true));
+  uint64_t cs = meta_->cluster_size();
+  for (uint64_t done = 0; done < len;) {
+    uint64_t pos = offset + done;
+    uint64_t chunk = std::min(len - done, cs - (pos & (cs - 1)));
+    {  // fast path: a run of clusters the image owns, written in place with one syscall
+      std::unique_lock meta_lock(meta_mu_);
+      Mapping m = TRY(meta_->Lookup(pos));
+      if (m.kind == Mapping::kNormal && m.copied) {
+        TRY(meta_->CheckDataWrite(m.host));
+        chunk = TRY(ExtendRun(m, pos, chunk, len - done, true));
+        std::shared_lock io_lock(io_mu_);
+        meta_lock.unlock();
+        TRY(PwritevFull(fd_.get(), SliceIov(iov, done, chunk), m.host + (pos & (cs - 1))));
+        done += chunk;
+        continue;
+      }
+    }
+    TRY(WriteCluster(pos, SliceIov(iov, done, chunk)));
+    done += chunk;
+  }
+  if (options_.cache == CacheMode::kWritethrough) TRY(Flush());
+  return {};
+}
+
+Result<void> Qcow2Image::Flush() {
+  if (options_.read_only) return {};
+  if (failed_.load()) return Err(path_ + ": image failed after a write-back error");
+  if (options_.cache == CacheMode::kUnsafe) return {};
+  while (::fdatasync(fd_.get()) != 0) {
+    if (errno == EINTR) continue;
+    failed_.store(true);  // F4: no false OK after a retry
+    KITE_LOG(Error, "%s: fdatasync failed (%s); disk marked failed", path_.c_str(),
+             std::strerror(errno));
+    return SysErr(path_ + ": fdatasync");
+  }
+  return {};
+}
+
+Result<void> Qcow2Image::ZeroCluster(uint64_t start, bool discard) {
+  std::unique_lock meta_lock(meta_mu_);
+  Mapping m = TRY(meta_->Lookup(start));
+  bool v3 = meta_->header().version >= 3;
+  if (!v3 && backing_) {  // v2 has no zero flag: store zeros over the backing data
+    std::vector<uint8_t> zeros(meta_->cluster_size(), 0);
+    iovec v{zeros.data(), std::min<uint64_t>(zeros.size(), size_ - start)};
+    if (m.kind == Mapping::kNormal && m.copied) {
+      meta_lock.unlock();
+      return WriteCluster(start, {&v, 1});
+    }
+    return AllocatingWrite(start, {&v, 1}, m);
+  }
+  uint64_t entry = (v3 && (backing_ || !discard)) ? kOflagZero : 0;
+  if (m.kind == Mapping::kUnallocated && entry == 0) return {};
+  if (m.kind == Mapping::kZero && m.host == 0 && entry == kOflagZero) return {};
+  TRY(meta_->SetL2Entry(start, entry));
+  return FreeData(m);
+}
+
+Result<void> Qcow2Image::ZeroRange(uint64_t offset, uint64_t length, bool discard) {
+  TRY(CheckRange(offset, length, true));
+  uint64_t cs = meta_->cluster_size();
+  std::vector<uint8_t> zeros;
+  for (uint64_t done = 0; done < length;) {
+    uint64_t pos = offset + done;
+    uint64_t in = pos & (cs - 1);
+    uint64_t chunk = std::min(length - done, cs - in);
+    bool whole = in == 0 && (chunk == cs || pos + chunk == size_);
+    if (whole) {
+      TRY(ZeroCluster(pos, discard));
+    } else {
+      zeros.assign(chunk, 0);
+      iovec v{zeros.data(), chunk};
+      TRY(WriteCluster(pos, {&v, 1}));
+    }
+    done += chunk;
+  }
+  if (options_.cache == CacheMode::kWritethrough) TRY(Flush());
+  return {};
+}
+
+Result<void> Qcow2Image::Discard(uint64_t offset, uint64_t length) {
+  return ZeroRange(offset, length, true);
+}
+
+Result<void> Qcow2Image::WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap) {
+  return ZeroRange(offset, length, may_unmap);
+}
+
+Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
+  TRY(CheckRange(offset, 0, false));
+  uint64_t cs = meta_->cluster_size();
+  Extent e;
+  e.offset = offset;
+  uint64_t limit = std::min(max_length, size_ - offset);
+  std::unique_lock meta_lock(meta_mu_);
+  Mapping first = TRY(meta_->Lookup(offset));
+  uint64_t len = std::min(limit, cs - (offset & (cs - 1)));
+  while (len < limit) {
+    Mapping next = TRY(meta_->Lookup(offset + len));
+    if (next.kind != first.kind) break;
+    if (first.kind == Mapping::kNormal &&
+        next.host != first.host + ((offset + len) & ~(cs - 1)) - (offset & ~(cs - 1))) {
+      break;
+    }
+    if (first.kind == Mapping::kCompressed) break;
+    len = std::min(limit, len + cs);
+  }
+  meta_lock.unlock();
+  e.length = len;
+  e.allocated = first.kind != Mapping::kUnallocated;
+  e.data = first.kind == Mapping::kNormal || first.kind == Mapping::kCompressed;
+  e.zero = first.kind == Mapping::kZero;
+  if (first.kind == Mapping::kNormal) e.host_offset = first.host + (offset & (cs - 1));
+  if (first.kind == Mapping::kUnallocated) {
+    if (backing_ && offset < backing_->size()) {
+      Extent b = TRY(backing_->BlockStatus(offset, std::min(len, backing_->size() - offset)));
+      b.depth += 1;
+      b.allocated = false;
+      return b;
+    }
+    e.zero = true;
+  }
+  return e;
+}
+
+}  // namespace kite::storage::qcow2

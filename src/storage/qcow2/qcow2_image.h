@@ -1,0 +1,82 @@
+// Qcow2Image: a DiskImage over a qcow2 file (versions 2 and 3), with an optional backing image.
+//
+// Threads: any number of callers. `meta_mu_` serialises metadata (lookups, allocation, L2 and
+// refcount updates, and the whole of an allocating write). Reads and in-place writes of
+// clusters the image already owns (COPIED) do their data I/O after dropping `meta_mu_`,
+// holding `io_mu_` shared; anything that frees a data cluster takes `io_mu_` exclusively, so a
+// cluster is never reused while I/O to it is in flight. Lock order: meta_mu_, then io_mu_.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+
+#include "storage/disk_image.h"
+#include "storage/qcow2/qcow2.h"
+#include "storage/qcow2/qcow2_meta.h"
+#include "storage/raw_image.h"
+
+namespace kite::storage::qcow2 {
+
+class Qcow2Image final : public DiskImage {
+ public:
+  // Takes an opened file (OpenImageFile) and its parsed metadata; `backing` may be null.
+  // Read-write opens refuse corrupt images (I6), repair dirty ones (I8) and clear unknown
+  // autoclear bits (I9).
+  static Result<std::unique_ptr<Qcow2Image>> Open(std::string path, OpenedFile file,
+                                                  const OpenOptions& options,
+                                                  std::unique_ptr<DiskImage> backing);
+
+  ImageFormat format() const override { return ImageFormat::kQcow2; }
+  const std::string& path() const override { return path_; }
+  uint64_t size() const override { return size_; }
+  bool read_only() const override { return options_.read_only; }
+  uint64_t allocated_bytes() const override;
+  DiskImage* backing() const override { return backing_.get(); }
+  bool failed() const override { return failed_.load(); }
+
+  Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
+  Result<void> WriteV(uint64_t offset, std::span<const iovec> iov) override;
+  Result<void> Flush() override;
+  Result<void> Discard(uint64_t offset, uint64_t length) override;
+  Result<void> WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap) override;
+  Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
+
+  // Changes the virtual size (grow; shrink only when allowed). No snapshots when shrinking.
+  Result<void> Resize(uint64_t new_size, const ResizeOptions& options);
+  Meta& meta() { return *meta_; }
+
+ private:
+  Qcow2Image(std::string path, OpenedFile file, const OpenOptions& options,
+             std::unique_ptr<Meta> meta, std::unique_ptr<DiskImage> backing);
+  Result<void> PrepareWritable();
+  Result<void> CheckRange(uint64_t offset, uint64_t length, bool write) const;
+  // Fills `iov` with what the guest cluster range reads as, per mapping `m`.
+  Result<void> ReadMapped(const Mapping& m, uint64_t offset, std::span<const iovec> iov);
+  Result<void> ReadBacking(uint64_t offset, std::span<const iovec> iov);
+  Result<void> ReadCompressed(const Mapping& m, std::vector<uint8_t>& cluster);
+  // Extends `chunk` (bytes from `pos`, ending on a cluster boundary or at `limit`) over the
+  // following clusters whose mappings continue `m` (same kind; contiguous host clusters for
+  // kNormal, also COPIED when `for_write`), so one syscall covers them. Under meta_mu_.
+  Result<uint64_t> ExtendRun(const Mapping& m, uint64_t pos, uint64_t chunk, uint64_t limit,
+                             bool for_write);
+  Result<void> WriteCluster(uint64_t offset, std::span<const iovec> iov);
+  Result<void> AllocatingWrite(uint64_t offset, std::span<const iovec> iov, const Mapping& m);
+  Result<void> ZeroCluster(uint64_t cluster_offset, bool discard);
+  Result<void> ZeroRange(uint64_t offset, uint64_t length, bool discard);
+  Result<void> FreeData(const Mapping& m);
+
+  std::string path_;
+  UniqueFd fd_;
+  OpenOptions options_;
+  std::unique_ptr<Meta> meta_;
+  std::unique_ptr<DiskImage> backing_;
+  uint64_t size_;
+  std::mutex meta_mu_;
+  std::shared_mutex io_mu_;
+  std::atomic<bool> failed_{false};
+};
+
+}  // namespace kite::storage::qcow2

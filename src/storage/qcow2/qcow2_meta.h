@@ -1,0 +1,123 @@
+// Meta: the metadata of one open qcow2 file: header, L1 table, L2 tables and refcount blocks
+// (through bounded caches), the refcount table and the cluster allocator. Every metadata write
+// goes straight to the file (write-through) in crash-safe order: a refcount is raised before
+// anything points at the cluster, data is written before the L2 entry that maps it, and
+// refcounts drop only after nothing points at the cluster any more. A crash at any point
+// leaves at most leaked clusters (check exit code 3).
+//
+// Not thread-safe: Qcow2Image calls it under its metadata mutex. Split over
+// qcow2_meta.cc (open, L1/L2), qcow2_refcount.cc (refcounts) and qcow2_alloc.cc (allocation,
+// overlap checks).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "storage/qcow2/qcow2_header.h"
+#include "storage/qcow2/qcow2_l2_cache.h"
+
+namespace kite::storage::qcow2 {
+
+// What one L2 entry says about a guest cluster.
+struct Mapping {
+  enum Kind { kUnallocated, kZero, kNormal, kCompressed };
+  Kind kind = kUnallocated;
+  uint64_t host = 0;      // kNormal: cluster offset; kCompressed: byte offset of the stream
+  uint64_t comp_len = 0;  // kCompressed: bytes to read
+  bool copied = false;    // refcount is exactly 1: may be written in place
+  uint64_t entry = 0;     // the raw L2 entry
+};
+
+// A refcount block entry of width 2^order bits (sub-byte widths: least significant bits
+// first, as QEMU). Put returns the byte range [first, first + len) that changed.
+uint64_t GetRefcountEntry(const uint8_t* block, uint64_t index, uint32_t order);
+std::pair<uint64_t, uint64_t> PutRefcountEntry(uint8_t* block, uint64_t index, uint32_t order,
+                                               uint64_t value);
+
+class Meta {
+ public:
+  // Reads and validates the header, L1 table and refcount table of the open file `fd`.
+  static Result<std::unique_ptr<Meta>> Open(int fd, const std::string& path, bool writable);
+
+  const Header& header() const { return header_; }
+  Header& mutable_header() { return header_; }
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }
+  bool writable() const { return writable_; }
+  uint64_t cluster_size() const { return header_.cluster_size(); }
+  uint64_t ClusterOf(uint64_t offset) const { return offset >> header_.cluster_bits; }
+
+  // Re-reads header and tables from the file (after a refcount rebuild).
+  Result<void> Reload();
+  uint64_t file_size() const;
+
+  // --- L1/L2 (qcow2_meta.cc) ---
+  Result<Mapping> Lookup(uint64_t guest_offset);
+  // Points the guest cluster at `entry`, first giving it an L2 table of its own (allocating
+  // one, or copying a shared one) when needed. Frees nothing.
+  Result<void> SetL2Entry(uint64_t guest_offset, uint64_t entry);
+  std::vector<uint64_t>& l1() { return l1_; }
+  Result<void> WriteL1Entry(uint64_t index, uint64_t value);
+  // Decodes an L2 entry (validates it: I25/I26); errors mark the image corrupt.
+  Result<Mapping> Decode(uint64_t entry, uint64_t guest_offset);
+  Result<std::vector<uint64_t>> ReadTable(uint64_t offset, uint64_t entries);
+  ClusterCache& l2_cache() { return l2_cache_; }
+
+  // --- header (qcow2_meta.cc) ---
+  Result<void> WriteHeaderBytes(uint64_t offset, const void* data, size_t len);
+  Result<void> RewriteHeader();  // whole cluster 0 from header_
+  Result<void> SetIncompatBit(uint64_t bit, bool on);
+  // Sets the corrupt bit (if writable) and returns an error naming `why` (I25, I27, I29).
+  Error MarkCorrupt(const std::string& why);
+  bool corrupt() const { return header_.incompatible_features & kIncompatCorrupt; }
+  Result<void> Sync();
+
+  // --- refcounts (qcow2_refcount.cc) ---
+  Result<uint64_t> GetRefcount(uint64_t cluster);
+  Result<void> SetRefcount(uint64_t cluster, uint64_t value);
+  // Adds `delta` to the refcount of each cluster in [offset, offset + bytes).
+  Result<void> UpdateRefcounts(uint64_t offset, uint64_t bytes, int delta);
+  const std::vector<uint64_t>& reftable() const { return reftable_; }
+  uint64_t refcount_max() const;
+
+  // --- allocation (qcow2_alloc.cc) ---
+  // Allocates `n` contiguous clusters with refcount 1; returns the host offset.
+  Result<uint64_t> Allocate(uint64_t n);
+  // Drops one reference to each cluster in range (data clusters, tables).
+  Result<void> Free(uint64_t offset, uint64_t bytes);
+  // Drops the reference a (normal or compressed) L2 entry holds.
+  Result<void> FreeMapping(const Mapping& m);
+  // I27: refuses (and marks corrupt) a data write into a metadata cluster.
+  Result<void> CheckDataWrite(uint64_t host_offset);
+  void AddMetadata(uint64_t offset, uint64_t bytes);
+  void RemoveMetadata(uint64_t offset, uint64_t bytes);
+  uint64_t alloc_end() const { return alloc_end_; }  // first cluster index past all use
+
+ private:
+  Meta(int fd, std::string path, bool writable, Header header);
+  Result<void> LoadTables();
+  Result<uint64_t> L2TableFor(uint64_t l1_index, bool for_write);
+  Result<void> EnsureRefblock(uint64_t block, int depth);
+  Result<void> GrowRefcountTable(uint64_t min_blocks);
+  Result<uint64_t> FindFree(uint64_t n, uint64_t start);
+  void NoteUse(uint64_t cluster_end);
+
+  int fd_;
+  std::string path_;
+  bool writable_;
+  Header header_;
+  std::vector<uint64_t> l1_;
+  std::vector<uint64_t> reftable_;
+  ClusterCache l2_cache_;
+  ClusterCache refblock_cache_;
+  std::unordered_set<uint64_t> metadata_;  // cluster indices holding metadata
+  uint64_t free_hint_ = 0;                 // no free cluster below this index
+  uint64_t alloc_end_ = 0;
+};
+
+}  // namespace kite::storage::qcow2
