@@ -129,6 +129,10 @@ void Vm::RequestEnd(VmOutcome outcome) {
     if (outcome_) return;
     outcome_ = std::move(outcome);
   }
+  // The vCPU that caused the end (a power-off or reset write, a crash) must not run another
+  // guest instruction: on real hardware a reset takes effect at once. The others are kicked
+  // out of KVM_RUN by Wait().
+  stop_.store(true, std::memory_order_release);
   ended_.notify_all();
 }
 
