@@ -2,7 +2,8 @@
 // flattened) into a new raw or qcow2 image. Ranges the input reports as zero are not read;
 // zero runs of at least -S bytes inside data are not written (holes stay holes); -S 0 writes
 // every byte. With -B the new image gets a backing file and only ranges whose content differs
-// from that backing file are written.
+// from that backing file are written. With -c (qcow2 only) every cluster holding data (or,
+// with -B, differing from the backing file) is written compressed; zero clusters stay holes.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -22,6 +23,7 @@ struct Copier {
   storage::DiskImage& in;
   storage::DiskImage& out;
   uint64_t min_sparse;
+  uint64_t compress_cluster = 0;  // -c: the output's cluster size; 0 without -c
   std::vector<uint8_t> buf = std::vector<uint8_t>(kChunk);
   std::vector<uint8_t> under = std::vector<uint8_t>(kChunk);  // the output's backing content
   std::vector<uint8_t> zeros = std::vector<uint8_t>(kChunk, 0);
@@ -55,7 +57,52 @@ struct Copier {
     return {};
   }
 
+  // True when the input reads as zeros all over [offset, offset + len).
+  Result<bool> AllZero(uint64_t offset, uint64_t len) {
+    for (uint64_t at = offset; at < offset + len;) {
+      storage::Extent e = TRY(in.BlockStatus(at, offset + len - at));
+      if (e.length == 0) return Err(in.path() + ": block status returned an empty extent");
+      if (!e.zero) return false;
+      at += e.length;
+    }
+    return true;
+  }
+
+  // -c: one whole output cluster at `offset` (the disk's last one may be shorter).
+  Result<void> PutCompressed(uint64_t offset, const uint8_t* data, uint64_t len) {
+    bool skip = out.backing() != nullptr
+                    ? std::memcmp(data, under.data() + offset % kChunk, len) == 0
+                    : IsZero(data, len);
+    if (skip) return {};
+    uint64_t out_len = std::min(compress_cluster, out.size() - offset);
+    std::vector<uint8_t> padded;
+    if (out_len > len) {  // the output's size is rounded up to a sector
+      padded.assign(data, data + len);
+      padded.resize(out_len, 0);
+      data = padded.data();
+    }
+    return storage::WriteCompressedCluster(out, offset, {data, out_len});
+  }
+
+  Result<void> RunCompressed(Progress& progress) {
+    for (uint64_t offset = 0; offset < in.size();) {
+      uint64_t len = std::min(kChunk, in.size() - offset);  // kChunk: whole clusters
+      if (out.backing() != nullptr || !TRY(AllZero(offset, len))) {
+        TRY(in.Read(offset, buf.data(), len));
+        if (out.backing() != nullptr) TRY(out.Read(offset, under.data(), len));
+        for (uint64_t at = 0; at < len; at += compress_cluster) {
+          uint64_t n = std::min(compress_cluster, len - at);
+          TRY(PutCompressed(offset + at, buf.data() + at, n));
+        }
+      }
+      offset += len;
+      progress.Advance(len);
+    }
+    return out.Flush();
+  }
+
   Result<void> Run(Progress& progress) {
+    if (compress_cluster != 0) return RunCompressed(progress);
     for (uint64_t offset = 0; offset < in.size();) {
       uint64_t len = std::min(kChunk, in.size() - offset);
       storage::Extent e = TRY(in.BlockStatus(offset, len));
@@ -76,19 +123,15 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   auto in = TRY(OpenForTool(args.input, in_format, in_options));
   CreateSpec spec = TRY(BuildCreateSpec(
       {args.out_format, args.options, args.backing, args.backing_format, in->size()}));
-  if (args.compress) {
-    if (spec.format != storage::ImageFormat::kQcow2) {
-      return Err("Compression not supported for file format '" + args.out_format + "'");
-    }
-    return Err(
-        "Compression (-c) is not supported yet: kite's storage library has no "
-        "compressed-cluster write");
+  if (args.compress && spec.format != storage::ImageFormat::kQcow2) {
+    return Err("Compression not supported for this file format");
   }
   TRY_CTX(CreateImage(args.output, spec), args.output);
   ToolOpenOptions out_options;
   out_options.read_only = false;
   auto out = TRY(OpenForTool(args.output, spec.format, out_options));
   Copier copier{*in, *out, args.min_sparse};
+  if (args.compress) copier.compress_cluster = spec.qcow2.cluster_size;
   Progress progress(progress_out, args.progress && tty, in->size());
   return copier.Run(progress);
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -109,5 +110,13 @@ Result<void> ResizeImage(const std::string& path, ImageFormat format, uint64_t n
 // `new_backing` removes the backing file.
 Result<void> SetBackingFile(const std::string& path, const std::string& new_backing,
                             const std::string& new_format);
+
+// Writes one whole guest cluster of an open qcow2 image compressed, with the image's
+// compression type (qemu-img convert -c): `offset` cluster-aligned, `cluster` one cluster long
+// (shorter only for the disk's last cluster), the cluster not yet allocated in this image.
+// Data that does not compress is written normally. Other formats: "Compression not supported
+// for this file format". See Qcow2Image::WriteCompressedCluster.
+Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
+                                    std::span<const uint8_t> cluster);
 
 }  // namespace kite::storage

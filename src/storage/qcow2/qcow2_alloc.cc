@@ -58,6 +58,25 @@ Result<uint64_t> Meta::Allocate(uint64_t n) {
   }
 }
 
+Result<uint64_t> Meta::AllocateBytes(uint64_t bytes) {
+  uint64_t cs = cluster_size();
+  if (bytes == 0 || bytes > cs) return Err(path_ + ": bad compressed allocation size");
+  uint64_t off = free_byte_offset_;
+  uint64_t used = off & (cs - 1);  // never 0 when off != 0
+  if (off != 0 && used + bytes <= cs) {
+    TRY(UpdateRefcounts(off - used, cs, 1));  // one more user of the partly filled cluster
+  } else {
+    uint64_t fresh = TRY(Allocate(1));  // refcount 1: this stream's
+    if (off != 0 && fresh == off - used + cs) {
+      TRY(UpdateRefcounts(off - used, cs, 1));  // the stream starts in the previous cluster
+    } else {
+      off = fresh;
+    }
+  }
+  free_byte_offset_ = (off + bytes) & (cs - 1) ? off + bytes : 0;
+  return off;
+}
+
 Result<void> Meta::Free(uint64_t offset, uint64_t bytes) {
   return UpdateRefcounts(offset, bytes, -1);
 }

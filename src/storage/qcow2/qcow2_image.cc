@@ -317,3 +317,73 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
 }
 
 }  // namespace kite::storage::qcow2
+
+namespace kite::storage::qcow2 {
+
+Result<void> Qcow2Image::CheckCompressedTarget(uint64_t offset, uint64_t length) {
+  TRY(CheckRange(offset, length, true));
+  uint64_t cs = meta_->cluster_size();
+  bool whole = length == cs || (length > 0 && length < cs && offset + length == size_);
+  if ((offset & (cs - 1)) != 0 || !whole) {
+    return Err(path_ + ": a compressed write must cover one whole cluster (offset " +
+               std::to_string(offset) + ", length " + std::to_string(length) + ")");
+  }
+  std::unique_lock meta_lock(meta_mu_);
+  Mapping m = TRY(meta_->Lookup(offset));
+  if (m.kind == Mapping::kUnallocated || (m.kind == Mapping::kZero && m.host == 0)) return {};
+  return Err(path_ + ": compressed write to an allocated cluster (guest offset " +
+             std::to_string(offset) + ")");
+}
+
+// Under meta_mu_, in crash-safe order: refcounts (AllocateBytes), stream, L2 entry.
+Result<void> Qcow2Image::StoreCompressed(uint64_t offset, std::span<const uint8_t> stream) {
+  const uint32_t cluster_bits = meta_->header().cluster_bits;
+  const uint32_t x = 62 - (cluster_bits - 8);  // bits of the host offset in the L2 entry
+  std::unique_lock meta_lock(meta_mu_);
+  Mapping m = TRY(meta_->Lookup(offset));  // checked again: another writer may have come first
+  if (m.kind != Mapping::kUnallocated && !(m.kind == Mapping::kZero && m.host == 0)) {
+    return Err(path_ + ": compressed write to an allocated cluster");
+  }
+  uint64_t host = TRY(meta_->AllocateBytes(stream.size()));
+  uint64_t end = host + stream.size();
+  if (end > (1ull << x)) return Err(path_ + ": image too large for a compressed cluster");
+  // The entry counts whole sectors; zero the slack of the last one so reads see no stale bytes
+  // (the next packed stream may overwrite it later).
+  std::vector<uint8_t> padded(stream.begin(), stream.end());
+  padded.resize(((end + 511) & ~511ull) - host, 0);
+  uint64_t cs = meta_->cluster_size();
+  TRY(meta_->CheckDataWrite(host));
+  TRY(meta_->CheckDataWrite((end - 1) & ~(cs - 1)));
+  TRY(PwriteFull(fd_.get(), padded.data(), padded.size(), host));
+  uint64_t extra_sectors = ((end - 1) >> 9) - (host >> 9);
+  TRY(meta_->SetL2Entry(offset, host | kOflagCompressed | (extra_sectors << x)));
+  return {};
+}
+
+Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster) {
+  TRY(CheckCompressedTarget(offset, cluster.size()));
+  std::vector<uint8_t> full(cluster.begin(), cluster.end());
+  full.resize(meta_->cluster_size(), 0);
+  auto type = static_cast<CompressionType>(meta_->header().compression_type);
+  std::vector<uint8_t> stream = TRY(CompressCluster(type, full));
+  if (stream.empty()) {
+    TRY(Write(offset, cluster.data(), cluster.size()));  // does not shrink: store it as is
+    return {};
+  }
+  TRY(StoreCompressed(offset, stream));
+  if (options_.cache == CacheMode::kWritethrough) TRY(Flush());
+  return {};
+}
+
+}  // namespace kite::storage::qcow2
+
+namespace kite::storage {
+
+Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
+                                    std::span<const uint8_t> cluster) {
+  auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
+  if (qcow2 == nullptr) return Err("Compression not supported for this file format");
+  return qcow2->WriteCompressedCluster(offset, cluster);
+}
+
+}  // namespace kite::storage

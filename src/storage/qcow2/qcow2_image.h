@@ -44,6 +44,14 @@ class Qcow2Image final : public DiskImage {
   Result<void> WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap) override;
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
 
+  // Writes one whole guest cluster compressed (qemu-img convert -c). `offset` is
+  // cluster-aligned; `cluster` is one cluster long (shorter only for the disk's last cluster,
+  // which is padded with zeros). As QEMU, only a cluster this image has not allocated (or a
+  // zero cluster without host space) may be written so. Data that does not compress is
+  // written as a normal cluster. The stream goes into sector-granular host space shared with
+  // the previous compressed cluster where possible (Meta::AllocateBytes).
+  Result<void> WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster);
+
   // Changes the virtual size (grow; shrink only when allowed). No snapshots when shrinking.
   Result<void> Resize(uint64_t new_size, const ResizeOptions& options);
   Meta& meta() { return *meta_; }
@@ -62,6 +70,8 @@ class Qcow2Image final : public DiskImage {
   // kNormal, also COPIED when `for_write`), so one syscall covers them. Under meta_mu_.
   Result<uint64_t> ExtendRun(const Mapping& m, uint64_t pos, uint64_t chunk, uint64_t limit,
                              bool for_write);
+  Result<void> CheckCompressedTarget(uint64_t offset, uint64_t length);
+  Result<void> StoreCompressed(uint64_t offset, std::span<const uint8_t> stream);
   Result<void> WriteCluster(uint64_t offset, std::span<const iovec> iov);
   Result<void> AllocatingWrite(uint64_t offset, std::span<const iovec> iov, const Mapping& m);
   Result<void> ZeroCluster(uint64_t cluster_offset, bool discard);

@@ -55,6 +55,7 @@ Result<void> Meta::Reload() {
   refblock_cache_.Clear();
   metadata_.clear();
   free_hint_ = 0;
+  free_byte_offset_ = 0;
   alloc_end_ = (size + cluster_size() - 1) / cluster_size();
   return LoadTables();
 }

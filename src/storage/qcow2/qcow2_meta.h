@@ -88,6 +88,11 @@ class Meta {
   // --- allocation (qcow2_alloc.cc) ---
   // Allocates `n` contiguous clusters with refcount 1; returns the host offset.
   Result<uint64_t> Allocate(uint64_t n);
+  // Allocates `bytes` (at most one cluster) of byte-granular space for a compressed cluster,
+  // continuing in the host cluster the previous call ended in when the data fits there or the
+  // next cluster is free (QEMU's qcow2_alloc_bytes). Every host cluster the range touches
+  // gets one more reference, so the refcount of a shared cluster counts its users.
+  Result<uint64_t> AllocateBytes(uint64_t bytes);
   // Drops one reference to each cluster in range (data clusters, tables).
   Result<void> Free(uint64_t offset, uint64_t bytes);
   // Drops the reference a (normal or compressed) L2 entry holds.
@@ -118,6 +123,7 @@ class Meta {
   std::unordered_set<uint64_t> metadata_;  // cluster indices holding metadata
   uint64_t free_hint_ = 0;                 // no free cluster below this index
   uint64_t alloc_end_ = 0;
+  uint64_t free_byte_offset_ = 0;  // where AllocateBytes continues; 0: in a new cluster
 };
 
 }  // namespace kite::storage::qcow2

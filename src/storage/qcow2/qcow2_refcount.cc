@@ -56,7 +56,11 @@ Result<void> Meta::SetRefcount(uint64_t cluster, uint64_t value) {
   std::vector<uint8_t> copy(data, data + cluster_size());
   auto [first, len] = PutRefcountEntry(copy.data(), cluster % epb, header_.refcount_order, value);
   TRY(refblock_cache_.Write(off, first, copy.data() + first, len));
-  if (value == 0) free_hint_ = std::min(free_hint_, cluster);
+  if (value == 0) {
+    free_hint_ = std::min(free_hint_, cluster);
+    // A freed cluster may be reused for anything: stop packing compressed data into it.
+    if (free_byte_offset_ / cluster_size() == cluster) free_byte_offset_ = 0;
+  }
   return {};
 }
 
