@@ -5,7 +5,8 @@
 //     Device (COM1) { _HID PNP0501, _CRS { IO 0x3f8-0x3ff, IRQNoFlags {4} } }  // optional
 //     Device (RTC_) { _HID PNP0B00, _CRS { IO 0x70-0x71 } }         // optional, no IRQ
 //     Device (PWRB) { _HID PNP0C0C }                        // control-method power button
-//     Device (GED_) { _HID ACPI0013, _CRS { Memory32Fixed kGedBase, Interrupt {kGedIrq} }
+//     Device (GED_) { _HID ACPI0013, _CRS { Interrupt {kGedIrq} }   // interrupts only: Linux's
+//                                               // evged treats every _CRS entry as one
 //       OperationRegion (GDST, SystemMemory, kGedBase, 0x14)
 //       Field { GDAT, 32, GSLP, 32, GSCK, 32, GSER, 32, GEJ0, 32 }  // devices/acpi_ged.h
 //       Method (_EVT, 1, Serialized) { Local0 = GDAT
@@ -100,9 +101,11 @@ Result<Bytes> GedDevice(size_t num_slots) {
   Bytes event_method = TRY(GedEventMethod(num_slots));
   return aml::Device(
       "GED_", {aml::Name("_HID", hid), aml::Name("_UID", aml::Integer(0)),
+               // Interrupts only: Linux's GED driver (drivers/acpi/evged.c) requests every _CRS
+               // resource as an interrupt and fails the probe on anything else ("unable to
+               // parse IRQ resource"). The register block is reached through GDST below.
                aml::Name("_CRS", aml::ResourceTemplate(
-                                     {aml::Memory32Fixed(true, layout::kGedBase, layout::kGedSize),
-                                      aml::Interrupt({.edge = true}, layout::kGedIrq)})),
+                                     {aml::Interrupt({.edge = true}, layout::kGedIrq)})),
                aml::OperationRegion("GDST", aml::RegionSpace::kSystemMemory, layout::kGedBase,
                                     kGedRegistersSize),
                aml::Field("GDST", aml::FieldAccess::kDWord, aml::FieldUpdate::kWriteAsZeros,
