@@ -18,17 +18,8 @@ packages=(
 )
 
 if [[ "${KITE_SKIP_APT:-0}" != 1 ]]; then
-  missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    echo "setup: installing ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
+  source scripts/lib/apt.sh
+  apt_install_missing "${packages[@]}"
 fi
 
 build_dir="${KITE_BUILD_DIR:-build}"
