@@ -20,7 +20,23 @@ AsyncDisk::~AsyncDisk() {
   for (std::thread& t : workers_) t.join();
 }
 
+void AsyncDisk::Complete(DiskCompletion done, Result<void> result) {
+  if (options_.executor) {
+    options_.executor([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+  } else {
+    done(std::move(result));
+  }
+}
+
 void AsyncDisk::Submit(DiskRequest request, DiskCompletion done) {
+  if (request.op == DiskOp::kRead) {  // reads of zeros need no worker (fresh images)
+    if (std::optional<Result<void>> now = image_->TryReadNow(request.offset, request.iov)) {
+      Complete(std::move(done), std::move(*now));
+      return;
+    }
+  }
   {
     std::lock_guard lock(mu_);
     if (queue_.size() < options_.max_queued && !stopping_) {
@@ -29,13 +45,7 @@ void AsyncDisk::Submit(DiskRequest request, DiskCompletion done) {
       return;
     }
   }
-  Result<void> busy = Err(image_->path() + ": too many queued requests");
-  if (options_.executor) {
-    options_.executor(
-        [done = std::move(done), busy = std::move(busy)]() mutable { done(std::move(busy)); });
-  } else {
-    done(std::move(busy));
-  }
+  Complete(std::move(done), Err(image_->path() + ": too many queued requests"));
 }
 
 void AsyncDisk::Drain() {
@@ -73,14 +83,7 @@ void AsyncDisk::WorkerLoop() {
     queue_.pop_front();
     ++running_;
     lock.unlock();
-    Result<void> result = Execute(item.request);
-    if (options_.executor) {
-      options_.executor([done = std::move(item.done), result = std::move(result)]() mutable {
-        done(std::move(result));
-      });
-    } else {
-      item.done(std::move(result));
-    }
+    Complete(std::move(item.done), Execute(item.request));
     lock.lock();
     --running_;
     if (queue_.empty() && running_ == 0) idle_cv_.notify_all();

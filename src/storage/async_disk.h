@@ -2,9 +2,10 @@
 // (scatter-gather read/write, flush, discard, write-zeroes) are queued and run on a bounded
 // pool of worker threads calling the DiskImage's thread-safe synchronous calls; the completion
 // callback then goes through the caller's executor (the VMM posts it onto its asio loop; tests
-// pass none and are called on the worker). Many requests are in flight at once (one per
-// worker, the rest queued). Drain() waits until nothing is queued or running (device reset,
-// BAD_INPUTS G33). See docs/STORAGE.md for why a worker pool rather than io_uring.
+// pass none and are called on the worker, or inside Submit for a read the image answers at
+// once: DiskImage::TryReadNow, zeros from metadata in memory). Many requests are in flight at once
+// (one per worker, the rest queued). Drain() waits until nothing is queued or running (device
+// reset, BAD_INPUTS G33). See docs/STORAGE.md for why a worker pool rather than io_uring.
 //
 // Threads: Submit/Drain from any thread; completions on workers (or wherever the executor
 // runs them). The iovecs must stay valid until the request's completion has run.
@@ -69,6 +70,8 @@ class AsyncDisk {
   };
   void WorkerLoop();
   Result<void> Execute(const DiskRequest& request);
+  // Hands the result to the executor, or runs `done` here when there is none.
+  void Complete(DiskCompletion done, Result<void> result);
 
   std::shared_ptr<DiskImage> image_;
   AsyncDiskOptions options_;

@@ -87,6 +87,12 @@ class DiskImage {
   // a read-only image (and nothing is written).
   virtual Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) = 0;
   virtual Result<void> WriteV(uint64_t offset, std::span<const iovec> iov) = 0;
+  // Answers a read at once when that needs neither data I/O nor waiting for a lock (qcow2: the
+  // range reads as zeros according to metadata already in memory); nullopt: use ReadV.
+  virtual std::optional<Result<void>> TryReadNow(uint64_t /*offset*/,
+                                                 std::span<const iovec> /*iov*/) {
+    return std::nullopt;
+  }
   virtual Result<void> Flush() = 0;
   // Deallocates the range where the format allows; reads then return zeros.
   virtual Result<void> Discard(uint64_t offset, uint64_t length) = 0;

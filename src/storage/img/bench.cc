@@ -41,14 +41,18 @@ class BenchRun {
   BenchRun(const BenchArgs& args, storage::AsyncDisk& disk, uint64_t image_size)
       : args_(args), disk_(disk), image_size_(image_size), offset_(args.offset) {}
 
-  Result<void> Run() {
-    std::vector<std::unique_ptr<AlignedBuffer>> buffers;
+  // Allocates and fills the buffers; untimed, as in qemu-img bench.
+  Result<void> Prepare() {
     for (uint32_t i = 0; i < args_.depth; ++i) {
-      buffers.push_back(std::make_unique<AlignedBuffer>(args_.buffer_size));
-      if (buffers.back()->ptr == nullptr) return Err("out of memory for bench buffers");
-      std::memset(buffers.back()->ptr, args_.pattern, args_.buffer_size);
+      buffers_.push_back(std::make_unique<AlignedBuffer>(args_.buffer_size));
+      if (buffers_.back()->ptr == nullptr) return Err("out of memory for bench buffers");
+      std::memset(buffers_.back()->ptr, args_.pattern, args_.buffer_size);
       free_.push_back(i);
     }
+    return {};
+  }
+
+  Result<void> Run() {
     uint64_t issued = 0;
     std::unique_lock lock(mu_);
     while (completed_ < args_.count && !error_) {
@@ -64,7 +68,7 @@ class BenchRun {
         storage::DiskRequest request;
         request.op = args_.write ? DiskOp::kWrite : DiskOp::kRead;
         request.offset = offset_;
-        request.iov.push_back({buffers[slot]->ptr, args_.buffer_size});
+        request.iov.push_back({buffers_[slot]->ptr, args_.buffer_size});
         Advance();
         ++issued;
         lock.unlock();
@@ -121,6 +125,7 @@ class BenchRun {
   uint64_t offset_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::vector<std::unique_ptr<AlignedBuffer>> buffers_;
   std::vector<uint32_t> free_;
   uint64_t completed_ = 0;
   std::optional<Error> error_;
@@ -166,6 +171,7 @@ Result<double> Bench(const BenchArgs& args, Console& console) {
   disk_options.max_queued = args.depth + 1;
   storage::AsyncDisk disk(image, disk_options);
   BenchRun run(args, disk, image->size());
+  TRY(run.Prepare());
   auto start = std::chrono::steady_clock::now();
   TRY(run.Run());
   std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;

@@ -51,7 +51,7 @@ Result<uint64_t> Meta::Allocate(uint64_t n) {
       }
     }
     if (placed_block) continue;  // the new refblock may sit inside [start, start + n)
-    for (uint64_t c = start; c < start + n; ++c) TRY(SetRefcount(c, 1));
+    TRY(SetRefcounts(start, n, 1));
     if (start == free_hint_) free_hint_ = start + n;
     NoteUse(start + n);
     return start * cluster_size();

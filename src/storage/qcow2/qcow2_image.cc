@@ -128,6 +128,24 @@ Result<void> Qcow2Image::ReadV(uint64_t offset, std::span<const iovec> iov) {
   return {};
 }
 
+std::optional<Result<void>> Qcow2Image::TryReadNow(uint64_t offset, std::span<const iovec> iov) {
+  constexpr uint64_t kMaxInline = 4 << 20;
+  uint64_t len = IovLength(iov);
+  if (len > kMaxInline || !CheckRange(offset, len, false)) return std::nullopt;
+  std::unique_lock meta_lock(meta_mu_, std::try_to_lock);
+  if (!meta_lock.owns_lock()) return std::nullopt;
+  uint64_t cs = meta_->cluster_size();
+  for (uint64_t pos = offset & ~(cs - 1); pos < offset + len; pos += cs) {
+    Result<std::optional<Mapping>> m = meta_->LookupCached(pos);
+    if (!m || !*m) return std::nullopt;  // errors: ReadV reports them
+    bool zeros = (*m)->kind == Mapping::kZero || ((*m)->kind == Mapping::kUnallocated && !backing_);
+    if (!zeros) return std::nullopt;
+  }
+  meta_lock.unlock();
+  ZeroIov(iov);
+  return Result<void>{};
+}
+
 Result<uint64_t> Qcow2Image::ExtendRun(const Mapping& m, uint64_t pos, uint64_t chunk,
                                        uint64_t limit, bool for_write) {
   constexpr uint64_t kMaxRun = 4 << 20;
@@ -176,6 +194,27 @@ Result<void> Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const iovec>
   return {};
 }
 
+Result<uint64_t> Qcow2Image::AllocateRun(uint64_t offset, std::span<const iovec> iov) {
+  constexpr uint64_t kMaxRun = 4 << 20;
+  uint64_t cs = meta_->cluster_size();
+  uint64_t limit = std::min(IovLength(iov), kMaxRun) & ~(cs - 1);
+  if ((offset & (cs - 1)) != 0) return 0;
+  std::unique_lock meta_lock(meta_mu_);
+  uint64_t len = 0;
+  for (; len < limit; len += cs) {  // nothing to copy or free: unallocated or zero without host
+    Mapping m = TRY(meta_->Lookup(offset + len));
+    if (m.kind != Mapping::kUnallocated && !(m.kind == Mapping::kZero && m.host == 0)) break;
+  }
+  if (len == 0) return 0;
+  uint64_t n = len / cs;
+  // Crash-safe order as for one cluster: refcounts, data, then the L2 entries.
+  uint64_t host = TRY(meta_->Allocate(n));
+  for (uint64_t i = 0; i < n; ++i) TRY(meta_->CheckDataWrite(host + i * cs));
+  TRY(PwritevFull(fd_.get(), SliceIov(iov, 0, len), host));
+  TRY(meta_->SetL2Run(offset, n, host, kOflagCopied));
+  return len;
+}
+
 Result<void> Qcow2Image::WriteCluster(uint64_t offset, std::span<const iovec> iov) {
   std::unique_lock meta_lock(meta_mu_);
   Mapping m = TRY(meta_->Lookup(offset));
@@ -207,6 +246,11 @@ Result<void> Qcow2Image::WriteV(uint64_t offset, std::span<const iovec> iov) {
         done += chunk;
         continue;
       }
+    }
+    uint64_t run = TRY(AllocateRun(pos, SliceIov(iov, done, len - done)));
+    if (run > 0) {
+      done += run;
+      continue;
     }
     TRY(WriteCluster(pos, SliceIov(iov, done, chunk)));
     done += chunk;

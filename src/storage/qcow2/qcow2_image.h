@@ -38,6 +38,7 @@ class Qcow2Image final : public DiskImage {
   bool failed() const override { return failed_.load(); }
 
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
+  std::optional<Result<void>> TryReadNow(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> WriteV(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> Flush() override;
   Result<void> Discard(uint64_t offset, uint64_t length) override;
@@ -74,6 +75,10 @@ class Qcow2Image final : public DiskImage {
   Result<void> StoreCompressed(uint64_t offset, std::span<const uint8_t> stream);
   Result<void> WriteCluster(uint64_t offset, std::span<const iovec> iov);
   Result<void> AllocatingWrite(uint64_t offset, std::span<const iovec> iov, const Mapping& m);
+  // Writes whole clusters from `offset` (cluster-aligned) that hold no host cluster into one
+  // newly allocated contiguous run; returns the bytes written (0: the first cluster does not
+  // qualify). Under meta_mu_.
+  Result<uint64_t> AllocateRun(uint64_t offset, std::span<const iovec> iov);
   Result<void> ZeroCluster(uint64_t cluster_offset, bool discard);
   Result<void> ZeroRange(uint64_t offset, uint64_t length, bool discard);
   Result<void> FreeData(const Mapping& m);

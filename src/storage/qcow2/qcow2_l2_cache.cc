@@ -37,6 +37,11 @@ Result<uint8_t*> ClusterCache::Get(uint64_t offset) {
   return Insert(offset, std::move(data));
 }
 
+const uint8_t* ClusterCache::Peek(uint64_t offset) const {
+  auto it = index_.find(offset);
+  return it == index_.end() ? nullptr : it->second->data.data();
+}
+
 Result<void> ClusterCache::Write(uint64_t offset, size_t byte_off, const void* data, size_t len) {
   TRY_CTX(PwriteFull(fd_, data, len, offset + byte_off), "writing qcow2 metadata");
   auto it = index_.find(offset);

@@ -25,6 +25,8 @@ class ClusterCache {
   Result<void> Write(uint64_t offset, size_t byte_off, const void* data, size_t len);
   // Writes a whole new cluster to the file and caches it.
   Result<void> Put(uint64_t offset, std::vector<uint8_t> data);
+  // The cluster at `offset` if cached, else nullptr; no I/O, the LRU order is unchanged.
+  const uint8_t* Peek(uint64_t offset) const;
   void Invalidate(uint64_t offset);
   void Clear();
 

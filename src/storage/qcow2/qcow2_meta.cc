@@ -184,6 +184,17 @@ Result<Mapping> Meta::Lookup(uint64_t guest_offset) {
   return Decode(Be64(table + l2_index * 8), guest_offset);
 }
 
+Result<std::optional<Mapping>> Meta::LookupCached(uint64_t guest_offset) {
+  uint64_t l2_bits = header_.cluster_bits - 3;
+  uint64_t cluster = guest_offset >> header_.cluster_bits;
+  uint64_t l2 = TRY(L2TableFor(cluster >> l2_bits, false));
+  if (l2 == 0) return std::optional<Mapping>(Mapping{});
+  const uint8_t* table = l2_cache_.Peek(l2);
+  if (table == nullptr) return std::optional<Mapping>();
+  uint64_t l2_index = cluster & ((1ull << l2_bits) - 1);
+  return std::optional<Mapping>(TRY(Decode(Be64(table + l2_index * 8), guest_offset)));
+}
+
 Result<void> Meta::SetL2Entry(uint64_t guest_offset, uint64_t entry) {
   uint64_t l2_bits = header_.cluster_bits - 3;
   uint64_t cluster = guest_offset >> header_.cluster_bits;
@@ -191,6 +202,24 @@ Result<void> Meta::SetL2Entry(uint64_t guest_offset, uint64_t entry) {
   uint8_t be[8];
   PutBe64(be, entry);
   return l2_cache_.Write(l2, (cluster & ((1ull << l2_bits) - 1)) * 8, be, 8);
+}
+
+Result<void> Meta::SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags) {
+  uint64_t l2_bits = header_.cluster_bits - 3, per_table = 1ull << l2_bits;
+  uint64_t cluster = guest_offset >> header_.cluster_bits;
+  std::vector<uint8_t> be;
+  for (uint64_t done = 0; done < n;) {
+    uint64_t c = cluster + done, index = c & (per_table - 1);
+    uint64_t count = std::min(n - done, per_table - index);
+    uint64_t l2 = TRY(L2TableFor(c >> l2_bits, true));
+    be.resize(count * 8);
+    for (uint64_t i = 0; i < count; ++i) {
+      PutBe64(be.data() + i * 8, (host + ((done + i) << header_.cluster_bits)) | flags);
+    }
+    TRY(l2_cache_.Write(l2, index * 8, be.data(), be.size()));
+    done += count;
+  }
+  return {};
 }
 
 Result<void> Meta::WriteHeaderBytes(uint64_t offset, const void* data, size_t len) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -58,9 +59,14 @@ class Meta {
 
   // --- L1/L2 (qcow2_meta.cc) ---
   Result<Mapping> Lookup(uint64_t guest_offset);
+  // Lookup without reading an L2 table from the file: nullopt when it is not cached.
+  Result<std::optional<Mapping>> LookupCached(uint64_t guest_offset);
   // Points the guest cluster at `entry`, first giving it an L2 table of its own (allocating
   // one, or copying a shared one) when needed. Frees nothing.
   Result<void> SetL2Entry(uint64_t guest_offset, uint64_t entry);
+  // Points `n` consecutive guest clusters from `guest_offset` (cluster-aligned) at consecutive
+  // host clusters from `host` with `flags`: one metadata write per L2 table touched.
+  Result<void> SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags);
   std::vector<uint64_t>& l1() { return l1_; }
   Result<void> WriteL1Entry(uint64_t index, uint64_t value);
   // Decodes an L2 entry (validates it: I25/I26); errors mark the image corrupt.
@@ -80,6 +86,8 @@ class Meta {
   // --- refcounts (qcow2_refcount.cc) ---
   Result<uint64_t> GetRefcount(uint64_t cluster);
   Result<void> SetRefcount(uint64_t cluster, uint64_t value);
+  // Sets `n` consecutive clusters' refcounts to `value`: one write per refcount block.
+  Result<void> SetRefcounts(uint64_t first, uint64_t n, uint64_t value);
   // Adds `delta` to the refcount of each cluster in [offset, offset + bytes).
   Result<void> UpdateRefcounts(uint64_t offset, uint64_t bytes, int delta);
   const std::vector<uint64_t>& reftable() const { return reftable_; }

@@ -64,6 +64,30 @@ Result<void> Meta::SetRefcount(uint64_t cluster, uint64_t value) {
   return {};
 }
 
+Result<void> Meta::SetRefcounts(uint64_t first, uint64_t n, uint64_t value) {
+  uint64_t epb = header_.refblock_entries();
+  for (uint64_t c = first; c < first + n;) {
+    uint64_t block = c / epb, count = std::min(first + n - c, epb - c % epb);
+    TRY(EnsureRefblock(block, 0));
+    uint64_t off = reftable_[block];
+    uint8_t* data = TRY(refblock_cache_.Get(off));
+    std::vector<uint8_t> copy(data, data + cluster_size());
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+      auto [b, len] = PutRefcountEntry(copy.data(), (c + i) % epb, header_.refcount_order, value);
+      lo = std::min(lo, b);
+      hi = std::max(hi, b + len);
+    }
+    TRY(refblock_cache_.Write(off, lo, copy.data() + lo, hi - lo));
+    c += count;
+  }
+  if (value == 0) {
+    free_hint_ = std::min(free_hint_, first);
+    if (free_byte_offset_ / cluster_size() - first < n) free_byte_offset_ = 0;
+  }
+  return {};
+}
+
 Result<void> Meta::UpdateRefcounts(uint64_t offset, uint64_t bytes, int delta) {
   uint64_t cs = cluster_size();
   if (bytes == 0) return {};
