@@ -8,6 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${KITE_BUILD_DIR:-build}
 scripts/setup.sh
+# Fail before the (minutes-long) guest build when this host cannot run a VM at all.
+if [[ ! -c /dev/kvm ]]; then
+  echo "boot: this host has no /dev/kvm (a VM without nested virtualization?); kite needs" >&2
+  echo "      KVM to boot a guest. The test suite still runs here: ./scripts/test.sh runs the" >&2
+  echo "      KVM tests inside a nested VM (scripts/kvm-vm/)." >&2
+  exit 1
+fi
 kernel=$(guest-firmware/linux/guest-kernel.sh)
 initrd=$(guest-firmware/linux/build-initramfs.sh)
 exec "$build/src/vmm/kite" run --kernel "$kernel" --initrd "$initrd" --memory 256M \
