@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# B5 (shared/BENCHMARKS.md): host CPU per request on the virtio-blk device path.
+#
+#   bench/b5-virtio-blk.sh [BUILD_DIR]      (default: build; needs BUILD_DIR/bench/b5_virtio_blk)
+#
+# kite: bench/b5_virtio_blk pushes 4 KiB random reads and writes at queue depth 32 through a
+# fake driver, a split virtqueue, the virtio-blk device and AsyncDisk onto an in-memory disk;
+# it reports requests per wall-second and per CPU-second of the whole process (getrusage), the
+# latter being "requests/s per host core".
+# peer: fio (io_uring, 4 KiB random, depth 32) on a raw file in /dev/shm, as B4's raw case; its
+# per-core figure is IOPS / ((usr_cpu + sys_cpu) / 100), from fio's own accounting.
+# Each case runs RUNS times (default 5); medians are shown. Target: >= 500k requests/s per core.
+set -euo pipefail
+
+BUILD=${1:-build}
+B5=${B5_BIN:-$BUILD/bench/b5_virtio_blk}
+RUNS=${RUNS:-5}
+COUNT=${COUNT:-200000}
+DEPTH=32
+SIZE_MB=256
+DIR=${B5_DIR:-/dev/shm/kite-b5.$$}
+
+[[ -x $B5 ]] || { echo "b5_virtio_blk not found at $B5 (build it first)" >&2; exit 1; }
+command -v fio >/dev/null || { echo "fio missing" >&2; exit 1; }
+mkdir -p "$DIR"
+trap 'rm -rf "$DIR"' EXIT
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+
+
+# fio_run RW -> "iops iops_per_core" of one run
+fio_run() {
+  local img="$DIR/raw.img"
+  [[ -f $img ]] || dd if=/dev/zero of="$img" bs=1M count=$SIZE_MB status=none
+  fio --name=b5 --filename="$img" --ioengine=io_uring --rw="$1" --bs=4k --iodepth=$DEPTH \
+      --size=${SIZE_MB}M --number_ios="$COUNT" --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+j = json.load(sys.stdin)["jobs"][0]
+iops = j["read"]["iops"] + j["write"]["iops"]
+cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0
+print(int(iops), int(iops / cpu) if cpu > 0 else 0)'
+}
+
+printf '%-26s %12s %12s %8s  %s\n' case kite fio ratio "(median of $RUNS; requests/s)"
+row() { awk -v n="$1" -v k="$2" -v p="$3" 'BEGIN { printf "%-26s %12d %12d %7.2fx\n", n, k, p, k / p }'; }
+for mode in read write; do
+  rw=rand$mode
+  kite_rps=() kite_core=() fio_rps=() fio_core=()
+  for ((i = 0; i < RUNS; i++)); do
+    line=$("$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB)
+    kite_rps+=("$(field rps <<<"$line")")
+    kite_core+=("$(field rps_per_core <<<"$line")")
+    read -r a b < <(fio_run $rw)
+    fio_rps+=("$a")
+    fio_core+=("$b")
+  done
+  k1=$(printf '%s\n' "${kite_rps[@]}" | median)
+  k2=$(printf '%s\n' "${kite_core[@]}" | median)
+  f1=$(printf '%s\n' "${fio_rps[@]}" | median)
+  f2=$(printf '%s\n' "${fio_core[@]}" | median)
+  row "4k $rw wall" "$k1" "$f1"
+  row "4k $rw per core" "$k2" "$f2"
+done

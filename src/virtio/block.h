@@ -1,0 +1,45 @@
+// VirtioBlock: virtio-blk (virtio 1.2 section 5.2) on kite's storage library.
+//
+// Requests: IN (read), OUT (write), FLUSH, GET_ID, DISCARD, WRITE_ZEROES; anything else is
+// UNSUPP. The header is copied out of the chain once (G15); data buffers go to AsyncDisk as
+// iovecs into guest memory (zero copy). Every request is checked against capacity, sector
+// alignment, segment limits and read-only (G16-G22); an I/O error on the host becomes
+// VIRTIO_BLK_S_IOERR for that request only.
+//
+// Features offered: VERSION_1, INDIRECT_DESC, EVENT_IDX, SEG_MAX, BLK_SIZE, FLUSH (per cache
+// mode, below), DISCARD and WRITE_ZEROES (not when read-only), RO (read-only), MQ (queues > 1).
+// Cache modes (storage::CacheMode): writeback and none offer FLUSH, which becomes fdatasync;
+// writethrough does not offer it (each write is durable before it completes); unsafe offers it
+// and ignores it.
+//
+// Threads: requests are parsed on the event loop; disk I/O runs on AsyncDisk's workers; the
+// completions are posted back to the loop, which writes the status byte, returns the chain
+// and signals the interrupt. Reset() drains the AsyncDisk so nothing touches guest memory
+// afterwards (G33); completions of an old activation are dropped.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "storage/async_disk.h"
+#include "storage/disk_image.h"
+#include "virtio/virtio_device.h"
+
+namespace kite::virtio {
+
+struct BlockOptions {
+  std::string serial;  // GET_ID answer, at most 20 bytes
+  storage::CacheMode cache = storage::CacheMode::kWriteback;
+  uint16_t num_queues = 1;  // 1..16 (MQ when > 1)
+  uint16_t queue_size = 256;
+  int io_workers = 8;  // AsyncDisk workers
+};
+
+// Creates the device for an image opened by the caller (read-only when image->read_only()).
+Result<std::shared_ptr<VirtioDevice>> CreateVirtioBlock(std::shared_ptr<storage::DiskImage> image,
+                                                        const BlockOptions& options,
+                                                        asio::io_context* loop);
+
+}  // namespace kite::virtio
