@@ -1,0 +1,44 @@
+// VirtioNet: virtio-net (virtio 1.2 section 5.1) with a pluggable backend (net_backend.h):
+// a tap device or the user-mode NAT (libslirp).
+//
+// One receive and one transmit queue. Features offered: VERSION_1, MAC, STATUS, MRG_RXBUF,
+// INDIRECT_DESC, EVENT_IDX, and when the backend takes vnet headers (tap) CSUM, GUEST_CSUM,
+// HOST_TSO4/6, GUEST_TSO4/6 (the offloads pass through to the tap with TUNSETOFFLOAD).
+// Frames with offload flags that were not negotiated, frames larger than 65562 bytes and chains
+// shorter than the header are dropped and counted (G23, G25); a frame the guest's receive
+// buffers cannot hold is dropped (G24), never written past a descriptor.
+//
+// Threads: everything on the event loop: TX on the TX queue's kick, RX when the backend has a
+// frame and the guest has buffers (the backend's fd readiness through asio).
+#pragma once
+
+#include <array>
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "virtio/net_backend.h"
+#include "virtio/virtio_device.h"
+
+namespace kite::virtio {
+
+using MacAddress = std::array<uint8_t, 6>;
+
+// "52:54:00:12:34:56" → bytes; a multicast or all-zero address is refused.
+Result<MacAddress> ParseMac(const std::string& text);
+std::string FormatMac(const MacAddress& mac);
+// A locally administered unicast address (52:54:00 prefix like QEMU's, then random bytes).
+MacAddress GenerateMac();
+
+struct NetOptions {
+  MacAddress mac{};
+  uint16_t queue_size = 256;
+};
+
+Result<std::shared_ptr<VirtioDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,
+                                                      const NetOptions& options,
+                                                      asio::io_context* loop);
+
+}  // namespace kite::virtio

@@ -1,0 +1,83 @@
+// NetBackend: where a virtio-net device's frames go and come from.
+//
+//   tap   — a Linux tap interface (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR): an existing interface
+//           opened by name, or created by kite when it has CAP_NET_ADMIN. Frames carry the
+//           12-byte virtio-net header, so checksum and TSO offloads pass straight through.
+//   user  — user-mode NAT on libslirp: no privileges, a 10.0.2.0/24 network with the host at
+//           10.0.2.2, DHCP and DNS, and host port forwarding (hostfwd=tcp::2222-:22).
+//
+// Everything runs on the event loop thread.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace kite::virtio {
+
+struct NetBackendCounters {
+  uint64_t tx_frames = 0;
+  uint64_t rx_frames = 0;
+  uint64_t tx_errors = 0;
+  uint64_t rx_drops = 0;
+};
+
+class NetBackend {
+ public:
+  virtual ~NetBackend() = default;
+
+  // Whether frames in both directions start with a virtio_net_hdr (virtio_spec.h net::Header,
+  // 12 bytes). Without one the device strips the header on TX and prepends a zero one on RX.
+  virtual bool has_vnet_header() const = 0;
+  // Offloads the backend can take from the guest (virtio-net feature bits, net::kFeature*).
+  virtual uint64_t offload_features() const = 0;
+  // Tells the backend which offloads the driver negotiated (tap: TUNSETOFFLOAD).
+  virtual Result<void> SetOffloads(uint64_t negotiated_features) = 0;
+
+  // Sends one frame gathered from `iov`. false: the backend cannot take it now (full); the
+  // device keeps the frame and retries when `on_writable` fires. Errors drop the frame.
+  virtual Result<bool> Send(std::span<const iovec> iov) = 0;
+
+  // Starts delivering received frames: `on_frame` is called on the loop with one whole frame
+  // (with the vnet header when has_vnet_header()). It returns false when the guest has no
+  // room: the backend then holds the frame and stops reading until ResumeReceive().
+  using FrameSink = std::function<bool(std::span<const uint8_t> frame)>;
+  virtual void StartReceive(FrameSink on_frame, std::function<void()> on_writable) = 0;
+  virtual void ResumeReceive() = 0;
+  virtual void Stop() = 0;
+
+  virtual std::string description() const = 0;  // "tap kite0", "user (slirp) 10.0.2.15/24"
+  virtual NetBackendCounters counters() const = 0;
+};
+
+struct TapOptions {
+  std::string name;  // interface name; created when missing and permitted
+};
+Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
+                                                   asio::io_context* loop);
+
+struct HostForward {
+  bool udp = false;
+  std::string host_addr;  // empty: 127.0.0.1
+  uint16_t host_port = 0;
+  std::string guest_addr;  // empty: the DHCP address (10.0.2.15)
+  uint16_t guest_port = 0;
+};
+// "tcp::2222-:22", "udp:127.0.0.1:5555-10.0.2.15:5555" (QEMU's hostfwd syntax).
+Result<HostForward> ParseHostForward(const std::string& text);
+
+struct UserNetOptions {
+  std::vector<HostForward> forwards;
+};
+Result<std::unique_ptr<NetBackend>> OpenUserBackend(const UserNetOptions& options,
+                                                    asio::io_context* loop);
+
+}  // namespace kite::virtio

@@ -1,0 +1,97 @@
+// VirtioNet's class declaration, private to src/virtio: net.cc holds the device (features,
+// configuration space, activation, reset) and the transmit path, net_rx.cc the receive path.
+// Public entry point: CreateVirtioNet() in net.h.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "virtio/net.h"
+#include "virtio/net_header.h"
+
+namespace kite::virtio {
+
+class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this<VirtioNet> {
+ public:
+  static constexpr uint16_t kRxQueue = 0;
+  static constexpr uint16_t kTxQueue = 1;
+
+  VirtioNet(std::unique_ptr<NetBackend> backend, const NetOptions& options, asio::io_context* loop);
+  ~VirtioNet() override;
+  // Connects the backend's receive side to this device (needs shared_from_this).
+  void Start();
+
+  uint32_t device_id() const override { return kDeviceIdNet; }
+  uint64_t device_features() const override { return features_offered_; }
+  std::vector<uint16_t> queue_max_sizes() const override { return {queue_size_, queue_size_}; }
+  void ReadConfig(uint64_t offset, std::span<uint8_t> data) override;
+  Result<void> AcceptFeatures(uint64_t features) override;
+  Result<void> Activate(ActiveQueues queues) override;
+  void ProcessQueue(uint16_t index) override;
+  void Reset() override;
+  std::string name() const override { return "virtio-net"; }
+  std::string description() const override;
+  DeviceCounters counters() const override;
+
+ private:
+  enum class TxRun { kIdle, kMore, kBlocked, kBroken };
+  enum class RxVerdict { kDelivered, kDropped, kNoRoom, kBroken };
+
+  // --- transmit (net.cc) ---
+  void RunTx(uint64_t generation);
+  TxRun RunTxLocked();
+  // Validates tx_chain_ and builds tx_iov_ (our header copy + the payload in guest memory).
+  bool PrepareTxLocked();
+  // Hands tx_iov_ to the backend; false when the backend is full (keep the chain).
+  bool SendTxLocked();
+
+  // --- receive (net_rx.cc) ---
+  bool OnFrame(std::span<const uint8_t> frame);
+  RxVerdict DeliverLocked(net::Header hdr, std::span<const uint8_t> payload);
+  // Pops chains until the held ones can take `needed` bytes (or one chain without MRG_RXBUF).
+  RxVerdict GatherRxLocked(size_t needed, bool mergeable);
+  // Writes header + payload over the first held chains and returns them to the driver.
+  void WriteRxLocked(net::Header hdr, std::span<const uint8_t> payload, size_t chains);
+  void ScheduleRxSignalLocked();
+  void BreakLocked(const char* why, std::function<void(const std::string&)>* mark_broken);
+
+  std::unique_ptr<NetBackend> backend_;
+  asio::io_context* const loop_;
+  const uint16_t queue_size_;
+  const uint64_t features_offered_;
+  net::Config config_{};
+
+  std::mutex mu_;            // everything below; held while guest memory is written
+  uint64_t generation_ = 0;  // bumped by Activate and Reset: stale work stops
+  ActiveQueues active_;
+  uint64_t features_ = 0;      // negotiated
+  Queue* rx_queue_ = nullptr;  // null when not live, not enabled, or broken
+  Queue* tx_queue_ = nullptr;
+
+  DescriptorChain tx_chain_;
+  std::vector<iovec> tx_iov_;
+  net::Header tx_header_{};  // the copy of the guest's header that is validated and sent
+  size_t tx_frame_len_ = 0;
+  bool tx_pending_ = false;  // tx_chain_ waits for the backend (Send returned false)
+
+  std::deque<DescriptorChain> rx_chains_;  // popped, not yet used (front = oldest)
+  std::vector<DescriptorChain> rx_spare_;  // recycled chains (their iovec storage)
+  size_t rx_room_ = 0;                     // writable bytes of rx_chains_
+  bool rx_waiting_ = false;  // a frame was refused for lack of buffers: resume on RX kick
+  bool rx_signal_posted_ = false;
+  bool rx_signal_needed_ = false;
+
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> rx_bytes_{0};
+  std::atomic<uint64_t> tx_bytes_{0};
+  std::atomic<uint64_t> errors_{0};
+  std::atomic<uint64_t> drops_{0};
+};
+
+}  // namespace kite::virtio

@@ -1,0 +1,254 @@
+// Tap backend for virtio-net (net_backend.h): a Linux tap interface opened through
+// /dev/net/tun with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte vnet header
+// (TUNSETVNETHDRSZ), so every frame in both directions starts with the virtio_net_hdr the
+// guest uses and checksum/TSO offloads pass straight through. Guest → tap offloads (CSUM,
+// HOST_TSO4/6) need nothing from the tap; tap → guest offloads are switched on with
+// TUNSETOFFLOAD for exactly the GUEST_* features the driver accepted.
+//
+// An interface that exists is attached to (the caller needs to own it or have
+// CAP_NET_ADMIN); a missing one is created (needs CAP_NET_ADMIN), brought up, and disappears
+// when kite closes it (not persistent).
+//
+// The fd is non-blocking and watched by the asio loop. asio's epoll reactor is edge-triggered,
+// so the reader always reads until EAGAIN before waiting again; a frame the device refuses
+// (no guest buffers) stays in the read buffer and reading stops until ResumeReceive(). A read
+// error other than EAGAIN (the interface was deleted: F7) stops reading for good, logged once,
+// instead of spinning on EPOLLERR. Write errors drop the frame (counted by the device).
+//
+// Threads: everything on the event loop, except SetOffloads (an ioctl, safe from the vCPU
+// thread that activates the device).
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <cstring>
+#include <vector>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "virtio/net_backend.h"
+#include "virtio/net_header.h"
+
+namespace kite::virtio {
+namespace {
+
+constexpr size_t kReadBuffer = kNetHeaderSize + 65536 + 256;  // a whole 64 KiB GSO frame
+constexpr int kReadBatch = 64;                                // frames per loop turn
+
+unsigned TunOffloadFlags(uint64_t features) {
+  auto has = [features](int bit) { return (features & FeatureBit(bit)) != 0; };
+  unsigned flags = 0;
+  if (has(net::kFeatureGuestCsum)) {
+    flags |= TUN_F_CSUM;
+    if (has(net::kFeatureGuestTso4)) flags |= TUN_F_TSO4;
+    if (has(net::kFeatureGuestTso6)) flags |= TUN_F_TSO6;
+  }
+  return flags;
+}
+
+Result<void> BringUp(const std::string& name) {
+  UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock) return SysErr("socket");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(sock.get(), SIOCGIFFLAGS, &ifr) < 0) return SysErr("SIOCGIFFLAGS");
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (ioctl(sock.get(), SIOCSIFFLAGS, &ifr) < 0) return SysErr("SIOCSIFFLAGS");
+  return {};
+}
+
+class TapBackend final : public NetBackend {
+ public:
+  TapBackend(asio::io_context* loop, int fd, std::string name, uint64_t offloads)
+      : loop_(loop),
+        desc_(*loop),
+        name_(std::move(name)),
+        offloads_(offloads),
+        buffer_(kReadBuffer) {
+    asio::error_code ec;
+    desc_.assign(fd, ec);
+    if (ec) ::close(fd);
+  }
+  ~TapBackend() override { Stop(); }
+
+  bool is_open() const { return desc_.is_open(); }
+  bool has_vnet_header() const override { return true; }
+  uint64_t offload_features() const override { return offloads_; }
+  Result<void> SetOffloads(uint64_t negotiated_features) override {
+    if (ioctl(desc_.native_handle(), TUNSETOFFLOAD, TunOffloadFlags(negotiated_features)) < 0) {
+      return SysErr("tap " + name_ + ": TUNSETOFFLOAD");
+    }
+    return {};
+  }
+  Result<bool> Send(std::span<const iovec> iov) override;
+  void StartReceive(FrameSink on_frame, std::function<void()> on_writable) override;
+  void ResumeReceive() override;
+  void Stop() override;
+  std::string description() const override { return "tap " + name_; }
+  NetBackendCounters counters() const override { return counters_; }
+
+ private:
+  void Drain();
+  void WaitReadable();
+  void Post(void (TapBackend::*fn)());
+
+  asio::io_context* const loop_;
+  asio::posix::stream_descriptor desc_;
+  const std::string name_;
+  const uint64_t offloads_;
+  std::shared_ptr<char> alive_ = std::make_shared<char>();  // handlers check it is still there
+  FrameSink on_frame_;
+  std::function<void()> on_writable_;
+  std::vector<uint8_t> buffer_;
+  size_t held_ = 0;  // bytes of a frame in buffer_ the device refused (0: none)
+  bool paused_ = false;
+  bool dead_ = false;  // a read error: no more reading
+  bool write_wait_ = false;
+  std::vector<uint8_t> flat_;  // for chains with more than IOV_MAX pieces
+  NetBackendCounters counters_;
+};
+
+Result<bool> TapBackend::Send(std::span<const iovec> iov) {
+  const iovec* vec = iov.data();
+  int count = static_cast<int>(iov.size());
+  iovec flat;
+  if (iov.size() > IOV_MAX) {
+    flat_.clear();
+    for (const iovec& v : iov) {
+      const uint8_t* p = static_cast<const uint8_t*>(v.iov_base);
+      flat_.insert(flat_.end(), p, p + v.iov_len);
+    }
+    flat = {flat_.data(), flat_.size()};
+    vec = &flat;
+    count = 1;
+  }
+  for (;;) {
+    ssize_t n = ::writev(desc_.native_handle(), vec, count);
+    if (n >= 0) {
+      ++counters_.tx_frames;
+      return true;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN && !write_wait_) {
+      write_wait_ = true;
+      desc_.async_wait(asio::posix::stream_descriptor::wait_write,
+                       [this, alive = std::weak_ptr<char>(alive_)](const asio::error_code& ec) {
+                         if (alive.expired()) return;
+                         write_wait_ = false;
+                         if (!ec && on_writable_) on_writable_();
+                       });
+    }
+    if (errno == EAGAIN) return false;
+    ++counters_.tx_errors;
+    return SysErr("tap " + name_ + ": write");
+  }
+}
+
+void TapBackend::StartReceive(FrameSink on_frame, std::function<void()> on_writable) {
+  on_frame_ = std::move(on_frame);
+  on_writable_ = std::move(on_writable);
+  Post(&TapBackend::Drain);
+}
+
+void TapBackend::ResumeReceive() {
+  if (!paused_) return;
+  paused_ = false;
+  Post(&TapBackend::Drain);
+}
+
+void TapBackend::Stop() {
+  on_frame_ = nullptr;
+  on_writable_ = nullptr;
+  dead_ = true;
+  asio::error_code ec;
+  desc_.cancel(ec);
+}
+
+void TapBackend::Post(void (TapBackend::*fn)()) {
+  asio::post(*loop_, [this, fn, alive = std::weak_ptr<char>(alive_)] {
+    if (!alive.expired()) (this->*fn)();
+  });
+}
+
+void TapBackend::WaitReadable() {
+  desc_.async_wait(asio::posix::stream_descriptor::wait_read,
+                   [this, alive = std::weak_ptr<char>(alive_)](const asio::error_code& ec) {
+                     if (alive.expired() || ec) return;
+                     Drain();
+                   });
+}
+
+void TapBackend::Drain() {
+  if (paused_ || dead_ || !on_frame_) return;
+  for (int i = 0; i < kReadBatch; ++i) {
+    if (held_ == 0) {
+      ssize_t n = ::read(desc_.native_handle(), buffer_.data(), buffer_.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return WaitReadable();
+      if (n <= 0) {
+        dead_ = true;
+        KITE_LOG(Warn, "tap %s: read failed (%s); no more frames from it", name_.c_str(),
+                 n < 0 ? std::strerror(errno) : "end of file");
+        return;
+      }
+      held_ = static_cast<size_t>(n);
+      ++counters_.rx_frames;
+    }
+    if (!on_frame_({buffer_.data(), held_})) {
+      paused_ = true;  // the frame stays in buffer_ until ResumeReceive
+      return;
+    }
+    held_ = 0;
+  }
+  Post(&TapBackend::Drain);  // more may be waiting; let other work run first
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
+                                                   asio::io_context* loop) {
+  if (loop == nullptr) return Err("tap: no event loop");
+  if (options.name.size() >= IFNAMSIZ) return Err("tap '" + options.name + "': name too long");
+  bool exists = !options.name.empty() && if_nametoindex(options.name.c_str()) != 0;
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return SysErr("tap: opening /dev/net/tun");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, options.name.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
+    Error error = SysErr("TUNSETIFF");
+    std::string hint = exists ? " (the interface must belong to this user, or run with "
+                                "CAP_NET_ADMIN)"
+                              : " (creating a tap needs CAP_NET_ADMIN; or create it first: ip "
+                                "tuntap add NAME mode tap user $USER)";
+    return std::move(error).Context("tap '" + options.name + "'" + hint);
+  }
+  std::string name(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+  int header_size = static_cast<int>(kNetHeaderSize);
+  if (ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
+    return SysErr("tap " + name + ": TUNSETVNETHDRSZ");
+  }
+  // Probe the offloads the tap can hand us, then start with none until the driver says.
+  uint64_t offloads = 0;
+  if (ioctl(fd.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
+    offloads = kNetOffloadFeatures;
+  }
+  if (ioctl(fd.get(), TUNSETOFFLOAD, 0) < 0) return SysErr("tap " + name + ": TUNSETOFFLOAD");
+  if (!exists) {
+    Result<void> up = BringUp(name);
+    if (!up)
+      KITE_LOG(Warn, "tap %s: could not bring it up: %s", name.c_str(),
+               up.error().message().c_str());
+  }
+  auto backend = std::make_unique<TapBackend>(loop, fd.release(), name, offloads);
+  if (!backend->is_open()) return Err("tap " + name + ": cannot watch its fd");
+  return std::unique_ptr<NetBackend>(std::move(backend));
+}
+
+}  // namespace kite::virtio

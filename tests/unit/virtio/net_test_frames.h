@@ -1,0 +1,70 @@
+// Frame builders and parsers for the virtio-net tests: Ethernet, ARP, IPv4/UDP/TCP and a DHCP
+// DISCOVER, built byte by byte (network byte order), so the tests need no packet library.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "virtio/net.h"
+#include "virtio/virtio_spec.h"
+
+namespace kite::virtio::nettest {
+
+inline constexpr MacAddress kGuestMac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+inline constexpr uint16_t kEthertypeIpv4 = 0x0800;
+inline constexpr uint16_t kEthertypeArp = 0x0806;
+inline constexpr uint16_t kEthertypeTest = 0x88b5;  // IEEE "local experimental"
+
+// A virtio-net header with the given fields (the rest zero).
+inline net::Header Hdr(uint8_t flags, uint8_t gso_type = net::kGsoNone, uint16_t gso_size = 0,
+                       uint16_t csum_start = 0, uint16_t csum_offset = 0) {
+  net::Header hdr{};
+  hdr.flags = flags;
+  hdr.gso_type = gso_type;
+  hdr.gso_size = gso_size;
+  hdr.csum_start = csum_start;
+  hdr.csum_offset = csum_offset;
+  return hdr;
+}
+
+uint32_t Ipv4(uint8_t a, uint8_t b, uint8_t c, uint8_t d);
+uint16_t Get16(std::span<const uint8_t> bytes, size_t offset);  // big-endian
+uint32_t Get32(std::span<const uint8_t> bytes, size_t offset);
+
+// An Ethernet frame of `size` bytes (>= 14) with a recognisable payload: byte i of the
+// payload is (seed + i) & 0xff.
+std::vector<uint8_t> TestFrame(size_t size, uint8_t seed = 0, uint16_t ethertype = kEthertypeTest);
+// An ARP request from `mac`/`sender_ip` for `target_ip` (padded to 60 bytes).
+std::vector<uint8_t> ArpRequest(const MacAddress& mac, uint32_t sender_ip, uint32_t target_ip);
+// An ARP reply from `mac`/`sender_ip` to `target_mac`/`target_ip`.
+std::vector<uint8_t> ArpReply(const MacAddress& mac, uint32_t sender_ip,
+                              const MacAddress& target_mac, uint32_t target_ip);
+// A broadcast DHCP DISCOVER from `mac` with transaction id `xid`.
+std::vector<uint8_t> DhcpDiscover(const MacAddress& mac, uint32_t xid);
+
+struct ArpInfo {
+  uint16_t op;
+  uint32_t sender_ip;
+  uint32_t target_ip;
+  MacAddress sender_mac;
+};
+std::optional<ArpInfo> ParseArp(std::span<const uint8_t> frame);
+
+struct DhcpInfo {
+  uint32_t xid;
+  uint32_t your_ip;
+  uint8_t message_type;  // option 53
+};
+std::optional<DhcpInfo> ParseDhcp(std::span<const uint8_t> frame);
+
+struct TcpInfo {
+  uint32_t dst_ip;
+  uint16_t dst_port;
+  uint8_t flags;
+};
+std::optional<TcpInfo> ParseTcp(std::span<const uint8_t> frame);
+
+}  // namespace kite::virtio::nettest
