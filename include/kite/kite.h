@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
@@ -23,6 +24,28 @@ namespace kite {
 
 enum class SerialMode { kStdio, kFile, kNone };
 enum class OnReboot { kExit, kRestart };
+
+// A virtio-blk disk (--disk path=FILE,format=raw|qcow2,readonly=on,cache=MODE,serial=ID).
+struct DiskConfig {
+  std::string path;
+  // "raw" or "qcow2". Required for a writable disk: kite never guesses the format of an image
+  // the guest can write (BAD_INPUTS.md I1, G22). A read-only disk without one is probed.
+  std::string format;
+  bool read_only = false;
+  std::string cache = "writeback";  // writeback | writethrough | none (O_DIRECT) | unsafe
+  std::string serial;               // VIRTIO_BLK_T_GET_ID answer, at most 20 bytes
+  uint32_t queues = 1;              // 1..16 virtqueues (multi-queue when > 1)
+};
+
+// A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT
+// (--net user[,hostfwd=tcp::2222-:22][,mac=..]).
+enum class NetBackendKind { kTap, kUser };
+struct NetConfig {
+  NetBackendKind backend = NetBackendKind::kUser;
+  std::string tap;                   // interface name (kTap); created when missing and allowed
+  std::string mac;                   // "52:54:00:12:34:56"; empty: generated
+  std::vector<std::string> hostfwd;  // kUser: QEMU hostfwd rules, "tcp::2222-:22"
+};
 
 struct VmConfig {
   std::string kernel;  // ELF vmlinux (64-bit or PVH entry) or bzImage
@@ -37,11 +60,17 @@ struct VmConfig {
   bool stats = false;                 // print exit and device counters at the end (stderr)
   bool host_quirks = true;            // adapt the kernel command line to an emulated KVM host
   std::string cpu_template = "host";  // "host" or "minimal" (see src/vmm/cpuid.h)
+  // virtio-mmio devices, in this order: disks (vda, vdb, ...), network interfaces, entropy.
+  std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nets;
+  bool rng = true;  // virtio-rng fed from getrandom(2) (--no-rng turns it off)
 };
 
 inline constexpr uint32_t kMaxCpus = 254;
 inline constexpr uint64_t kMinMemory = 16ull << 20;
 inline constexpr uint64_t kMaxMemory = 1ull << 40;
+// virtio-mmio devices (disks + nets + rng); each takes one interrupt line of the IOAPIC.
+inline constexpr uint32_t kMaxVirtioDevices = 16;
 
 // Checks ranges and combinations; the message names the setting and what was expected.
 Result<void> ValidateVmConfig(const VmConfig& config);

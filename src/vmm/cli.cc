@@ -12,6 +12,7 @@
 
 #include "base/unique_fd.h"
 #include "base/units.h"
+#include "vmm/device_options.h"
 
 namespace kite::cli {
 namespace {
@@ -26,7 +27,8 @@ struct OptionSpec {
 constexpr OptionSpec kRunOptions[] = {
     {"--kernel", true}, {"--initrd", true}, {"--cmdline", true},         {"--cpus", true},
     {"--memory", true}, {"--serial", true}, {"--no-acpi", false},        {"--on-reboot", true},
-    {"--config", true}, {"--stats", false}, {"--no-host-quirks", false},
+    {"--config", true}, {"--stats", false}, {"--no-host-quirks", false}, {"--disk", true},
+    {"--net", true},    {"--rng", false},   {"--no-rng", false},
 };
 
 const OptionSpec* FindOption(std::string_view name) {
@@ -120,6 +122,18 @@ Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::stri
     c.host_quirks = TRY(JsonBool(v, key));
   } else if (key == "cpu_template") {
     c.cpu_template = TRY(JsonString(v, key));
+  } else if (key == "disks" || key == "nets") {
+    if (!v.is_array()) return Err("key '" + key + "' must be an array of objects");
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string ctx = "key '" + key + "'[" + std::to_string(i) + "]";
+      if (key == "disks") {
+        c.disks.push_back(TRY_CTX(DiskFromJson(v[i], base_dir), ctx));
+      } else {
+        c.nets.push_back(TRY_CTX(NetFromJson(v[i]), ctx));
+      }
+    }
+  } else if (key == "rng") {
+    c.rng = TRY(JsonBool(v, key));
   } else {
     return Err("unknown key '" + key + "'");
   }
@@ -183,6 +197,14 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
     c.stats = true;
   } else if (name == "--no-host-quirks") {
     c.host_quirks = false;
+  } else if (name == "--disk") {
+    c.disks.push_back(TRY_CTX(ParseDiskOption(value), ctx));
+  } else if (name == "--net") {
+    c.nets.push_back(TRY_CTX(ParseNetOption(value), ctx));
+  } else if (name == "--rng") {
+    c.rng = true;
+  } else if (name == "--no-rng") {
+    c.rng = false;
   } else {
     return Err("unknown option " + ctx);
   }
@@ -227,6 +249,15 @@ Result<Command> ParseCommandLine(std::span<const std::string> args, const FileRe
     std::string base_dir = std::filesystem::path(*config_path).parent_path().string();
     TRY_CTX(ApplyConfigJson(text, base_dir, run.config), "config " + *config_path);
   }
+  // Devices given on the command line replace the config file's list of that kind.
+  auto given = [&](std::string_view n) {
+    for (const auto& o : options) {
+      if (o.first == n) return true;
+    }
+    return false;
+  };
+  if (given("--disk")) run.config.disks.clear();
+  if (given("--net")) run.config.nets.clear();
   for (const auto& [name, value] : options) TRY(ApplyOption(name, value, run.config));
   TRY(ValidateVmConfig(run.config));
   return Command(std::move(run));
@@ -252,6 +283,13 @@ Options of kite run:
   --config FILE.json     settings from a JSON file; command-line options win
   --stats                print VM exit and device counters at the end
   --no-host-quirks       do not adapt the kernel command line to an emulated KVM host
+  --disk SPEC            a virtio-blk disk (repeatable):
+                           path=FILE,format=raw|qcow2[,readonly=on][,cache=MODE][,serial=ID]
+                           [,queues=N]; MODE: writeback (default), writethrough, none, unsafe.
+                           format may be left out only with readonly=on
+  --net SPEC             a virtio-net interface (repeatable): user[,hostfwd=tcp::2222-:22]
+                           [,mac=MAC] (rootless NAT) or tap=NAME[,mac=MAC]
+  --no-rng               no virtio-rng entropy device (on by default)
 
 Exit status: 0 guest powered off, 1 kite failed, 2 guest reset, 3 guest crashed,
 130 stopped by the user (Ctrl-A x, SIGINT, SIGTERM). See docs/CLI.md.

@@ -3,7 +3,8 @@
 //
 //   kite run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory SIZE]
 //            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
-//            [--config FILE.json] [--stats] [--no-host-quirks]
+//            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
+//            [--net SPEC]... [--no-rng]   (device specs: vmm/device_options.h)
 //   kite --help | kite --version
 //
 // Settings from --config are applied first; options on the command line win.

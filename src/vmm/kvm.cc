@@ -189,22 +189,29 @@ Result<void> VmFd::SetIrqLine(uint32_t gsi, bool level) const {
   return SetIoctl(fd_.get(), KVM_IRQ_LINE, irq, "KVM_IRQ_LINE");
 }
 
-static Result<void> Ioeventfd(int vm_fd, int eventfd, uint64_t addr, uint32_t len, uint32_t flags) {
+static Result<void> Ioeventfd(int vm_fd, int eventfd, uint64_t addr, uint32_t len, uint32_t flags,
+                              std::optional<uint64_t> datamatch) {
   kvm_ioeventfd io{};
   io.addr = addr;
   io.len = len;
   io.fd = eventfd;
   io.flags = flags;
+  if (datamatch) {
+    io.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    io.datamatch = *datamatch;
+  }
   return SetIoctl(vm_fd, KVM_IOEVENTFD, io, "KVM_IOEVENTFD");
 }
 
-Result<void> VmFd::RegisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio) {
-  return Ioeventfd(fd_.get(), eventfd, addr, len, pio ? KVM_IOEVENTFD_FLAG_PIO : 0);
+Result<void> VmFd::RegisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio,
+                                     std::optional<uint64_t> datamatch) {
+  return Ioeventfd(fd_.get(), eventfd, addr, len, pio ? KVM_IOEVENTFD_FLAG_PIO : 0, datamatch);
 }
 
-Result<void> VmFd::UnregisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio) {
+Result<void> VmFd::UnregisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio,
+                                       std::optional<uint64_t> datamatch) {
   uint32_t flags = KVM_IOEVENTFD_FLAG_DEASSIGN | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0);
-  return Ioeventfd(fd_.get(), eventfd, addr, len, flags);
+  return Ioeventfd(fd_.get(), eventfd, addr, len, flags, datamatch);
 }
 
 Result<void> VmFd::RegisterIrqfd(int eventfd, uint32_t gsi) {

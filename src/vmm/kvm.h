@@ -9,6 +9,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -54,9 +55,12 @@ class VmFd {
   Result<void> CreatePit();
   // KVM_IRQ_LINE: sets the level of a GSI on the in-kernel irqchip. Thread-safe.
   Result<void> SetIrqLine(uint32_t gsi, bool level) const;
-  // eventfd registrations for devices served by the event loop.
-  Result<void> RegisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
-  Result<void> UnregisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio);
+  // eventfd registrations for devices served by the event loop. With `datamatch`, only
+  // writes of that value signal the eventfd (virtio-mmio QueueNotify: one eventfd per queue).
+  Result<void> RegisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio,
+                                 std::optional<uint64_t> datamatch = std::nullopt);
+  Result<void> UnregisterIoeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio,
+                                   std::optional<uint64_t> datamatch = std::nullopt);
   Result<void> RegisterIrqfd(int eventfd, uint32_t gsi);
   Result<void> UnregisterIrqfd(int eventfd, uint32_t gsi);
 

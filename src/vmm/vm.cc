@@ -9,6 +9,7 @@
 #include "vmm/cpu_setup.h"
 #include "vmm/layout.h"
 #include "vmm/vm_devices.h"
+#include "vmm/vm_virtio.h"
 
 namespace kite {
 namespace {
@@ -62,12 +63,15 @@ Result<void> Vm::SetupPlatform(std::chrono::steady_clock::time_point start) {
   };
   wiring.on_user_quit = [this] { RequestEnd({VmEnd::kStopped, "quit from the console"}); };
   devices_ = TRY(CreateDevices(wiring));
+  virtio_ = TRY(VirtioDevices::Create({&config_, &vm_, &mmio_bus_, &memory_, &loop_}));
 
   uint64_t rsdp = TRY(WritePlatformTables());
   boot::KernelSpec spec;
   spec.kernel_path = config_.kernel;
   spec.initrd_path = config_.initrd;
   spec.cmdline = config_.cmdline;
+  // Without ACPI the kernel learns about virtio-mmio devices from its command line only.
+  if (!config_.acpi) spec.cmdline += virtio_->KernelCmdline();
   spec.acpi_rsdp = rsdp;
   boot_plan_ = TRY(boot::LoadKernel(memory_, spec));
   KITE_LOG(Info, "kernel: %s, entry 0x%s", boot_plan_.kernel_kind.c_str(),
@@ -84,6 +88,7 @@ Result<uint64_t> Vm::WritePlatformTables() {
   acpi::AcpiConfig acpi_config;
   acpi_config.num_cpus = config_.cpus;
   acpi_config.serial_com1 = true;
+  acpi_config.virtio_devices = virtio_->AcpiDevices();
   GuestAddr rsdp = TRY_CTX(acpi::WriteAcpiTables(memory_, acpi_config), "ACPI tables");
   return rsdp.value;
 }
@@ -119,6 +124,7 @@ Result<void> Vm::Start() {
   if (started_) return Err("the VM was already started");
   started_ = true;
   TRY(StartDevices(*devices_));
+  loop_.Start();
   for (auto& vcpu : vcpus_) vcpu->Start();
   return {};
 }
@@ -154,6 +160,9 @@ void Vm::StopVcpus() {
   for (auto& vcpu : vcpus_) vcpu->Kick();
   for (auto& vcpu : vcpus_) vcpu->Join();
   if (devices_) StopDevices(*devices_);
+  // Devices first (they wait for their in-flight I/O), then the loop their completions use.
+  if (virtio_) virtio_->Shutdown();
+  loop_.Stop();
 }
 
 std::string Vm::StatsReport() const {
@@ -167,6 +176,7 @@ std::string Vm::StatsReport() const {
             std::to_string(mmio.unclaimed_reads) + " writes " +
             std::to_string(mmio.unclaimed_writes) + "\n";
   if (devices_) report += DevicesStatsReport(*devices_);
+  if (virtio_) report += virtio_->StatsReport();
   return report;
 }
 

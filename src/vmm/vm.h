@@ -21,13 +21,15 @@
 #include "devices/bus.h"
 #include "kite/kite.h"
 #include "vmm/boot/loader.h"
+#include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 #include "vmm/vcpu.h"
 
 namespace kite {
 
-struct VmDevices;  // vm_devices.h
+struct VmDevices;     // vm_devices.h
+class VirtioDevices;  // vm_virtio.h
 
 class Vm {
  public:
@@ -63,6 +65,8 @@ class Vm {
   Bus pio_bus_{"pio"};
   Bus mmio_bus_{"mmio"};
   std::unique_ptr<VmDevices> devices_;
+  EventLoop loop_;                         // before virtio_: outlives the devices bound to it
+  std::unique_ptr<VirtioDevices> virtio_;  // null-safe: built in SetupPlatform
   boot::BootPlan boot_plan_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::atomic<bool> stop_{false};

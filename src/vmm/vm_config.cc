@@ -4,6 +4,7 @@
 #include "base/units.h"
 #include "kite/kite.h"
 #include "vmm/cpuid.h"
+#include "vmm/device_options.h"
 
 #ifndef KITE_VERSION
 #define KITE_VERSION "unknown"
@@ -33,6 +34,13 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
   }
   if (c.cmdline.find('\0') != std::string::npos) return Err("cmdline: contains a NUL byte");
   TRY_CTX(ParseCpuTemplate(c.cpu_template), "cpu_template");
+  for (const DiskConfig& disk : c.disks) TRY(cli::ValidateDisk(disk));
+  for (const NetConfig& net : c.nets) TRY(cli::ValidateNet(net));
+  size_t devices = c.disks.size() + c.nets.size() + (c.rng ? 1 : 0);
+  if (devices > kMaxVirtioDevices) {
+    return Err("too many virtio devices: " + std::to_string(devices) +
+               " (disks + nets + rng; at most " + std::to_string(kMaxVirtioDevices) + ")");
+  }
   return {};
 }
 

@@ -15,7 +15,10 @@ namespace kite::acpi {
 
 inline constexpr uint32_t kMpMaxCpus = 254;  // APIC IDs 0..253, the IOAPIC takes the next
 inline constexpr uint8_t kMpIsaBusId = 0;
-inline constexpr uint32_t kMpIsaIrqs = 16;
+// One I/O interrupt entry per IOAPIC pin (KVM's IOAPIC has 24), identity-mapped and on the
+// ISA bus (edge, active high) as Firecracker does: the legacy IRQs 0-15 and the virtio-mmio
+// lines above 15 that --no-acpi guests learn from `virtio_mmio.device=`.
+inline constexpr uint32_t kMpIsaIrqs = 24;
 
 // The floating pointer followed by the configuration table, as written at `base_addr`.
 // Refuses 0 or more than kMpMaxCpus vCPUs.

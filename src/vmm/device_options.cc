@@ -1,0 +1,232 @@
+// Parsing and checking of the virtio device options. See device_options.h.
+#include "vmm/device_options.h"
+
+#include <charconv>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace kite::cli {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint32_t kMaxDiskQueues = 16;
+constexpr size_t kMaxSerialBytes = 20;  // VIRTIO_BLK_ID_BYTES
+constexpr size_t kMaxIfNameBytes = 15;  // IFNAMSIZ - 1
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  bool has_value = false;
+};
+
+// "a=1,b,c=x" → {a,1} {b} {c,x}. Values cannot contain commas (as in QEMU without escaping).
+std::vector<KeyValue> SplitKeyValues(std::string_view text) {
+  std::vector<KeyValue> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view item = text.substr(pos, comma - pos);
+    size_t eq = item.find('=');
+    KeyValue kv;
+    kv.key = std::string(item.substr(0, eq));
+    if (eq != std::string_view::npos) {
+      kv.value = std::string(item.substr(eq + 1));
+      kv.has_value = true;
+    }
+    out.push_back(std::move(kv));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+Result<bool> ParseOnOff(const std::string& key, const std::string& value) {
+  if (value == "on" || value == "true" || value == "yes") return true;
+  if (value == "off" || value == "false" || value == "no") return false;
+  return Err(key + "=" + value + ": expected on or off");
+}
+
+Result<uint32_t> ParseQueues(const std::string& value) {
+  uint32_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
+    return Err("queues=" + value + ": not a number");
+  }
+  return n;
+}
+
+Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
+  if (!kv.has_value) return Err("'" + kv.key + "' needs a value (" + kv.key + "=...)");
+  if (kv.key == "path") {
+    disk.path = kv.value;
+  } else if (kv.key == "format") {
+    disk.format = kv.value;
+  } else if (kv.key == "readonly") {
+    disk.read_only = TRY(ParseOnOff(kv.key, kv.value));
+  } else if (kv.key == "cache") {
+    disk.cache = kv.value;
+  } else if (kv.key == "serial") {
+    disk.serial = kv.value;
+  } else if (kv.key == "queues") {
+    disk.queues = TRY(ParseQueues(kv.value));
+  } else {
+    return Err("unknown disk setting '" + kv.key +
+               "' (expected path, format, readonly, cache, serial, queues)");
+  }
+  return {};
+}
+
+Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
+  if (first && kv.key == "user" && !kv.has_value) {
+    net.backend = NetBackendKind::kUser;
+  } else if (first && kv.key == "tap") {
+    if (!kv.has_value) return Err("tap needs an interface name (tap=NAME)");
+    net.backend = NetBackendKind::kTap;
+    net.tap = kv.value;
+  } else if (first) {
+    return Err("'" + kv.key + "': a network starts with user or tap=NAME");
+  } else if (kv.key == "mac" && kv.has_value) {
+    net.mac = kv.value;
+  } else if (kv.key == "hostfwd" && kv.has_value) {
+    net.hostfwd.push_back(kv.value);
+  } else {
+    return Err("unknown network setting '" + kv.key + "' (expected mac=, hostfwd=)");
+  }
+  return {};
+}
+
+Result<std::string> JsonText(const json& v, const std::string& key) {
+  if (!v.is_string()) return Err("'" + key + "' must be a string");
+  return v.get<std::string>();
+}
+
+bool IsHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+}  // namespace
+
+Result<DiskConfig> ParseDiskOption(std::string_view text) {
+  DiskConfig disk;
+  for (const KeyValue& kv : SplitKeyValues(text)) TRY(ApplyDiskKey(kv, disk));
+  TRY(ValidateDisk(disk));
+  return disk;
+}
+
+Result<NetConfig> ParseNetOption(std::string_view text) {
+  NetConfig net;
+  std::vector<KeyValue> items = SplitKeyValues(text);
+  for (size_t i = 0; i < items.size(); ++i) TRY(ApplyNetKey(items[i], i == 0, net));
+  TRY(ValidateNet(net));
+  return net;
+}
+
+Result<DiskConfig> DiskFromJson(const json& v, const std::string& base_dir) {
+  if (!v.is_object()) return Err("each disk must be an object");
+  DiskConfig disk;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "readonly") {
+      if (!it->is_boolean()) return Err("'readonly' must be true or false");
+      disk.read_only = it->get<bool>();
+    } else if (key == "queues") {
+      if (!it->is_number_unsigned()) return Err("'queues' must be a positive integer");
+      disk.queues = static_cast<uint32_t>(std::min<uint64_t>(it->get<uint64_t>(), UINT32_MAX));
+    } else {
+      TRY(ApplyDiskKey({key, TRY(JsonText(*it, key)), true}, disk));
+    }
+  }
+  if (!base_dir.empty() && !disk.path.empty() && disk.path.front() != '/') {
+    disk.path = (std::filesystem::path(base_dir) / disk.path).string();
+  }
+  TRY(ValidateDisk(disk));
+  return disk;
+}
+
+Result<NetConfig> NetFromJson(const json& v) {
+  if (!v.is_object()) return Err("each network must be an object");
+  NetConfig net;
+  bool have_backend = false;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "backend") {
+      std::string b = TRY(JsonText(*it, key));
+      if (b != "user" && b != "tap") return Err("'backend' must be \"user\" or \"tap\"");
+      net.backend = b == "user" ? NetBackendKind::kUser : NetBackendKind::kTap;
+      have_backend = true;
+    } else if (key == "tap") {
+      net.tap = TRY(JsonText(*it, key));
+    } else if (key == "mac") {
+      net.mac = TRY(JsonText(*it, key));
+    } else if (key == "hostfwd") {
+      if (!it->is_array()) return Err("'hostfwd' must be an array of strings");
+      for (const json& rule : *it) net.hostfwd.push_back(TRY(JsonText(rule, "hostfwd")));
+    } else {
+      return Err("unknown network key '" + key + "' (expected backend, tap, mac, hostfwd)");
+    }
+  }
+  if (!have_backend) return Err("a network needs \"backend\": \"user\" or \"tap\"");
+  TRY(ValidateNet(net));
+  return net;
+}
+
+Result<void> ValidateDisk(const DiskConfig& disk) {
+  if (disk.path.empty()) return Err("disk: no path given (path=FILE)");
+  const std::string who = "disk " + disk.path + ": ";
+  if (!disk.format.empty() && disk.format != "raw" && disk.format != "qcow2") {
+    return Err(who + "format '" + disk.format + "' is not raw or qcow2");
+  }
+  if (disk.format.empty() && !disk.read_only) {
+    return Err(who +
+               "a writable disk needs format=raw or format=qcow2 (kite never guesses the "
+               "format of an image the guest can write)");
+  }
+  if (disk.cache != "writeback" && disk.cache != "writethrough" && disk.cache != "none" &&
+      disk.cache != "unsafe") {
+    return Err(who + "cache '" + disk.cache +
+               "' is not one of writeback, writethrough, none, unsafe");
+  }
+  if (disk.serial.size() > kMaxSerialBytes) {
+    return Err(who + "serial '" + disk.serial + "' is longer than 20 bytes");
+  }
+  if (disk.queues < 1 || disk.queues > kMaxDiskQueues) {
+    return Err(who + "queues=" + std::to_string(disk.queues) + " is out of range (1 to 16)");
+  }
+  return {};
+}
+
+bool IsValidMac(std::string_view text) {
+  if (text.size() != 17) return false;
+  bool all_zero = true;
+  for (size_t i = 0; i < 17; ++i) {
+    if (i % 3 == 2) {
+      if (text[i] != ':') return false;
+    } else {
+      if (!IsHex(text[i])) return false;
+      if (text[i] != '0') all_zero = false;
+    }
+  }
+  int first = std::stoi(std::string(text.substr(0, 2)), nullptr, 16);
+  return !all_zero && (first & 1) == 0;  // bit 0 of the first byte: multicast
+}
+
+Result<void> ValidateNet(const NetConfig& net) {
+  if (net.backend == NetBackendKind::kTap) {
+    if (net.tap.empty() || net.tap.size() > kMaxIfNameBytes) {
+      return Err("net: tap interface name '" + net.tap + "' must be 1 to 15 bytes");
+    }
+    if (net.tap.find('/') != std::string::npos || net.tap == "." || net.tap == "..") {
+      return Err("net: '" + net.tap + "' is not a valid interface name");
+    }
+    if (!net.hostfwd.empty()) return Err("net: hostfwd applies to user networking only");
+  }
+  if (!net.mac.empty() && !IsValidMac(net.mac)) {
+    return Err("net: mac '" + net.mac +
+               "' is not a unicast address like 52:54:00:12:34:56 (six hex bytes)");
+  }
+  return {};
+}
+
+}  // namespace kite::cli

@@ -1,0 +1,34 @@
+// The virtio device options of `kite run` and the JSON config: --disk, --net and their
+// "disks" / "nets" arrays, parsed into DiskConfig / NetConfig (include/kite/kite.h) and
+// checked. Pure code. docs/CLI.md is the user reference.
+//
+//   --disk path=FILE[,format=raw|qcow2][,readonly=on|off][,cache=MODE][,serial=ID][,queues=N]
+//   --net user[,hostfwd=tcp::2222-:22][,hostfwd=...][,mac=52:54:00:12:34:56]
+//   --net tap=NAME[,mac=...]
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "kite/kite.h"
+
+namespace kite::cli {
+
+Result<DiskConfig> ParseDiskOption(std::string_view text);
+Result<NetConfig> ParseNetOption(std::string_view text);
+
+// One element of the config file's "disks" / "nets" arrays (the same keys as the options;
+// "readonly" is a JSON boolean, "hostfwd" an array of strings). Relative disk paths are taken
+// relative to `base_dir`.
+Result<DiskConfig> DiskFromJson(const nlohmann::json& v, const std::string& base_dir);
+Result<NetConfig> NetFromJson(const nlohmann::json& v);
+
+// The checks ValidateVmConfig applies to each device (the message names the setting).
+Result<void> ValidateDisk(const DiskConfig& disk);
+Result<void> ValidateNet(const NetConfig& net);
+// "52:54:00:12:34:56": six hex bytes, unicast, not all zeros.
+bool IsValidMac(std::string_view text);
+
+}  // namespace kite::cli

@@ -1,0 +1,181 @@
+// --disk / --net parsing, the config file's "disks" / "nets", and their validation.
+#include "vmm/device_options.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "vmm/cli.h"
+
+namespace kite::cli {
+namespace {
+
+std::string ErrorOf(const Result<DiskConfig>& r) {
+  return r ? "" : r.error().message();
+}
+
+TEST(DiskOption, AllSettings_Parsed) {
+  auto d =
+      ParseDiskOption("path=/img/a.qcow2,format=qcow2,readonly=on,cache=none,serial=ID1,queues=4");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->path, "/img/a.qcow2");
+  EXPECT_EQ(d->format, "qcow2");
+  EXPECT_TRUE(d->read_only);
+  EXPECT_EQ(d->cache, "none");
+  EXPECT_EQ(d->serial, "ID1");
+  EXPECT_EQ(d->queues, 4u);
+}
+
+TEST(DiskOption, Defaults) {
+  auto d = ParseDiskOption("path=a.raw,format=raw");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_FALSE(d->read_only);
+  EXPECT_EQ(d->cache, "writeback");
+  EXPECT_EQ(d->queues, 1u);
+}
+
+TEST(DiskOption, WritableWithoutFormat_RefusedNeverGuessed) {
+  auto d = ParseDiskOption("path=a.img");
+  ASSERT_FALSE(d);
+  EXPECT_NE(ErrorOf(d).find("needs format=raw or format=qcow2"), std::string::npos) << ErrorOf(d);
+}
+
+TEST(DiskOption, ReadOnlyWithoutFormat_Accepted) {
+  auto d = ParseDiskOption("path=a.img,readonly=on");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_TRUE(d->format.empty());
+}
+
+TEST(DiskOption, BadValues_RefusedWithTheSetting) {
+  EXPECT_NE(ErrorOf(ParseDiskOption("format=raw")).find("no path"), std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=vmdk")).find("format 'vmdk'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=raw,cache=fast")).find("cache 'fast'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=raw,serial=123456789012345678901"))
+                .find("longer than 20"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=raw,queues=0")).find("queues=0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=raw,queues=17")).find("queues=17"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=raw,readonly=maybe")).find("on or off"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format=raw,size=1G")).find("unknown disk setting"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=a,format")).find("needs a value"), std::string::npos);
+}
+
+TEST(NetOption, User_WithForwardsAndMac) {
+  auto n =
+      ParseNetOption("user,hostfwd=tcp::2222-:22,hostfwd=udp::5555-:5555,mac=52:54:00:12:34:56");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->backend, NetBackendKind::kUser);
+  EXPECT_EQ(n->hostfwd, (std::vector<std::string>{"tcp::2222-:22", "udp::5555-:5555"}));
+  EXPECT_EQ(n->mac, "52:54:00:12:34:56");
+}
+
+TEST(NetOption, Tap) {
+  auto n = ParseNetOption("tap=kite0");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->backend, NetBackendKind::kTap);
+  EXPECT_EQ(n->tap, "kite0");
+}
+
+TEST(NetOption, BadValues_Refused) {
+  EXPECT_FALSE(ParseNetOption("bridge=br0"));
+  EXPECT_FALSE(ParseNetOption("tap"));
+  EXPECT_FALSE(ParseNetOption("tap=a-name-that-is-too-long"));
+  EXPECT_FALSE(ParseNetOption("tap=../x"));
+  EXPECT_FALSE(ParseNetOption("tap=kite0,hostfwd=tcp::1-:2"));
+  EXPECT_FALSE(ParseNetOption("user,mac=01:00:5e:00:00:01"));  // multicast
+  EXPECT_FALSE(ParseNetOption("user,mac=00:00:00:00:00:00"));
+  EXPECT_FALSE(ParseNetOption("user,mac=52:54:00:12:34"));
+  EXPECT_FALSE(ParseNetOption("user,speed=10"));
+}
+
+TEST(DeviceJson, DisksAndNets_FromConfigFile) {
+  VmConfig c;
+  auto r = ApplyConfigJson(R"({"disks": [{"path": "root.qcow2", "format": "qcow2", "readonly": true,
+                                          "queues": 2}],
+                               "nets": [{"backend": "user", "hostfwd": ["tcp::2222-:22"]},
+                                        {"backend": "tap", "tap": "kite1"}],
+                               "rng": false})",
+                           "/etc/kite", c);
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(c.disks.size(), 1u);
+  EXPECT_EQ(c.disks[0].path, "/etc/kite/root.qcow2");
+  EXPECT_TRUE(c.disks[0].read_only);
+  EXPECT_EQ(c.disks[0].queues, 2u);
+  ASSERT_EQ(c.nets.size(), 2u);
+  EXPECT_EQ(c.nets[0].hostfwd.size(), 1u);
+  EXPECT_EQ(c.nets[1].tap, "kite1");
+  EXPECT_FALSE(c.rng);
+}
+
+TEST(DeviceJson, BadEntries_NameTheKey) {
+  VmConfig c;
+  auto r = ApplyConfigJson(R"({"disks": [{"path": "a", "format": "raw"}, {"path": "b"}]})", "", c);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("'disks'[1]"), std::string::npos) << r.error().message();
+  EXPECT_FALSE(ApplyConfigJson(R"({"disks": {"path": "a"}})", "", c));
+  EXPECT_FALSE(ApplyConfigJson(R"({"nets": [{"tap": "x"}]})", "", c));
+  EXPECT_FALSE(
+      ApplyConfigJson(R"({"nets": [{"backend": "user", "hostfwd": "tcp::1-:2"}]})", "", c));
+}
+
+TEST(DeviceCli, RepeatedOptions_InOrder_AndReplaceConfigList) {
+  std::map<std::string, std::string> files = {
+      {"vm.json", R"({"kernel": "k", "disks": [{"path": "cfg.raw", "format": "raw"}]})"}};
+  FileReader read = [&](const std::string& p) -> Result<std::string> { return files.at(p); };
+  std::vector<std::string> args = {"run",
+                                   "--config",
+                                   "vm.json",
+                                   "--disk",
+                                   "path=a,format=raw",
+                                   "--disk",
+                                   "path=b,format=qcow2",
+                                   "--net",
+                                   "user",
+                                   "--no-rng"};
+  auto cmd = ParseCommandLine(args, read);
+  ASSERT_TRUE(cmd) << cmd.error().message();
+  const VmConfig& c = std::get<cli::Run>(*cmd).config;
+  ASSERT_EQ(c.disks.size(), 2u);
+  EXPECT_EQ(c.disks[0].path, "a");
+  EXPECT_EQ(c.disks[1].path, "b");
+  EXPECT_EQ(c.nets.size(), 1u);
+  EXPECT_FALSE(c.rng);
+}
+
+TEST(DeviceCli, ConfigListKept_WhenNoOptionGiven) {
+  std::map<std::string, std::string> files = {
+      {"vm.json", R"({"kernel": "k", "disks": [{"path": "cfg.raw", "format": "raw"}]})"}};
+  FileReader read = [&](const std::string& p) -> Result<std::string> { return files.at(p); };
+  std::vector<std::string> args = {"run", "--config", "vm.json"};
+  auto cmd = ParseCommandLine(args, read);
+  ASSERT_TRUE(cmd) << cmd.error().message();
+  EXPECT_EQ(std::get<cli::Run>(*cmd).config.disks.size(), 1u);
+  EXPECT_TRUE(std::get<cli::Run>(*cmd).config.rng);
+}
+
+TEST(DeviceValidate, TooManyDevices_Refused) {
+  VmConfig c;
+  c.kernel = "k";
+  DiskConfig disk;
+  disk.path = "d";
+  disk.format = "raw";
+  for (int i = 0; i < 16; ++i) c.disks.push_back(disk);
+  auto r = ValidateVmConfig(c);  // 16 disks + rng
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("too many virtio devices: 17"), std::string::npos)
+      << r.error().message();
+  c.rng = false;
+  EXPECT_TRUE(ValidateVmConfig(c));
+}
+
+}  // namespace
+}  // namespace kite::cli
