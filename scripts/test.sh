@@ -44,7 +44,7 @@ elif [[ ${KITE_NO_KVM_VM:-0} != 1 ]] && scripts/kvm-vm/setup.sh; then
   # VM that stalls (the runner exits 124 on its timeout, 125 when the VM died before the
   # command finished) is retried, up to three attempts: that is the test machinery failing,
   # not a test. A test failure (ctest's own status) is never retried.
-  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-300}
+  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-900}
   for attempt in 1 2 3; do
     rc=0
     run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- \
