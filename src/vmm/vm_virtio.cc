@@ -134,14 +134,15 @@ struct VirtioDevices::Slot {
     return {};
   }
 
+  // Stops watching the kicks. The ioeventfd and irqfd registrations are not undone one by
+  // one: closing the VM fd releases them all, and each KVM_IOEVENTFD/KVM_IRQFD deassign costs
+  // an SRCU grace period (slow under nested virtualization: a VM restart loop on a nested
+  // host stalled its kernel that way). Hot-unplug will need the explicit deassign.
   void Unwire() {
-    for (uint16_t q = 0; q < kicks.size(); ++q) {
-      int fd = kicks[q]->native_handle();
-      (void)vm->UnregisterIoeventfd(fd, base + virtio::mmio::kQueueNotify, 4, false, q);
+    for (auto& kick : kicks) {
       asio::error_code ec;
-      kicks[q]->cancel(ec);
+      kick->cancel(ec);
     }
-    if (irq) (void)vm->UnregisterIrqfd(irq->fd(), gsi);
   }
 };
 
