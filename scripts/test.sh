@@ -8,6 +8,7 @@
 # under CI=true they fail: CI never counts a KVM test that did not run as a pass.
 #   KITE_TEST_LABELS   ctest label regex for the KVM part (default: kvm|e2e)
 #   KITE_NO_KVM_VM=1   never use the nested VM
+#   KITE_SKIP_FUZZ=1   do not build and run the fuzzers (KITE_FUZZ_SECONDS: time per fuzzer)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -29,6 +30,16 @@ run_ctest() {  # run_ctest [prefix command...] -- ctest args
 status=0
 echo "== unit and stress tests (no KVM)"
 run_ctest ctest --test-dir "$build" -L "unit|stress|firmware" --output-on-failure -j2 || status=1
+
+# The libFuzzer targets (fuzz/), briefly: built with clang in their own build directory.
+if [[ ${KITE_SKIP_FUZZ:-0} != 1 ]]; then
+  echo "== fuzzers (libFuzzer, ${KITE_FUZZ_SECONDS:-20} s each)"
+  fuzz_build="${build}-fuzz"
+  CC=clang CXX=clang++ cmake -S . -B "$fuzz_build" -G Ninja -DKITE_FUZZ=ON -DKITE_BUILD_TESTS=OFF \
+    -DKITE_FUZZ_SECONDS="${KITE_FUZZ_SECONDS:-20}" >/dev/null
+  ninja -C "$fuzz_build" qcow2_header_fuzzer virtqueue_fuzzer virtio_blk_fuzzer
+  run_ctest ctest --test-dir "$fuzz_build" -L fuzz --output-on-failure || status=1
+fi
 
 labels=${KITE_TEST_LABELS:-kvm|e2e}
 kvm_ok=0
