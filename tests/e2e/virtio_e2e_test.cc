@@ -328,14 +328,25 @@ void EnsureLoopbackUp() {
 }
 
 // One boot: DHCP from slirp, and netconsole to 10.0.2.2, which slirp maps to 127.0.0.1. The
-// local address is given to netconsole because it starts before ip=dhcp has an answer.
+// local address is given to netconsole because it starts before ip=dhcp has an answer. Where
+// userspace runs, the same boot also pings the gateway from the initramfs and powers off.
 TEST_F(VirtioE2eTest, UserNat_DhcpConfiguresGuest_NetconsoleReachesHostLoopback) {
   EnsureLoopbackUp();
   UdpListener listener;
   ASSERT_TRUE(listener.Start("127.0.0.1")) << "bind 127.0.0.1: " << strerror(errno);
   std::string port = std::to_string(listener.port());
-  ProcessResult r =
-      Boot(" ip=dhcp netconsole=@10.0.2.15/eth0," + port + "@10.0.2.2/", {"--net", "user"});
+  std::string cmdline = " ip=dhcp netconsole=@10.0.2.15/eth0," + port + "@10.0.2.2/";
+  std::vector<std::string> args = {"--net", "user"};
+  bool userspace = HardwareBackedKvm();
+  if (userspace) {
+    ProcessResult initrd = Shell("/bin/bash " + std::string(KITE_SOURCE_DIR) +
+                                 "/guest-firmware/linux/build-initramfs.sh");
+    ASSERT_EQ(initrd.exit_status, 0) << initrd.Describe();
+    std::string path = initrd.out.substr(0, initrd.out.find('\n'));
+    args.insert(args.end(), {"--initrd", path});
+    cmdline += " kite.test=ping-gateway";
+  }
+  ProcessResult r = Boot(cmdline, args);
   std::string udp = listener.Stop(milliseconds(500));
   SaveLog("--- netconsole (UDP) ---\n" + udp);
   ASSERT_TRUE(r.exited) << "kite did not exit by itself\n" << r.Describe();
@@ -345,7 +356,12 @@ TEST_F(VirtioE2eTest, UserNat_DhcpConfiguresGuest_NetconsoleReachesHostLoopback)
       << r.Describe();
   EXPECT_TRUE(Contains(udp, "network logging started")) << "UDP got: " << udp << r.Describe();
   EXPECT_TRUE(Contains(udp, "IP-Config: Complete")) << "UDP got: " << udp << r.Describe();
-  EXPECT_EQ(r.exit_status, kExitReset) << "no root: panic=1 resets" << r.Describe();
+  if (userspace) {
+    EXPECT_TRUE(Contains(r.out, "kite-guest: ping 10.0.2.2 ok")) << r.Describe();
+    EXPECT_EQ(r.exit_status, 0) << "the initramfs powers off" << r.Describe();
+  } else {
+    EXPECT_EQ(r.exit_status, kExitReset) << "no root: panic=1 resets" << r.Describe();
+  }
 }
 
 TEST_F(VirtioE2eTest, Tap_StaticIp_NetconsoleReachesHostUdpSocket) {
