@@ -31,18 +31,22 @@ std::string CheckText(const storage::CheckReport& r) {
     t += "No errors were found on the image.\n";
   }
   if (r.corruptions) {
-    t += "\n" + std::to_string(r.corruptions) +
-         " errors were found on the image.\nData may be corrupted, or further writes to the "
+    // Appended piece by piece: "\n" + std::string trips g++ 12's -Wrestrict at -O3.
+    t += '\n';
+    t += std::to_string(r.corruptions);
+    t += " errors were found on the image.\nData may be corrupted, or further writes to the "
          "image may corrupt it.\n";
   }
   if (r.leaks) {
-    t += "\n" + std::to_string(r.leaks) +
-         " leaked clusters were found on the image.\nThis means waste of disk space, but no "
+    t += '\n';
+    t += std::to_string(r.leaks);
+    t += " leaked clusters were found on the image.\nThis means waste of disk space, but no "
          "harm to data.\n";
   }
   if (r.check_errors) {
-    t += "\n" + std::to_string(r.check_errors) +
-         " internal errors have occurred during the check.\n";
+    t += '\n';
+    t += std::to_string(r.check_errors);
+    t += " internal errors have occurred during the check.\n";
   }
   if (r.total_clusters != 0 && r.allocated_clusters != 0) {
     auto pct = [&](uint64_t n, uint64_t of) { return 100.0 * double(n) / double(of); };

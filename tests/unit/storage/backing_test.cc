@@ -120,8 +120,8 @@ TEST(Backing, I16_ChainTooDeep_Refused) {
   TempDir dir;
   ASSERT_TRUE(CreateRaw(dir.File("l0"), 1 << 20, Preallocation::kOff));
   for (int i = 1; i <= 11; ++i) {
-    MakeOverlay(dir.File("l" + std::to_string(i)), "l" + std::to_string(i - 1),
-                i == 1 ? "raw" : "qcow2");
+    MakeOverlay(dir.File(std::string("l").append(std::to_string(i))),
+                std::string("l").append(std::to_string(i - 1)), i == 1 ? "raw" : "qcow2");
   }
   OpenOptions o;
   o.max_backing_depth = 10;

@@ -157,7 +157,7 @@ TEST(RawImage, CacheModes_OpenAndRoundTrip) {
   TempDir dir;
   for (CacheMode mode :
        {CacheMode::kWriteback, CacheMode::kWritethrough, CacheMode::kUnsafe, CacheMode::kNone}) {
-    std::string p = dir.File("c" + std::to_string(int(mode)) + ".raw");
+    std::string p = dir.File(std::string("c").append(std::to_string(int(mode))) + ".raw");
     ASSERT_TRUE(CreateRaw(p, 65536, Preallocation::kOff));
     OpenOptions o;
     o.cache = mode;
