@@ -9,8 +9,9 @@
 # allocated qcow2. qemu-img bench has no random mode: both tools walk the disk with a stride of
 # 1009 * 4 KiB (a prime number of blocks) wrapping modulo the disk size, which touches the
 # blocks in a scattered order; fio uses true random offsets (rw=randread/randwrite) on the raw
-# file with io_uring. Each case runs RUNS times (default 5); the table shows medians of
-# requests per second and kite/peer (higher is better for kite).
+# file with io_uring. On raw images kite runs twice: with its default (io_uring for raw) and with
+# `-i threads` (the worker pool), both against fio. Each case runs RUNS times (default 5); the
+# table shows medians of requests per second and kite/peer (higher is better for kite).
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -51,13 +52,14 @@ bench_args() {
 count_of() { case $1 in rand*) echo "$COUNT_4K" ;; *) echo "$COUNT_1M" ;; esac; }
 fmt_of() { case $1 in raw) echo raw ;; *) echo qcow2 ;; esac; }
 
-# run_bench TOOL KIND PATTERN -> requests per second of one run
+# run_bench TOOL KIND PATTERN [EXTRA...] -> requests per second of one run
 run_bench() {
   local tool=$1 kind=$2 pattern=$3 img="$DIR/$2.img" out secs
+  shift 3
   [[ $kind == qcow2-fresh ]] && rm -f "$img"
   make_image "$kind" "$img"
   # shellcheck disable=SC2046
-  out=$("$tool" bench -f "$(fmt_of "$kind")" -t writeback $(bench_args "$pattern") "$img")
+  out=$("$tool" bench -f "$(fmt_of "$kind")" -t writeback "$@" $(bench_args "$pattern") "$img")
   secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p' <<<"$out")
   awk -v c="$(count_of "$pattern")" -v s="$secs" 'BEGIN { printf "%.0f\n", c / s }'
 }
@@ -84,10 +86,10 @@ measure() {  # measure CMD... -> median of RUNS runs
   for ((i = 0; i < RUNS; i++)); do "$@"; done | median
 }
 
-printf '%-24s %12s %12s %8s  %s\n' case kite "peer" ratio "(requests/s, median of $RUNS)"
+printf '%-28s %12s %12s %8s  %s\n' case kite "peer" ratio "(requests/s, median of $RUNS)"
 row() {
   awk -v n="$1" -v k="$2" -v p="$3" -v peer="$4" \
-    'BEGIN { printf "%-24s %12d %12d %7.2fx  vs %s\n", n, k, p, k / p, peer }'
+    'BEGIN { printf "%-28s %12d %12d %7.2fx  vs %s\n", n, k, p, k / p, peer }'
 }
 start=$(date +%s)
 for kind in raw qcow2-fresh qcow2-full; do
@@ -98,6 +100,8 @@ for kind in raw qcow2-fresh qcow2-full; do
     if [[ $kind == raw ]]; then
       fio_rate=$(measure run_fio "$pattern")
       row "$kind $pattern" "$kite" "$fio_rate" "fio io_uring"
+      threads=$(measure run_bench "$KITE_IMG" "$kind" "$pattern" -i threads)
+      row "$kind $pattern -i threads" "$threads" "$fio_rate" "fio io_uring"
     fi
   done
 done

@@ -1,17 +1,53 @@
-// AsyncDisk: a bounded worker pool running DiskImage calls. See async_disk.h.
+// AsyncDisk: io_uring for raw reads and writes, a bounded worker pool running DiskImage calls
+// for the rest. See async_disk.h.
 #include "storage/async_disk.h"
 
+#include <fcntl.h>
+
+#include "base/log.h"
+#include "storage/raw_image.h"
+#include "storage/uring_queue.h"
+
 namespace kite::storage {
+namespace {
+
+constexpr uint64_t kDirectAlign = 4096;  // as RawImage: O_DIRECT needs this alignment
+
+bool DirectAligned(uint64_t offset, std::span<const iovec> iov) {
+  if (offset % kDirectAlign != 0) return false;
+  for (const iovec& v : iov) {
+    if (reinterpret_cast<uintptr_t>(v.iov_base) % kDirectAlign != 0) return false;
+    if (v.iov_len % kDirectAlign != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 AsyncDisk::AsyncDisk(std::shared_ptr<DiskImage> image, AsyncDiskOptions options)
     : image_(std::move(image)), options_(std::move(options)) {
   int n = options_.workers < 1 ? 1 : options_.workers;
   workers_.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  std::optional<int> fd = image_->raw_fd();
+  if (!fd || options_.backend == AsyncBackend::kThreads) return;
+  int flags = ::fcntl(*fd, F_GETFL);
+  direct_ = flags >= 0 && (flags & O_DIRECT) != 0;
+  UringQueue::Options uo{*fd, options_.uring_entries, options_.max_queued, direct_};
+  auto queue = UringQueue::Create(uo, [this](DiskCompletion done, Result<void> result) {
+    Complete(std::move(done), std::move(result));
+  });
+  if (queue) {
+    uring_ = std::move(*queue);
+  } else {
+    KITE_LOG(Warn, "%s: io_uring unavailable (%s); using worker threads", image_->path().c_str(),
+             queue.error().message().c_str());
+  }
 }
 
 AsyncDisk::~AsyncDisk() {
   Drain();
+  uring_.reset();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -37,6 +73,7 @@ void AsyncDisk::Submit(DiskRequest request, DiskCompletion done) {
       return;
     }
   }
+  if (SubmitToUring(request, done)) return;
   {
     std::lock_guard lock(mu_);
     if (queue_.size() < options_.max_queued && !stopping_) {
@@ -48,14 +85,43 @@ void AsyncDisk::Submit(DiskRequest request, DiskCompletion done) {
   Complete(std::move(done), Err(image_->path() + ": too many queued requests"));
 }
 
+bool AsyncDisk::SubmitToUring(DiskRequest& r, DiskCompletion& done) {
+  if (!uring_ || (r.op != DiskOp::kRead && r.op != DiskOp::kWrite)) return false;
+  bool write = r.op == DiskOp::kWrite;
+  uint64_t len = IovLength(r.iov);
+  uint64_t size = image_->size();
+  // Refusals (range, read-only, failed image; G16, G19) and empty requests take the pool path,
+  // where RawImage answers them with its own messages and writes nothing; so do unaligned
+  // O_DIRECT requests, which RawImage bounces.
+  if (len == 0 || r.offset > size || len > size - r.offset) return false;
+  if (write && (image_->read_only() || image_->failed())) return false;
+  if (direct_ && !DirectAligned(r.offset, r.iov)) return false;
+  if (!uring_->Submit(write, r.offset, std::move(r.iov), done)) {
+    Complete(std::move(done), Err(image_->path() + ": too many queued requests"));
+  }
+  return true;
+}
+
 void AsyncDisk::Drain() {
-  std::unique_lock lock(mu_);
-  idle_cv_.wait(lock, [this] { return queue_.empty() && running_ == 0; });
+  // A completion may submit more work to either mechanism: wait until both are idle together.
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      idle_cv_.wait(lock, [this] { return queue_.empty() && running_ == 0; });
+    }
+    if (!uring_) return;
+    uring_->Drain();
+    if (in_flight() == 0) return;
+  }
+}
+
+size_t AsyncDisk::PoolInFlight() const {
+  std::lock_guard lock(mu_);
+  return queue_.size() + running_;
 }
 
 size_t AsyncDisk::in_flight() const {
-  std::lock_guard lock(mu_);
-  return queue_.size() + running_;
+  return PoolInFlight() + (uring_ ? uring_->in_flight() : 0);
 }
 
 Result<void> AsyncDisk::Execute(const DiskRequest& r) {

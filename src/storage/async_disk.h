@@ -1,14 +1,20 @@
-// AsyncDisk: asynchronous requests on a DiskImage for the VMM's devices. Requests
-// (scatter-gather read/write, flush, discard, write-zeroes) are queued and run on a bounded
-// pool of worker threads calling the DiskImage's thread-safe synchronous calls; the completion
-// callback then goes through the caller's executor (the VMM posts it onto its asio loop; tests
-// pass none and are called on the worker, or inside Submit for a read the image answers at
-// once: DiskImage::TryReadNow, zeros from metadata in memory). Many requests are in flight at once
-// (one per worker, the rest queued). Drain() waits until nothing is queued or running (device
-// reset, BAD_INPUTS G33). See docs/STORAGE.md for why a worker pool rather than io_uring.
+// AsyncDisk: asynchronous requests on a DiskImage for the VMM's devices: scatter-gather read
+// and write, flush, discard, write-zeroes. Two mechanisms behind one interface:
+//  - io_uring (uring_queue.h) for reads and writes of images that expose a plain fd
+//    (DiskImage::raw_fd: raw files and block devices), unless O_DIRECT alignment does not hold;
+//  - a bounded pool of worker threads calling the DiskImage's thread-safe synchronous calls for
+//    everything else (qcow2, whose metadata path is synchronous; flush, discard, write-zeroes;
+//    unaligned O_DIRECT requests, which RawImage bounces), and for all requests when io_uring
+//    is off or the kernel refuses it (one log line).
+// The completion callback goes through the caller's executor (the VMM posts it onto its asio
+// loop; tests pass none and are called on the worker or the io_uring completion thread, or
+// inside Submit for a read the image answers at once (DiskImage::TryReadNow) or a request
+// refused at once (range, read-only, queue full)). Drain() waits until nothing is queued or
+// running (device reset, BAD_INPUTS G33). docs/STORAGE.md has the figures behind the default.
 //
-// Threads: Submit/Drain from any thread; completions on workers (or wherever the executor
-// runs them). The iovecs must stay valid until the request's completion has run.
+// Threads: Submit/Drain from any thread; completions on workers or the io_uring completion
+// thread (or wherever the executor runs them). The iovecs must stay valid until the request's
+// completion has run.
 #pragma once
 
 #include <sys/uio.h>
@@ -27,6 +33,8 @@
 
 namespace kite::storage {
 
+class UringQueue;
+
 enum class DiskOp { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
 
 struct DiskRequest {
@@ -41,10 +49,16 @@ using DiskCompletion = std::function<void(Result<void>)>;
 // Runs a completion somewhere (for example asio::post onto the event loop).
 using DiskExecutor = std::function<void(std::function<void()>)>;
 
+// kAuto: io_uring for images with a raw fd, the worker pool otherwise. kThreads: the pool for
+// everything. kIoUring: as kAuto (named, for tools that let the user choose).
+enum class AsyncBackend { kAuto, kThreads, kIoUring };
+
 struct AsyncDiskOptions {
   int workers = 8;           // threads; also the number of requests executing at once
   size_t max_queued = 1024;  // Submit refuses (completes with an error) beyond this
   DiskExecutor executor;     // empty: completions run on the worker thread
+  AsyncBackend backend = AsyncBackend::kAuto;
+  unsigned uring_entries = 128;  // io_uring ring size: reads/writes in the kernel at once
 };
 
 class AsyncDisk {
@@ -62,6 +76,8 @@ class AsyncDisk {
 
   DiskImage& image() { return *image_; }
   size_t in_flight() const;
+  // True when reads and writes go through io_uring (else everything uses the worker pool).
+  bool uses_io_uring() const { return uring_ != nullptr; }
 
  private:
   struct Item {
@@ -70,6 +86,9 @@ class AsyncDisk {
   };
   void WorkerLoop();
   Result<void> Execute(const DiskRequest& request);
+  // Sends a read or write to io_uring; false when it must go to the pool instead.
+  bool SubmitToUring(DiskRequest& request, DiskCompletion& done);
+  size_t PoolInFlight() const;
   // Hands the result to the executor, or runs `done` here when there is none.
   void Complete(DiskCompletion done, Result<void> result);
 
@@ -82,6 +101,8 @@ class AsyncDisk {
   size_t running_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  std::unique_ptr<UringQueue> uring_;  // null: no io_uring (format, option or kernel)
+  bool direct_ = false;                // the raw fd is O_DIRECT: io_uring needs aligned I/O
 };
 
 }  // namespace kite::storage

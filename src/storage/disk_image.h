@@ -102,6 +102,10 @@ class DiskImage {
   virtual Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) = 0;
   // Set once a write-back failure (fdatasync error, F4) made the image unusable for writes.
   virtual bool failed() const { return false; }
+  // The fd whose bytes at the guest's offsets are the disk's, when a plain positioned read or
+  // write on it is all a read or write needs (raw images, except cache=writethrough): lets the
+  // async layer use io_uring. nullopt for formats with metadata.
+  virtual std::optional<int> raw_fd() const { return std::nullopt; }
 
   // Convenience wrappers for one buffer.
   Result<void> Read(uint64_t offset, void* buf, size_t len) {

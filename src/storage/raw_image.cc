@@ -139,6 +139,12 @@ uint64_t RawImage::allocated_bytes() const {
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
+std::optional<int> RawImage::raw_fd() const {
+  // Writethrough needs an fdatasync after every write: that stays in WriteV (worker pool).
+  if (options_.cache == CacheMode::kWritethrough) return std::nullopt;
+  return fd_.get();
+}
+
 Result<void> RawImage::CheckRange(uint64_t offset, uint64_t length, bool write) const {
   if (write && options_.read_only) return Err(path_ + ": image is read-only");
   if (write && failed_.load()) return Err(path_ + ": image failed after a write-back error");

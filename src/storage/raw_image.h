@@ -49,6 +49,7 @@ class RawImage final : public DiskImage {
   bool read_only() const override { return options_.read_only; }
   uint64_t allocated_bytes() const override;
   bool failed() const override { return failed_.load(); }
+  std::optional<int> raw_fd() const override;
 
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
   Result<void> WriteV(uint64_t offset, std::span<const iovec> iov) override;

@@ -3,7 +3,9 @@
 // output). Requests walk the disk from -o in steps of -S bytes, wrapping modulo
 // (size - buffer size) exactly as qemu-img bench does, so both tools see the same offsets.
 // Completions only record the result; this thread submits the next requests, as the VMM's event
-// loop does.
+// loop does. `-i threads|io_uring` picks AsyncDisk's mechanism (qemu-img bench's -i aio); without
+// it, AsyncDisk's default (io_uring for raw images, threads for qcow2).
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -169,6 +171,9 @@ Result<double> Bench(const BenchArgs& args, Console& console) {
   storage::AsyncDiskOptions disk_options;
   disk_options.workers = static_cast<int>(std::min<uint32_t>(args.depth, kBenchMaxWorkers));
   disk_options.max_queued = args.depth + 1;
+  if (args.aio == "threads") disk_options.backend = storage::AsyncBackend::kThreads;
+  if (args.aio == "io_uring") disk_options.backend = storage::AsyncBackend::kIoUring;
+  disk_options.uring_entries = std::max<uint32_t>(args.depth, 1);
   storage::AsyncDisk disk(image, disk_options);
   BenchRun run(args, disk, image->size());
   TRY(run.Prepare());

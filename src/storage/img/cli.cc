@@ -3,6 +3,8 @@
 // getopt) and one function per subcommand that turns the walked options into its Args struct.
 #include "storage/img/cli.h"
 
+#include <cerrno>
+#include <cstdlib>
 #include <span>
 #include <string_view>
 
@@ -373,6 +375,7 @@ Result<Command> ParseSnapshot(std::span<const std::string> args) {
 constexpr OptDef kBenchDefs[] = {{"c", true},
                                  {"d", true},
                                  {"f", true},
+                                 {"i", true},
                                  {"n", false},
                                  {"o", true},
                                  {"s", true},
@@ -397,6 +400,12 @@ Result<Command> ParseBench(std::span<const std::string> args) {
     }
     if (o.key == "f") c.format = o.value;
     if (o.key == "n") c.native_aio = true;
+    if (o.key == "i") {
+      if (o.value != "threads" && o.value != "io_uring") {
+        return Err("Invalid aio option '" + o.value + "' (kite supports threads and io_uring)");
+      }
+      c.aio = o.value;
+    }
     if (o.key == "o") c.offset = TRY(ParseNumber(o.value, "offset"));
     if (o.key == "s") c.buffer_size = TRY(ParseNumber(o.value, "buffer size"));
     if (o.key == "S") c.step = TRY(ParseNumber(o.value, "step size"));
@@ -406,9 +415,13 @@ Result<Command> ParseBench(std::span<const std::string> args) {
     if (o.key == "U") c.force_share = true;
     if (o.key == "no-drain") c.no_drain = true;
     if (o.key == "flush-interval") c.flush_interval = TRY(ParseNumber(o.value, "flush interval"));
-    if (o.key == "pattern") {
-      uint64_t p = TRY(ParseNumber(o.value, "pattern byte"));
-      if (p > 0xff) return Err("Invalid pattern byte specified");
+    if (o.key == "pattern") {  // decimal, 0x hex or 0 octal, as qemu-img (strtol base 0)
+      char* end = nullptr;
+      errno = 0;
+      unsigned long p = std::strtoul(o.value.c_str(), &end, 0);
+      if (o.value.empty() || *end != '\0' || errno != 0 || p > 0xff || o.value[0] == '-') {
+        return Err("Invalid pattern byte specified");
+      }
       c.pattern = static_cast<uint8_t>(p);
     }
   }
@@ -467,7 +480,7 @@ const char* UsageText() {
   return "usage: kite-img [standard options] command [command options]\n"
          "kite image utility (follows qemu-img)\n\n"
          "Command syntax:\n"
-         "  bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [--no-drain] [-n]\n"
+         "  bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-i aio] [--no-drain] [-n]\n"
          "        [-o offset] [--pattern=N] [-q] [-s buffer_size] [-S step] [-t cache] [-w]\n"
          "        [-U] filename\n"
          "  check [-q] [--output=ofmt] [-f fmt] [-r [leaks | all]] [-U] filename\n"

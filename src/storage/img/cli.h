@@ -130,13 +130,14 @@ struct BenchArgs {
   uint64_t count = 75000;  // -c
   uint32_t depth = 64;     // -d
   std::optional<std::string> format;
-  bool native_aio = false;       // -n (accepted; kite's async layer is io_uring)
+  bool native_aio = false;       // -n (accepted and ignored: kite has no Linux AIO)
+  std::string aio;               // -i threads|io_uring (empty: AsyncDisk's default)
   uint64_t offset = 0;           // -o
   uint64_t buffer_size = 4096;   // -s
   std::optional<uint64_t> step;  // -S (default: buffer size)
   std::string cache = "writeback";
-  bool write = false;  // -w
-  uint8_t pattern = 0xa5;
+  bool write = false;   // -w
+  uint8_t pattern = 0;  // --pattern (qemu-img bench's default is 0 too)
   uint64_t flush_interval = 0;
   bool no_drain = false;
   bool quiet = false;

@@ -377,7 +377,7 @@ TEST(ImgMeasure, AgreesWithQemu) {
         std::vector<std::string>{"-O", "raw", chain.top}}) {
     std::vector<std::string> kite_args{"measure", "--output=json"};
     std::string cmd = "qemu-img measure --output=json";
-    for (const std::string& a : args) kite_args.push_back(a), cmd += " " + Q(a);
+    for (const std::string& a : args) kite_args.push_back(a), cmd += " ", cmd += Q(a);
     auto kite = Kite(kite_args);
     ASSERT_EQ(kite.code, 0) << kite.err;
     EXPECT_EQ(Json::parse(kite.out), Json::parse(Shell(cmd).out)) << cmd;
@@ -387,13 +387,14 @@ TEST(ImgMeasure, AgreesWithQemu) {
 TEST(ImgBench, ReadAndWrite_Complete) {
   TempDir dir;
   Qemu("qemu-img create -f qcow2 " + Q(dir.File("b.qcow2")) + " 8M");
-  auto w = Kite({"bench", "-w", "-c", "500", "-d", "8", "-f", "qcow2", dir.File("b.qcow2")});
+  auto w = Kite({"bench", "-w", "-c", "500", "-d", "8", "--pattern=0xa5", "-f", "qcow2",
+                 dir.File("b.qcow2")});
   ASSERT_EQ(w.code, 0) << w.err;
   EXPECT_NE(w.out.find("Run completed in "), std::string::npos);
   auto r =
       Kite({"bench", "-c", "500", "-d", "8", "-S", "12288", "-f", "qcow2", dir.File("b.qcow2")});
   ASSERT_EQ(r.code, 0) << r.err;
-  // The written pattern (0xa5 by default) is what qemu reads back.
+  // The written pattern is what qemu reads back.
   auto q = Shell("qemu-io -f qcow2 -c 'read -P 0xa5 0 4096' " + Q(dir.File("b.qcow2")));
   EXPECT_EQ(q.out.find("Pattern verification failed"), std::string::npos);
   EXPECT_EQ(QemuCheck(dir.File("b.qcow2")), 0);
