@@ -4,7 +4,9 @@
 #   bench/b5-virtio-blk.sh [BUILD_DIR]      (default: build; needs BUILD_DIR/bench/b5_virtio_blk)
 #
 # kite: bench/b5_virtio_blk pushes 4 KiB random reads and writes at queue depth 32 through a
-# fake driver, a split virtqueue, the virtio-blk device and AsyncDisk onto an in-memory disk;
+# fake driver, a split virtqueue, the virtio-blk device and AsyncDisk onto two in-memory disks
+# (a raw file on /dev/shm through io_uring, as the VMM runs a raw disk; and a DiskImage in
+# memory through the worker pool);
 # it reports requests per wall-second and per CPU-second of the whole process (getrusage), the
 # latter being "requests/s per host core".
 # peer: fio (io_uring, 4 KiB random, depth 32) on a raw file in /dev/shm, as B4's raw case; its
@@ -42,23 +44,30 @@ cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0
 print(int(iops), int(iops / cpu) if cpu > 0 else 0)'
 }
 
-printf '%-26s %12s %12s %8s  %s\n' case kite fio ratio "(median of $RUNS; requests/s)"
-row() { awk -v n="$1" -v k="$2" -v p="$3" 'BEGIN { printf "%-26s %12d %12d %7.2fx\n", n, k, p, k / p }'; }
+printf '%-34s %12s %12s %8s  %s\n' case kite fio ratio "(median of $RUNS; requests/s)"
+row() { awk -v n="$1" -v k="$2" -v p="$3" 'BEGIN { printf "%-34s %12d %12d %7.2fx\n", n, k, p, k / p }'; }
+img="$DIR/raw.img"
+dd if=/dev/zero of="$img" bs=1M count=$SIZE_MB status=none
+# Two kite disks: "mem" (an in-memory DiskImage through AsyncDisk's worker pool) and "raw" (the
+# same raw file fio uses, opened as the VMM opens a raw disk: reads/writes through io_uring).
 for mode in read write; do
   rw=rand$mode
-  kite_rps=() kite_core=() fio_rps=() fio_core=()
+  mem_rps=() mem_core=() raw_rps=() raw_core=() fio_rps=() fio_core=()
   for ((i = 0; i < RUNS; i++)); do
-    line=$("$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB)
-    kite_rps+=("$(field rps <<<"$line")")
-    kite_core+=("$(field rps_per_core <<<"$line")")
+    line=$("$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB --disk mem)
+    mem_rps+=("$(field rps <<<"$line")")
+    mem_core+=("$(field rps_per_core <<<"$line")")
+    line=$("$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB --disk "$img")
+    raw_rps+=("$(field rps <<<"$line")")
+    raw_core+=("$(field rps_per_core <<<"$line")")
     read -r a b < <(fio_run $rw)
     fio_rps+=("$a")
     fio_core+=("$b")
   done
-  k1=$(printf '%s\n' "${kite_rps[@]}" | median)
-  k2=$(printf '%s\n' "${kite_core[@]}" | median)
-  f1=$(printf '%s\n' "${fio_rps[@]}" | median)
-  f2=$(printf '%s\n' "${fio_core[@]}" | median)
-  row "4k $rw wall" "$k1" "$f1"
-  row "4k $rw per core" "$k2" "$f2"
+  med() { printf '%s\n' "$@" | median; }
+  f1=$(med "${fio_rps[@]}") f2=$(med "${fio_core[@]}")
+  row "4k $rw raw/io_uring wall" "$(med "${raw_rps[@]}")" "$f1"
+  row "4k $rw raw/io_uring per core" "$(med "${raw_core[@]}")" "$f2"
+  row "4k $rw mem/pool wall" "$(med "${mem_rps[@]}")" "$f1"
+  row "4k $rw mem/pool per core" "$(med "${mem_core[@]}")" "$f2"
 done

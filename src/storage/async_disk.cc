@@ -34,9 +34,8 @@ AsyncDisk::AsyncDisk(std::shared_ptr<DiskImage> image, AsyncDiskOptions options)
   int flags = ::fcntl(*fd, F_GETFL);
   direct_ = flags >= 0 && (flags & O_DIRECT) != 0;
   UringQueue::Options uo{*fd, options_.uring_entries, options_.max_queued, direct_};
-  auto queue = UringQueue::Create(uo, [this](DiskCompletion done, Result<void> result) {
-    Complete(std::move(done), std::move(result));
-  });
+  auto queue = UringQueue::Create(
+      uo, [this](UringQueue::Finished&& batch) { CompleteBatch(std::move(batch)); });
   if (queue) {
     uring_ = std::move(*queue);
   } else {
@@ -64,6 +63,19 @@ void AsyncDisk::Complete(DiskCompletion done, Result<void> result) {
   } else {
     done(std::move(result));
   }
+}
+
+void AsyncDisk::CompleteBatch(std::vector<std::pair<DiskCompletion, Result<void>>>&& batch) {
+  if (!options_.executor) {
+    for (auto& [done, result] : batch) done(std::move(result));
+    return;
+  }
+  // std::function needs a copyable callable: share the batch.
+  auto shared =
+      std::make_shared<std::vector<std::pair<DiskCompletion, Result<void>>>>(std::move(batch));
+  options_.executor([shared] {
+    for (auto& [done, result] : *shared) done(std::move(result));
+  });
 }
 
 void AsyncDisk::Submit(DiskRequest request, DiskCompletion done) {
@@ -118,6 +130,14 @@ void AsyncDisk::Drain() {
 size_t AsyncDisk::PoolInFlight() const {
   std::lock_guard lock(mu_);
   return queue_.size() + running_;
+}
+
+void AsyncDisk::Plug() {
+  if (uring_) uring_->Plug();
+}
+
+void AsyncDisk::Unplug() {
+  if (uring_) uring_->Unplug();
 }
 
 size_t AsyncDisk::in_flight() const {

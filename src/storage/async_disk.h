@@ -73,6 +73,11 @@ class AsyncDisk {
   // Blocks until every submitted request has completed (its callback has been handed to the
   // executor, or has run when there is none).
   void Drain();
+  // Batching, like the kernel's blk_plug: between Plug() and Unplug() io_uring requests are
+  // queued in the submission ring and handed to the kernel together at Unplug() (one
+  // io_uring_enter for a whole virtqueue kick). Nests; call both on the same thread.
+  void Plug();
+  void Unplug();
 
   DiskImage& image() { return *image_; }
   size_t in_flight() const;
@@ -91,6 +96,9 @@ class AsyncDisk {
   size_t PoolInFlight() const;
   // Hands the result to the executor, or runs `done` here when there is none.
   void Complete(DiskCompletion done, Result<void> result);
+  // Hands a batch of io_uring completions to the executor as one task (one wake-up of the
+  // event loop per batch, not per request), or runs them here.
+  void CompleteBatch(std::vector<std::pair<DiskCompletion, Result<void>>>&& batch);
 
   std::shared_ptr<DiskImage> image_;
   AsyncDiskOptions options_;

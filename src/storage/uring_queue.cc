@@ -90,8 +90,18 @@ bool UringQueue::Submit(bool write, uint64_t offset, std::vector<iovec>&& iov,
     return true;
   }
   PushLocked(op);
-  SubmitLocked();
+  if (plugged_ == 0) SubmitLocked();
   return true;
+}
+
+void UringQueue::Plug() {
+  std::lock_guard lock(mu_);
+  ++plugged_;
+}
+
+void UringQueue::Unplug() {
+  std::lock_guard lock(mu_);
+  if (plugged_ > 0 && --plugged_ == 0) SubmitLocked();
 }
 
 void UringQueue::Drain() {
@@ -220,9 +230,14 @@ void UringQueue::CompletionLoop() {
       }
       RefillLocked();
     }
-    for (auto& [op, result] : finished) {
-      finish_(std::move(op->done), std::move(result));
-      delete op;
+    if (!finished.empty()) {
+      Finished batch;
+      batch.reserve(finished.size());
+      for (auto& [op, result] : finished) {
+        batch.emplace_back(std::move(op->done), std::move(result));
+        delete op;
+      }
+      finish_(std::move(batch));
     }
     if (!finished.empty()) {
       std::lock_guard lock(mu_);

@@ -33,8 +33,10 @@ namespace kite::storage {
 
 class UringQueue {
  public:
-  // Passes a finished request's result on (AsyncDisk: to the executor, or runs it).
-  using Finish = std::function<void(DiskCompletion, Result<void>)>;
+  // Passes the finished requests of one reaped batch on, in completion order (AsyncDisk: to
+  // the executor as one task, or runs them).
+  using Finished = std::vector<std::pair<DiskCompletion, Result<void>>>;
+  using Finish = std::function<void(Finished&&)>;
   struct Options {
     int fd = -1;
     unsigned entries = 128;    // ring size: requests in the kernel at once
@@ -53,6 +55,9 @@ class UringQueue {
   bool Submit(bool write, uint64_t offset, std::vector<iovec>&& iov, DiskCompletion& done);
   void Drain();
   size_t in_flight() const;
+  // While plugged (nesting count > 0), Submit leaves SQEs in the ring; Unplug submits them.
+  void Plug();
+  void Unplug();
 
  private:
   struct Op;
@@ -80,6 +85,7 @@ class UringQueue {
   unsigned in_ring_ = 0;     // SQEs handed to the kernel and not yet reaped
   size_t in_flight_ = 0;     // everything submitted whose `finish` has not returned
   bool stopping_ = false;
+  int plugged_ = 0;
   std::thread completion_thread_;
 };
 

@@ -255,7 +255,10 @@ void VirtioBlock::Run(uint16_t index, uint32_t generation) {
     std::lock_guard lock(mu_);
     if (generation != generation_ || !live_ || index >= queues_.size()) return;
     if (queues_[index].stopped || !queues_[index].queue->ready()) return;
+    // The requests of one run go to the kernel together (one io_uring_enter for raw images).
+    disk_->Plug();
     result = RunLocked(index, generation);
+    disk_->Unplug();
     if (result == RunResult::kBroken) {
       queues_[index].stopped = true;
       mark_broken = active_.mark_broken;

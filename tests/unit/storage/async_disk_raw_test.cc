@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/async_disk.h"
@@ -254,6 +256,29 @@ TEST_P(AsyncRaw, G33_DrainWhileInFlight_EveryCompletionBeforeReturn) {
   disk.Drain();
   EXPECT_EQ(done.load(), kRequests + kRequests / 50);
   EXPECT_EQ(disk.in_flight(), 0u);
+}
+
+// Plugged io_uring requests wait in the submission ring: nothing reaches the kernel (so
+// nothing completes) before Unplug hands them over together.
+TEST_P(AsyncRaw, Plug_HoldsUringRequestsUntilUnplug) {
+  AsyncDisk disk(image_, Options());
+  constexpr int kRequests = 8;
+  AlignedBytes b(kRequests * 4096);
+  std::atomic<int> done{0};
+  disk.Plug();
+  for (int i = 0; i < kRequests; ++i) {
+    disk.Submit(Io(DiskOp::kRead, i * 4096ull, {{b.data() + i * 4096, 4096}}), [&](Result<void> r) {
+      EXPECT_TRUE(r) << r.error().message();
+      ++done;
+    });
+  }
+  if (ExpectUring()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(done.load(), 0) << "a plugged request reached the kernel";
+  }
+  disk.Unplug();
+  disk.Drain();
+  EXPECT_EQ(done.load(), kRequests);
 }
 
 TEST_P(AsyncRaw, CompletionSubmitsMore_NoDeadlock) {
