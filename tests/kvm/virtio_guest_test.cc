@@ -172,6 +172,21 @@ TEST_P(VirtioGuestTest, Rng_AfterTwoDisks_StillFound) {
   EXPECT_TRUE(Contains(r.out, "virtio_rng: ok\n")) << r.Describe();
 }
 
+// The most devices a VM may have (kMaxVirtioDevices = 16): 15 disks, then the rng in the last
+// slot (0xd000f000, GSI 22) — each with its own irqfd and ioeventfd — and it still works.
+TEST_P(VirtioGuestTest, SixteenDevices_RngInLastSlot_Works) {
+  KITE_REQUIRE_KVM();
+  std::vector<std::string> args;
+  for (int i = 0; i < 15; ++i) {
+    std::string disk = dir_.File("d" + std::to_string(i) + ".raw");
+    WriteFile(disk, DiskContents());
+    args.insert(args.end(), {"--disk", "path=" + disk + ",format=raw,readonly=on"});
+  }
+  ProcessResult r = RunGuest("virtio_rng", args);
+  EXPECT_EQ(r.exit_status, 0) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "virtio_rng: ok\n")) << r.Describe();
+}
+
 TEST_P(VirtioGuestTest, Blk_Qcow2_WriteFlushReadBack_ImageChecksClean) {
   KITE_REQUIRE_KVM();
   const std::string qemu_img = KITE_QEMU_IMG;
