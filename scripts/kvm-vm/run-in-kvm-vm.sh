@@ -7,7 +7,9 @@
 # KITE_VM_ENV passed through. Its stdout+stderr stream to our stdout; we exit with its
 # status, 124 on timeout, 125 when the VM failed before COMMAND finished.
 #   KITE_VM_TIMEOUT  seconds before QEMU is killed (default 1800)
-#   KITE_VM_CPUS     vCPUs (default 2)      KITE_VM_MEM  MiB (default 2048)
+#   KITE_VM_CPUS     vCPUs (default 1: with 2, multi-threaded TCG's nested SVM sometimes wedged
+#                    the VM or corrupted a nested guest's state; 1 ran clean and as fast)
+#   KITE_VM_MEM      MiB (default 2048)
 #   KITE_VM_KERNEL   kernel version in /boot and /lib/modules (default: newest)
 #   KITE_VM_CPU      QEMU -cpu model (default max: SVM + NPT + VGIF under TCG)
 #   KITE_VM_KERNEL_IMAGE  kernel image to boot (default: vmlinux extracted from
@@ -96,7 +98,7 @@ quiet="quiet loglevel=4"
 virtfs=security_model=none,multidevs=remap
 start=$(date +%s.%N)
 timeout -k 5 "$timeout_s" qemu-system-x86_64 \
-  -accel tcg -cpu "${KITE_VM_CPU:-max}" -smp "${KITE_VM_CPUS:-2}" -m "${KITE_VM_MEM:-2048}" \
+  -accel tcg -cpu "${KITE_VM_CPU:-max}" -smp "${KITE_VM_CPUS:-1}" -m "${KITE_VM_MEM:-2048}" \
   -M q35 -nodefaults -no-reboot -display none -no-user-config \
   -kernel "$kernel" -initrd "$tmp/initramfs.cpio" \
   -append "console=ttyS0 $quiet panic=-1 tsc=reliable" \
