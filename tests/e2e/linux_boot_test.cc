@@ -15,6 +15,7 @@
 #include <regex>
 #include <string>
 
+#include "linux_guest.h"
 #include "testing/kite_process.h"
 #include "testing/kvm_required.h"
 
@@ -32,40 +33,6 @@ constexpr char kCmdline[] =
     "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noxsave "
     "clearcpuid=smap,smep,popcnt,rdrand,rdseed,fsgsbase,clflushopt,clwb,rdpid,bmi1,bmi2,adx,"
     "movbe,abm,pku,umip";
-
-std::string LinuxDir() {
-  return std::string(KITE_SOURCE_DIR) + "/guest-firmware/linux";
-}
-
-// Runs a helper script and returns the last line of its stdout, or "" when it fails.
-std::string ScriptOutput(const std::vector<std::string>& argv) {
-  ProcessOptions o;
-  o.argv = argv;
-  o.timeout = milliseconds(120000);
-  Result<ProcessResult> r = RunProcess(o);
-  if (!r || r->exit_status != 0) return "";
-  std::string out = r->out;
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out.substr(out.rfind('\n') + 1);
-}
-
-std::string FindKernel() {
-  if (const char* env = std::getenv("KITE_GUEST_KERNEL")) return env;
-  std::string shared = std::string(KITE_SOURCE_DIR) + "/../shared/guest/vmlinux";
-  if (std::filesystem::is_regular_file(shared)) return shared;
-  return ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
-}
-
-bool HardwareBackedKvm() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("flags", 0) == 0) {
-      return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
-    }
-  }
-  return false;
-}
 
 class LinuxBootTest : public ::testing::Test {
  protected:

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "linux_guest.h"
 #include "testing/kite_process.h"
 #include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
@@ -56,31 +57,6 @@ constexpr char kNoInit[] = "No working init found";
 constexpr char kUserspaceMarker[] = "kite-e2e: wrote /hello";
 constexpr char kHelloText[] = "kite-e2e: hello from the guest\n";  // make-rootfs.sh's /init
 constexpr int kExitReset = 2;
-
-std::string FindKernel() {
-  if (const char* env = std::getenv("KITE_GUEST_KERNEL")) return env;
-  std::string shared = std::string(KITE_SOURCE_DIR) + "/../shared/guest/vmlinux";
-  if (std::filesystem::is_regular_file(shared)) return shared;
-  ProcessOptions o;
-  o.argv = {"/bin/bash", std::string(KITE_SOURCE_DIR) + "/guest-firmware/linux/guest-kernel.sh",
-            "--no-build"};
-  Result<ProcessResult> r = RunProcess(o);
-  if (!r || r->exit_status != 0) return "";
-  std::string out = r->out;
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out.substr(out.rfind('\n') + 1);
-}
-
-bool HardwareBackedKvm() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("flags", 0) == 0) {
-      return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
-    }
-  }
-  return false;
-}
 
 bool Contains(const std::string& text, const std::string& what) {
   return text.find(what) != std::string::npos;
@@ -339,11 +315,9 @@ TEST_F(VirtioE2eTest, UserNat_DhcpConfiguresGuest_NetconsoleReachesHostLoopback)
   std::vector<std::string> args = {"--net", "user"};
   bool userspace = HardwareBackedKvm();
   if (userspace) {
-    ProcessResult initrd = Shell("/bin/bash " + std::string(KITE_SOURCE_DIR) +
-                                 "/guest-firmware/linux/build-initramfs.sh");
-    ASSERT_EQ(initrd.exit_status, 0) << initrd.Describe();
-    std::string path = initrd.out.substr(0, initrd.out.find('\n'));
-    args.insert(args.end(), {"--initrd", path});
+    std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
+    ASSERT_FALSE(initrd.empty()) << "build-initramfs.sh failed";
+    args.insert(args.end(), {"--initrd", initrd});
     cmdline += " kite.test=ping-gateway";
   }
   ProcessResult r = Boot(cmdline, args);

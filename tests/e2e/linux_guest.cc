@@ -1,0 +1,46 @@
+// See linux_guest.h.
+#include "linux_guest.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "testing/kite_process.h"
+
+namespace kite::testing {
+
+std::string LinuxDir() {
+  return std::string(KITE_SOURCE_DIR) + "/guest-firmware/linux";
+}
+
+std::string ScriptOutput(const std::vector<std::string>& argv) {
+  ProcessOptions o;
+  o.argv = argv;
+  o.timeout = std::chrono::milliseconds(120000);
+  Result<ProcessResult> r = RunProcess(o);
+  if (!r || r->exit_status != 0) return "";
+  std::string out = r->out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out.substr(out.rfind('\n') + 1);
+}
+
+std::string FindKernel() {
+  if (const char* env = std::getenv("KITE_GUEST_KERNEL")) return env;
+  std::string shared = std::string(KITE_SOURCE_DIR) + "/../shared/guest/vmlinux";
+  if (std::filesystem::is_regular_file(shared)) return shared;
+  return ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
+}
+
+bool HardwareBackedKvm() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) == 0) {
+      return line.find(" vmx") != std::string::npos || line.find(" svm") != std::string::npos;
+    }
+  }
+  return false;
+}
+
+}  // namespace kite::testing

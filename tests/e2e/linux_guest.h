@@ -1,0 +1,20 @@
+// What the e2e tests share about the Linux guest: where its builder scripts are, which kernel
+// to boot, and whether guest userspace can run on this host.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kite::testing {
+
+// guest-firmware/linux of this source tree.
+std::string LinuxDir();
+// Runs a helper script and returns the last line of its stdout, or "" when it fails.
+std::string ScriptOutput(const std::vector<std::string>& argv);
+// $KITE_GUEST_KERNEL, else ../shared/guest/vmlinux, else guest-kernel.sh --no-build; "" if none.
+std::string FindKernel();
+// /dev/kvm is hardware-backed (vmx/svm in the CPU flags): guest userspace runs. On emulated-KVM
+// hosts (MACHINE.md) only the guest kernel does.
+bool HardwareBackedKvm();
+
+}  // namespace kite::testing
