@@ -3,12 +3,16 @@
 // directory, no protocol strings, regular files only, loops found by inode, a depth limit.
 #include "storage/disk_image.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <utility>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "storage/qcow2/qcow2_header.h"
 #include "storage/qcow2/qcow2_image.h"
 #include "storage/raw_image.h"
@@ -165,6 +169,17 @@ const char* PreallocationName(Preallocation prealloc) {
       return "full";
   }
   return "off";
+}
+
+Result<ImageFormat> ProbeImageFormat(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return SysErr("Could not open '" + path + "'");
+  unsigned char magic[4] = {};
+  ssize_t n = ::pread(fd.get(), magic, sizeof(magic), 0);
+  if (n < 0) return SysErr("Could not read '" + path + "'");
+  if (n == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0) return ImageFormat::kQcow2;
+  if (n == 4 && std::memcmp(magic, "KDMV", 4) == 0) return ImageFormat::kVmdk;
+  return ImageFormat::kRaw;
 }
 
 Result<std::unique_ptr<DiskImage>> OpenImage(const std::string& path, ImageFormat format,

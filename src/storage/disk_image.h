@@ -118,6 +118,10 @@ class DiskImage {
   }
 };
 
+// Guesses a format from the first bytes (QFI\xfb: qcow2, KDMV: vmdk, else raw), as qemu-img
+// does. Only for images no guest can write: kite-img without -f, and read-only disks.
+Result<ImageFormat> ProbeImageFormat(const std::string& path);
+
 // Opens an image with an explicit format: kite never guesses the format of an image a guest
 // can write (BAD_INPUTS.md I1). Backing files named in a qcow2 header must carry a backing
 // format; see docs/STORAGE.md for the path rules.

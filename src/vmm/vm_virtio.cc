@@ -48,16 +48,11 @@ Result<UniqueFd> NewEventFd() {
   return UniqueFd(fd);
 }
 
-// A read-only disk may leave its format out: then the first bytes decide (qcow2 magic, or raw).
-// A writable one never gets here (ValidateDisk).
+// A read-only disk may leave its format out: then it is probed (storage::ProbeImageFormat).
+// A writable one never gets here without a format (ValidateDisk).
 Result<storage::ImageFormat> DiskFormat(const DiskConfig& disk) {
   if (!disk.format.empty()) return storage::ParseImageFormat(disk.format);
-  UniqueFd fd(::open(disk.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return SysErr("opening " + disk.path);
-  uint8_t magic[4] = {};
-  ssize_t n = ::pread(fd.get(), magic, sizeof(magic), 0);
-  if (n == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0) return storage::ImageFormat::kQcow2;
-  return storage::ImageFormat::kRaw;
+  return storage::ProbeImageFormat(disk.path);
 }
 
 Result<std::shared_ptr<virtio::VirtioDevice>> CreateDisk(const DiskConfig& disk,

@@ -14,14 +14,7 @@ namespace kite::img {
 using storage::ImageFormat;
 
 Result<ImageFormat> ProbeFormat(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return SysErr("Could not open '" + path + "'");
-  unsigned char magic[4] = {};
-  ssize_t n = ::pread(fd.get(), magic, sizeof(magic), 0);
-  if (n < 0) return SysErr("Could not read '" + path + "'");
-  if (n == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0) return ImageFormat::kQcow2;
-  if (n == 4 && std::memcmp(magic, "KDMV", 4) == 0) return ImageFormat::kVmdk;
-  return ImageFormat::kRaw;
+  return storage::ProbeImageFormat(path);
 }
 
 Result<ImageFormat> ResolveFormat(const std::string& path, const std::optional<std::string>& format,
