@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+
 #include "base/log.h"
 #include "storage/raw_image.h"
 #include "storage/uring_queue.h"
@@ -90,7 +92,11 @@ void AsyncDisk::Submit(DiskRequest request, DiskCompletion done) {
     std::lock_guard lock(mu_);
     if (queue_.size() < options_.max_queued && !stopping_) {
       queue_.push_back({std::move(request), std::move(done)});
-      work_cv_.notify_one();
+      if (plugged_ > 0) {
+        ++unwoken_;
+      } else {
+        WakeWorkersLocked(1);
+      }
       return;
     }
   }
@@ -132,11 +138,32 @@ size_t AsyncDisk::PoolInFlight() const {
   return queue_.size() + running_;
 }
 
+void AsyncDisk::WakeWorkersLocked(size_t pending) {
+  if (pending == 0 || idle_workers_ == 0) return;
+  // One worker per item (an item may block on the disk for a long time), at most the idle ones;
+  // a worker takes the next item before it sleeps again.
+  size_t wake = std::min(idle_workers_, pending);
+  if (wake == idle_workers_) {
+    work_cv_.notify_all();
+  } else {
+    for (size_t i = 0; i < wake; ++i) work_cv_.notify_one();
+  }
+}
+
 void AsyncDisk::Plug() {
   if (uring_) uring_->Plug();
+  std::lock_guard lock(mu_);
+  ++plugged_;
 }
 
 void AsyncDisk::Unplug() {
+  {
+    std::lock_guard lock(mu_);
+    if (plugged_ > 0 && --plugged_ == 0) {
+      WakeWorkersLocked(unwoken_);
+      unwoken_ = 0;
+    }
+  }
   if (uring_) uring_->Unplug();
 }
 
@@ -160,16 +187,42 @@ Result<void> AsyncDisk::Execute(const DiskRequest& r) {
   return Err("unknown disk request");
 }
 
+void AsyncDisk::CompleteFromWorker(DiskCompletion done, Result<void> result) {
+  if (!options_.executor) {
+    done(std::move(result));
+    return;
+  }
+  {
+    std::lock_guard lock(done_->mu);
+    done_->batch.emplace_back(std::move(done), std::move(result));
+    if (done_->posted) return;  // the posted task has not taken the batch yet: it will
+    done_->posted = true;
+  }
+  options_.executor([queue = done_] { DoneQueue::Run(queue); });
+}
+
+void AsyncDisk::DoneQueue::Run(const std::shared_ptr<DoneQueue>& queue) {
+  Finished batch;
+  {
+    std::lock_guard lock(queue->mu);
+    batch.swap(queue->batch);
+    queue->posted = false;
+  }
+  for (auto& [done, result] : batch) done(std::move(result));
+}
+
 void AsyncDisk::WorkerLoop() {
   std::unique_lock lock(mu_);
   while (true) {
+    ++idle_workers_;
     work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    --idle_workers_;
     if (queue_.empty()) return;  // stopping
     Item item = std::move(queue_.front());
     queue_.pop_front();
     ++running_;
     lock.unlock();
-    Complete(std::move(item.done), Execute(item.request));
+    CompleteFromWorker(std::move(item.done), Execute(item.request));
     lock.lock();
     --running_;
     if (queue_.empty() && running_ == 0) idle_cv_.notify_all();

@@ -1,5 +1,7 @@
 // AsyncDisk: asynchronous requests on a DiskImage for the VMM's devices: scatter-gather read
-// and write, flush, discard, write-zeroes. Two mechanisms behind one interface:
+// and write, flush, discard, write-zeroes. Three ways a request is done:
+//  - at once on the submitting thread when the image answers a read without I/O
+//    (DiskImage::TryReadNow: qcow2 ranges that read as zeros): no thread hand-off at all;
 //  - io_uring (uring_queue.h) for reads and writes of images that expose a plain fd
 //    (DiskImage::raw_fd: raw files and block devices), unless O_DIRECT alignment does not hold;
 //  - a bounded pool of worker threads calling the DiskImage's thread-safe synchronous calls for
@@ -8,9 +10,11 @@
 //    is off or the kernel refuses it (one log line).
 // The completion callback goes through the caller's executor (the VMM posts it onto its asio
 // loop; tests pass none and are called on the worker or the io_uring completion thread, or
-// inside Submit for a read the image answers at once (DiskImage::TryReadNow) or a request
-// refused at once (range, read-only, queue full)). Drain() waits until nothing is queued or
-// running (device reset, BAD_INPUTS G33). docs/STORAGE.md has the figures behind the default.
+// inside Submit for a request done at once or refused at once (range, read-only, queue
+// full)). Completions are handed to the executor in batches: one task for whatever the workers
+// (or one io_uring reap) finished since the last task ran, so a busy disk costs one event-loop
+// wake-up per batch, not per request. Drain() waits until nothing is queued or running
+// (device reset, BAD_INPUTS G33). docs/STORAGE.md has the figures behind the defaults.
 //
 // Threads: Submit/Drain from any thread; completions on workers or the io_uring completion
 // thread (or wherever the executor runs them). The iovecs must stay valid until the request's
@@ -75,7 +79,9 @@ class AsyncDisk {
   void Drain();
   // Batching, like the kernel's blk_plug: between Plug() and Unplug() io_uring requests are
   // queued in the submission ring and handed to the kernel together at Unplug() (one
-  // io_uring_enter for a whole virtqueue kick). Nests; call both on the same thread.
+  // io_uring_enter for a whole virtqueue kick), and requests for the worker pool are queued
+  // without waking a worker; Unplug() wakes as many as the queued work needs. Nests; call
+  // both on the same thread.
   void Plug();
   void Unplug();
 
@@ -89,7 +95,19 @@ class AsyncDisk {
     DiskRequest request;
     DiskCompletion done;
   };
+  using Finished = std::vector<std::pair<DiskCompletion, Result<void>>>;
   void WorkerLoop();
+  // Wakes workers for `pending` newly queued items. Needs mu_.
+  void WakeWorkersLocked(size_t pending);
+  // A worker's finished item: queued for the executor, which gets one task per batch.
+  void CompleteFromWorker(DiskCompletion done, Result<void> result);
+  // Shared with the posted task, which may run after this AsyncDisk is gone.
+  struct DoneQueue {
+    std::mutex mu;
+    Finished batch;
+    bool posted = false;  // a task that will take `batch` is with the executor
+    static void Run(const std::shared_ptr<DoneQueue>& queue);
+  };
   Result<void> Execute(const DiskRequest& request);
   // Sends a read or write to io_uring; false when it must go to the pool instead.
   bool SubmitToUring(DiskRequest& request, DiskCompletion& done);
@@ -107,7 +125,12 @@ class AsyncDisk {
   std::condition_variable idle_cv_;
   std::deque<Item> queue_;
   size_t running_ = 0;
+  size_t idle_workers_ = 0;
+  int plugged_ = 0;     // Plug() nesting: queued items wait for Unplug() to wake workers
+  size_t unwoken_ = 0;  // items queued while plugged
   bool stopping_ = false;
+  // Worker completions waiting for the executor (one posted task runs them all).
+  const std::shared_ptr<DoneQueue> done_ = std::make_shared<DoneQueue>();
   std::vector<std::thread> workers_;
   std::unique_ptr<UringQueue> uring_;  // null: no io_uring (format, option or kernel)
   bool direct_ = false;                // the raw fd is O_DIRECT: io_uring needs aligned I/O

@@ -181,6 +181,7 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
 void VirtioBlock::StartDisk() {
   storage::AsyncDiskOptions disk;
   disk.workers = options_.io_workers;
+  disk.backend = options_.backend;
   // Never refuse what the queues can legitimately hold in flight.
   disk.max_queued = std::max<size_t>(1024, size_t{options_.num_queues} * options_.queue_size);
   std::weak_ptr<VirtioBlock> weak = weak_from_this();

@@ -34,7 +34,8 @@ struct BlockOptions {
   storage::CacheMode cache = storage::CacheMode::kWriteback;
   uint16_t num_queues = 1;  // 1..16 (MQ when > 1)
   uint16_t queue_size = 256;
-  int io_workers = 8;  // AsyncDisk workers
+  int io_workers = 8;                                            // AsyncDisk workers
+  storage::AsyncBackend backend = storage::AsyncBackend::kAuto;  // io_uring for raw images
 };
 
 // Creates the device for an image opened by the caller (read-only when image->read_only()).
