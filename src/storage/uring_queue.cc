@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -48,10 +49,12 @@ struct UringQueue::Op {
 
 Result<std::unique_ptr<UringQueue>> UringQueue::Create(const Options& options, Finish finish) {
   std::unique_ptr<UringQueue> q(new UringQueue(options, std::move(finish)));
-  // COOP_TASKRUN (Linux 5.19): a request the kernel finished on an io-wq worker (buffered
-  // writes on ext4, every request on tmpfs) completes through task work on the submitting
-  // thread; without the flag each one interrupts that thread with an IPI, which costs a VM exit
-  // when kite itself runs in a VM. Older kernels refuse the flag: then without it.
+  q->kick_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  if (!q->kick_fd_) return SysErr("eventfd");
+  // COOP_TASKRUN (Linux 5.19): task work (the completion of a request finished on an io-wq
+  // worker) waits until the submitting thread next enters the kernel, instead of interrupting
+  // it with an IPI, which costs a VM exit when kite itself runs in a VM. The submitter is the
+  // completion thread, which enters the kernel to wait anyway. Older kernels refuse the flag.
   int r = io_uring_queue_init(options.entries, &q->ring_, IORING_SETUP_COOP_TASKRUN);
   if (r == -EINVAL) r = io_uring_queue_init(options.entries, &q->ring_, 0);
   if (r < 0) return SysErr("io_uring_queue_init", -r);
@@ -69,14 +72,16 @@ UringQueue::~UringQueue() {
     // Nothing is in flight, so the ring has room unless a submit failed and left SQEs in it.
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     while (sqe == nullptr) {
-      SubmitLocked();
+      KickLocked();
+      mu_.unlock();
       sched_yield();
+      mu_.lock();
       sqe = io_uring_get_sqe(&ring_);
     }
     // user_data 0 tells the completion thread to stop.
     io_uring_prep_nop(sqe);
     io_uring_sqe_set_data(sqe, nullptr);
-    SubmitLocked();
+    KickLocked();
   }
   completion_thread_.join();
   io_uring_queue_exit(&ring_);
@@ -85,18 +90,44 @@ UringQueue::~UringQueue() {
 bool UringQueue::Submit(bool write, uint64_t offset, std::vector<iovec>&& iov,
                         DiskCompletion& done) {
   std::lock_guard lock(mu_);
-  bool ring_full = in_ring_ >= options_.entries || !waiting_.empty();
-  if (stopping_ || (ring_full && waiting_.size() >= options_.max_queued)) return false;
+  size_t held = in_ring_ + waiting_.size() + plugged_ops_.size();
+  if (stopping_ || held >= options_.entries + options_.max_queued) return false;
   Op* op = new Op{write, offset, std::move(iov), 0, std::move(done)};
   op->Consume(0);  // skip leading empty iovecs
   ++in_flight_;
-  if (ring_full) {
-    waiting_.push_back(op);
+  if (plugged_ > 0) {
+    plugged_ops_.push_back(op);  // not even in the ring: the completion thread submits it
     return true;
   }
-  PushLocked(op);
-  if (plugged_ == 0) SubmitLocked();
+  QueueLocked(op);
+  KickLocked();
   return true;
+}
+
+void UringQueue::QueueLocked(Op* op) {
+  if (in_ring_ >= options_.entries || !waiting_.empty()) {
+    waiting_.push_back(op);
+  } else {
+    PushLocked(op);
+  }
+}
+
+void UringQueue::KickLocked() {
+  if (kick_pending_ || io_uring_sq_ready(&ring_) == 0) return;
+  uint64_t one = 1;
+  while (::write(kick_fd_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+  kick_pending_ = true;  // an eventfd write cannot fail otherwise short of 2^64 - 1 kicks
+}
+
+void UringQueue::ArmKickLocked() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {  // only while the ring is full of SQEs nobody submitted yet
+    SubmitLocked();
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  io_uring_prep_read(sqe, kick_fd_.get(), &kick_value_, sizeof(kick_value_), 0);
+  io_uring_sqe_set_data(sqe, &kick_value_);
 }
 
 void UringQueue::Plug() {
@@ -106,7 +137,10 @@ void UringQueue::Plug() {
 
 void UringQueue::Unplug() {
   std::lock_guard lock(mu_);
-  if (plugged_ > 0 && --plugged_ == 0) SubmitLocked();
+  if (plugged_ == 0 || --plugged_ > 0) return;
+  for (Op* op : plugged_ops_) QueueLocked(op);
+  plugged_ops_.clear();
+  KickLocked();
 }
 
 void UringQueue::Drain() {
@@ -152,6 +186,10 @@ void UringQueue::SubmitLocked() {
 
 void UringQueue::RefillLocked() {
   while (!waiting_.empty() && in_ring_ < options_.entries) {
+    // The submission ring may be full of SQEs not yet given to the kernel (the kick read, a
+    // retry): give them first, or nobody would until the next kick.
+    if (io_uring_sq_space_left(&ring_) == 0) SubmitLocked();
+    if (io_uring_sq_space_left(&ring_) == 0) break;  // the kernel refuses: retried next time
     Op* op = waiting_.front();
     waiting_.pop_front();
     size_t before = waiting_.size();
@@ -187,15 +225,18 @@ bool UringQueue::Advance(Op& op, int res, Result<void>& result) const {
   return true;  // short transfer: the rest goes in a new SQE
 }
 
-bool UringQueue::Reap(std::vector<std::pair<Op*, int>>& reaped) {
+bool UringQueue::Reap(std::vector<std::pair<Op*, int>>& reaped, bool& kicked) {
   bool stop = false;
   unsigned head = 0;
   unsigned seen = 0;
   io_uring_cqe* cqe = nullptr;
   io_uring_for_each_cqe(&ring_, head, cqe) {
     ++seen;
-    auto* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
-    if (op == nullptr) {
+    void* data = io_uring_cqe_get_data(cqe);
+    auto* op = static_cast<Op*>(data);
+    if (data == &kick_value_) {
+      kicked = true;
+    } else if (op == nullptr) {
       stop = true;
     } else {
       reaped.emplace_back(op, cqe->res);
@@ -208,6 +249,11 @@ bool UringQueue::Reap(std::vector<std::pair<Op*, int>>& reaped) {
 void UringQueue::CompletionLoop() {
   std::vector<std::pair<Op*, int>> reaped;
   std::vector<std::pair<Op*, Result<void>>> finished;
+  {
+    std::lock_guard lock(mu_);
+    ArmKickLocked();
+    SubmitLocked();
+  }
   while (true) {
     io_uring_cqe* cqe = nullptr;
     int r = io_uring_wait_cqe(&ring_, &cqe);
@@ -219,7 +265,8 @@ void UringQueue::CompletionLoop() {
     }
     reaped.clear();
     finished.clear();
-    bool stop = Reap(reaped);
+    bool kicked = false;
+    bool stop = Reap(reaped, kicked);
     {
       // Ops are touched under mu_ (they were filled in under it in Submit): the kernel orders
       // SQE before CQE, but only the lock makes that visible to ThreadSanitizer.
@@ -233,7 +280,11 @@ void UringQueue::CompletionLoop() {
           finished.emplace_back(op, std::move(result));
         }
       }
-      RefillLocked();
+      if (kicked && !stop) {
+        kick_pending_ = false;  // a Submit from now on writes the eventfd again
+        ArmKickLocked();
+      }
+      RefillLocked();  // submits everything in the ring: new requests, retries, the kick read
     }
     if (!finished.empty()) {
       Finished batch;
