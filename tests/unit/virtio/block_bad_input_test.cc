@@ -1,4 +1,4 @@
-// virtio-blk: the catalogue of malformed requests (BAD_INPUTS.md G15-G22, G33), through the
+// virtio-blk: the catalogue of malformed requests (BAD_INPUTS.md G15-G22, G33, G34), through the
 // device with real queues and the fake driver. Each test names its case.
 #include <gtest/gtest.h>
 
@@ -312,6 +312,61 @@ TEST(BlockResetTest, ProcessQueueAfterReset_DoesNothing) {
   EXPECT_EQ(h.driver().used_idx(), 0);
   EXPECT_EQ(h.Status(r), 0xff);
   EXPECT_EQ(disk->reads.load(), 0);
+}
+
+// G34: a guest that keeps the queue full cannot hold the event loop: one run pops at most one
+// queue's worth of chains, then posts the rest of the work back to the loop.
+TEST(BlockStormTest, G34_OneRunPopsAtMostOneQueueOfChains_RestContinuesOnTheLoop) {
+  BlockHarness h(std::make_shared<MemDisk>(kDiskSize));
+  const uint16_t size = h.queue().size();
+  auto add_unsupp = [&h] {  // one descriptor each (indirect): a full queue of requests
+    uint64_t header = h.driver().Alloc(16);
+    h.driver().WriteObj(header, blk::RequestHeader{99, 0, 0});  // UNSUPP: answered in the run
+    h.driver().AddIndirectChain({{header, 16, false}, {h.driver().Alloc(1), 1, true}});
+  };
+  for (uint16_t i = 0; i < size; ++i) add_unsupp();
+  h.Kick();
+  ASSERT_EQ(h.driver().used_idx(), size);  // the whole queue, in this run
+  while (h.driver().PopUsed()) {
+  }
+  // The guest refills the queue without kicking: only the run the device posted (its budget
+  // ran out) picks the chains up, from the loop.
+  for (uint16_t i = 0; i < size; ++i) add_unsupp();
+  h.driver().Publish();
+  EXPECT_EQ(h.driver().used_idx(), size);
+  h.PollOnce();
+  EXPECT_EQ(h.driver().used_idx(), static_cast<uint16_t>(2 * size));
+  EXPECT_TRUE(h.broken().empty());
+}
+
+// G34: a storm of kicks with nothing available costs no work: nothing counted, signalled or
+// posted to the loop.
+TEST(BlockStormTest, G34_KickStormOnEmptyQueue_NoWorkNoInterrupt) {
+  auto disk = std::make_shared<MemDisk>(kDiskSize);
+  BlockHarness h(disk);
+  for (int i = 0; i < 100000; ++i) h.device().ProcessQueue(0);
+  h.loop().restart();
+  EXPECT_EQ(h.loop().poll(), 0u);
+  EXPECT_EQ(h.device().counters().requests, 0u);
+  EXPECT_EQ(h.signals(), 0);
+  EXPECT_EQ(disk->reads.load(), 0);
+}
+
+// G34: EVENT_IDX with a bogus used_event (far from the used index): every request still
+// completes and the device stays healthy; the guest only loses its own interrupts.
+TEST(BlockStormTest, G34_BogusUsedEvent_RequestsCompleteDeviceHealthy) {
+  BlockHarness h(std::make_shared<MemDisk>(kDiskSize));
+  h.driver().SetUsedEvent(0x8000);
+  h.Read(0, 512);
+  ASSERT_EQ(h.Complete(1).size(), 1u);
+  EXPECT_TRUE(h.queue().NeedsInterrupt());  // the first decision always interrupts
+  for (int i = 0; i < 8; ++i) h.Read(static_cast<uint64_t>(i) * 8, 4096);
+  ASSERT_EQ(h.Complete(8).size(), 8u);
+  EXPECT_FALSE(h.queue().NeedsInterrupt());  // used_event 0x8000 is not crossed by 9 entries
+  EXPECT_TRUE(h.broken().empty());
+  BlkReq r = h.Read(0, 512);
+  ASSERT_EQ(h.Complete(1).size(), 1u);
+  EXPECT_EQ(h.Status(r), blk::kStatusOk);
 }
 
 }  // namespace
