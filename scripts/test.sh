@@ -6,7 +6,8 @@
 # the machines kite is developed on), they run inside a QEMU VM whose emulated AMD SVM gives
 # a real /dev/kvm (scripts/kvm-vm/). Where neither works they are skipped with a message, and
 # under CI=true they fail: CI never counts a KVM test that did not run as a pass.
-#   KITE_TEST_LABELS   ctest label regex for the KVM part (default: kvm|e2e)
+#   KITE_TEST_LABELS   ctest label regex for the KVM part (default: kvm|e2e|fault; fault: failing
+#                      devices via device-mapper, root, tests/fault)
 #   KITE_NO_KVM_VM=1   never use the nested VM
 #   KITE_SKIP_FUZZ=1   do not build and run the fuzzers (KITE_FUZZ_SECONDS: time per fuzzer)
 set -euo pipefail
@@ -41,7 +42,7 @@ if [[ ${KITE_SKIP_FUZZ:-0} != 1 ]]; then
   run_ctest ctest --test-dir "$fuzz_build" -L fuzz --output-on-failure || status=1
 fi
 
-labels=${KITE_TEST_LABELS:-kvm|e2e}
+labels=${KITE_TEST_LABELS:-kvm|e2e|fault}
 kvm_ok=0
 # A character device we may read and write (never `<>` on the path: that would create a file).
 [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] && kvm_ok=1

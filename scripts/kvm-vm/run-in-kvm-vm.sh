@@ -61,12 +61,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Initramfs: static busybox, our init, the modules for 9p, overlay and KVM.
+# Initramfs: static busybox, our init, the modules for 9p, overlay and KVM, and dm-mod, loop
+# and tun for the fault tests (tests/fault).
 ir=$tmp/initramfs
 mkdir -p "$ir"/{bin,dev,proc,sys,modules} "$tmp/ctl"
 cp /bin/busybox "$ir/bin/"
 cp "$here/init.sh" "$ir/init"
-for m in virtio_pci 9pnet_virtio 9p overlay kvm_amd; do
+for m in virtio_pci 9pnet_virtio 9p overlay kvm_amd dm_mod loop tun; do
   modprobe -S "$kver" -d / --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
 done | awk '!seen[$0]++' | while read -r ko; do
   cp "$ko" "$ir/modules/"

@@ -36,8 +36,12 @@ AsyncDisk::AsyncDisk(std::shared_ptr<DiskImage> image, AsyncDiskOptions options)
   int flags = ::fcntl(*fd, F_GETFL);
   direct_ = flags >= 0 && (flags & O_DIRECT) != 0;
   UringQueue::Options uo{*fd, options_.uring_entries, options_.max_queued, direct_};
-  auto queue = UringQueue::Create(
-      uo, [this](UringQueue::Finished&& batch) { CompleteBatch(std::move(batch)); });
+  auto queue = UringQueue::Create(uo, [this](UringQueue::Finished&& batch) {
+    for (auto& [done, result] : batch) {  // errors name the image, as RawImage's do (F2)
+      if (!result) result = std::move(result).error().Context(image_->path());
+    }
+    CompleteBatch(std::move(batch));
+  });
   if (queue) {
     uring_ = std::move(*queue);
   } else {

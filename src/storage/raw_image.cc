@@ -32,6 +32,12 @@ bool IovAligned(std::span<const iovec> iov) {
   return true;
 }
 
+// I/O errors name the image (F2: the guest's IOERR is logged with the file that failed).
+Result<void> InFile(const std::string& path, Result<void> r) {
+  if (!r) return std::move(r).error().Context(path);
+  return r;
+}
+
 struct AlignedBuf {
   explicit AlignedBuf(size_t len) : len(len) {
     if (::posix_memalign(&ptr, kDirectAlign, len) != 0) ptr = nullptr;
@@ -164,13 +170,13 @@ Result<void> RawImage::ReadV(uint64_t offset, std::span<const iovec> iov) {
   uint64_t len = IovLength(iov);
   TRY(CheckRange(offset, len, false));
   if (!direct() || (Aligned(offset) && IovAligned(iov))) {
-    return PreadvFull(fd_.get(), iov, offset);
+    return InFile(path_, PreadvFull(fd_.get(), iov, offset));
   }
   uint64_t start = offset / kDirectAlign * kDirectAlign;
   uint64_t end = (offset + len + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
   AlignedBuf buf(end - start);
   if (buf.ptr == nullptr) return Err("out of memory for a bounce buffer");
-  TRY(PreadFull(fd_.get(), buf.ptr, buf.len, start));
+  TRY_CTX(PreadFull(fd_.get(), buf.ptr, buf.len, start), path_);
   CopyToIov(iov, static_cast<uint8_t*>(buf.ptr) + (offset - start));
   return {};
 }
@@ -179,7 +185,7 @@ Result<void> RawImage::WriteV(uint64_t offset, std::span<const iovec> iov) {
   uint64_t len = IovLength(iov);
   TRY(CheckRange(offset, len, true));
   if (!direct() || (Aligned(offset) && IovAligned(iov))) {
-    TRY(PwritevFull(fd_.get(), iov, offset));
+    TRY_CTX(PwritevFull(fd_.get(), iov, offset), path_);
     return AfterWrite();
   }
   // O_DIRECT with unaligned memory or offset: bounce (read-modify-write at the edges).
@@ -187,15 +193,17 @@ Result<void> RawImage::WriteV(uint64_t offset, std::span<const iovec> iov) {
   uint64_t end = (offset + len + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
   AlignedBuf buf(end - start);
   if (buf.ptr == nullptr) return Err("out of memory for a bounce buffer");
-  if (start != offset || end != offset + len) TRY(PreadFull(fd_.get(), buf.ptr, buf.len, start));
+  if (start != offset || end != offset + len) {
+    TRY_CTX(PreadFull(fd_.get(), buf.ptr, buf.len, start), path_);
+  }
   CopyFromIov(iov, static_cast<uint8_t*>(buf.ptr) + (offset - start));
   uint64_t write_len = end - start;
   if (!block_device_ && end > size_ && start + write_len > size_) {
     // Never grow a file past the disk size: write whole blocks, then trim.
-    TRY(PwriteFull(fd_.get(), buf.ptr, write_len, start));
+    TRY_CTX(PwriteFull(fd_.get(), buf.ptr, write_len, start), path_);
     if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) return SysErr(path_ + ": trim");
   } else {
-    TRY(PwriteFull(fd_.get(), buf.ptr, write_len, start));
+    TRY_CTX(PwriteFull(fd_.get(), buf.ptr, write_len, start), path_);
   }
   return AfterWrite();
 }
