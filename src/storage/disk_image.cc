@@ -15,6 +15,7 @@
 #include "base/unique_fd.h"
 #include "storage/qcow2/qcow2_header.h"
 #include "storage/qcow2/qcow2_image.h"
+#include "storage/qcow2/qcow2_io.h"
 #include "storage/raw_image.h"
 
 namespace kite::storage {
@@ -81,12 +82,8 @@ Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageForma
                                              const OpenOptions& options, int depth,
                                              ChainState& chain) {
   // Backing files must be regular files (I14); the top image may be a block device.
-  // qcow2 metadata I/O is not sector-aligned: cache=none opens it without O_DIRECT (flushes
-  // still fdatasync); see docs/STORAGE.md.
+  // cache=none opens every layer with O_DIRECT (qcow2 bounces unaligned I/O: qcow2_io.h).
   OpenOptions file_opts = options;
-  if (format == ImageFormat::kQcow2 && file_opts.cache == CacheMode::kNone) {
-    file_opts.cache = CacheMode::kWriteback;
-  }
   file_opts.lock = false;  // after the loop check: a loop would otherwise look like a conflict
   OpenedFile file = TRY(OpenImageFile(path, file_opts, depth == 0));
   for (const auto& [dev, ino] : chain.seen) {
@@ -103,7 +100,7 @@ Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageForma
       return std::unique_ptr<DiskImage>(new RawImage(path, std::move(file), options));
     case ImageFormat::kQcow2: {
       std::vector<uint8_t> first(std::min<uint64_t>(file.size, 1u << qcow2::kMaxClusterBits));
-      TRY(PreadFull(file.fd.get(), first.data(), first.size(), 0));
+      TRY(qcow2::FileIo(file.fd.get()).Read(first.data(), first.size(), 0));
       qcow2::Header h = TRY(qcow2::ParseHeader(first, file.size, path));
       std::unique_ptr<DiskImage> backing;
       if (!h.backing_file.empty() && options.open_backing) {

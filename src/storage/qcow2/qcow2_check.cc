@@ -96,7 +96,7 @@ Result<Counter> Count(Meta& meta, CheckReport& report, bool with_refcount_struct
   c.Inc(h.l1_table_offset, uint64_t{h.l1_size} * 8, "L1 table");
   TRY(c.CountL1(meta.l1(), true));
   if (h.nb_snapshots > 0) {
-    auto snaps = TRY(ReadSnapshots(meta.fd(), h, meta.file_size(), meta.path()));
+    auto snaps = TRY(ReadSnapshots(meta.io(), h, meta.file_size(), meta.path()));
     c.Inc(h.snapshots_offset, SerializeSnapshots(snaps).size(), "snapshot table");
     for (const SnapshotEntry& s : snaps) {
       c.Inc(s.l1_table_offset, uint64_t{s.l1_size} * 8, "snapshot L1 table");
@@ -221,11 +221,11 @@ Result<void> RebuildRefcounts(Meta& meta) {
       if (refs[i] > meta.refcount_max()) return Err(meta.path() + ": refcount overflow");
       PutRefcountEntry(block.data(), i - b * epb, order, refs[i]);
     }
-    TRY(PwriteFull(meta.fd(), block.data(), cs, next * cs));
+    TRY(meta.io().Write(block.data(), cs, next * cs));
     PutBe64(&table[b * 8], next * cs);
     ++next;
   }
-  TRY(PwriteFull(meta.fd(), table.data(), table.size(), e * cs));
+  TRY(meta.io().Write(table.data(), table.size(), e * cs));
   TRY(meta.Sync());
   uint8_t hdr[12];
   PutBe64(hdr, e * cs);

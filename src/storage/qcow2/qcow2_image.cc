@@ -50,7 +50,18 @@ Result<void> Qcow2Image::PrepareWritable() {
     meta_->mutable_header().autoclear_features = 0;
     TRY(meta_->Sync());
   }
+  // Only after any repair: the rebuild above must write its refcounts eagerly.
+  if (h.compatible_features & kCompatLazyRefcounts) meta_->EnableLazyRefcounts();
   return {};
+}
+
+Qcow2Image::~Qcow2Image() {
+  if (options_.read_only || failed()) return;  // a failed image stays dirty: repaired
+  std::lock_guard lock(meta_mu_);
+  if (Result<void> r = meta_->MarkClean(); !r) {
+    KITE_LOG(Error, "%s: closing with lazy refcounts: %s (the next open repairs the image)",
+             path_.c_str(), r.error().message().c_str());
+  }
 }
 
 uint64_t Qcow2Image::allocated_bytes() const {
@@ -60,7 +71,7 @@ uint64_t Qcow2Image::allocated_bytes() const {
 
 Result<void> Qcow2Image::CheckRange(uint64_t offset, uint64_t length, bool write) const {
   if (write && options_.read_only) return Err(path_ + ": image is read-only");
-  if (write && failed_.load()) return Err(path_ + ": image failed after a write-back error");
+  if (write && failed()) return Err(path_ + ": image failed after a write-back error");
   if (write && meta_->corrupt()) return Err(path_ + ": image is marked corrupt");
   if (offset > size_ || length > size_ - offset) {
     return Err(path_ + ": request [" + std::to_string(offset) + ", +" + std::to_string(length) +
@@ -82,7 +93,7 @@ Result<void> Qcow2Image::ReadCompressed(const Mapping& m, std::vector<uint8_t>& 
   uint64_t cs = meta_->cluster_size();
   if (m.comp_len > 2 * cs) return Err(path_ + ": compressed cluster size is bogus");
   std::vector<uint8_t> in(m.comp_len);
-  TRY(PreadFull(fd_.get(), in.data(), in.size(), m.host));
+  TRY(meta_->io().Read(in.data(), in.size(), m.host));
   cluster.resize(cs);
   auto type = static_cast<CompressionType>(meta_->header().compression_type);
   TRY_CTX(DecompressCluster(type, in, cluster), path_);
@@ -98,7 +109,7 @@ Result<void> Qcow2Image::ReadMapped(const Mapping& m, uint64_t offset, std::span
       ZeroIov(iov);
       return {};
     case Mapping::kNormal:
-      return PreadvFull(fd_.get(), iov, m.host + (offset & (cs - 1)));
+      return meta_->io().ReadV(iov, m.host + (offset & (cs - 1)));
     case Mapping::kCompressed: {
       std::vector<uint8_t> cluster;
       TRY(ReadCompressed(m, cluster));
@@ -188,7 +199,7 @@ Result<void> Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const iovec>
   out.insert(out.end(), iov.begin(), iov.end());
   if (tail_at != cs) out.push_back({old.data() + tail_at, cs - tail_at});
   // Data first; only then does an L2 entry point at it (a crash leaks, never corrupts).
-  TRY(PwritevFull(fd_.get(), out, host));
+  TRY(meta_->io().WriteV(out, host));
   TRY(meta_->SetL2Entry(start, host | kOflagCopied));
   if (m.kind != Mapping::kUnallocated) TRY(FreeData(m));
   return {};
@@ -210,7 +221,7 @@ Result<uint64_t> Qcow2Image::AllocateRun(uint64_t offset, std::span<const iovec>
   // Crash-safe order as for one cluster: refcounts, data, then the L2 entries.
   uint64_t host = TRY(meta_->Allocate(n));
   for (uint64_t i = 0; i < n; ++i) TRY(meta_->CheckDataWrite(host + i * cs));
-  TRY(PwritevFull(fd_.get(), SliceIov(iov, 0, len), host));
+  TRY(meta_->io().WriteV(SliceIov(iov, 0, len), host));
   TRY(meta_->SetL2Run(offset, n, host, kOflagCopied));
   return len;
 }
@@ -222,7 +233,7 @@ Result<void> Qcow2Image::WriteCluster(uint64_t offset, std::span<const iovec> io
     TRY(meta_->CheckDataWrite(m.host));
     std::shared_lock io_lock(io_mu_);
     meta_lock.unlock();
-    return PwritevFull(fd_.get(), iov, m.host + (offset & (meta_->cluster_size() - 1)));
+    return meta_->io().WriteV(iov, m.host + (offset & (meta_->cluster_size() - 1)));
   }
   return AllocatingWrite(offset, iov, m);
 }
@@ -242,7 +253,7 @@ Result<void> Qcow2Image::WriteV(uint64_t offset, std::span<const iovec> iov) {
         chunk = TRY(ExtendRun(m, pos, chunk, len - done, true));
         std::shared_lock io_lock(io_mu_);
         meta_lock.unlock();
-        TRY(PwritevFull(fd_.get(), SliceIov(iov, done, chunk), m.host + (pos & (cs - 1))));
+        TRY(meta_->io().WriteV(SliceIov(iov, done, chunk), m.host + (pos & (cs - 1))));
         done += chunk;
         continue;
       }
@@ -261,7 +272,7 @@ Result<void> Qcow2Image::WriteV(uint64_t offset, std::span<const iovec> iov) {
 
 Result<void> Qcow2Image::Flush() {
   if (options_.read_only) return {};
-  if (failed_.load()) return Err(path_ + ": image failed after a write-back error");
+  if (failed()) return Err(path_ + ": image failed after a write-back error");
   if (options_.cache == CacheMode::kUnsafe) return {};
   while (::fdatasync(fd_.get()) != 0) {
     if (errno == EINTR) continue;
@@ -398,7 +409,7 @@ Result<void> Qcow2Image::StoreCompressed(uint64_t offset, std::span<const uint8_
   uint64_t cs = meta_->cluster_size();
   TRY(meta_->CheckDataWrite(host));
   TRY(meta_->CheckDataWrite((end - 1) & ~(cs - 1)));
-  TRY(PwriteFull(fd_.get(), padded.data(), padded.size(), host));
+  TRY(meta_->io().Write(padded.data(), padded.size(), host));
   uint64_t extra_sectors = ((end - 1) >> 9) - (host >> 9);
   TRY(meta_->SetL2Entry(offset, host | kOflagCompressed | (extra_sectors << x)));
   return {};

@@ -5,6 +5,7 @@
 // clusters the image already owns (COPIED) do their data I/O after dropping `meta_mu_`,
 // holding `io_mu_` shared; anything that frees a data cluster takes `io_mu_` exclusively, so a
 // cluster is never reused while I/O to it is in flight. Lock order: meta_mu_, then io_mu_.
+// File I/O goes through Meta's FileIo, so the file may be open with O_DIRECT (cache=none).
 #pragma once
 
 #include <atomic>
@@ -28,6 +29,8 @@ class Qcow2Image final : public DiskImage {
   static Result<std::unique_ptr<Qcow2Image>> Open(std::string path, OpenedFile file,
                                                   const OpenOptions& options,
                                                   std::unique_ptr<DiskImage> backing);
+  // A clean close: with lazy refcounts, writes the refcounts and clears the dirty bit.
+  ~Qcow2Image() override;
 
   ImageFormat format() const override { return ImageFormat::kQcow2; }
   const std::string& path() const override { return path_; }
@@ -35,7 +38,7 @@ class Qcow2Image final : public DiskImage {
   bool read_only() const override { return options_.read_only; }
   uint64_t allocated_bytes() const override;
   DiskImage* backing() const override { return backing_.get(); }
-  bool failed() const override { return failed_.load(); }
+  bool failed() const override { return failed_.load() || meta_->sync_failed(); }
 
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
   std::optional<Result<void>> TryReadNow(uint64_t offset, std::span<const iovec> iov) override;

@@ -21,18 +21,20 @@ size_t CacheEntries(uint64_t cluster_size) {
 
 Meta::Meta(int fd, std::string path, bool writable, Header header)
     : fd_(fd),
+      io_(fd),
       path_(std::move(path)),
       writable_(writable),
       header_(std::move(header)),
-      l2_cache_(fd, header_.cluster_size(), CacheEntries(header_.cluster_size())),
-      refblock_cache_(fd, header_.cluster_size(), CacheEntries(header_.cluster_size())) {}
+      l2_cache_(io_, header_.cluster_size(), CacheEntries(header_.cluster_size())),
+      refblock_cache_(io_, header_.cluster_size(), CacheEntries(header_.cluster_size())) {}
 
 Result<std::unique_ptr<Meta>> Meta::Open(int fd, const std::string& path, bool writable) {
+  FileIo io(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return SysErr(path + ": fstat");
-  uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  uint64_t file_size = io.Size();
   std::vector<uint8_t> first(std::min<uint64_t>(file_size, 1u << kMaxClusterBits));
-  TRY(PreadFull(fd, first.data(), first.size(), 0));
+  TRY(io.Read(first.data(), first.size(), 0));
   Header h = TRY(ParseHeader(first, file_size, path));
   std::unique_ptr<Meta> meta(new Meta(fd, path, writable, std::move(h)));
   uint64_t cs = meta->cluster_size();
@@ -42,14 +44,13 @@ Result<std::unique_ptr<Meta>> Meta::Open(int fd, const std::string& path, bool w
 }
 
 uint64_t Meta::file_size() const {
-  struct stat st {};
-  return ::fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  return io_.Size();
 }
 
 Result<void> Meta::Reload() {
   uint64_t size = file_size();
   std::vector<uint8_t> first(std::min<uint64_t>(size, 1u << kMaxClusterBits));
-  TRY(PreadFull(fd_, first.data(), first.size(), 0));
+  TRY(io_.Read(first.data(), first.size(), 0));
   header_ = TRY(ParseHeader(first, size, path_));
   l2_cache_.Clear();
   refblock_cache_.Clear();
@@ -62,7 +63,7 @@ Result<void> Meta::Reload() {
 
 Result<std::vector<uint64_t>> Meta::ReadTable(uint64_t offset, uint64_t entries) {
   std::vector<uint8_t> raw(entries * 8);
-  TRY(PreadFull(fd_, raw.data(), raw.size(), offset));
+  TRY(io_.Read(raw.data(), raw.size(), offset));
   std::vector<uint64_t> out(entries);
   for (uint64_t i = 0; i < entries; ++i) out[i] = Be64(&raw[i * 8]);
   return out;
@@ -90,9 +91,7 @@ Result<void> Meta::LoadTables() {
   };
   add_l1(l1_);
   if (h.nb_snapshots > 0) {
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) return SysErr(path_ + ": fstat");
-    auto snaps = TRY(ReadSnapshots(fd_, h, static_cast<uint64_t>(st.st_size), path_));
+    auto snaps = TRY(ReadSnapshots(io_, h, file_size(), path_));
     uint64_t table_bytes = SerializeSnapshots(snaps).size();
     AddMetadata(h.snapshots_offset, table_bytes);
     for (const SnapshotEntry& s : snaps) {
@@ -132,10 +131,30 @@ Result<uint64_t> Meta::L2TableFor(uint64_t l1_index, bool for_write) {
 }
 
 Result<void> Meta::WriteL1Entry(uint64_t index, uint64_t value) {
-  uint8_t be[8];
-  PutBe64(be, value);
-  TRY_CTX(PwriteFull(fd_, be, 8, header_.l1_table_offset + index * 8), "writing the L1 table");
+  uint64_t old = l1_[index];
   l1_[index] = value;
+  Result<void> r = WriteTableEntry(header_.l1_table_offset, l1_, index, "writing the L1 table");
+  if (!r) l1_[index] = old;
+  return r;
+}
+
+Result<void> Meta::WriteTableEntry(uint64_t table_offset, const std::vector<uint64_t>& table,
+                                   uint64_t index, const char* what) {
+  uint64_t at = table_offset + index * 8;
+  // With O_DIRECT, the aligned block around the entry is written from the table in memory
+  // when it lies inside the table (no read-modify-write); else just the 8 bytes.
+  uint64_t start = at / FileIo::kAlign * FileIo::kAlign;
+  uint64_t end = start + FileIo::kAlign;
+  if (io_.direct() && start >= table_offset && end <= table_offset + table.size() * 8) {
+    std::vector<uint8_t> window(FileIo::kAlign);
+    uint64_t first = (start - table_offset) / 8;
+    for (uint64_t i = 0; i < window.size() / 8; ++i) PutBe64(&window[i * 8], table[first + i]);
+    TRY_CTX(io_.WriteHeld(window, start, at, 8), what);
+    return {};
+  }
+  uint8_t be[8];
+  PutBe64(be, table[index]);
+  TRY_CTX(io_.Write(be, 8, at), what);
   return {};
 }
 
@@ -223,7 +242,7 @@ Result<void> Meta::SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, ui
 }
 
 Result<void> Meta::WriteHeaderBytes(uint64_t offset, const void* data, size_t len) {
-  TRY_CTX(PwriteFull(fd_, data, len, offset), "writing the qcow2 header");
+  TRY_CTX(io_.Write(data, len, offset), "writing the qcow2 header");
   return {};
 }
 
@@ -254,7 +273,9 @@ Error Meta::MarkCorrupt(const std::string& why) {
 
 Result<void> Meta::Sync() {
   while (::fdatasync(fd_) != 0) {
-    if (errno != EINTR) return SysErr(path_ + ": fdatasync");
+    if (errno == EINTR) continue;
+    sync_failed_.store(true);
+    return SysErr(path_ + ": fdatasync");
   }
   return {};
 }

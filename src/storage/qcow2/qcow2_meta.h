@@ -4,12 +4,19 @@
 // anything points at the cluster, data is written before the L2 entry that maps it, and
 // refcounts drop only after nothing points at the cluster any more. A crash at any point
 // leaves at most leaked clusters (check exit code 3).
+// Lazy refcounts (EnableLazyRefcounts, images with compatible bit 0): before the first
+// refcount change the dirty bit is set and flushed; from then on refcount blocks are written
+// back only when evicted from their cache or by MarkClean (clean close), so a crash leaves
+// stale refcounts that the next read-write open rebuilds (the dirty bit says so). The header,
+// L1/L2 tables and data stay write-through in the order above.
+// All file I/O goes through FileIo (qcow2_io.h): the file may be open with O_DIRECT.
 //
 // Not thread-safe: Qcow2Image calls it under its metadata mutex. Split over
 // qcow2_meta.cc (open, L1/L2), qcow2_refcount.cc (refcounts) and qcow2_alloc.cc (allocation,
 // overlap checks).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -20,6 +27,7 @@
 
 #include "base/result.h"
 #include "storage/qcow2/qcow2_header.h"
+#include "storage/qcow2/qcow2_io.h"
 #include "storage/qcow2/qcow2_l2_cache.h"
 
 namespace kite::storage::qcow2 {
@@ -49,6 +57,7 @@ class Meta {
   Header& mutable_header() { return header_; }
   const std::string& path() const { return path_; }
   int fd() const { return fd_; }
+  const FileIo& io() const { return io_; }
   bool writable() const { return writable_; }
   uint64_t cluster_size() const { return header_.cluster_size(); }
   uint64_t ClusterOf(uint64_t offset) const { return offset >> header_.cluster_bits; }
@@ -83,6 +92,17 @@ class Meta {
   bool corrupt() const { return header_.incompatible_features & kIncompatCorrupt; }
   Result<void> Sync();
 
+  // --- lazy refcounts (qcow2_refcount.cc) ---
+  // Turns lazy refcounts on (version 3 images only; a no-op otherwise).
+  void EnableLazyRefcounts();
+  bool lazy_refcounts() const { return lazy_; }
+  // Clean close: writes the cached refcount blocks, flushes, clears the dirty bit, flushes.
+  // No-op unless lazy refcounts made the image dirty.
+  Result<void> MarkClean();
+  // A Sync failed: the kernel may have dropped dirty pages, so the image must fail every
+  // later write and flush (F4), as a failed Flush does.
+  bool sync_failed() const { return sync_failed_.load(); }
+
   // --- refcounts (qcow2_refcount.cc) ---
   Result<uint64_t> GetRefcount(uint64_t cluster);
   Result<void> SetRefcount(uint64_t cluster, uint64_t value);
@@ -114,6 +134,11 @@ class Meta {
  private:
   Meta(int fd, std::string path, bool writable, Header header);
   Result<void> LoadTables();
+  // Writes entry `index` of an in-memory table stored at `table_offset` (L1, refcount table).
+  Result<void> WriteTableEntry(uint64_t table_offset, const std::vector<uint64_t>& table,
+                               uint64_t index, const char* what);
+  // Lazy refcounts: sets and flushes the dirty bit before the first deferred refcount change.
+  Result<void> MarkDirty();
   Result<uint64_t> L2TableFor(uint64_t l1_index, bool for_write);
   Result<void> EnsureRefblock(uint64_t block, int depth);
   Result<void> GrowRefcountTable(uint64_t min_blocks);
@@ -121,7 +146,9 @@ class Meta {
   void NoteUse(uint64_t cluster_end);
 
   int fd_;
+  FileIo io_;
   std::string path_;
+  std::atomic<bool> sync_failed_{false};
   bool writable_;
   Header header_;
   std::vector<uint64_t> l1_;
@@ -132,6 +159,7 @@ class Meta {
   uint64_t free_hint_ = 0;                 // no free cluster below this index
   uint64_t alloc_end_ = 0;
   uint64_t free_byte_offset_ = 0;  // where AllocateBytes continues; 0: in a new cluster
+  bool lazy_ = false;              // lazy refcounts: refblock cache in write-back mode
 };
 
 }  // namespace kite::storage::qcow2

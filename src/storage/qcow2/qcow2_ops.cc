@@ -57,7 +57,7 @@ SnapshotInfo ToInfo(const SnapshotEntry& s) {
 
 Result<std::vector<SnapshotEntry>> Snapshots(Meta& meta) {
   if (meta.header().nb_snapshots == 0) return std::vector<SnapshotEntry>{};
-  return qcow2::ReadSnapshots(meta.fd(), meta.header(), meta.file_size(), meta.path());
+  return qcow2::ReadSnapshots(meta.io(), meta.header(), meta.file_size(), meta.path());
 }
 
 // Index of the snapshot whose id (first) or name matches.
@@ -130,7 +130,7 @@ Result<void> CreateSnapshot(const std::string& path, const std::string& name) {
   if (!l1.empty()) {
     s.l1_table_offset = TRY(meta.Allocate((l1.size() + cs - 1) / cs));
     meta.AddMetadata(s.l1_table_offset, l1.size());
-    TRY(PwriteFull(meta.fd(), l1.data(), l1.size(), s.l1_table_offset));
+    TRY(meta.io().Write(l1.data(), l1.size(), s.l1_table_offset));
   }
   // Raise refcounts first: a crash before the table is written leaks, never corrupts.
   TRY(qcow2::UpdateL1Refcounts(meta, meta.l1(), +1));

@@ -1,10 +1,11 @@
 // Meta: refcounts of any width (refcount_order 0..6), refcount blocks created on demand and
 // the refcount table grown when the image outgrows it. New structures are written completely
-// before anything points at them, so a crash leaves at most leaked clusters.
+// before anything points at them, so a crash leaves at most leaked clusters. Also lazy
+// refcounts: the dirty bit and the clean close (see qcow2_meta.h).
 #include <algorithm>
 
+#include "base/log.h"
 #include "storage/qcow2/qcow2_meta.h"
-#include "storage/raw_image.h"
 
 namespace kite::storage::qcow2 {
 uint64_t GetRefcountEntry(const uint8_t* block, uint64_t index, uint32_t order) {
@@ -51,6 +52,7 @@ Result<void> Meta::SetRefcount(uint64_t cluster, uint64_t value) {
   uint64_t epb = header_.refblock_entries();
   uint64_t block = cluster / epb;
   TRY(EnsureRefblock(block, 0));
+  if (lazy_) TRY(MarkDirty());
   uint64_t off = reftable_[block];
   uint8_t* data = TRY(refblock_cache_.Get(off));
   std::vector<uint8_t> copy(data, data + cluster_size());
@@ -69,6 +71,7 @@ Result<void> Meta::SetRefcounts(uint64_t first, uint64_t n, uint64_t value) {
   for (uint64_t c = first; c < first + n;) {
     uint64_t block = c / epb, count = std::min(first + n - c, epb - c % epb);
     TRY(EnsureRefblock(block, 0));
+    if (lazy_) TRY(MarkDirty());
     uint64_t off = reftable_[block];
     uint8_t* data = TRY(refblock_cache_.Get(off));
     std::vector<uint8_t> copy(data, data + cluster_size());
@@ -105,6 +108,27 @@ Result<void> Meta::UpdateRefcounts(uint64_t offset, uint64_t bytes, int delta) {
   return {};
 }
 
+void Meta::EnableLazyRefcounts() {
+  if (header_.version < 3 || !writable_) return;
+  lazy_ = true;
+  refblock_cache_.set_write_back(true);
+}
+
+Result<void> Meta::MarkDirty() {
+  if (header_.incompatible_features & kIncompatDirty) return {};
+  TRY(Sync());  // what is on disk so far is consistent: make it durable before the bit
+  TRY(SetIncompatBit(kIncompatDirty, true));
+  return Sync();
+}
+
+Result<void> Meta::MarkClean() {
+  if (!lazy_ || !(header_.incompatible_features & kIncompatDirty)) return {};
+  TRY(refblock_cache_.WriteDirty());
+  TRY(Sync());  // the refcounts are on disk before the bit says they are accurate
+  TRY(SetIncompatBit(kIncompatDirty, false));
+  return Sync();
+}
+
 Result<void> Meta::EnsureRefblock(uint64_t block, int depth) {
   if (depth > 4) return Err(path_ + ": could not place a new refcount block");
   uint64_t cs = cluster_size(), epb = header_.refblock_entries();
@@ -125,12 +149,11 @@ Result<void> Meta::EnsureRefblock(uint64_t block, int depth) {
     NoteUse(x + 1);
     AddMetadata(x * cs, cs);
     TRY(refblock_cache_.Put(x * cs, std::move(data)));
-    uint8_t be[8];
-    PutBe64(be, x * cs);
-    TRY_CTX(PwriteFull(fd_, be, 8, header_.refcount_table_offset + block * 8),
-            "writing the refcount table");
     reftable_[block] = x * cs;
-    return {};
+    Result<void> r = WriteTableEntry(header_.refcount_table_offset, reftable_, block,
+                                     "writing the refcount table");
+    if (!r) reftable_[block] = 0;
+    return r;
   }
 }
 
@@ -173,7 +196,7 @@ Result<void> Meta::GrowRefcountTable(uint64_t min_blocks) {
   }
   std::vector<uint8_t> raw(t * cs);
   for (size_t i = 0; i < table.size(); ++i) PutBe64(&raw[i * 8], table[i]);
-  TRY_CTX(PwriteFull(fd_, raw.data(), raw.size(), e * cs), "writing the new refcount table");
+  TRY_CTX(io_.Write(raw.data(), raw.size(), e * cs), "writing the new refcount table");
   TRY(Sync());
   uint8_t hdr[12];
   PutBe64(hdr, e * cs);

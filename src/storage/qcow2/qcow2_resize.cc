@@ -13,7 +13,7 @@ Result<void> GrowL1(Meta& meta, uint64_t entries) {
   for (size_t i = 0; i < meta.l1().size(); ++i) PutBe64(&raw[i * 8], meta.l1()[i]);
   uint64_t off = TRY(meta.Allocate((raw.size() + cs - 1) / cs));
   meta.AddMetadata(off, raw.size());
-  TRY(PwriteFull(meta.fd(), raw.data(), raw.size(), off));
+  TRY(meta.io().Write(raw.data(), raw.size(), off));
   TRY(meta.Sync());
   uint8_t hdr[12];
   PutBe32(hdr, static_cast<uint32_t>(entries));

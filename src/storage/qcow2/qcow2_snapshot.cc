@@ -19,15 +19,15 @@ Error Bad(const std::string& path, const std::string& what) {
 
 }  // namespace
 
-Result<std::vector<SnapshotEntry>> ReadSnapshots(int fd, const Header& h, uint64_t file_size,
-                                                 const std::string& path) {
+Result<std::vector<SnapshotEntry>> ReadSnapshots(const FileIo& io, const Header& h,
+                                                 uint64_t file_size, const std::string& path) {
   std::vector<SnapshotEntry> out;
   uint64_t off = h.snapshots_offset, cs = h.cluster_size();
   uint64_t limit = std::min(file_size, h.snapshots_offset + kMaxTableBytes);
   for (uint32_t i = 0; i < h.nb_snapshots; ++i) {
     uint8_t fixed[40];
     if (off + 40 > limit) return Bad(path, "Invalid snapshot table offset (entry past end)");
-    TRY(PreadFull(fd, fixed, 40, off));
+    TRY(io.Read(fixed, 40, off));
     SnapshotEntry s;
     s.l1_table_offset = Be64(fixed);
     s.l1_size = Be32(fixed + 8);
@@ -41,7 +41,7 @@ Result<std::vector<SnapshotEntry>> ReadSnapshots(int fd, const Header& h, uint64
     uint64_t total = 40ull + extra + id_len + name_len;
     if (off + total > limit) return Bad(path, "Snapshot table entry overflows the table");
     std::vector<uint8_t> rest(total - 40);
-    TRY(PreadFull(fd, rest.data(), rest.size(), off + 40));
+    TRY(io.Read(rest.data(), rest.size(), off + 40));
     if (extra >= 8) s.vm_state_size = Be64(&rest[0]);
     if (extra >= 16) s.disk_size = Be64(&rest[8]);
     if (extra >= 24) {
@@ -142,14 +142,14 @@ Result<void> WriteSnapshotTable(Meta& meta, const std::vector<SnapshotEntry>& sn
   uint64_t old_off = h.snapshots_offset, old_bytes = 0;
   if (h.nb_snapshots > 0) {
     old_bytes =
-        SerializeSnapshots(TRY(ReadSnapshots(meta.fd(), h, meta.file_size(), meta.path()))).size();
+        SerializeSnapshots(TRY(ReadSnapshots(meta.io(), h, meta.file_size(), meta.path()))).size();
   }
   std::vector<uint8_t> bytes = SerializeSnapshots(snapshots);
   uint64_t off = 0;
   if (!bytes.empty()) {
     off = TRY(meta.Allocate((bytes.size() + cs - 1) / cs));
     meta.AddMetadata(off, bytes.size());
-    TRY(PwriteFull(meta.fd(), bytes.data(), bytes.size(), off));
+    TRY(meta.io().Write(bytes.data(), bytes.size(), off));
     TRY(meta.Sync());
   }
   uint8_t hdr[12];

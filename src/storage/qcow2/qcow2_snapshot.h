@@ -10,6 +10,7 @@
 
 #include "base/result.h"
 #include "storage/qcow2/qcow2_header.h"
+#include "storage/qcow2/qcow2_io.h"
 
 namespace kite::storage::qcow2 {
 
@@ -31,8 +32,8 @@ struct SnapshotEntry {
 };
 
 // Reads and validates the snapshot table (I23). `file_size` bounds every offset.
-Result<std::vector<SnapshotEntry>> ReadSnapshots(int fd, const Header& header, uint64_t file_size,
-                                                 const std::string& path);
+Result<std::vector<SnapshotEntry>> ReadSnapshots(const FileIo& io, const Header& header,
+                                                 uint64_t file_size, const std::string& path);
 // Serialized table bytes.
 std::vector<uint8_t> SerializeSnapshots(const std::vector<SnapshotEntry>& snapshots);
 

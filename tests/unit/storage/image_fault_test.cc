@@ -4,8 +4,8 @@
 // on the device returns an error, as it would for EIO from a dying disk. After that the
 // image stays failed: later writes and flushes fail too, even once the device has room again
 // (the kernel may have dropped the dirty pages, so a second fdatasync could report success
-// for data that is gone). Checked through RawImage and through AsyncDisk's io_uring and
-// worker-pool paths.
+// for data that is gone). Checked through RawImage, through AsyncDisk's io_uring and
+// worker-pool paths, and for a qcow2 image on the device (whose metadata syncs fail too).
 //
 // Needs root (mount, loop devices). Elsewhere the tests skip with the reason, except under
 // CI=true, where a skip would hide the case: there they fail.
@@ -25,6 +25,7 @@
 
 #include "base/unique_fd.h"
 #include "storage/async_disk.h"
+#include "storage/qcow2/qcow2.h"
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
@@ -135,6 +136,38 @@ TEST_F(RawFault, F4_FlushWritebackError_FailsAndImageStaysFailed) {
   EXPECT_FALSE(again);
   std::vector<uint8_t> back(4096);
   EXPECT_TRUE(image->Read(kDeviceBytes - 4096, back.data(), back.size()));  // reads still work
+}
+
+TEST_F(RawFault, F4_Qcow2OnFailingDevice_WritebackErrorFailsImage) {
+  // A fresh qcow2 image (a few clusters) copied onto the device while it still has room.
+  TempDir dir;
+  Qcow2CreateOptions co;
+  co.size = 24 << 20;
+  co.cluster_size = 65536;
+  ASSERT_TRUE(CreateQcow2(dir.File("a.qcow2"), co));
+  std::string bytes = kite::testing::ReadFile(dir.File("a.qcow2"));
+  {
+    UniqueFd dev(::open(device_.path().c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(dev);
+    ASSERT_EQ(::pwrite(dev.get(), bytes.data(), bytes.size(), 0),
+              static_cast<ssize_t>(bytes.size()));
+    ASSERT_EQ(::fsync(dev.get()), 0);
+  }
+  OpenOptions o;
+  auto opened = OpenImage(device_.path(), ImageFormat::kQcow2, o);
+  ASSERT_TRUE(opened) << opened.error().message();
+  std::shared_ptr<DiskImage> image = std::move(*opened);
+  std::vector<uint8_t> data = testing::Pattern(0, 1 << 20, 6);
+  bool write_failed = false;  // a metadata sync inside an allocation may already fail
+  for (uint64_t off = 0; off < kWriteBytes && !write_failed; off += data.size()) {
+    write_failed = !image->Write(off, data.data(), data.size());
+  }
+  bool flush_failed = !image->Flush();
+  EXPECT_TRUE(write_failed || flush_failed) << "8 MiB reached a device with room for 2 MiB";
+  EXPECT_TRUE(image->failed());
+  ASSERT_TRUE(device_.Heal());
+  EXPECT_FALSE(image->Flush()) << "a retried flush reported success for lost data";
+  EXPECT_FALSE(image->Write(0, data.data(), 4096));
 }
 
 class RawFaultAsync : public RawFault, public ::testing::WithParamInterface<AsyncBackend> {};
