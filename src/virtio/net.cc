@@ -63,15 +63,25 @@ VirtioNet::~VirtioNet() {
 void VirtioNet::Start() {
   // The backend is owned by this device and stopped in its destructor, so `this` outlives
   // every callback it makes.
+  auto on_writable = [this] {
+    uint64_t generation;
+    {
+      std::lock_guard lock(mu_);
+      generation = generation_;
+    }
+    RunTx(generation);
+  };
+  if (backend_->can_read_direct() && backend_->has_vnet_header()) {
+    {
+      std::lock_guard lock(mu_);
+      rx_direct_ = true;
+      rx_buffer_.resize(net::kMaxFrameWithHeader + 256);
+    }
+    backend_->StartDirectReceive([this] { RunRx(); }, std::move(on_writable));
+    return;
+  }
   backend_->StartReceive([this](std::span<const uint8_t> frame) { return OnFrame(frame); },
-                         [this] {
-                           uint64_t generation;
-                           {
-                             std::lock_guard lock(mu_);
-                             generation = generation_;
-                           }
-                           RunTx(generation);
-                         });
+                         std::move(on_writable));
 }
 
 void VirtioNet::ReadConfig(uint64_t offset, std::span<uint8_t> data) {
@@ -116,13 +126,21 @@ void VirtioNet::Reset() {
   }
   rx_room_ = 0;
   rx_signal_needed_ = false;
+  if (rx_pending_len_ != 0) {  // a frame waiting for buffers: the guest will never get it
+    rx_pending_len_ = 0;
+    drops_.fetch_add(1, std::memory_order_relaxed);
+  }
   if (rx_waiting_) {
-    // The backend holds a frame for us: let it go on (frames are dropped while not live), so
-    // the host side keeps draining.
+    // The backend (or our host buffer) held a frame for us: go on reading (frames are dropped
+    // while not live), so the host side keeps draining.
     rx_waiting_ = false;
     std::weak_ptr<VirtioNet> weak = weak_from_this();
-    asio::post(*loop_, [weak] {
-      if (auto self = weak.lock()) self->backend_->ResumeReceive();
+    bool direct = rx_direct_;
+    asio::post(*loop_, [weak, direct] {
+      auto self = weak.lock();
+      if (!self) return;
+      if (direct) return self->RunRx();
+      self->backend_->ResumeReceive();
     });
   }
 }
@@ -139,7 +157,9 @@ void VirtioNet::ProcessQueue(uint16_t index) {
     }
   }
   if (index == kTxQueue) RunTx(generation);
-  if (resume) backend_->ResumeReceive();  // without mu_: the backend may deliver at once
+  if (!resume) return;
+  if (rx_direct_) return RunRx();  // rx_direct_ is set once in Start, before any kick
+  backend_->ResumeReceive();       // without mu_: the backend may deliver at once
 }
 
 std::string VirtioNet::description() const {

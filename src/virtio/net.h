@@ -6,7 +6,8 @@
 // HOST_TSO4/6, GUEST_TSO4/6 (the offloads pass through to the tap with TUNSETOFFLOAD).
 // Frames with offload flags that were not negotiated, frames larger than 65562 bytes and chains
 // shorter than the header are dropped and counted (G23, G25); a frame the guest's receive
-// buffers cannot hold is dropped (G24), never written past a descriptor.
+// buffers cannot hold is dropped (G24), never written past a descriptor. Frames from a tap are
+// read straight into the guest's receive buffers (net_rx.cc).
 //
 // Threads: everything on the event loop: TX on the TX queue's kick, RX when the backend has a
 // frame and the guest has buffers (the backend's fd readiness through asio).

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,6 +55,31 @@ class NetBackend {
   virtual void ResumeReceive() = 0;
   virtual void Stop() = 0;
 
+  // --- Direct receive (optional; the tap has it) ---
+  // A backend that can read one frame at a time into buffers the caller names returns true;
+  // the device then calls StartDirectReceive instead of StartReceive and reads every frame
+  // itself with ReadFrame, straight into guest memory (no host buffer, no second copy).
+  virtual bool can_read_direct() const { return false; }
+  // `on_readable` is called on the loop when frames may be waiting (also once at the start).
+  // The caller then calls ReadFrame until it returns nullopt; it may stop earlier and call
+  // ReadFrame again later without waiting (the backend only waits after nullopt).
+  virtual void StartDirectReceive(std::function<void()> on_readable,
+                                  std::function<void()> on_writable) {
+    (void)on_readable;
+    (void)on_writable;
+  }
+  // Reads the next frame (vnet header included when has_vnet_header()) into `iov`
+  // (at most IOV_MAX pieces) and returns its length. A frame longer than the iovecs is cut:
+  // the tap then returns the iovecs' total and says nothing more (a socketpair end returns the
+  // whole length), so callers offer more room than the largest frame (net::kMaxFrameWithHeader)
+  // and drop a read that fills all of it. nullopt: no frame waiting (the backend now waits and
+  // calls on_readable). An error: the backend cannot deliver any more (the interface is gone,
+  // F7).
+  virtual Result<std::optional<size_t>> ReadFrame(std::span<const iovec> iov) {
+    (void)iov;
+    return Err("this network backend has no direct receive");
+  }
+
   virtual std::string description() const = 0;  // "tap kite0", "user (slirp) 10.0.2.15/24"
   virtual NetBackendCounters counters() const = 0;
 };
@@ -63,6 +89,12 @@ struct TapOptions {
 };
 Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
                                                    asio::io_context* loop);
+// A tap backend over an fd that is already open (ownership passes to it) and carries one frame
+// per read/write with a 12-byte vnet header: for tests, one end of a non-blocking
+// SOCK_SEQPACKET socketpair. No ioctl is made on it (SetOffloads does nothing); `offloads` is
+// what offload_features() reports.
+Result<std::unique_ptr<NetBackend>> OpenTapBackendOnFd(int fd, const std::string& name,
+                                                       uint64_t offloads, asio::io_context* loop);
 
 struct HostForward {
   bool udp = false;

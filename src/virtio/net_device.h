@@ -1,6 +1,6 @@
-// VirtioNet's class declaration, private to src/virtio: net.cc holds the device (features,
-// configuration space, activation, reset) and the transmit path, net_rx.cc the receive path.
-// Public entry point: CreateVirtioNet() in net.h.
+// VirtioNet's class declaration, private to src/virtio (and its tests): net.cc holds the device
+// (features, configuration space, activation, reset) and the transmit path, net_rx.cc the
+// receive path. Public entry point: CreateVirtioNet() in net.h.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -38,10 +38,15 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   std::string name() const override { return "virtio-net"; }
   std::string description() const override;
   DeviceCounters counters() const override;
+  // Frames received through a host buffer and copied into the guest (the FrameSink path, or
+  // the direct path's fallback when the guest's buffers are short); the rest were read
+  // straight into guest memory. For tests and B6.
+  uint64_t rx_copied() const { return rx_copied_.load(std::memory_order_relaxed); }
 
  private:
   enum class TxRun { kIdle, kMore, kBlocked, kBroken };
   enum class RxVerdict { kDelivered, kDropped, kNoRoom, kBroken };
+  enum class RxStep { kNext, kEmpty, kWait, kGone, kBroken };
 
   // --- transmit (net.cc) ---
   void RunTx(uint64_t generation);
@@ -52,13 +57,26 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   bool SendTxLocked();
 
   // --- receive (net_rx.cc) ---
+  // Through a host buffer: the backend's FrameSink, and the direct path's fallback.
   bool OnFrame(std::span<const uint8_t> frame);
+  // Checks, counts and copies one frame into the guest; sets rx_waiting_ on kNoRoom.
+  RxVerdict ReceiveCopyLocked(std::span<const uint8_t> frame);
   RxVerdict DeliverLocked(net::Header hdr, std::span<const uint8_t> payload);
   // Pops chains until the held ones can take `needed` bytes (or one chain without MRG_RXBUF).
   RxVerdict GatherRxLocked(size_t needed, bool mergeable);
   // Writes header + payload over the first held chains and returns them to the driver.
   void WriteRxLocked(net::Header hdr, std::span<const uint8_t> payload, size_t chains);
   void ScheduleRxSignalLocked();
+  // Direct receive (a backend with ReadFrame): one run reads up to kRxBudget frames.
+  void RunRx();
+  RxStep ReadLocked();
+  // rx_iov_ = our header copy, then the held chains' room after the header (as much as the
+  // expected frame needs); returns the payload bytes that room takes.
+  size_t BuildRxIovLocked(bool mergeable);
+  // Finds room for the part of the pending frame that spilled into rx_buffer_ and copies it.
+  RxStep PlaceLocked();
+  // Writes the header (num_buffers) and returns the chains the pending frame fills.
+  RxStep CompleteRxLocked(bool mergeable);
   void BreakLocked(const char* why, std::function<void(const std::string&)>* mark_broken);
 
   std::unique_ptr<NetBackend> backend_;
@@ -86,12 +104,23 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   bool rx_waiting_ = false;  // a frame was refused for lack of buffers: resume on RX kick
   bool rx_signal_posted_ = false;
   bool rx_signal_needed_ = false;
+  bool rx_direct_ = false;          // the backend reads into our buffers (set once in Start)
+  bool rx_gone_ = false;            // the backend can deliver no more (F7)
+  net::Header rx_header_{};         // the header of a directly read frame: our copy, checked
+  std::vector<iovec> rx_iov_;       // where the next direct read goes
+  std::vector<uint8_t> rx_buffer_;  // where a frame spills past the held chains (64 KiB)
+  size_t rx_expect_ = 2048;         // frame length (with header) the held chains should take
+  // A frame read but not yet returned (0: none): its length with the header, and how much of
+  // its payload is already in the first held chains; the rest is at the start of rx_buffer_.
+  size_t rx_pending_len_ = 0;
+  size_t rx_pending_in_guest_ = 0;
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> rx_bytes_{0};
   std::atomic<uint64_t> tx_bytes_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> drops_{0};
+  std::atomic<uint64_t> rx_copied_{0};
 };
 
 }  // namespace kite::virtio

@@ -15,6 +15,14 @@
 // error other than EAGAIN (the interface was deleted: F7) stops reading for good, logged once,
 // instead of spinning on EPOLLERR. Write errors drop the frame (counted by the device).
 //
+// Two ways to receive: StartReceive (the FrameSink: read() into this backend's 64 KiB buffer,
+// then the device copies into the guest), or StartDirectReceive + ReadFrame (virtio-net's
+// normal path): the device names guest buffers and readv() puts the frame straight there. A
+// tap read into too small a buffer cuts the frame to the room and returns the room's size, so
+// a read that fills the whole buffer counts as cut (both buffers here are larger than any
+// frame). OpenTapBackendOnFd wraps a socketpair end for tests; recvmsg with MSG_TRUNC returns
+// a cut frame's whole length there, which the same ">= room" test catches.
+//
 // Threads: everything on the event loop, except SetOffloads (an ioctl, safe from the vCPU
 // thread that activates the device).
 #include <fcntl.h>
@@ -22,12 +30,14 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "base/log.h"
@@ -65,12 +75,15 @@ Result<void> BringUp(const std::string& name) {
 
 class TapBackend final : public NetBackend {
  public:
-  TapBackend(asio::io_context* loop, int fd, std::string name, uint64_t offloads)
+  TapBackend(asio::io_context* loop, int fd, std::string name, uint64_t offloads, bool is_tap)
       : loop_(loop),
         desc_(*loop),
         name_(std::move(name)),
         offloads_(offloads),
+        is_tap_(is_tap),
         buffer_(kReadBuffer) {
+    struct stat st {};
+    is_socket_ = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
     asio::error_code ec;
     desc_.assign(fd, ec);
     if (ec) ::close(fd);
@@ -81,6 +94,7 @@ class TapBackend final : public NetBackend {
   bool has_vnet_header() const override { return true; }
   uint64_t offload_features() const override { return offloads_; }
   Result<void> SetOffloads(uint64_t negotiated_features) override {
+    if (!is_tap_) return {};
     if (ioctl(desc_.native_handle(), TUNSETOFFLOAD, TunOffloadFlags(negotiated_features)) < 0) {
       return SysErr("tap " + name_ + ": TUNSETOFFLOAD");
     }
@@ -90,6 +104,10 @@ class TapBackend final : public NetBackend {
   void StartReceive(FrameSink on_frame, std::function<void()> on_writable) override;
   void ResumeReceive() override;
   void Stop() override;
+  bool can_read_direct() const override { return true; }
+  void StartDirectReceive(std::function<void()> on_readable,
+                          std::function<void()> on_writable) override;
+  Result<std::optional<size_t>> ReadFrame(std::span<const iovec> iov) override;
   std::string description() const override { return "tap " + name_; }
   NetBackendCounters counters() const override { return counters_; }
 
@@ -97,19 +115,26 @@ class TapBackend final : public NetBackend {
   void Drain();
   void WaitReadable();
   void Post(void (TapBackend::*fn)());
+  void NotifyReadable();
+  // One read of a frame into `iov`: its whole length, or -1 with errno.
+  ssize_t ReadOne(const iovec* iov, int count);
 
   asio::io_context* const loop_;
   asio::posix::stream_descriptor desc_;
   const std::string name_;
   const uint64_t offloads_;
+  const bool is_tap_;       // a real tap (ioctls allowed), not a test's socketpair end
+  bool is_socket_ = false;  // read with recvmsg(MSG_TRUNC) to learn a cut frame's length
   std::shared_ptr<char> alive_ = std::make_shared<char>();  // handlers check it is still there
   FrameSink on_frame_;
+  std::function<void()> on_readable_;  // direct receive: the device reads with ReadFrame
   std::function<void()> on_writable_;
   std::vector<uint8_t> buffer_;
   size_t held_ = 0;  // bytes of a frame in buffer_ the device refused (0: none)
   bool paused_ = false;
   bool dead_ = false;  // a read error: no more reading
   bool write_wait_ = false;
+  bool read_wait_ = false;     // an async_wait for readability is pending
   std::vector<uint8_t> flat_;  // for chains with more than IOV_MAX pieces
   NetBackendCounters counters_;
 };
@@ -162,8 +187,49 @@ void TapBackend::ResumeReceive() {
   Post(&TapBackend::Drain);
 }
 
+void TapBackend::StartDirectReceive(std::function<void()> on_readable,
+                                    std::function<void()> on_writable) {
+  on_readable_ = std::move(on_readable);
+  on_writable_ = std::move(on_writable);
+  Post(&TapBackend::NotifyReadable);
+}
+
+void TapBackend::NotifyReadable() {
+  if (!dead_ && on_readable_) on_readable_();
+}
+
+ssize_t TapBackend::ReadOne(const iovec* iov, int count) {
+  if (!is_socket_) return ::readv(desc_.native_handle(), iov, count);
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  return ::recvmsg(desc_.native_handle(), &msg, MSG_TRUNC);
+}
+
+Result<std::optional<size_t>> TapBackend::ReadFrame(std::span<const iovec> iov) {
+  if (dead_) return Err("tap " + name_ + ": no longer readable");
+  if (iov.size() > IOV_MAX) return Err("tap " + name_ + ": too many receive buffers");
+  for (;;) {
+    ssize_t n = ReadOne(iov.data(), static_cast<int>(iov.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      WaitReadable();
+      return std::optional<size_t>();
+    }
+    if (n <= 0) {
+      dead_ = true;
+      KITE_LOG(Warn, "tap %s: read failed (%s); no more frames from it", name_.c_str(),
+               n < 0 ? std::strerror(errno) : "end of file");
+      return Err("tap " + name_ + ": read failed");
+    }
+    ++counters_.rx_frames;
+    return std::optional<size_t>(static_cast<size_t>(n));
+  }
+}
+
 void TapBackend::Stop() {
   on_frame_ = nullptr;
+  on_readable_ = nullptr;
   on_writable_ = nullptr;
   dead_ = true;
   asio::error_code ec;
@@ -177,9 +243,14 @@ void TapBackend::Post(void (TapBackend::*fn)()) {
 }
 
 void TapBackend::WaitReadable() {
+  if (read_wait_) return;
+  read_wait_ = true;
   desc_.async_wait(asio::posix::stream_descriptor::wait_read,
                    [this, alive = std::weak_ptr<char>(alive_)](const asio::error_code& ec) {
-                     if (alive.expired() || ec) return;
+                     if (alive.expired()) return;
+                     read_wait_ = false;
+                     if (ec) return;
+                     if (on_readable_) return NotifyReadable();
                      Drain();
                    });
 }
@@ -188,7 +259,12 @@ void TapBackend::Drain() {
   if (paused_ || dead_ || !on_frame_) return;
   for (int i = 0; i < kReadBatch; ++i) {
     if (held_ == 0) {
-      ssize_t n = ::read(desc_.native_handle(), buffer_.data(), buffer_.size());
+      iovec whole{buffer_.data(), buffer_.size()};
+      ssize_t n = ReadOne(&whole, 1);
+      if (n >= static_cast<ssize_t>(buffer_.size())) {
+        ++counters_.rx_drops;  // filled (cut): larger than any frame a tap should give
+        continue;
+      }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return WaitReadable();
       if (n <= 0) {
@@ -246,7 +322,20 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
       KITE_LOG(Warn, "tap %s: could not bring it up: %s", name.c_str(),
                up.error().message().c_str());
   }
-  auto backend = std::make_unique<TapBackend>(loop, fd.release(), name, offloads);
+  auto backend = std::make_unique<TapBackend>(loop, fd.release(), name, offloads, true);
+  if (!backend->is_open()) return Err("tap " + name + ": cannot watch its fd");
+  return std::unique_ptr<NetBackend>(std::move(backend));
+}
+
+Result<std::unique_ptr<NetBackend>> OpenTapBackendOnFd(int fd, const std::string& name,
+                                                       uint64_t offloads, asio::io_context* loop) {
+  UniqueFd owned(fd);
+  if (loop == nullptr || !owned) return Err("tap " + name + ": no fd or event loop");
+  int flags = fcntl(owned.get(), F_GETFL);
+  if (flags < 0 || fcntl(owned.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    return SysErr("tap " + name + ": making the fd non-blocking");
+  }
+  auto backend = std::make_unique<TapBackend>(loop, owned.release(), name, offloads, false);
   if (!backend->is_open()) return Err("tap " + name + ": cannot watch its fd");
   return std::unique_ptr<NetBackend>(std::move(backend));
 }
