@@ -45,7 +45,13 @@ mount -t 9p -o "$p9,cache=mmap" work "$r$dir" || die "cannot mount $dir"
 cp /ctl/job.sh $r/run/kite-job.sh
 [ -e /dev/kvm ] || die "no /dev/kvm in the VM (kvm_amd did not load; see the console log)"
 
-chroot $r /usr/bin/env -i /bin/bash /run/kite-job.sh > /ctl/output 2>&1 < /dev/null
+if [ -e /ctl/interactive ]; then
+  # The job gets the runner's terminal on ttyS1 (setsid -c: as its controlling terminal).
+  chroot $r /usr/bin/setsid -c -w /usr/bin/env -i /bin/bash /run/kite-job.sh \
+    < /dev/ttyS1 > /dev/ttyS1 2>&1
+else
+  chroot $r /usr/bin/env -i /bin/bash /run/kite-job.sh > /ctl/output 2>&1 < /dev/null
+fi
 echo $? > /ctl/status
 sync
 poweroff -f

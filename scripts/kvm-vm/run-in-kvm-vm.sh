@@ -16,6 +16,9 @@
 #                    /boot/vmlinuz-VERSION into KITE_VM_CACHE, ~/.cache/kite-kvm-vm)
 #   KITE_VM_KVM_AMD_PARAMS  kvm-amd module parameters (default nested=0)
 #   KITE_VM_VERBOSE=1  copy the VM's kernel console to stderr
+#   KITE_VM_INTERACTIVE=1  COMMAND gets this terminal (stdin and stdout, through the VM's
+#                    second serial port, ttyS1) instead of the output stream: scripts/boot.sh
+#                    uses it to run kite with its console here when the host has no /dev/kvm
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 usage() { echo "usage: $0 DIR -- COMMAND [ARGS...]" >&2; exit 2; }
@@ -92,8 +95,16 @@ printf 'kvm-amd %s\n' "${KITE_VM_KVM_AMD_PARAMS:-nested=0}" > "$ir/modules/param
   printf '\n'
 } > "$tmp/ctl/job.sh"
 printf '%s' "$dir" > "$tmp/ctl/dir"
+interactive=${KITE_VM_INTERACTIVE:-0}
+[[ $interactive == 1 ]] && : > "$tmp/ctl/interactive"
 : > "$tmp/ctl/output"
 
+# Interactive: QEMU's stdio (raw mode on a terminal; Ctrl-C goes to the guest) is ttyS1.
+terminal=() qemu_in=/dev/null qemu_out=$tmp/qemu.log
+if [[ $interactive == 1 ]]; then
+  terminal=(-chardev stdio,id=term,signal=off -serial chardev:term)
+  qemu_in=/dev/stdin qemu_out=/dev/stdout
+fi
 quiet="quiet loglevel=4"
 [[ ${KITE_VM_VERBOSE:-0} == 1 ]] && quiet=""
 virtfs=security_model=none,multidevs=remap
@@ -107,7 +118,7 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 \
   -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$virtfs" \
   -virtfs "local,path=${dir//,/,,},mount_tag=work,$virtfs" \
   -virtfs "local,path=${tmp//,/,,}/ctl,mount_tag=ctl,$virtfs" \
-  < /dev/null > "$tmp/qemu.log" 2>&1 &
+  "${terminal[@]}" < "$qemu_in" > "$qemu_out" 2>> "$tmp/qemu.log" &
 qemu_pid=$!
 if [[ ${KITE_VM_VERBOSE:-0} == 1 ]]; then
   touch "$tmp/console.log"
