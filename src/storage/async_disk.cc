@@ -11,21 +11,6 @@
 #include "storage/uring_queue.h"
 
 namespace kite::storage {
-namespace {
-
-constexpr uint64_t kDirectAlign = 4096;  // as RawImage: O_DIRECT needs this alignment
-
-bool DirectAligned(uint64_t offset, std::span<const iovec> iov) {
-  if (offset % kDirectAlign != 0) return false;
-  for (const iovec& v : iov) {
-    if (reinterpret_cast<uintptr_t>(v.iov_base) % kDirectAlign != 0) return false;
-    if (v.iov_len % kDirectAlign != 0) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 AsyncDisk::AsyncDisk(std::shared_ptr<DiskImage> image, AsyncDiskOptions options)
     : image_(std::move(image)), options_(std::move(options)) {
   int n = options_.workers < 1 ? 1 : options_.workers;

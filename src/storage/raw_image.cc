@@ -19,19 +19,6 @@
 namespace kite::storage {
 namespace {
 
-constexpr uint64_t kDirectAlign = 4096;
-
-bool Aligned(uint64_t v) {
-  return v % kDirectAlign == 0;
-}
-
-bool IovAligned(std::span<const iovec> iov) {
-  for (const iovec& v : iov) {
-    if (!Aligned(reinterpret_cast<uintptr_t>(v.iov_base)) || !Aligned(v.iov_len)) return false;
-  }
-  return true;
-}
-
 // I/O errors name the image (F2: the guest's IOERR is logged with the file that failed).
 Result<void> InFile(const std::string& path, Result<void> r) {
   if (!r) return std::move(r).error().Context(path);
@@ -169,7 +156,7 @@ Result<void> RawImage::AfterWrite() {
 Result<void> RawImage::ReadV(uint64_t offset, std::span<const iovec> iov) {
   uint64_t len = IovLength(iov);
   TRY(CheckRange(offset, len, false));
-  if (!direct() || (Aligned(offset) && IovAligned(iov))) {
+  if (!direct() || DirectAligned(offset, iov)) {
     return InFile(path_, PreadvFull(fd_.get(), iov, offset));
   }
   uint64_t start = offset / kDirectAlign * kDirectAlign;
@@ -184,7 +171,7 @@ Result<void> RawImage::ReadV(uint64_t offset, std::span<const iovec> iov) {
 Result<void> RawImage::WriteV(uint64_t offset, std::span<const iovec> iov) {
   uint64_t len = IovLength(iov);
   TRY(CheckRange(offset, len, true));
-  if (!direct() || (Aligned(offset) && IovAligned(iov))) {
+  if (!direct() || DirectAligned(offset, iov)) {
     TRY_CTX(PwritevFull(fd_.get(), iov, offset), path_);
     return AfterWrite();
   }

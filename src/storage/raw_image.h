@@ -83,6 +83,11 @@ Result<void> PwritevFull(int fd, std::span<const iovec> iov, uint64_t offset);
 Result<void> PreadFull(int fd, void* buf, size_t len, uint64_t offset);
 Result<void> PwriteFull(int fd, const void* buf, size_t len, uint64_t offset);
 
+// O_DIRECT alignment kite uses everywhere (not the device's logical block size), and whether
+// a transfer meets it: offset, every buffer's address and every length.
+inline constexpr uint64_t kDirectAlign = 4096;
+bool DirectAligned(uint64_t offset, std::span<const iovec> iov);
+
 // Total length of an iovec array.
 uint64_t IovLength(std::span<const iovec> iov);
 // The bytes [skip, skip + len) of an iovec array, as a new array.

@@ -33,6 +33,15 @@ void ZeroRest(std::vector<iovec>& v, size_t first) {
 
 }  // namespace
 
+bool DirectAligned(uint64_t offset, std::span<const iovec> iov) {
+  if (offset % kDirectAlign != 0) return false;
+  for (const iovec& v : iov) {
+    if (reinterpret_cast<uintptr_t>(v.iov_base) % kDirectAlign != 0) return false;
+    if (v.iov_len % kDirectAlign != 0) return false;
+  }
+  return true;
+}
+
 uint64_t IovLength(std::span<const iovec> iov) {
   uint64_t total = 0;
   for (const iovec& v : iov) total += v.iov_len;

@@ -27,13 +27,6 @@ bool Aligned(uint64_t v) {
   return v % kAlign == 0;
 }
 
-bool IovAligned(std::span<const iovec> iov) {
-  for (const iovec& v : iov) {
-    if (!Aligned(reinterpret_cast<uintptr_t>(v.iov_base)) || !Aligned(v.iov_len)) return false;
-  }
-  return true;
-}
-
 struct FreeDeleter {
   void operator()(uint8_t* p) const { std::free(p); }
 };
@@ -88,12 +81,12 @@ uint64_t FileIo::Size() const {
 
 Result<void> FileIo::ReadV(std::span<const iovec> iov, uint64_t offset) const {
   if (!direct_) return PreadvFull(fd_, iov, offset);
-  if (Aligned(offset) && IovAligned(iov)) return DirectPreadv(fd_, iov, offset);
+  if (DirectAligned(offset, iov)) return DirectPreadv(fd_, iov, offset);
   return BounceRead(iov, offset);
 }
 
 Result<void> FileIo::WriteV(std::span<const iovec> iov, uint64_t offset) const {
-  if (!direct_ || (Aligned(offset) && IovAligned(iov))) return PwritevFull(fd_, iov, offset);
+  if (!direct_ || DirectAligned(offset, iov)) return PwritevFull(fd_, iov, offset);
   return BounceWrite(iov, offset);
 }
 

@@ -20,12 +20,13 @@
 #include <span>
 
 #include "base/result.h"
+#include "storage/raw_image.h"
 
 namespace kite::storage::qcow2 {
 
 class FileIo {
  public:
-  static constexpr uint64_t kAlign = 4096;
+  static constexpr uint64_t kAlign = kDirectAlign;
 
   // O_DIRECT is detected on `fd` (fcntl F_GETFL).
   explicit FileIo(int fd);

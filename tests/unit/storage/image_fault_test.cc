@@ -28,6 +28,7 @@
 #include "storage/qcow2/qcow2.h"
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
+#include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
 
 namespace kite::storage {
@@ -38,11 +39,6 @@ using kite::testing::TempDir;
 constexpr uint64_t kTmpfsBytes = 2 << 20;    // room for 2 MiB of the device's data
 constexpr uint64_t kDeviceBytes = 32 << 20;  // sparse backing file: the device's size
 constexpr uint64_t kWriteBytes = 8 << 20;    // more than the tmpfs holds
-
-bool InCi() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
 
 // A loop device over a sparse file on a tmpfs of kTmpfsBytes.
 class FailingDevice {
@@ -101,7 +97,7 @@ class RawFault : public ::testing::Test {
   void SetUp() override {
     std::string why = device_.SetUp();
     if (why.empty()) return;
-    if (InCi()) {
+    if (kite::testing::RunningInCi()) {
       FAIL() << "F4 needs root, a tmpfs mount and a loop device (CI runs as root): " << why;
     }
     GTEST_SKIP() << why;
