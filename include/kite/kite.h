@@ -11,10 +11,16 @@
 // One Machine runs one VM at a time. RequestStop() may be called from any thread (not from a
 // signal handler). The `kite` executable is a thin CLI over this API (src/vmm/main.cc).
 // Link the CMake target `kite_vmm`.
+//
+// The control plane is this API too: Pause/Resume, PowerButton, SaveSnapshot, Machine::Restore,
+// the queries and the event callbacks are what the QMP control socket (--api-sock, docs/CONTROL.md)
+// calls, so an embedder gets all of it without a socket (examples/embed).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -35,6 +41,7 @@ struct DiskConfig {
   std::string cache = "writeback";  // writeback | writethrough | none (O_DIRECT) | unsafe
   std::string serial;               // VIRTIO_BLK_T_GET_ID answer, at most 20 bytes
   uint32_t queues = 1;              // 1..16 virtqueues (multi-queue when > 1)
+  std::string id;                   // the device id (query-block, snapshots); empty: vda, vdb, ...
 };
 
 // A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT
@@ -45,6 +52,7 @@ struct NetConfig {
   std::string tap;                   // interface name (kTap); created when missing and allowed
   std::string mac;                   // "52:54:00:12:34:56"; empty: generated
   std::vector<std::string> hostfwd;  // kUser: QEMU hostfwd rules, "tcp::2222-:22"
+  std::string id;                    // the device id; empty: net0, net1, ...
 };
 
 struct VmConfig {
@@ -63,7 +71,10 @@ struct VmConfig {
   // virtio-mmio devices, in this order: disks (vda, vdb, ...), network interfaces, entropy.
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;
-  bool rng = true;  // virtio-rng fed from getrandom(2) (--no-rng turns it off)
+  bool rng = true;            // virtio-rng fed from getrandom(2) (--no-rng turns it off)
+  std::string name;           // the VM's name (query-name); empty: none
+  std::string api_sock;       // the QMP control socket's path (--api-sock); empty: none
+  bool start_paused = false;  // --paused: build and load, then wait in "prelaunch" for Resume()
 };
 
 inline constexpr uint32_t kMaxCpus = 254;
@@ -92,21 +103,144 @@ struct VmOutcome {
 
 const char* VmEndName(VmEnd end);
 
+// The VM's run state, with QMP's names (qapi/run-state.json RunState): RunStateName() gives
+// "prelaunch", "running", "paused", "save-vm", "restore-vm", "inmigrate", "shutdown",
+// "internal-error", "guest-panicked".
+enum class RunState {
+  kPrelaunch,  // built, never run (start_paused, or not started yet)
+  kRunning,
+  kPaused,         // Pause(): every vCPU out of KVM_RUN and parked, the guest clock held
+  kSaveVm,         // SaveSnapshot() in progress (the VM is paused)
+  kRestoreVm,      // Machine::Restore() in progress
+  kInMigrate,      // restored and waiting for Resume() (RestoreOptions::paused)
+  kShutdown,       // the VM ended (Wait() returns or returned)
+  kInternalError,  // kite failed (VmEnd::kError)
+  kGuestPanicked,  // the guest crashed (VmEnd::kCrash)
+};
+const char* RunStateName(RunState state);
+
+// An asynchronous event, as QMP sends it: {"event": name, "data": data, "timestamp": ...}.
+//   STOP, RESUME                                     no data
+//   SHUTDOWN {"guest": bool, "reason": ShutdownCause} the VM ended ("guest-shutdown",
+//                                                    "guest-reset", "guest-panic", "host-qmp-quit",
+//                                                    "host-signal", "host-error")
+//   POWERDOWN                                        the ACPI power button was pressed
+//   RESET {"guest": bool, "reason": ...}             the VM resets ("guest-reset",
+//                                                    "host-qmp-system-reset")
+struct Event {
+  std::string name;
+  nlohmann::json data;  // an object, or null: no "data" member
+  int64_t seconds = 0;  // host wall-clock time of the event (QMP "timestamp")
+  int64_t microseconds = 0;
+};
+using EventFn = std::function<void(const Event&)>;
+
+// query-cpus-fast: one entry per vCPU.
+struct CpuInfo {
+  uint32_t index = 0;
+  int64_t thread_id = 0;  // the host thread running it (0 before the VM runs)
+};
+
+// One image of a disk's backing chain (query-block "image", "backing-image", ...).
+struct ImageInfo {
+  std::string filename;
+  std::string format;  // "raw", "qcow2", ...
+  uint64_t virtual_size = 0;
+  uint64_t actual_size = 0;      // bytes allocated on the host
+  uint32_t cluster_size = 0;     // qcow2; 0 otherwise
+  bool dirty = false;            // qcow2 lazy-refcount dirty bit
+  std::string backing_filename;  // as the image names it; empty: none
+};
+
+// query-block: one entry per disk.
+struct BlockInfo {
+  std::string id;  // "vda" or DiskConfig::id
+  bool read_only = false;
+  std::string cache;             // DiskConfig::cache
+  std::vector<ImageInfo> chain;  // the disk's image first, then its backing files
+  bool io_error = false;         // the device reported an I/O error to the guest
+};
+
+// query-blockstats: one entry per disk.
+struct BlockStats {
+  std::string id;
+  uint64_t rd_bytes = 0, wr_bytes = 0;
+  uint64_t rd_operations = 0, wr_operations = 0, flush_operations = 0;
+  uint64_t discard_operations = 0;
+  uint64_t failed_operations = 0;  // completed with an error status
+};
+
+// x-vm-snapshot-save: a paused VM's state, memory and configuration written to `path` (a
+// directory, created or atomically replaced; docs/SNAPSHOTS.md).
+struct SnapshotOptions {
+  std::string path;
+};
+
+// `kite restore`: a snapshot directory brought back to life in this process.
+struct RestoreOptions {
+  std::string path;
+  bool paused = false;         // leave it in "inmigrate" until Resume(); default: resume at once
+  bool disk_overlays = false;  // each writable disk gets a fresh qcow2 overlay (clones)
+  std::string api_sock;        // override the snapshot's (empty: none)
+  // The console: the snapshot's setting unless overridden.
+  bool override_serial = false;
+  SerialMode serial = SerialMode::kStdio;
+  std::string serial_path;
+};
+
 class Machine {
  public:
   static Result<std::unique_ptr<Machine>> Create(const VmConfig& config);
+  // Builds a machine from a snapshot (RestoreOptions) and starts it, running or paused. Every
+  // check (checksums, versions, sizes, CPU features, disks) happens before any state is set;
+  // a failure leaves nothing running.
+  static Result<std::unique_ptr<Machine>> Restore(const RestoreOptions& options);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
-  // Builds the VM (memory, devices, tables, kernel) and starts its vCPUs. Errors: bad kernel
-  // file, no /dev/kvm, ... The guest runs until Wait() reports its end.
+  // Builds the VM (memory, devices, tables, kernel) and starts its vCPUs (or, with
+  // start_paused, leaves it in prelaunch). Errors: bad kernel file, no /dev/kvm, ... The guest
+  // runs until Wait() reports its end.
   Result<void> Start();
   // Blocks until the VM ends. With OnReboot::kRestart a guest reset rebuilds the VM and keeps
   // waiting. The Machine may be started again afterwards.
   VmOutcome Wait();
-  // Stops the VM (outcome kStopped). Thread-safe; idempotent.
+  // Stops the VM (outcome kStopped, SHUTDOWN reason "host-signal"). Thread-safe; idempotent.
   void RequestStop();
+
+  // --- The control plane. Every call is thread-safe; none may be made from an EventFn. ---
+  // QMP `stop`: returns once every vCPU is out of KVM_RUN and parked; the guest's kvmclock
+  // stands still until Resume(). Event STOP. A no-op when already paused or in prelaunch.
+  Result<void> Pause();
+  // QMP `cont`: lets the vCPUs run again (from prelaunch or inmigrate: for the first time).
+  // Event RESUME. A no-op when running.
+  Result<void> Resume();
+  // QMP `system_powerdown`: presses the ACPI power button (the guest shuts down cleanly).
+  // Event POWERDOWN. DeviceNotActive without ACPI (--no-acpi).
+  Result<void> PowerButton();
+  // QMP `system_reset`: resets the VM as a guest reset does (with OnReboot::kExit it ends,
+  // VmEnd::kReset). Event RESET {"guest": false, "reason": "host-qmp-system-reset"}.
+  Result<void> Reset();
+  // QMP `quit`: ends the VM (VmEnd::kStopped). Event SHUTDOWN {"guest": false,
+  // "reason": "host-qmp-quit"}.
+  void Quit();
+  // x-vm-snapshot-save: the VM must be paused. No side effect on failure (the previous
+  // snapshot at `path`, if any, stays intact).
+  Result<void> SaveSnapshot(const SnapshotOptions& options);
+
+  RunState state() const;
+  const VmConfig& config() const;
+  std::vector<CpuInfo> Cpus() const;
+  std::vector<BlockInfo> Blocks() const;
+  std::vector<BlockStats> BlockStatistics() const;
+  // kite's own counters (VM exits, buses, devices) as a JSON object (x-query-kite-stats).
+  nlohmann::json Counters() const;
+
+  // Events go to every subscriber, on the thread where they happen; a subscriber must not
+  // block and must not call back into the Machine. Returns a token for Unsubscribe().
+  uint64_t Subscribe(EventFn fn);
+  void Unsubscribe(uint64_t token);
 
  private:
   struct Impl;

@@ -41,5 +41,12 @@ TEST(Result, Void_OkAndError) {
   EXPECT_EQ(bad.error().message(), "nope");
 }
 
+TEST(Result, ErrorKind_DefaultGeneric_KeptThroughContext) {
+  EXPECT_EQ(Err("x").kind(), ErrorKind::kGeneric);
+  Error e = Err(ErrorKind::kDeviceNotFound, "Device 'nope' not found").Context("device_del");
+  EXPECT_EQ(e.kind(), ErrorKind::kDeviceNotFound);
+  EXPECT_EQ(e.message(), "device_del: Device 'nope' not found");
+}
+
 }  // namespace
 }  // namespace kite
