@@ -35,6 +35,20 @@ constexpr unsigned long kKvmGetSupportedCpuid = _IOWR(KVMIO, 0x05, KvmCpuid2Head
 constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmCpuid2Header);
 constexpr unsigned long kKvmSetMsrs = _IOW(KVMIO, 0x89, KvmMsrsHeader);
 constexpr unsigned long kKvmGetMsrs = _IOWR(KVMIO, 0x88, KvmMsrsHeader);
+constexpr unsigned long kKvmGetCpuid2 = _IOWR(KVMIO, 0x91, KvmCpuid2Header);
+// The same for struct kvm_msr_list (4-byte header) and struct kvm_xsave (4096 bytes, then a
+// flexible array that KVM_GET_XSAVE2 fills up to KVM_CAP_XSAVE2's size).
+struct KvmMsrListHeader {
+  uint32_t nmsrs;
+};
+struct KvmXsaveRegion {
+  uint32_t region[1024];
+};
+static_assert(sizeof(KvmMsrListHeader) == 4 && sizeof(KvmXsaveRegion) == 4096);
+constexpr unsigned long kKvmGetMsrIndexList = _IOWR(KVMIO, 0x02, KvmMsrListHeader);
+constexpr unsigned long kKvmGetXsave = _IOR(KVMIO, 0xa4, KvmXsaveRegion);
+constexpr unsigned long kKvmSetXsave = _IOW(KVMIO, 0xa5, KvmXsaveRegion);
+constexpr unsigned long kKvmGetXsave2 = _IOR(KVMIO, 0xcf, KvmXsaveRegion);
 
 // A header followed by `count` entries, 8-byte aligned and zeroed.
 template <typename Header, typename Entry>
@@ -144,6 +158,20 @@ Result<std::vector<kvm_cpuid_entry2>> KvmSystem::GetSupportedCpuid() const {
   return Err("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
 }
 
+Result<std::vector<uint32_t>> KvmSystem::GetMsrIndexList() const {
+  // First call with room for none: KVM answers E2BIG and says how many there are.
+  KvmMsrListHeader probe{0};
+  if (::ioctl(fd_.get(), kKvmGetMsrIndexList, &probe) == 0) return std::vector<uint32_t>{};
+  if (errno != E2BIG) return SysErr("KVM_GET_MSR_INDEX_LIST");
+  IoctlArray<KvmMsrListHeader, uint32_t> list(probe.nmsrs);
+  list.header()->nmsrs = probe.nmsrs;
+  if (::ioctl(fd_.get(), kKvmGetMsrIndexList, list.header()) < 0) {
+    return SysErr("KVM_GET_MSR_INDEX_LIST");
+  }
+  uint32_t n = std::min(list.header()->nmsrs, probe.nmsrs);
+  return std::vector<uint32_t>(list.entries(), list.entries() + n);
+}
+
 Result<void> VmFd::MapMemory(const GuestMemory& memory) {
   uint32_t slot = 0;
   for (const MemoryRegion& r : memory.regions()) {
@@ -229,6 +257,44 @@ Result<void> VmFd::UnregisterIrqfd(int eventfd, uint32_t gsi) {
   return SetIoctl(fd_.get(), KVM_IRQFD, irqfd, "KVM_IRQFD (deassign)");
 }
 
+int VmFd::CheckExtension(int capability) const {
+  return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability);
+}
+
+size_t VmFd::XsaveSize() const {
+  int size = CheckExtension(KVM_CAP_XSAVE2);
+  return std::max(static_cast<size_t>(std::max(size, 0)), sizeof(KvmXsaveRegion));
+}
+
+Result<kvm_clock_data> VmFd::GetClock() const {
+  return GetIoctl<kvm_clock_data>(fd_.get(), KVM_GET_CLOCK, "KVM_GET_CLOCK");
+}
+Result<void> VmFd::SetClock(const kvm_clock_data& clock) {
+  return SetIoctl(fd_.get(), KVM_SET_CLOCK, clock, "KVM_SET_CLOCK");
+}
+
+Result<kvm_irqchip> VmFd::GetIrqchip(uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip) < 0) {
+    return SysErr("KVM_GET_IRQCHIP " + std::to_string(chip_id));
+  }
+  return chip;
+}
+Result<void> VmFd::SetIrqchip(const kvm_irqchip& chip) {
+  if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &chip) < 0) {
+    return SysErr("KVM_SET_IRQCHIP " + std::to_string(chip.chip_id));
+  }
+  return {};
+}
+
+Result<kvm_pit_state2> VmFd::GetPit2() const {
+  return GetIoctl<kvm_pit_state2>(fd_.get(), KVM_GET_PIT2, "KVM_GET_PIT2");
+}
+Result<void> VmFd::SetPit2(const kvm_pit_state2& pit) {
+  return SetIoctl(fd_.get(), KVM_SET_PIT2, pit, "KVM_SET_PIT2");
+}
+
 Result<VcpuFd> VmFd::CreateVcpu(uint32_t index) const {
   int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(index));
   if (fd < 0) return SysErr("KVM_CREATE_VCPU " + std::to_string(index));
@@ -301,6 +367,81 @@ Result<kvm_mp_state> VcpuFd::GetMpState() const {
 Result<void> VcpuFd::SetMpState(uint32_t mp_state) {
   kvm_mp_state state{mp_state};
   return SetIoctl(fd_.get(), KVM_SET_MP_STATE, state, "KVM_SET_MP_STATE");
+}
+
+Result<void> VcpuFd::SetMpState(const kvm_mp_state& mp_state) {
+  return SetIoctl(fd_.get(), KVM_SET_MP_STATE, mp_state, "KVM_SET_MP_STATE");
+}
+
+Result<std::vector<kvm_cpuid_entry2>> VcpuFd::GetCpuid() const {
+  // KVM 6.1 never reports the entry count of KVM_GET_CPUID2 (nent is written back neither on
+  // success nor with E2BIG). It copies exactly its entries, so the buffer is pre-filled with
+  // all-ones entries (a real one has zero padding) and the count is where they start.
+  kvm_cpuid_entry2 unused;
+  std::memset(&unused, 0xff, sizeof(unused));
+  for (uint32_t nent = 64; nent <= 4096; nent *= 2) {
+    IoctlArray<KvmCpuid2Header, kvm_cpuid_entry2> cpuid(nent);
+    cpuid.header()->nent = nent;
+    std::fill(cpuid.entries(), cpuid.entries() + nent, unused);
+    if (::ioctl(fd_.get(), kKvmGetCpuid2, cpuid.header()) == 0) {
+      uint32_t n = 0;
+      while (n < nent && std::memcmp(&cpuid.entries()[n], &unused, sizeof(unused)) != 0) ++n;
+      return std::vector<kvm_cpuid_entry2>(cpuid.entries(), cpuid.entries() + n);
+    }
+    if (errno != E2BIG) return SysErr("KVM_GET_CPUID2");
+  }
+  return Err("KVM_GET_CPUID2: more than 4096 entries");
+}
+
+Result<std::vector<uint8_t>> VcpuFd::GetXsave(size_t size) const {
+  // 8-byte aligned storage: KVM copies the area straight into it.
+  size = std::max(size, sizeof(KvmXsaveRegion));
+  std::vector<uint64_t> area((size + 7) / 8);
+  bool big = size > sizeof(KvmXsaveRegion);
+  if (::ioctl(fd_.get(), big ? kKvmGetXsave2 : kKvmGetXsave, area.data()) < 0) {
+    return SysErr(big ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(area.data());
+  return std::vector<uint8_t>(bytes, bytes + size);
+}
+Result<void> VcpuFd::SetXsave(std::span<const uint8_t> xsave) {
+  if (xsave.size() < sizeof(KvmXsaveRegion)) {
+    return Err("KVM_SET_XSAVE: " + std::to_string(xsave.size()) + " bytes, at least " +
+               std::to_string(sizeof(KvmXsaveRegion)) + " needed");
+  }
+  std::vector<uint64_t> area((xsave.size() + 7) / 8);
+  std::memcpy(area.data(), xsave.data(), xsave.size());
+  if (::ioctl(fd_.get(), kKvmSetXsave, area.data()) < 0) return SysErr("KVM_SET_XSAVE");
+  return {};
+}
+Result<kvm_xcrs> VcpuFd::GetXcrs() const {
+  return GetIoctl<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS");
+}
+Result<void> VcpuFd::SetXcrs(const kvm_xcrs& xcrs) {
+  return SetIoctl(fd_.get(), KVM_SET_XCRS, xcrs, "KVM_SET_XCRS");
+}
+Result<kvm_debugregs> VcpuFd::GetDebugRegs() const {
+  return GetIoctl<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+Result<void> VcpuFd::SetDebugRegs(const kvm_debugregs& debugregs) {
+  return SetIoctl(fd_.get(), KVM_SET_DEBUGREGS, debugregs, "KVM_SET_DEBUGREGS");
+}
+
+Result<uint32_t> VcpuFd::GetTscKhz() const {
+  int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) return SysErr("KVM_GET_TSC_KHZ");
+  return static_cast<uint32_t>(khz);
+}
+Result<void> VcpuFd::SetTscKhz(uint32_t khz) {
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) {
+    return SysErr("KVM_SET_TSC_KHZ " + std::to_string(khz));
+  }
+  return {};
+}
+
+Result<void> VcpuFd::KvmclockCtrl() {
+  if (::ioctl(fd_.get(), KVM_KVMCLOCK_CTRL, 0) == 0 || errno == EINVAL) return {};
+  return SysErr("KVM_KVMCLOCK_CTRL");
 }
 
 Result<void> VcpuFd::SetCpuid(std::span<const kvm_cpuid_entry2> entries) {

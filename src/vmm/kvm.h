@@ -32,6 +32,8 @@ class KvmSystem {
   // KVM_CHECK_EXTENSION: > 0 when supported (some capabilities return a count).
   int CheckExtension(int capability) const;
   Result<std::vector<kvm_cpuid_entry2>> GetSupportedCpuid() const;
+  // KVM_GET_MSR_INDEX_LIST: every MSR KVM can save and restore (msrs_to_save + emulated).
+  Result<std::vector<uint32_t>> GetMsrIndexList() const;
   int fd() const { return fd_.get(); }
 
  private:
@@ -65,6 +67,19 @@ class VmFd {
   Result<void> UnregisterIrqfd(int eventfd, uint32_t gsi);
 
   Result<VcpuFd> CreateVcpu(uint32_t index) const;
+
+  // KVM_CHECK_EXTENSION on the VM (KVM_CAP_XSAVE2 must be asked here: its size is per VM).
+  int CheckExtension(int capability) const;
+  // The size of the vCPUs' XSAVE area: KVM_CAP_XSAVE2's answer, at least sizeof(kvm_xsave).
+  size_t XsaveSize() const;
+  // kvmclock: KVM_GET_CLOCK / KVM_SET_CLOCK (flags: KVM_CLOCK_REALTIME to use `realtime`).
+  Result<kvm_clock_data> GetClock() const;
+  Result<void> SetClock(const kvm_clock_data& clock);
+  // One in-kernel irqchip: KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE or KVM_IRQCHIP_IOAPIC.
+  Result<kvm_irqchip> GetIrqchip(uint32_t chip_id) const;
+  Result<void> SetIrqchip(const kvm_irqchip& chip);
+  Result<kvm_pit_state2> GetPit2() const;
+  Result<void> SetPit2(const kvm_pit_state2& pit);
   int fd() const { return fd_.get(); }
 
  private:
@@ -102,7 +117,24 @@ class VcpuFd {
   Result<void> SetEvents(const kvm_vcpu_events& events);
   Result<kvm_mp_state> GetMpState() const;
   Result<void> SetMpState(uint32_t mp_state);
+  Result<void> SetMpState(const kvm_mp_state& mp_state);
   Result<void> SetCpuid(std::span<const kvm_cpuid_entry2> entries);
+  // KVM_GET_CPUID2: the CPUID KVM uses for this vCPU (with its runtime bits, e.g. OSXSAVE).
+  Result<std::vector<kvm_cpuid_entry2>> GetCpuid() const;
+  // The XSAVE area as bytes: `size` from VmFd::XsaveSize(); KVM_GET_XSAVE2 when it is larger
+  // than struct kvm_xsave (4096 bytes), else KVM_GET_XSAVE. SetXsave needs that same size.
+  Result<std::vector<uint8_t>> GetXsave(size_t size) const;
+  Result<void> SetXsave(std::span<const uint8_t> xsave);
+  Result<kvm_xcrs> GetXcrs() const;
+  Result<void> SetXcrs(const kvm_xcrs& xcrs);
+  Result<kvm_debugregs> GetDebugRegs() const;
+  Result<void> SetDebugRegs(const kvm_debugregs& debugregs);
+  // The guest TSC frequency in kHz (KVM_GET_TSC_KHZ / KVM_SET_TSC_KHZ).
+  Result<uint32_t> GetTscKhz() const;
+  Result<void> SetTscKhz(uint32_t khz);
+  // KVM_KVMCLOCK_CTRL: tells the guest's kvmclock it was stopped (no soft-lockup warnings).
+  // Succeeds when the guest does not use kvmclock (KVM answers EINVAL then).
+  Result<void> KvmclockCtrl();
   // Sets (index, value) pairs; fails naming the first MSR KVM refused.
   Result<void> SetMsrs(std::span<const kvm_msr_entry> msrs);
   // Reads the MSRs named by `indices`; fails naming the first one KVM cannot read.
