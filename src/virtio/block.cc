@@ -23,7 +23,9 @@
 // under `mu_`, then drains the AsyncDisk: when it returns no worker touches guest memory and
 // every late completion sees a stale generation and writes nothing (G33). Reset waits for at
 // most one run of the loop (one queue's worth of pops) and for the I/O in flight.
-// Snapshot state: none beyond the queues (requests in flight are drained first).
+// Snapshot state: none beyond the queues. Quiesce (block_quiesce.cc) stops popping, waits until
+// every request in flight completed and its used entry is pushed (completions still arrive on
+// the loop), then flushes the image, so guest memory and the disk form a consistent pair.
 #include "virtio/block.h"
 
 #include <algorithm>
@@ -33,6 +35,7 @@
 #include <mutex>
 
 #include "base/log.h"
+#include "virtio/block_device.h"
 #include "virtio/block_request.h"
 
 namespace kite::virtio {
@@ -70,76 +73,7 @@ const char* CacheName(storage::CacheMode cache) {
   return "?";
 }
 
-class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_this<VirtioBlock> {
- public:
-  VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockOptions& options,
-              asio::io_context* loop);
-  // Creates the AsyncDisk; its executor needs weak_from_this(), so not in the constructor.
-  void StartDisk();
-
-  uint32_t device_id() const override { return kDeviceIdBlock; }
-  uint64_t device_features() const override { return features_; }
-  std::vector<uint16_t> queue_max_sizes() const override {
-    return std::vector<uint16_t>(options_.num_queues, options_.queue_size);
-  }
-  void ReadConfig(uint64_t offset, std::span<uint8_t> data) override;
-  Result<void> Activate(ActiveQueues queues) override;
-  void ProcessQueue(uint16_t index) override;
-  void Reset() override;
-  std::string name() const override { return "virtio-blk"; }
-  std::string description() const override;
-  DeviceCounters counters() const override;
-
- private:
-  // A request handed to the AsyncDisk, indexed by head: where its status goes.
-  struct Slot {
-    uint8_t* status_byte = nullptr;
-    uint32_t used_len_ok = 1;
-    uint64_t bytes = 0;
-    DiskOp op = DiskOp::kRead;
-  };
-  struct QueueState {
-    Queue* queue = nullptr;
-    bool stopped = false;         // the ring broke: pop nothing more until reset
-    bool signal_pending = false;  // a FlushSignal is posted
-    std::vector<Slot> slots;
-  };
-  enum class RunResult { kIdle, kMore, kBroken };
-
-  void Run(uint16_t index, uint32_t generation);
-  RunResult RunLocked(uint16_t index, uint32_t generation);
-  // Starts the request in chain_; true when it was completed at once (used entry pushed).
-  bool StartRequestLocked(uint16_t index, uint32_t generation);
-  void OnDiskDone(uint16_t index, uint16_t head, uint32_t generation, Result<void> result);
-  void FlushSignal(uint16_t index, uint32_t generation);
-  // Posts `fn` to the loop; it runs only while the device is alive.
-  void Post(std::function<void(VirtioBlock&)> fn);
-
-  const std::shared_ptr<storage::DiskImage> image_;
-  const BlockOptions options_;
-  asio::io_context* const loop_;
-  uint64_t features_ = 0;
-  blk::Config config_{};
-  BlockLimits limits_;  // as offered; narrowed to the negotiated features at Activate
-  uint8_t serial_[blk::kIdBytes] = {};
-
-  std::mutex mu_;
-  uint32_t generation_ = 0;  // bumped by Activate and Reset: stale work stops
-  bool live_ = false;
-  ActiveQueues active_;
-  BlockLimits active_limits_;
-  std::vector<QueueState> queues_;
-  DescriptorChain chain_;  // reused between pops
-  BlockRequest request_;   // reused between parses
-
-  std::atomic<uint64_t> requests_{0};
-  std::atomic<uint64_t> bytes_read_{0};
-  std::atomic<uint64_t> bytes_written_{0};
-  std::atomic<uint64_t> errors_{0};
-  std::atomic<uint64_t> drops_{0};
-  // Last member: destroyed first, so its drain runs while everything above is intact.
-  std::unique_ptr<storage::AsyncDisk> disk_;
-};
+}  // namespace
 
 VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockOptions& options,
                          asio::io_context* loop)
@@ -254,7 +188,7 @@ void VirtioBlock::Run(uint16_t index, uint32_t generation) {
   std::function<void(const std::string&)> mark_broken;
   {
     std::lock_guard lock(mu_);
-    if (generation != generation_ || !live_ || index >= queues_.size()) return;
+    if (generation != generation_ || !live_ || index >= queues_.size() || quiesced_) return;
     if (queues_[index].stopped || !queues_[index].queue->ready()) return;
     // The requests of one run go to the kernel together (one io_uring_enter for raw images).
     disk_->Plug();
@@ -338,6 +272,7 @@ void VirtioBlock::OnDiskDone(uint16_t index, uint16_t head, uint32_t generation,
   if (generation != generation_ || !live_) return;  // reset since: write nothing (G33)
   QueueState& qs = queues_[index];
   Slot& slot = qs.slots[head];
+  ops_[static_cast<size_t>(slot.op)].fetch_add(1, std::memory_order_relaxed);
   if (!result) {
     errors_.fetch_add(1, std::memory_order_relaxed);
     KITE_LOG_RATELIMITED(Warn, "virtio-blk %s: request failed: %s", image_->path().c_str(),
@@ -349,6 +284,7 @@ void VirtioBlock::OnDiskDone(uint16_t index, uint16_t head, uint32_t generation,
   }
   *slot.status_byte = result ? blk::kStatusOk : blk::kStatusIoErr;
   qs.queue->PushUsed(head, result ? slot.used_len_ok : 1);
+  if (quiesced_) drained_.notify_all();  // Quiesce() waits for the last one
   // One interrupt for all the completions the loop has queued up to now: FlushSignal runs
   // after them (asio runs posted handlers in order).
   if (!qs.signal_pending) {
@@ -361,7 +297,8 @@ void VirtioBlock::FlushSignal(uint16_t index, uint32_t generation) {
   std::lock_guard lock(mu_);
   if (generation != generation_ || !live_) return;
   queues_[index].signal_pending = false;
-  if (active_.signal_used) active_.signal_used(index);
+  // While quiesced, Quiesce() signals every queue itself once the last request completed.
+  if (!quiesced_ && active_.signal_used) active_.signal_used(index);
 }
 
 std::string VirtioBlock::description() const {
@@ -372,14 +309,17 @@ std::string VirtioBlock::description() const {
 DeviceCounters VirtioBlock::counters() const {
   DeviceCounters c;
   c.requests = requests_.load(std::memory_order_relaxed);
+  c.reads = ops_[static_cast<size_t>(DiskOp::kRead)].load(std::memory_order_relaxed);
+  c.writes = ops_[static_cast<size_t>(DiskOp::kWrite)].load(std::memory_order_relaxed);
+  c.flushes = ops_[static_cast<size_t>(DiskOp::kFlush)].load(std::memory_order_relaxed);
+  c.discards = ops_[static_cast<size_t>(DiskOp::kDiscard)].load(std::memory_order_relaxed) +
+               ops_[static_cast<size_t>(DiskOp::kWriteZeroes)].load(std::memory_order_relaxed);
   c.bytes_read = bytes_read_.load(std::memory_order_relaxed);
   c.bytes_written = bytes_written_.load(std::memory_order_relaxed);
   c.errors = errors_.load(std::memory_order_relaxed);
   c.drops = drops_.load(std::memory_order_relaxed);
   return c;
 }
-
-}  // namespace
 
 Result<std::shared_ptr<VirtioDevice>> CreateVirtioBlock(std::shared_ptr<storage::DiskImage> image,
                                                         const BlockOptions& options,

@@ -159,10 +159,7 @@ void MmioTransport::WriteRegister(uint64_t offset, uint32_t value) {
         ProtocolError();  // G14
         return;
       }
-      asio::post(*env_.loop,
-                 [this, alive = std::weak_ptr<int>(alive_), index = static_cast<uint16_t>(value)] {
-                   if (alive.lock()) HandleNotify(index);
-                 });
+      PostNotify(static_cast<uint16_t>(value));
       return;
     case kInterruptAck:
       interrupt_status_.fetch_and(~value, std::memory_order_acq_rel);
@@ -313,17 +310,9 @@ bool MmioTransport::NegotiateFeatures() {
   return false;
 }
 
-// DRIVER_OK: hand the device its queues. The callbacks carry this activation's epoch, so a
-// late call after a reset does nothing.
+// DRIVER_OK: hand the device its queues.
 void MmioTransport::ActivateDevice() {
-  uint64_t epoch = epoch_.load(std::memory_order_acquire);
-  ActiveQueues active;
-  active.memory = env_.memory;
-  active.features = driver_features_;
-  active.queues = queue_ptrs_;
-  active.signal_used = [this, epoch](uint16_t queue) { SignalUsed(queue, epoch); };
-  active.mark_broken = [this, epoch](const std::string& why) { MarkBroken(why, epoch); };
-  Result<void> activated = device_->Activate(std::move(active));
+  Result<void> activated = ActivateLocked();
   uint32_t status = status_.fetch_or(kStatusDriverOk, std::memory_order_acq_rel);
   if (!activated) {
     // 2.1.2: DEVICE_NEEDS_RESET, and a configuration-change notification since DRIVER_OK is set.
@@ -337,6 +326,18 @@ void MmioTransport::ActivateDevice() {
   if (!(status & kStatusDeviceNeedsReset)) live_.store(true, std::memory_order_release);
 }
 
+// The callbacks carry this activation's epoch, so a late call after a reset does nothing.
+Result<void> MmioTransport::ActivateLocked() {
+  uint64_t epoch = epoch_.load(std::memory_order_acquire);
+  ActiveQueues active;
+  active.memory = env_.memory;
+  active.features = driver_features_;
+  active.queues = queue_ptrs_;
+  active.signal_used = [this, epoch](uint16_t queue) { SignalUsed(queue, epoch); };
+  active.mark_broken = [this, epoch](const std::string& why) { MarkBroken(why, epoch); };
+  return device_->Activate(std::move(active));
+}
+
 // Status 0 (4.2.3.1: "writing 0 ... triggers a device reset") or teardown. Under mu_.
 void MmioTransport::ResetLocked() {
   epoch_.fetch_add(1, std::memory_order_acq_rel);
@@ -345,14 +346,21 @@ void MmioTransport::ResetLocked() {
   { std::unique_lock barrier(notify_mu_); }
   device_->Reset();  // waits for in-flight I/O (G33)
   for (auto& queue : queues_) queue->Reset();
-  queue_sel_ = 0;
-  device_features_sel_ = 0;
-  driver_features_sel_ = 0;
-  driver_features_ = 0;
-  interrupt_status_.store(0, std::memory_order_release);
-  status_.store(0, std::memory_order_release);
-  config_generation_.fetch_add(1, std::memory_order_acq_rel);
+  TransportState fresh;  // every register back to its reset value; the generation moves on
+  fresh.config_generation = config_generation_.load(std::memory_order_acquire) + 1;
+  AssignRegistersLocked(fresh);
   resets_.fetch_add(1, std::memory_order_relaxed);
+}
+
+// The registers of `state` (not its queues or device bytes). Under mu_.
+void MmioTransport::AssignRegistersLocked(const TransportState& state) {
+  queue_sel_ = state.queue_sel;
+  device_features_sel_ = state.device_features_sel;
+  driver_features_sel_ = state.driver_features_sel;
+  driver_features_ = state.driver_features;
+  interrupt_status_.store(state.interrupt_status, std::memory_order_release);
+  status_.store(state.status, std::memory_order_release);
+  config_generation_.store(state.config_generation, std::memory_order_release);
 }
 
 void MmioTransport::Shutdown() {
@@ -371,6 +379,10 @@ void MmioTransport::HandleNotify(uint16_t index) {
   // Queue setup does not change while live_ is set (queue registers are refused after
   // DRIVER_OK, and a reset clears live_ and waits for us before touching the queues).
   if (!live_.load(std::memory_order_acquire) || !queues_[index]->ready()) return;
+  if (quiesced_.load(std::memory_order_acquire)) {
+    deferred_kicks_.fetch_add(1, std::memory_order_relaxed);  // Resume kicks every queue
+    return;
+  }
   notifications_.fetch_add(1, std::memory_order_relaxed);
   device_->ProcessQueue(index);
 }
@@ -405,6 +417,14 @@ void MmioTransport::RaiseInterrupt(uint32_t bits) {
   if (env_.irq) env_.irq->Pulse();
 }
 
+// Serves a kick of queue `index` on the loop (directly when there is no loop: tests).
+void MmioTransport::PostNotify(uint16_t index) {
+  if (env_.loop == nullptr) return HandleNotify(index);
+  asio::post(*env_.loop, [this, alive = std::weak_ptr<int>(alive_), index] {
+    if (alive.lock()) HandleNotify(index);
+  });
+}
+
 Queue* MmioTransport::SelectedQueue() {
   return queue_sel_ < queues_.size() ? queues_[queue_sel_].get() : nullptr;
 }
@@ -416,7 +436,8 @@ void MmioTransport::ProtocolError() {
 TransportStats MmioTransport::stats() const {
   return {notifications_.load(std::memory_order_relaxed),
           interrupts_.load(std::memory_order_relaxed), resets_.load(std::memory_order_relaxed),
-          protocol_errors_.load(std::memory_order_relaxed)};
+          protocol_errors_.load(std::memory_order_relaxed),
+          deferred_kicks_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace kite::virtio

@@ -19,8 +19,16 @@
 //   * Only 32-bit accesses to registers are valid (4.2.2.2); others read as 0 and writes are
 //     dropped. Config space accepts 1-, 2-, 4- and 8-byte accesses.
 //
+//   * Snapshot (mmio_transport_snapshot.cc): Quiesce() stops notifications and drains the
+//     device without resetting it, Resume() undoes that and re-kicks every ready queue;
+//     SaveState()/RestoreState() turn the transport, its queues and the device's bytes into a
+//     TransportState (virtio_state.h) and back; a restore activates a live device without a
+//     guest handshake.
+//
 // Threads: Read/Write on vCPU threads (serialised by the transport's lock); HandleNotify on
-// the event loop; signal_used/mark_broken from any thread.
+// the event loop; signal_used/mark_broken from any thread. Quiesce, Resume, SaveState and
+// RestoreState on a control thread that is NOT the event loop (Quiesce waits for completions
+// the loop delivers), with the vCPUs paused (a register access meanwhile waits on the lock).
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -37,6 +45,7 @@
 #include "devices/irq_line.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
+#include "virtio/virtio_state.h"
 #include "vmm/guest_memory.h"
 
 namespace kite::virtio {
@@ -52,6 +61,7 @@ struct TransportStats {
   uint64_t interrupts = 0;     // IrqLine pulses
   uint64_t resets = 0;
   uint64_t protocol_errors = 0;  // refused status/feature/queue writes, bad accesses
+  uint64_t deferred_kicks = 0;   // notifications that arrived while quiesced (served by Resume)
 };
 
 class MmioTransport : public BusDevice {
@@ -72,6 +82,26 @@ class MmioTransport : public BusDevice {
   // interrupt. Any thread; takes no lock.
   void NotifyConfigChanged();
 
+  // --- Snapshot and pause (threads: see the header comment) ---
+  // Stops serving notifications (kicks that arrive meanwhile are served by Resume) and has the
+  // device finish or give back everything in flight (VirtioDevice::Quiesce). The activation
+  // stays. On error the transport stays quiesced; call Resume().
+  Result<void> Quiesce();
+  // Serves notifications again and kicks every ready queue once on the loop (a kick that came
+  // while quiesced, or before the snapshot, is not lost); after RestoreState it also raises the
+  // used-buffer interrupt once. Does nothing when not quiesced.
+  void Resume();
+  bool quiesced() const { return quiesced_.load(std::memory_order_acquire); }
+  // The transport as data. Refused unless quiesced or never activated (no DRIVER_OK).
+  Result<TransportState> SaveState();
+  // On a fresh transport (status 0, no queue set up): validates `state` completely (device
+  // type, status combination, features offered now, interrupt bits, every queue as
+  // Queue::Restore checks it, the device's bytes) and only then applies it; a live device
+  // (DRIVER_OK without DEVICE_NEEDS_RESET) is activated without a guest handshake, a broken
+  // one stays broken and inactive. The transport is left quiesced: Resume() starts it. On error
+  // the transport is still fresh.
+  Result<void> RestoreState(const TransportState& state);
+
   size_t num_queues() const { return queues_.size(); }
   VirtioDevice& device() { return *device_; }
   const VirtioDevice& device() const { return *device_; }
@@ -88,7 +118,12 @@ class MmioTransport : public BusDevice {
   void WriteStatus(uint32_t value);
   bool NegotiateFeatures();
   void ActivateDevice();
+  Result<void> ActivateLocked();  // hands the queues to the device (DRIVER_OK or a restore)
   void ResetLocked();
+  void AssignRegistersLocked(const TransportState& state);
+  Result<void> CheckRestore(const TransportState& state);
+  Result<std::vector<std::unique_ptr<Queue>>> RestoreQueues(const TransportState& state);
+  void PostNotify(uint16_t index);
   void SignalUsed(uint16_t queue, uint64_t epoch);
   void MarkBroken(const std::string& why, uint64_t epoch);
   void RaiseInterrupt(uint32_t bits);
@@ -114,6 +149,9 @@ class MmioTransport : public BusDevice {
   std::atomic<uint32_t> interrupt_status_{0};
   std::atomic<uint32_t> config_generation_{0};
   std::atomic<bool> live_{false};
+  // Set by Quiesce/RestoreState, cleared by Resume. HandleNotify then only counts the kick.
+  std::atomic<bool> quiesced_{false};
+  bool restored_ = false;  // RestoreState since the last Resume: raise an interrupt (under mu_)
   // Bumped by every reset; callbacks handed to the device carry the epoch of their activation
   // and do nothing once it is stale.
   std::atomic<uint64_t> epoch_{0};
@@ -124,6 +162,7 @@ class MmioTransport : public BusDevice {
   std::atomic<uint64_t> interrupts_{0};
   std::atomic<uint64_t> resets_{0};
   std::atomic<uint64_t> protocol_errors_{0};
+  std::atomic<uint64_t> deferred_kicks_{0};
 };
 
 }  // namespace kite::virtio

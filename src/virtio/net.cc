@@ -22,7 +22,8 @@
 // lock. `mu_` guards the activation state and is held while guest memory is read for a send
 // or written for a receive, so once Reset() returns nothing more touches the old queues
 // (G33). Backend calls that may call back into the device (ResumeReceive) are made without
-// `mu_`. The device itself has no snapshot state beyond the queues and the MAC.
+// `mu_`. Snapshot: net_snapshot.cc (quiesce gives popped chains back; the state is the link
+// status; the MAC is configuration).
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -130,19 +131,21 @@ void VirtioNet::Reset() {
     rx_pending_len_ = 0;
     drops_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (rx_waiting_) {
-    // The backend (or our host buffer) held a frame for us: go on reading (frames are dropped
-    // while not live), so the host side keeps draining.
-    rx_waiting_ = false;
-    std::weak_ptr<VirtioNet> weak = weak_from_this();
-    bool direct = rx_direct_;
-    asio::post(*loop_, [weak, direct] {
-      auto self = weak.lock();
-      if (!self) return;
-      if (direct) return self->RunRx();
-      self->backend_->ResumeReceive();
-    });
-  }
+  // The backend (or our host buffer) held a frame for us: go on reading (frames are dropped
+  // while not live), so the host side keeps draining.
+  if (rx_waiting_ && !quiesced_) PostRxResumeLocked();
+}
+
+void VirtioNet::PostRxResumeLocked() {
+  rx_waiting_ = false;
+  std::weak_ptr<VirtioNet> weak = weak_from_this();
+  bool direct = rx_direct_;
+  asio::post(*loop_, [weak, direct] {
+    auto self = weak.lock();
+    if (!self) return;
+    if (direct) return self->RunRx();
+    self->backend_->ResumeReceive();
+  });
 }
 
 void VirtioNet::ProcessQueue(uint16_t index) {
@@ -191,7 +194,7 @@ void VirtioNet::RunTx(uint64_t generation) {
   std::function<void(const std::string&)> mark_broken;
   {
     std::lock_guard lock(mu_);
-    if (generation != generation_ || tx_queue_ == nullptr) return;
+    if (generation != generation_ || tx_queue_ == nullptr || quiesced_) return;
     result = RunTxLocked();
     if (result == TxRun::kBroken) BreakLocked("the guest broke the transmit queue", &mark_broken);
   }

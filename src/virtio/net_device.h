@@ -1,6 +1,7 @@
 // VirtioNet's class declaration, private to src/virtio (and its tests): net.cc holds the device
 // (features, configuration space, activation, reset) and the transmit path, net_rx.cc the
-// receive path. Public entry point: CreateVirtioNet() in net.h.
+// receive path, net_snapshot.cc the quiesce and the device state. Public entry point:
+// CreateVirtioNet() in net.h.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -35,6 +36,11 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   Result<void> Activate(ActiveQueues queues) override;
   void ProcessQueue(uint16_t index) override;
   void Reset() override;
+  // Snapshot (net_snapshot.cc).
+  Result<void> Quiesce() override;
+  void Unquiesce() override;
+  std::vector<uint8_t> SaveDeviceState() const override;
+  Result<void> RestoreDeviceState(std::span<const uint8_t> bytes) override;
   std::string name() const override { return "virtio-net"; }
   std::string description() const override;
   DeviceCounters counters() const override;
@@ -78,6 +84,12 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   // Writes the header (num_buffers) and returns the chains the pending frame fills.
   RxStep CompleteRxLocked(bool mergeable);
   void BreakLocked(const char* why, std::function<void(const std::string&)>* mark_broken);
+  // The backend stopped delivering for us (rx_waiting_): let it go on, on the loop.
+  void PostRxResumeLocked();
+  // --- quiesce (net_snapshot.cc) ---
+  // Gives the held receive chains back to the ring (Queue::Unpop); the ones that cannot be
+  // (a returned chain is in the way) are returned unused. True when a used entry was pushed.
+  bool ReturnRxChainsLocked(Queue* rx);
 
   std::unique_ptr<NetBackend> backend_;
   asio::io_context* const loop_;
@@ -87,6 +99,7 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
 
   std::mutex mu_;            // everything below; held while guest memory is written
   uint64_t generation_ = 0;  // bumped by Activate and Reset: stale work stops
+  bool quiesced_ = false;    // Quiesce() until Unquiesce(): no frame taken, nothing popped
   ActiveQueues active_;
   uint64_t features_ = 0;      // negotiated
   Queue* rx_queue_ = nullptr;  // null when not live, not enabled, or broken

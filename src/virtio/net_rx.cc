@@ -69,6 +69,10 @@ bool VirtioNet::OnFrame(std::span<const uint8_t> frame) {
   RxVerdict verdict;
   {
     std::lock_guard lock(mu_);
+    if (quiesced_) {  // the backend keeps the frame until Unquiesce() resumes it
+      rx_waiting_ = true;
+      return false;
+    }
     verdict = ReceiveCopyLocked(frame);
     if (verdict == RxVerdict::kBroken)
       BreakLocked("the guest broke the receive queue", &mark_broken);
@@ -207,6 +211,10 @@ void VirtioNet::RunRx() {
   {
     std::lock_guard lock(mu_);
     if (rx_gone_ || rx_waiting_) return;  // waiting: the RX kick calls us again
+    if (quiesced_) {
+      rx_waiting_ = true;  // Unquiesce() calls us again
+      return;
+    }
     for (uint32_t frames = 0;; ++frames) {
       if (frames == kRxBudget) {
         more = true;

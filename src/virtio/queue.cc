@@ -85,10 +85,20 @@ void Consume(std::span<const iovec> iov, size_t* index, size_t* offset, size_t l
 Queue::Queue(uint16_t max_size) : max_size_(max_size), size_(max_size) {}
 
 Result<void> Queue::Activate(const GuestMemory* memory, bool event_idx, bool indirect) {
+  Result<RingHosts> hosts = CheckLayout(memory, size_, desc_addr_, avail_addr_, used_addr_);
+  if (!hosts) return std::move(hosts).error();
+  MakeReady(memory, *hosts, event_idx, indirect);
+  signalled_used_ = next_used_;
+  signalled_used_valid_ = false;  // the first decision always interrupts
+  return {};
+}
+
+Result<Queue::RingHosts> Queue::CheckLayout(const GuestMemory* memory, uint16_t size, uint64_t desc,
+                                            uint64_t avail, uint64_t used) const {
   // G13: a size of 0 or not a power of two, or above the maximum, is refused before anything
   // divides or masks by it.
-  if (size_ == 0 || (size_ & (size_ - 1)) != 0 || size_ > max_size_) {
-    return Err("queue size " + std::to_string(size_) + " is not a power of two in 1.." +
+  if (size == 0 || (size & (size - 1)) != 0 || size > max_size_) {
+    return Err("queue size " + std::to_string(size) + " is not a power of two in 1.." +
                std::to_string(max_size_));
   }
   if (memory == nullptr) return Err("queue activated without guest memory");
@@ -100,9 +110,9 @@ Result<void> Queue::Activate(const GuestMemory* memory, bool event_idx, bool ind
     uint64_t align;
     uint64_t len;
   };
-  const Area areas[] = {{"descriptor table", desc_addr_, 16, DescTableBytes(size_)},
-                        {"available ring", avail_addr_, 2, AvailRingBytes(size_)},
-                        {"used ring", used_addr_, 4, UsedRingBytes(size_)}};
+  const Area areas[] = {{"descriptor table", desc, 16, DescTableBytes(size)},
+                        {"available ring", avail, 2, AvailRingBytes(size)},
+                        {"used ring", used, 4, UsedRingBytes(size)}};
   uint8_t* host[3];
   for (int i = 0; i < 3; ++i) {
     const Area& a = areas[i];
@@ -124,19 +134,25 @@ Result<void> Queue::Activate(const GuestMemory* memory, bool event_idx, bool ind
       }
     }
   }
+  return RingHosts{host[0], host[1], host[2]};
+}
+
+// Keeps the host views of the rings (checked by CheckLayout) and makes the queue ready with
+// nothing in flight.
+void Queue::MakeReady(const GuestMemory* memory, const RingHosts& hosts, bool event_idx,
+                      bool indirect) {
   memory_ = memory;
-  desc_host_ = host[0];
-  avail_host_ = host[1];
-  used_host_ = host[2];
+  desc_host_ = hosts.desc;
+  avail_host_ = hosts.avail;
+  used_host_ = hosts.used;
   event_idx_ = event_idx;
   indirect_ = indirect;
   head_writable_.assign(size_, kNotInFlight);
+  popped_.assign(size_, kReturned);
   in_flight_ = 0;
   broken_ = false;
-  signalled_used_ = next_used_;
-  signalled_used_valid_ = false;  // the first decision always interrupts
+  last_pop_empty_ = true;
   ready_ = true;
-  return {};
 }
 
 void Queue::Reset() {
@@ -149,6 +165,7 @@ void Queue::Reset() {
   signalled_used_valid_ = false;
   in_flight_ = 0;
   head_writable_.clear();
+  popped_.clear();
   last_pop_empty_ = true;
 }
 
@@ -185,14 +202,17 @@ Queue::PopResult Queue::Pop(DescriptorChain* chain) {
     if (head_writable_[head] != kNotInFlight) {  // G4
       return Break("head index " + std::to_string(head) + " made available while in flight");
     }
+    uint16_t slot = next_avail_ & (size_ - 1);
     ++next_avail_;
     if (const char* why = WalkChain(head, chain)) {
+      popped_[slot] = kReturned;
       ++stats_.bad_chains;
       KITE_LOG_RATELIMITED(Warn, "virtqueue: chain at head %u returned unused: %s", head, why);
       WriteUsed(head, 0);
       continue;
     }
     head_writable_[head] = chain->writable_bytes_;
+    popped_[slot] = head;
     ++in_flight_;
     ++stats_.chains;
     if (last_pop_empty_) ++stats_.notifications;

@@ -33,6 +33,7 @@
 
 #include "base/result.h"
 #include "virtio/virtio_spec.h"
+#include "virtio/virtio_state.h"
 #include "vmm/guest_memory.h"
 
 namespace kite::virtio {
@@ -146,6 +147,23 @@ class Queue {
   // Back to the reset state: not ready, size = max_size, addresses 0, indices 0, stats kept.
   void Reset();
 
+  // --- Snapshot (queue_snapshot.cc). On the thread that owns the queue, or on any thread once
+  // the device is quiesced (nothing else touches the queue then). ---
+  // The queue as plain data. An error while a chain is in flight (quiesce the device first).
+  Result<QueueState> Save() const;
+  // Makes the queue what `state` describes. A ready queue goes through every check of
+  // Activate (size, alignment, inside RAM, no overlap) and the index checks (BAD_INPUTS F13):
+  // next_avail == next_used and used->idx in guest memory == next_used. A queue that was not
+  // ready must have zero indices; its rings are not touched (they may not exist). On error
+  // nothing changed.
+  Result<void> Restore(const QueueState& state, const GuestMemory* memory, bool event_idx,
+                       bool indirect);
+  // Gives back the last `n` chains Pop() returned that are still in flight (not used): their
+  // heads are no longer in flight and the next Pop() returns them again (next_avail rewinds
+  // by n). Refused (nothing changed) unless the last n available entries consumed are exactly
+  // such chains (a malformed chain returned on the way, or a chain already used, is in the way).
+  Result<void> Unpop(uint16_t n);
+
   // --- Processing, on the event loop. ---
   enum class PopResult { kChain, kEmpty, kBroken };
   // Pops the next valid chain into `chain` (its storage is reused). Malformed chains are
@@ -189,7 +207,21 @@ class Queue {
   // G4: per head index, kNotInFlight or the in-flight chain's writable bytes (to clamp used len).
   static constexpr uint32_t kNotInFlight = UINT32_MAX;
   std::vector<uint32_t> head_writable_;
+  // For Unpop: per avail slot (index & (size - 1)), the head popped from it, or kReturned when
+  // the chain there was malformed and returned at once.
+  static constexpr uint16_t kReturned = UINT16_MAX;
+  std::vector<uint16_t> popped_;
   QueueStats stats_;
+
+  struct RingHosts {
+    uint8_t* desc;
+    uint8_t* avail;
+    uint8_t* used;
+  };
+  // G12, G13: the checks of Activate for a size and three ring addresses.
+  Result<RingHosts> CheckLayout(const GuestMemory* memory, uint16_t size, uint64_t desc,
+                                uint64_t avail, uint64_t used) const;
+  void MakeReady(const GuestMemory* memory, const RingHosts& hosts, bool event_idx, bool indirect);
 
   bool RearmAvailEvent();
   PopResult Break(const std::string& why);

@@ -20,7 +20,8 @@
 // vCPU thread under the transport's lock. `mu_` guards the activation (queue pointer,
 // generation) and is held while guest memory is written, so when Reset() returns nothing more
 // is written (G33); Reset waits at most for one run (<= kBudgetPerRun bytes of getrandom).
-// The device has no state worth a snapshot beyond the queue itself.
+// The device has no state worth a snapshot beyond the queue itself; Quiesce() waits for a run
+// in progress (taking mu_) and stops further runs; the transport re-kicks the queue on Resume.
 #include "virtio/rng.h"
 
 #include <sys/random.h>
@@ -77,6 +78,17 @@ class VirtioRng final : public VirtioDevice, public std::enable_shared_from_this
   Result<void> Activate(ActiveQueues queues) override;
   void ProcessQueue(uint16_t index) override;
   void Reset() override;
+  // Quiesce: a run holds mu_ while it pops, fills and pushes, so once mu_ is ours nothing is in
+  // flight; afterwards Run (and its continuations) pops nothing until Unquiesce().
+  Result<void> Quiesce() override {
+    std::lock_guard lock(mu_);
+    quiesced_ = true;
+    return {};
+  }
+  void Unquiesce() override {
+    std::lock_guard lock(mu_);
+    quiesced_ = false;
+  }
 
   std::string name() const override { return "virtio-rng"; }
   std::string description() const override { return "rng: host getrandom"; }
@@ -94,6 +106,7 @@ class VirtioRng final : public VirtioDevice, public std::enable_shared_from_this
   asio::io_context* const loop_;
   std::mutex mu_;
   uint64_t generation_ = 0;  // bumped by Activate and Reset: stale continuations stop
+  bool quiesced_ = false;    // Quiesce() until Unquiesce(): Run pops nothing
   ActiveQueues active_;      // valid while queue_ != nullptr
   Queue* queue_ = nullptr;   // the requestq while live and not broken
   DescriptorChain chain_;    // reused between pops
@@ -136,7 +149,7 @@ void VirtioRng::Run(uint64_t generation) {
   std::function<void(const std::string&)> mark_broken;
   {
     std::lock_guard lock(mu_);
-    if (generation != generation_ || queue_ == nullptr || !queue_->ready()) return;
+    if (generation != generation_ || queue_ == nullptr || !queue_->ready() || quiesced_) return;
     result = RunLocked();
     if (result == RunResult::kBroken) {
       mark_broken = active_.mark_broken;

@@ -14,6 +14,7 @@
 //     memory on the old queues any more (BAD_INPUTS G33). It must not wait for the event loop
 //     thread to run anything (the loop may be stopped already at teardown); device code that
 //     runs on the loop checks an activation generation instead.
+//   * Quiesce() / Unquiesce() and the device state calls: see "Snapshot" below.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +50,11 @@ struct DeviceCounters {
   uint64_t bytes_written = 0;  // guest writes (blk), frames sent by the guest (net tx)
   uint64_t errors = 0;         // requests completed with an error status
   uint64_t drops = 0;          // frames or requests dropped (net), malformed requests
+  // virtio-blk, per operation (completed, successfully or not): query-blockstats.
+  uint64_t reads = 0;
+  uint64_t writes = 0;
+  uint64_t flushes = 0;
+  uint64_t discards = 0;  // DISCARD and WRITE_ZEROES
 };
 
 class VirtioDevice {
@@ -81,6 +87,28 @@ class VirtioDevice {
   virtual void ProcessQueue(uint16_t index) = 0;
   // Status = 0 or teardown; see the header comment.
   virtual void Reset() = 0;
+
+  // --- Snapshot and pause (called by MmioTransport::Quiesce/Resume/SaveState/RestoreState,
+  // under the transport's lock, on a thread that is NOT the event loop while the loop runs;
+  // see docs/VIRTIO.md "Snapshot state and quiesce"). ---
+  // Stops the device from starting new work (no Pop, no frames taken from a backend; queue
+  // continuations it posted to the loop do nothing) and waits until nothing is in flight:
+  // every request completed and its used entry pushed, or its chain given back with
+  // Queue::Unpop. The activation stays; the device is not reset. Also called on a device that
+  // is not activated (then it only stops). Holds until Unquiesce(), across Activate/Reset.
+  // An error (e.g. I/O still pending after a timeout) leaves the device quiesced but with work
+  // in flight: the caller must not save, and Unquiesce()s it.
+  virtual Result<void> Quiesce() { return {}; }
+  // Lets the device work again. The transport then kicks every ready queue once.
+  virtual void Unquiesce() {}
+  // Device-specific state beyond the queues and the transport (while quiesced). Empty: none.
+  virtual std::vector<uint8_t> SaveDeviceState() const { return {}; }
+  // Validates `bytes` (as SaveDeviceState made them) completely, then applies them; on error
+  // nothing changed. Called on a fresh device before Activate. Default: only "no state".
+  virtual Result<void> RestoreDeviceState(std::span<const uint8_t> bytes) {
+    if (!bytes.empty()) return Err(name() + ": unexpected device state bytes");
+    return {};
+  }
 
   // "virtio-blk", "virtio-net", ... and a one-line identification ("vda: disk.qcow2 (qcow2)").
   virtual std::string name() const = 0;

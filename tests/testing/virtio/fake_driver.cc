@@ -53,10 +53,26 @@ FakeDriver::FakeDriver(FakeDriverOptions options) : options_(options) {
   auto memory = GuestMemory::FromRegions(std::move(regions));
   if (!memory) Die(memory.error().message().c_str());
   memory_ = std::move(*memory);
+  ring_base_ = kRingStart;
   next_alloc_ = AlignUp(used_addr() + 6 + 8ull * qs, kPage);
   if (next_alloc_ > options_.low_size) Die("low region too small for the rings");
-  for (int i = qs - 1; i >= 0; --i) free_desc_.push_back(static_cast<uint16_t>(i));
-  chain_descs_.resize(qs);
+  InitRings();
+}
+
+FakeDriver::FakeDriver(FakeDriver* owner, uint16_t queue_size) : options_(owner->options_) {
+  if (queue_size == 0) Die("queue_size 0");
+  while (owner->owner_ != nullptr) owner = owner->owner_;
+  owner_ = owner;
+  options_.queue_size = queue_size;
+  ring_base_ = AlignUp(owner->next_alloc_, kPage);
+  owner->next_alloc_ = AlignUp(used_addr() + 6 + 8ull * queue_size, kPage);
+  if (owner->next_alloc_ > options_.low_size) Die("low region too small for the rings");
+  InitRings();
+}
+
+void FakeDriver::InitRings() {
+  for (int i = options_.queue_size - 1; i >= 0; --i) free_desc_.push_back(static_cast<uint16_t>(i));
+  chain_descs_.resize(options_.queue_size);
 }
 
 FakeDriver::~FakeDriver() {
@@ -65,7 +81,7 @@ FakeDriver::~FakeDriver() {
 }
 
 uint64_t FakeDriver::desc_addr() const {
-  return kRingStart;
+  return ring_base_;
 }
 uint64_t FakeDriver::avail_addr() const {
   return AlignUp(desc_addr() + 16ull * options_.queue_size, kPage);
@@ -82,6 +98,7 @@ void FakeDriver::Configure(virtio::Queue* queue) const {
 }
 
 uint64_t FakeDriver::Alloc(uint32_t len) {
+  if (owner_ != nullptr) return owner_->Alloc(len);
   uint64_t addr = next_alloc_;
   if (len > options_.low_size - addr) Die("Alloc past the end of the low region");
   next_alloc_ = AlignUp(addr + len, 16);
@@ -99,11 +116,11 @@ uint64_t FakeDriver::EndAddr() const {
 }
 
 void FakeDriver::WriteBytes(uint64_t addr, const void* data, size_t len) {
-  if (!memory_.Write(GuestAddr(addr), data, len)) Die("WriteBytes outside RAM");
+  if (!memory().Write(GuestAddr(addr), data, len)) Die("WriteBytes outside RAM");
 }
 
 void FakeDriver::ReadBytes(uint64_t addr, void* data, size_t len) const {
-  if (!memory_.Read(GuestAddr(addr), data, len)) Die("ReadBytes outside RAM");
+  if (!memory().Read(GuestAddr(addr), data, len)) Die("ReadBytes outside RAM");
 }
 
 uint16_t FakeDriver::AddChain(const std::vector<FakeBuffer>& buffers) {

@@ -13,6 +13,10 @@
 //   driver.Publish();                         // avail->idx += chains added since last Publish
 //   ... device pops, pushes used ...
 //   auto used = driver.PopUsed();             // std::optional<virtio::UsedElement>
+//
+// A device with several queues behind one transport needs them in one guest memory:
+// FakeDriver(&first, size) is the driver of another queue sharing `first`'s memory and
+// allocator (its rings come after whatever `first` allocated so far).
 #pragma once
 
 #include <cstdint>
@@ -42,11 +46,16 @@ struct FakeBuffer {
 class FakeDriver {
  public:
   explicit FakeDriver(FakeDriverOptions options = {});
+  // Another queue in `owner`'s memory; `owner` must outlive it.
+  FakeDriver(FakeDriver* owner, uint16_t queue_size);
   ~FakeDriver();
+  FakeDriver(const FakeDriver&) = delete;
+  FakeDriver& operator=(const FakeDriver&) = delete;
 
-  const GuestMemory& memory() const { return memory_; }
+  const GuestMemory& memory() const { return owner_ != nullptr ? owner_->memory() : memory_; }
   uint16_t queue_size() const { return options_.queue_size; }
-  // Guest addresses of the rings, 4 KiB-aligned, at the start of the low region.
+  // Guest addresses of the rings, 4 KiB-aligned, at the start of the low region (after the
+  // owner's allocations for a driver made with an owner).
   uint64_t desc_addr() const;
   uint64_t avail_addr() const;
   uint64_t used_addr() const;
@@ -100,7 +109,11 @@ class FakeDriver {
   uint16_t used_idx() const;
 
  private:
+  void InitRings();
+
   FakeDriverOptions options_;
+  FakeDriver* owner_ = nullptr;  // memory and allocator are the owner's
+  uint64_t ring_base_ = 0;
   GuestMemory memory_;
   std::vector<uint8_t*> mappings_;
   std::vector<size_t> mapping_sizes_;

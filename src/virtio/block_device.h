@@ -1,0 +1,105 @@
+// VirtioBlock's class declaration, private to src/virtio: block.cc holds the device
+// (configuration, activation, reset, the request path), block_quiesce.cc the quiesce for
+// snapshots. Public entry point: CreateVirtioBlock() in block.h; the threads and locks are
+// described at the top of block.cc.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "storage/async_disk.h"
+#include "storage/disk_image.h"
+#include "virtio/block.h"
+#include "virtio/block_request.h"
+#include "virtio/virtio_device.h"
+
+namespace kite::virtio {
+
+class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_this<VirtioBlock> {
+ public:
+  VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockOptions& options,
+              asio::io_context* loop);
+  // Creates the AsyncDisk; its executor needs weak_from_this(), so not in the constructor.
+  void StartDisk();
+
+  uint32_t device_id() const override { return kDeviceIdBlock; }
+  uint64_t device_features() const override { return features_; }
+  std::vector<uint16_t> queue_max_sizes() const override {
+    return std::vector<uint16_t>(options_.num_queues, options_.queue_size);
+  }
+  void ReadConfig(uint64_t offset, std::span<uint8_t> data) override;
+  Result<void> Activate(ActiveQueues queues) override;
+  void ProcessQueue(uint16_t index) override;
+  void Reset() override;
+  // Snapshot (block_quiesce.cc): wait for every request in flight, then flush the image.
+  Result<void> Quiesce() override;
+  void Unquiesce() override;
+  std::string name() const override { return "virtio-blk"; }
+  std::string description() const override;
+  DeviceCounters counters() const override;
+
+ private:
+  // A request handed to the AsyncDisk, indexed by head: where its status goes.
+  struct Slot {
+    uint8_t* status_byte = nullptr;
+    uint32_t used_len_ok = 1;
+    uint64_t bytes = 0;
+    storage::DiskOp op = storage::DiskOp::kRead;
+  };
+  struct QueueState {
+    Queue* queue = nullptr;
+    bool stopped = false;         // the ring broke: pop nothing more until reset
+    bool signal_pending = false;  // a FlushSignal is posted
+    std::vector<Slot> slots;
+  };
+  enum class RunResult { kIdle, kMore, kBroken };
+
+  void Run(uint16_t index, uint32_t generation);
+  RunResult RunLocked(uint16_t index, uint32_t generation);
+  // Starts the request in chain_; true when it was completed at once (used entry pushed).
+  bool StartRequestLocked(uint16_t index, uint32_t generation);
+  void OnDiskDone(uint16_t index, uint16_t head, uint32_t generation, Result<void> result);
+  void FlushSignal(uint16_t index, uint32_t generation);
+  // While quiesced: true when no request of the activation is waiting for the disk.
+  bool DrainedLocked() const;
+  // Posts `fn` to the loop; it runs only while the device is alive.
+  void Post(std::function<void(VirtioBlock&)> fn);
+
+  const std::shared_ptr<storage::DiskImage> image_;
+  const BlockOptions options_;
+  asio::io_context* const loop_;
+  uint64_t features_ = 0;
+  blk::Config config_{};
+  BlockLimits limits_;  // as offered; narrowed to the negotiated features at Activate
+  uint8_t serial_[blk::kIdBytes] = {};
+
+  std::mutex mu_;
+  uint32_t generation_ = 0;  // bumped by Activate and Reset: stale work stops
+  bool live_ = false;
+  // Quiesce(): pop nothing (Run and its continuations return), signal completions at the end.
+  bool quiesced_ = false;
+  std::condition_variable drained_;  // notified by OnDiskDone while quiesced
+  ActiveQueues active_;
+  BlockLimits active_limits_;
+  std::vector<QueueState> queues_;
+  DescriptorChain chain_;  // reused between pops
+  BlockRequest request_;   // reused between parses
+
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> bytes_read_{0};
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> errors_{0};
+  std::atomic<uint64_t> drops_{0};
+  std::array<std::atomic<uint64_t>, 5> ops_{};  // completed disk requests, by DiskOp
+  // Last member: destroyed first, so its drain runs while everything above is intact.
+  std::unique_ptr<storage::AsyncDisk> disk_;
+};
+
+}  // namespace kite::virtio
