@@ -29,9 +29,10 @@ Result<GuestMemory> GuestMemory::Create(uint64_t size) {
   return memory;
 }
 
-Result<GuestMemory> GuestMemory::FromRegions(std::vector<MemoryRegion> regions) {
-  std::sort(regions.begin(), regions.end(),
-            [](const MemoryRegion& a, const MemoryRegion& b) { return a.guest_base < b.guest_base; });
+Result<void> GuestMemory::SortAndCheck(std::vector<MemoryRegion>& regions) {
+  std::sort(regions.begin(), regions.end(), [](const MemoryRegion& a, const MemoryRegion& b) {
+    return a.guest_base < b.guest_base;
+  });
   for (size_t i = 0; i < regions.size(); ++i) {
     const MemoryRegion& r = regions[i];
     if (r.size == 0 || r.host == nullptr) return Err("empty guest memory region");
@@ -40,15 +41,36 @@ Result<GuestMemory> GuestMemory::FromRegions(std::vector<MemoryRegion> regions) 
       return Err("guest memory regions overlap");
     }
   }
+  return {};
+}
+
+Result<GuestMemory> GuestMemory::FromRegions(std::vector<MemoryRegion> regions) {
+  TRY(SortAndCheck(regions));
   GuestMemory memory;
   memory.regions_ = std::move(regions);
   return memory;
 }
 
+Result<GuestMemory> GuestMemory::FromMappings(std::vector<MemoryRegion> regions,
+                                              std::string backing_path) {
+  GuestMemory memory;  // owns the mappings from here on, so an error below unmaps them
+  memory.owned_ = true;
+  memory.regions_ = std::move(regions);
+  memory.backing_path_ = std::move(backing_path);
+  for (const MemoryRegion& r : memory.regions_) {
+    if (r.host == nullptr) return Err("guest memory mapping without an address");
+  }
+  TRY(SortAndCheck(memory.regions_));
+  return memory;
+}
+
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
-    : regions_(std::move(other.regions_)), owned_(other.owned_) {
+    : regions_(std::move(other.regions_)),
+      owned_(other.owned_),
+      backing_path_(std::move(other.backing_path_)) {
   other.regions_.clear();
   other.owned_ = false;
+  other.backing_path_.clear();
 }
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
@@ -56,20 +78,27 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     Unmap();
     regions_ = std::move(other.regions_);
     owned_ = other.owned_;
+    backing_path_ = std::move(other.backing_path_);
     other.regions_.clear();
     other.owned_ = false;
+    other.backing_path_.clear();
   }
   return *this;
 }
 
-GuestMemory::~GuestMemory() { Unmap(); }
+GuestMemory::~GuestMemory() {
+  Unmap();
+}
 
 void GuestMemory::Unmap() {
   if (owned_) {
-    for (const MemoryRegion& r : regions_) ::munmap(r.host, r.size);
+    for (const MemoryRegion& r : regions_) {
+      if (r.host != nullptr && r.size != 0) ::munmap(r.host, r.size);
+    }
   }
   regions_.clear();
   owned_ = false;
+  backing_path_.clear();
 }
 
 uint64_t GuestMemory::total_size() const {
@@ -79,8 +108,7 @@ uint64_t GuestMemory::total_size() const {
 }
 
 GuestAddr GuestMemory::end() const {
-  return regions_.empty() ? GuestAddr(0)
-                          : regions_.back().guest_base + regions_.back().size;
+  return regions_.empty() ? GuestAddr(0) : regions_.back().guest_base + regions_.back().size;
 }
 
 const MemoryRegion* GuestMemory::Find(GuestAddr addr) const {

@@ -45,6 +45,11 @@ class GuestMemory {
   // Wraps memory the caller owns (tests, snapshot restore with a file mapping). Regions must
   // not overlap; they are not unmapped by the destructor.
   static Result<GuestMemory> FromRegions(std::vector<MemoryRegion> regions);
+  // Takes over mmap(2)ed regions (snapshot restore: MAP_PRIVATE views of a memory file); the
+  // destructor unmaps them, and so does a failure here. `backing_path` names the file they
+  // map, for backing_path().
+  static Result<GuestMemory> FromMappings(std::vector<MemoryRegion> regions,
+                                          std::string backing_path);
 
   GuestMemory() = default;
   GuestMemory(GuestMemory&& other) noexcept;
@@ -54,6 +59,9 @@ class GuestMemory {
   ~GuestMemory();
 
   std::span<const MemoryRegion> regions() const { return regions_; }
+  // The file the RAM is a private mapping of (FromMappings), or "" (anonymous or foreign
+  // memory). A snapshot must never be written over it (BAD_INPUTS.md C13).
+  const std::string& backing_path() const { return backing_path_; }
   uint64_t total_size() const;
   // One past the highest guest-physical RAM address.
   GuestAddr end() const;
@@ -85,9 +93,11 @@ class GuestMemory {
  private:
   const MemoryRegion* Find(GuestAddr addr) const;
   void Unmap();
+  static Result<void> SortAndCheck(std::vector<MemoryRegion>& regions);
 
   std::vector<MemoryRegion> regions_;  // sorted by guest_base
   bool owned_ = false;
+  std::string backing_path_;
 };
 
 }  // namespace kite

@@ -1,0 +1,68 @@
+// VmConfig to the --config JSON schema. See config_json.h; the reader is vmm/cli.cc and
+// vmm/device_options.cc, and every key here must be one they accept.
+#include "vmm/config_json.h"
+
+namespace kite {
+namespace {
+
+using json = nlohmann::json;
+
+std::string SerialText(const VmConfig& c) {
+  switch (c.serial) {
+    case SerialMode::kStdio:
+      return "stdio";
+    case SerialMode::kFile:
+      return "file:" + c.serial_path;
+    case SerialMode::kNone:
+      return "none";
+  }
+  return "none";
+}
+
+json DiskToJson(const DiskConfig& d) {
+  json out = {
+      {"path", d.path}, {"readonly", d.read_only}, {"cache", d.cache}, {"queues", d.queues}};
+  // An empty format means "probe" (read-only disks only); the reader takes it as absent.
+  if (!d.format.empty()) out["format"] = d.format;
+  if (!d.serial.empty()) out["serial"] = d.serial;
+  if (!d.id.empty()) out["id"] = d.id;  // empty: the default name (vda, vdb, ...)
+  return out;
+}
+
+json NetToJson(const NetConfig& n) {
+  json out = {{"backend", n.backend == NetBackendKind::kTap ? "tap" : "user"}};
+  if (!n.tap.empty()) out["tap"] = n.tap;
+  if (!n.mac.empty()) out["mac"] = n.mac;
+  if (!n.hostfwd.empty()) out["hostfwd"] = n.hostfwd;
+  if (!n.id.empty()) out["id"] = n.id;  // empty: the default name (net0, net1, ...)
+  return out;
+}
+
+}  // namespace
+
+json ConfigToJson(const VmConfig& c) {
+  json disks = json::array();
+  for (const DiskConfig& d : c.disks) disks.push_back(DiskToJson(d));
+  json nets = json::array();
+  for (const NetConfig& n : c.nets) nets.push_back(NetToJson(n));
+  json out = {{"kernel", c.kernel},
+              {"initrd", c.initrd},
+              {"cmdline", c.cmdline},
+              {"cpus", c.cpus},
+              {"memory", c.memory},
+              {"serial", SerialText(c)},
+              {"acpi", c.acpi},
+              {"on_reboot", c.on_reboot == OnReboot::kRestart ? "restart" : "exit"},
+              {"stats", c.stats},
+              {"host_quirks", c.host_quirks},
+              {"cpu_template", c.cpu_template},
+              {"disks", std::move(disks)},
+              {"nets", std::move(nets)},
+              {"rng", c.rng},
+              {"paused", c.start_paused}};
+  if (!c.name.empty()) out["name"] = c.name;
+  if (!c.api_sock.empty()) out["api_sock"] = c.api_sock;
+  return out;
+}
+
+}  // namespace kite
