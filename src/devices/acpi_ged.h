@@ -5,7 +5,7 @@
 //
 // Registers (32-bit, offsets into the block; anything else reads 0, writes are dropped):
 //   0x00  EVENT_SELECTOR   read-to-clear: events latched since the last read
-//                          (kGedEventPowerButton, kGedEventSlots)
+//                          (kGedEventPowerButton, kGedEventSlots, kGedEventVmGenId)
 //   0x04  SLOT_PRESENT     read-only: bit n = hotplug slot n holds a device (its _STA)
 //   0x08  SLOT_CHECK       read-to-clear: slots whose presence changed (-> Notify (slot, 1))
 //   0x0c  SLOT_EJECT_REQ   read-to-clear: slots the host asks the guest to release
@@ -42,6 +42,9 @@ inline constexpr uint32_t kGedMaxSlots = 32;         // one bit per slot
 // Event bits; the DSDT's _EVT tests them.
 inline constexpr uint32_t kGedEventPowerButton = 1u << 0;  // Notify (PWRB, 0x80)
 inline constexpr uint32_t kGedEventSlots = 1u << 1;        // look at SLOT_CHECK/SLOT_EJECT_REQ
+// The VM generation id changed (vmm/vmgenid.h): Notify (\_SB.VGEN, 0x80); the guest re-reads
+// the id and reseeds its RNG. Only when the DSDT has VGEN (AcpiConfig::vmgenid_addr).
+inline constexpr uint32_t kGedEventVmGenId = 1u << 2;
 
 class AcpiGed : public BusDevice {
  public:

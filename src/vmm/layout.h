@@ -10,6 +10,7 @@
 //   0x0009_fc00  MP floating pointer + table (kMpTableAddr, top of base memory)
 //   0x000a_0000  legacy VGA / option ROM hole, reported reserved
 //   0x000e_0000  ACPI tables, RSDP at kRsdpAddr (found by the BIOS-area scan)
+//   0x000f_f000  VMGenID page: the 16-byte generation id (kVmGenIdAddr, vmm/vmgenid.h)
 //   0x0010_0000  kernel (1 MiB; bzImage protected-mode part, or the ELF's own addresses)
 //   ...          initrd, placed high below min(RAM end, kMmioHoleStart)
 //   0xd000_0000  32-bit MMIO hole: virtio-mmio slots, GED, then IOAPIC/LAPIC at 0xfec0/0xfee0
@@ -35,9 +36,18 @@ inline constexpr uint64_t kLowMemEnd = 0xa0000;  // end of conventional memory i
 inline constexpr uint64_t kBiosAreaStart = 0xe0000;
 inline constexpr uint64_t kAcpiTablesAddr = 0xe0000;
 inline constexpr uint64_t kRsdpAddr = 0xe0000;
-inline constexpr uint64_t kAcpiTablesMax = 0x20000;  // up to 1 MiB
+inline constexpr uint64_t kAcpiTablesMax = 0x1f000;  // up to kVmGenIdAddr
+// The Virtual Machine Generation ID (vmm/vmgenid.h, docs/ACPI.md "VMGenID"): the last page
+// below 1 MiB, used for nothing else. The e820 map reports [kEbdaStart, kHighMemStart) as
+// reserved (boot/boot_params.cc), so the guest never takes this page for RAM; the ACPI tables
+// end before it (kAcpiTablesMax). The DSDT's \_SB.VGEN.ADDR returns this address.
+inline constexpr uint64_t kVmGenIdAddr = 0xff000;
+inline constexpr uint64_t kVmGenIdSize = 16;
 inline constexpr uint64_t kHighMemStart = 0x100000;  // 1 MiB: kernel load address
 inline constexpr uint64_t kKernelAddr = 0x100000;
+static_assert(kAcpiTablesAddr + kAcpiTablesMax <= kVmGenIdAddr, "ACPI tables overlap VMGenID");
+static_assert(kVmGenIdAddr >= kEbdaStart && kVmGenIdAddr + 0x1000 <= kHighMemStart,
+              "the VMGenID page must lie in the e820-reserved window below 1 MiB");
 
 inline constexpr uint64_t kMmioHoleStart = 0xd0000000;  // 3.25 GiB
 inline constexpr uint64_t kMmioHoleEnd = 0x100000000;   // 4 GiB

@@ -7,10 +7,12 @@
 // off is the FADT's SLEEP_CONTROL_REG (I/O port layout::kAcpiSleepControlPort, served by
 // devices/acpi_pm.h) with the DSDT's \_S5 = 5; reset is RESET_REG (layout::kAcpiResetPort).
 // The DSDT describes COM1, the RTC, the GED (devices/acpi_ged.h) with a power button, one
-// ACPI0007 processor device per vCPU and the virtio-mmio devices as "LNRO0005".
+// ACPI0007 processor device per vCPU, the virtio-mmio devices as "LNRO0005" and, when
+// configured, the VM generation id device (VMGENCTR).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +43,11 @@ struct AcpiConfig {
   // describes it (PNP0B00, no IRQ: kite's RTC raises none); false: the FADT says "CMOS RTC not
   // present", so Linux does not probe it.
   bool cmos_rtc = false;
+  // Guest-physical address of the 16-byte VM generation id (layout::kVmGenIdAddr,
+  // vmm/vmgenid.h), 8-byte aligned, not crossing a page. Set: the DSDT has \_SB.VGEN
+  // ("VMGENCTR") whose ADDR returns it, and the GED's _EVT sends Notify (VGEN, 0x80) for
+  // kGedEventVmGenId. Unset: no VGEN, and that event bit does nothing.
+  std::optional<uint64_t> vmgenid_addr;
 };
 
 // One built table: its signature ("RSDP" for the root pointer, "FACP" for the FADT, "APIC"

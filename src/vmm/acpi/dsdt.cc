@@ -5,12 +5,16 @@
 //     Device (COM1) { _HID PNP0501, _CRS { IO 0x3f8-0x3ff, IRQNoFlags {4} } }  // optional
 //     Device (RTC_) { _HID PNP0B00, _CRS { IO 0x70-0x71 } }         // optional, no IRQ
 //     Device (PWRB) { _HID PNP0C0C }                        // control-method power button
+//     Device (VGEN) { _HID "VMGENCTR", _CID "VM_GEN_COUNTER", _DDN "VM_Gen_Counter", _STA 0x0f,
+//       Method (ADDR) { Return (Package { addr & 0xffffffff, addr >> 32 }) }  // vmgenid_addr only
+//     }
 //     Device (GED_) { _HID ACPI0013, _CRS { Interrupt {kGedIrq} }   // interrupts only: Linux's
 //                                               // evged treats every _CRS entry as one
 //       OperationRegion (GDST, SystemMemory, kGedBase, 0x14)
 //       Field { GDAT, 32, GSLP, 32, GSCK, 32, GSER, 32, GEJ0, 32 }  // devices/acpi_ged.h
 //       Method (_EVT, 1, Serialized) { Local0 = GDAT
 //         If (Local0 & kGedEventPowerButton) { Notify (PWRB, 0x80) }
+//         If (Local0 & kGedEventVmGenId) { Notify (VGEN, 0x80) }            // with VGEN only
 //         If (Local0 & kGedEventSlots) { Local1 = GSCK; Local2 = GSER     // with slots only
 //           If (Local1 & (1 << n)) { Notify (Hnnn, 1) }  If (Local2 & (1 << n)) { Notify (Hnnn, 3)
 //           }
@@ -22,6 +26,7 @@
 //     }
 //   }
 //   Name (\_S5, Package { 5, 5 })                          // SLP_TYP for soft-off
+#include "base/units.h"
 #include "devices/acpi_ged.h"
 #include "devices/acpi_pm.h"
 #include "vmm/acpi/acpi_tables.h"
@@ -40,7 +45,8 @@ using aml::Bytes;
 // Notify values (ACPI 6.5 §5.6.6).
 constexpr uint64_t kNotifyDeviceCheck = 0x01;
 constexpr uint64_t kNotifyEjectRequest = 0x03;
-constexpr uint64_t kNotifyButtonPressed = 0x80;  // device-specific: for a button, "pressed"
+constexpr uint64_t kNotifyButtonPressed = 0x80;   // device-specific: for a button, "pressed"
+constexpr uint64_t kNotifyVmGenIdChanged = 0x80;  // the VMGenID spec's one notification
 
 // \_SB_.Hnnn: hotplug slot n's container device.
 Result<aml::NameString> SlotPath(uint32_t slot) {
@@ -69,17 +75,48 @@ Bytes PowerButtonDevice() {
                               aml::Name("_UID", aml::Integer(0))});
 }
 
+// The VM generation id device (Microsoft's "Virtual Machine Generation ID"; Linux 6.1
+// drivers/virt/vmgenid.c binds either id and evaluates ADDR: a package of two integers, the
+// low and high 32 bits of the id's guest-physical address). ACPICA upper-cases _CID strings,
+// so "VM_GEN_COUNTER" is also what the spec's "VM_Gen_Counter" becomes in Linux.
+Result<Bytes> VmGenIdDevice(uint64_t addr) {
+  Bytes hid = TRY(aml::String("VMGENCTR"));
+  Bytes cid = TRY(aml::String("VM_GEN_COUNTER"));
+  Bytes ddn = TRY(aml::String("VM_Gen_Counter"));
+  return aml::Device(
+      "VGEN", {aml::Name("_HID", hid), aml::Name("_CID", cid), aml::Name("_DDN", ddn),
+               aml::Name("_STA", aml::Integer(0x0f)),
+               aml::Method("ADDR", 0, aml::MethodSync::kNotSerialized,
+                           {aml::Return(aml::Package(
+                               {aml::Integer(addr & 0xffffffff), aml::Integer(addr >> 32)}))})});
+}
+
+Result<void> CheckVmGenIdAddr(uint64_t addr) {
+  constexpr uint64_t kPage = 0x1000;
+  if (addr % 8 != 0 || addr % kPage + layout::kVmGenIdSize > kPage) {
+    return Err("ACPI: the VM generation id at 0x" + ToHex(addr) +
+               " must be 8-byte aligned and within one page");
+  }
+  return {};
+}
+
 Bytes BitSet(const Bytes& value, uint32_t bit) {
   return aml::LEqual(aml::And(value, aml::Integer(bit)), aml::Integer(bit));
 }
 
-// _EVT: Local0 = events; power button -> Notify (PWRB, 0x80); slot events -> Notify each
-// changed slot with Device Check (1) and each slot to release with Eject Request (3).
-Result<Bytes> GedEventMethod(size_t num_slots) {
+// _EVT: Local0 = events; power button -> Notify (PWRB, 0x80); a new VM generation id ->
+// Notify (VGEN, 0x80); slot events -> Notify each changed slot with Device Check (1) and each
+// slot to release with Eject Request (3).
+Result<Bytes> GedEventMethod(size_t num_slots, bool vmgenid) {
   std::vector<Bytes> body = {
       aml::Store(aml::NameRef("GDAT"), aml::Local(0)),
       aml::If(BitSet(aml::Local(0), kGedEventPowerButton),
               {aml::Notify(aml::NameRef("\\_SB_.PWRB"), aml::Integer(kNotifyButtonPressed))})};
+  if (vmgenid) {
+    body.push_back(
+        aml::If(BitSet(aml::Local(0), kGedEventVmGenId),
+                {aml::Notify(aml::NameRef("\\_SB_.VGEN"), aml::Integer(kNotifyVmGenIdChanged))}));
+  }
   if (num_slots > 0) {
     std::vector<Bytes> slots = {aml::Store(aml::NameRef("GSCK"), aml::Local(1)),
                                 aml::Store(aml::NameRef("GSER"), aml::Local(2))};
@@ -96,23 +133,23 @@ Result<Bytes> GedEventMethod(size_t num_slots) {
   return aml::Method("_EVT", 1, aml::MethodSync::kSerialized, body);
 }
 
-Result<Bytes> GedDevice(size_t num_slots) {
+Result<Bytes> GedDevice(size_t num_slots, bool vmgenid) {
   Bytes hid = TRY(aml::String("ACPI0013"));
-  Bytes event_method = TRY(GedEventMethod(num_slots));
+  Bytes event_method = TRY(GedEventMethod(num_slots, vmgenid));
   return aml::Device(
-      "GED_", {aml::Name("_HID", hid), aml::Name("_UID", aml::Integer(0)),
-               // Interrupts only: Linux's GED driver (drivers/acpi/evged.c) requests every _CRS
-               // resource as an interrupt and fails the probe on anything else ("unable to
-               // parse IRQ resource"). The register block is reached through GDST below.
-               aml::Name("_CRS", aml::ResourceTemplate(
-                                     {aml::Interrupt({.edge = true}, layout::kGedIrq)})),
-               aml::OperationRegion("GDST", aml::RegionSpace::kSystemMemory, layout::kGedBase,
-                                    kGedRegistersSize),
-               aml::Field("GDST", aml::FieldAccess::kDWord, aml::FieldUpdate::kWriteAsZeros,
-                          {aml::FieldUnit::Named("GDAT", 32), aml::FieldUnit::Named("GSLP", 32),
-                           aml::FieldUnit::Named("GSCK", 32), aml::FieldUnit::Named("GSER", 32),
-                           aml::FieldUnit::Named("GEJ0", 32)}),
-               event_method});
+      "GED_",
+      {aml::Name("_HID", hid), aml::Name("_UID", aml::Integer(0)),
+       // Interrupts only: Linux's GED driver (drivers/acpi/evged.c) requests every _CRS
+       // resource as an interrupt and fails the probe on anything else ("unable to
+       // parse IRQ resource"). The register block is reached through GDST below.
+       aml::Name("_CRS", aml::ResourceTemplate({aml::Interrupt({.edge = true}, layout::kGedIrq)})),
+       aml::OperationRegion("GDST", aml::RegionSpace::kSystemMemory, layout::kGedBase,
+                            kGedRegistersSize),
+       aml::Field("GDST", aml::FieldAccess::kDWord, aml::FieldUpdate::kWriteAsZeros,
+                  {aml::FieldUnit::Named("GDAT", 32), aml::FieldUnit::Named("GSLP", 32),
+                   aml::FieldUnit::Named("GSCK", 32), aml::FieldUnit::Named("GSER", 32),
+                   aml::FieldUnit::Named("GEJ0", 32)}),
+       event_method});
 }
 
 Result<Bytes> ProcessorDevice(uint32_t index) {
@@ -189,11 +226,13 @@ Result<std::vector<uint8_t>> BuildDsdtAml(const AcpiConfig& config) {
   if (config.hotplug_slots.size() > kGedMaxSlots) {
     return Err("ACPI: more than " + std::to_string(kGedMaxSlots) + " hotplug slots");
   }
+  if (config.vmgenid_addr) TRY(CheckVmGenIdAddr(*config.vmgenid_addr));
   std::vector<Bytes> sb;
   if (config.serial_com1) sb.push_back(Com1Device());
   if (config.cmos_rtc) sb.push_back(RtcDevice());
   sb.push_back(PowerButtonDevice());
-  sb.push_back(TRY(GedDevice(config.hotplug_slots.size())));
+  if (config.vmgenid_addr) sb.push_back(TRY(VmGenIdDevice(*config.vmgenid_addr)));
+  sb.push_back(TRY(GedDevice(config.hotplug_slots.size(), config.vmgenid_addr.has_value())));
   for (uint32_t i = 0; i < config.num_cpus; ++i) sb.push_back(TRY(ProcessorDevice(i)));
   const uint32_t num_static = static_cast<uint32_t>(config.virtio_devices.size());
   for (uint32_t i = 0; i < num_static; ++i) {

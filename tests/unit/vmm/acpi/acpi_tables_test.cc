@@ -6,6 +6,7 @@
 
 #include <map>
 
+#include "devices/acpi_ged.h"
 #include "table_test_util.h"
 #include "vmm/layout.h"
 
@@ -158,6 +159,54 @@ TEST(AcpiTables, HotplugSlots_OneContainerWithAVirtioDeviceEach) {
   EXPECT_EQ(Count(dsdt, "LNRO0005"), 5u);
   EXPECT_EQ(Count(dsdt, "_EJ0"), 3u);
   EXPECT_EQ(Count(dsdt, "H002"), 3u) << "the device, its Device Check and Eject Request notifies";
+}
+
+TEST(AcpiTables, VmGenId_DeviceWithAddrPackageAndGedNotify) {
+  AcpiConfig c;
+  c.vmgenid_addr = layout::kVmGenIdAddr;
+  const auto& dsdt = Table(Build(c), "DSDT");
+  EXPECT_EQ(Count(dsdt, "VMGENCTR"), 1u);
+  EXPECT_EQ(Count(dsdt, "VM_GEN_COUNTER"), 1u);
+  EXPECT_EQ(Count(dsdt, "VGEN"), 2u) << "the device and the GED's Notify";
+  // Return (Package (2) { 0x000ff000, Zero })
+  EXPECT_EQ(Count(dsdt, std::string("\xa4\x12\x08\x02\x0c\x00\xf0\x0f\x00\x00", 10)), 1u);
+}
+
+TEST(AcpiTables, VmGenId_Unset_NoDevice) {
+  const auto& dsdt = Table(Build(TwoCpusTwoVirtio()), "DSDT");
+  EXPECT_EQ(Count(dsdt, "VGEN"), 0u);
+  EXPECT_EQ(Count(dsdt, "VMGENCTR"), 0u);
+}
+
+TEST(AcpiTables, VmGenId_UnalignedOrAcrossAPage_Refused) {
+  for (uint64_t addr : {layout::kVmGenIdAddr + 4, layout::kVmGenIdAddr + 0xff8}) {
+    AcpiConfig c;
+    c.vmgenid_addr = addr;
+    auto r = BuildAcpiTables(c, kBase);
+    ASSERT_FALSE(r.has_value()) << std::hex << addr;
+    EXPECT_NE(r.error().message().find("VM generation id"), std::string::npos);
+  }
+}
+
+// The largest DSDT still ends below the VMGenID page, which the table write leaves alone.
+TEST(AcpiTables, Write_MaxConfigWithVmGenId_StopsBelowVmGenIdPage) {
+  AcpiConfig c;
+  c.num_cpus = kMaxCpus;
+  c.vmgenid_addr = layout::kVmGenIdAddr;
+  for (uint64_t i = 0; i < kMaxVirtioDevices; ++i) {
+    c.virtio_devices.push_back({layout::kVirtioMmioBase + 0x1000 * i, 0x1000, 5});
+  }
+  for (uint64_t i = 0; i < kGedMaxSlots; ++i) {
+    c.hotplug_slots.push_back({0xd0200000 + 0x1000 * i, 0x1000, 6});
+  }
+  std::vector<uint8_t> ram(2 << 20, 0xee);
+  auto memory = GuestMemory::FromRegions({{GuestAddr(0), ram.size(), ram.data()}});
+  ASSERT_TRUE(memory.has_value());
+  auto rsdp = WriteAcpiTables(*memory, c);
+  ASSERT_TRUE(rsdp.has_value()) << rsdp.error().message();
+  for (uint64_t a = layout::kVmGenIdAddr; a < layout::kHighMemStart; ++a) {
+    ASSERT_EQ(ram[a], 0xee) << "byte at 0x" << std::hex << a;
+  }
 }
 
 TEST(AcpiTables, HotplugSlots_MoreThanGedBits_Refused) {

@@ -46,6 +46,23 @@ TEST(E820Test, Build_RegionAcrossHole_Split) {
   ExpectEntry(map[3], layout::kMmioHoleEnd, 0x1000, kE820Ram);
 }
 
+// The VMGenID page (layout::kVmGenIdAddr) is reserved whatever the RAM layout: the guest
+// never allocates it, so the id the VMM writes there stays where ACPI says it is.
+TEST(E820Test, Build_VmGenIdPage_Reserved) {
+  for (const auto& regions : {Regions(64 << 20), Regions(layout::kMmioHoleStart, 1ull << 30)}) {
+    std::vector<E820Entry> map = BuildE820(regions).value();
+    const uint64_t begin = layout::kVmGenIdAddr;
+    const uint64_t end = begin + 0x1000;
+    bool covered = false;
+    for (const E820Entry& e : map) {
+      if (e.addr + e.size <= begin || e.addr >= end) continue;  // no overlap
+      EXPECT_EQ(e.type, kE820Reserved) << "entry at 0x" << std::hex << e.addr;
+      covered = covered || (e.addr <= begin && e.addr + e.size >= end);
+    }
+    EXPECT_TRUE(covered) << "one reserved entry covers the whole page";
+  }
+}
+
 TEST(BootCmdlineTest, Check_Empty_Accepted) {
   EXPECT_TRUE(CheckCmdline("", 10).has_value());
 }
