@@ -38,11 +38,18 @@ if [[ ${KITE_SKIP_FUZZ:-0} != 1 ]]; then
   fuzz_build="${build}-fuzz"
   CC=clang CXX=clang++ cmake -S . -B "$fuzz_build" -G Ninja -DKITE_FUZZ=ON -DKITE_BUILD_TESTS=OFF \
     -DKITE_FUZZ_SECONDS="${KITE_FUZZ_SECONDS:-20}" >/dev/null
-  ninja -C "$fuzz_build" qcow2_header_fuzzer virtqueue_fuzzer virtio_blk_fuzzer
+  ninja -C "$fuzz_build" qcow2_header_fuzzer virtqueue_fuzzer virtio_blk_fuzzer snapshot_state_fuzzer \
+    qmp_fuzzer
   run_ctest ctest --test-dir "$fuzz_build" -L fuzz --output-on-failure || status=1
 fi
 
 labels=${KITE_TEST_LABELS:-kvm|e2e|fault}
+# The snapshot e2e tests boot kite's own guest kernel (VMGenID, evdev): take it from the cache
+# or build it here, on the host, before the nested VM (about 7 minutes the first time).
+if [[ $labels == *e2e* ]]; then
+  echo "== kite's guest kernel (guest-firmware/linux)"
+  guest-firmware/linux/guest-kernel.sh >/dev/null
+fi
 kvm_ok=0
 # A character device we may read and write (never `<>` on the path: that would create a file).
 [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] && kvm_ok=1

@@ -25,10 +25,11 @@ struct OptionSpec {
   bool takes_value;
 };
 constexpr OptionSpec kRunOptions[] = {
-    {"--kernel", true}, {"--initrd", true}, {"--cmdline", true},         {"--cpus", true},
-    {"--memory", true}, {"--serial", true}, {"--no-acpi", false},        {"--on-reboot", true},
-    {"--config", true}, {"--stats", false}, {"--no-host-quirks", false}, {"--disk", true},
-    {"--net", true},    {"--rng", false},   {"--no-rng", false},
+    {"--kernel", true},   {"--initrd", true},  {"--cmdline", true},         {"--cpus", true},
+    {"--memory", true},   {"--serial", true},  {"--no-acpi", false},        {"--on-reboot", true},
+    {"--config", true},   {"--stats", false},  {"--no-host-quirks", false}, {"--disk", true},
+    {"--net", true},      {"--rng", false},    {"--no-rng", false},         {"--name", true},
+    {"--api-sock", true}, {"--paused", false},
 };
 
 const OptionSpec* FindOption(std::string_view name) {
@@ -134,6 +135,12 @@ Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::stri
     }
   } else if (key == "rng") {
     c.rng = TRY(JsonBool(v, key));
+  } else if (key == "name") {
+    c.name = TRY(JsonString(v, key));
+  } else if (key == "api_sock") {
+    c.api_sock = ResolvePath(TRY(JsonString(v, key)), base_dir);
+  } else if (key == "paused") {
+    c.start_paused = TRY(JsonBool(v, key));
   } else {
     return Err("unknown key '" + key + "'");
   }
@@ -205,16 +212,58 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
     c.rng = true;
   } else if (name == "--no-rng") {
     c.rng = false;
+  } else if (name == "--name") {
+    c.name = value;
+  } else if (name == "--api-sock") {
+    c.api_sock = value;
+  } else if (name == "--paused") {
+    c.start_paused = true;
   } else {
     return Err("unknown option " + ctx);
   }
   return {};
 }
 
+// kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
+Result<Command> ParseRestore(std::span<const std::string> args) {
+  Restore restore;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> Result<std::string> {
+      if (i + 1 >= args.size()) return Err("option " + a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h") return Command(Help{});
+    if (a == "--paused") {
+      restore.options.paused = true;
+    } else if (a == "--disk-overlays") {
+      restore.options.disk_overlays = true;
+    } else if (a == "--api-sock") {
+      restore.options.api_sock = TRY(value());
+    } else if (a == "--serial") {
+      VmConfig serial;
+      TRY_CTX(ParseSerial(TRY(value()), serial), "--serial");
+      restore.options.override_serial = true;
+      restore.options.serial = serial.serial;
+      restore.options.serial_path = serial.serial_path;
+    } else if (a.rfind("--", 0) == 0) {
+      return Err("unknown option " + a + " of kite restore (try kite --help)");
+    } else if (restore.options.path.empty()) {
+      restore.options.path = a;
+    } else {
+      return Err("kite restore takes one snapshot directory ('" + a + "' is a second)");
+    }
+  }
+  if (restore.options.path.empty()) return Err("kite restore needs a snapshot directory");
+  return Command(std::move(restore));
+}
+
 Result<Command> ParseCommandLine(std::span<const std::string> args, const FileReader& read_file) {
   if (args.empty()) return Err("no command given (try kite --help)");
   if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") return Command(Help{});
   if (args[0] == "--version" || args[0] == "-V") return Command(ShowVersion{});
+  if (args[0] == "restore") return ParseRestore(args);
+  if (args[0] == "ctl") return Command(Ctl{{args.begin() + 1, args.end()}});
   if (args[0] != "run") return Err("unknown command '" + args[0] + "' (try kite --help)");
 
   std::vector<std::pair<std::string, std::string>> options;
@@ -268,6 +317,9 @@ std::string UsageText() {
 
 Usage:
   kite run --kernel PATH [options]    boot a kernel
+  kite restore DIR [options]          bring a snapshot back to life (docs/SNAPSHOTS.md)
+  kite ctl [--json] SOCKET COMMAND [key=value ...]
+                                      send a QMP command to a running kite (docs/CONTROL.md)
   kite --help                         this text
   kite --version                      the version
 
@@ -285,11 +337,21 @@ Options of kite run:
   --no-host-quirks       do not adapt the kernel command line to an emulated KVM host
   --disk SPEC            a virtio-blk disk (repeatable):
                            path=FILE,format=raw|qcow2[,readonly=on][,cache=MODE][,serial=ID]
-                           [,queues=N]; MODE: writeback (default), writethrough, none, unsafe.
+                           [,queues=N][,id=ID]; MODE: writeback (default), writethrough, none,
+                           unsafe.
                            format may be left out only with readonly=on
   --net SPEC             a virtio-net interface (repeatable): user[,hostfwd=tcp::2222-:22]
-                           [,mac=MAC] (rootless NAT) or tap=NAME[,mac=MAC]
+                           [,mac=MAC][,id=ID] (rootless NAT) or tap=NAME[,mac=MAC][,id=ID]
   --no-rng               no virtio-rng entropy device (on by default)
+  --name NAME            the VM's name (query-name)
+  --api-sock PATH        serve the QMP control socket at PATH (mode 0600)
+  --paused               build and load the VM, then wait for `cont` (QMP status prelaunch)
+
+Options of kite restore:
+  --paused               leave the restored VM paused until `cont`
+  --disk-overlays        give each writable disk a fresh qcow2 overlay (clones)
+  --api-sock PATH        the control socket (the snapshot's is not reused)
+  --serial MODE          the console, as for kite run (default: the snapshot's)
 
 Exit status: 0 guest powered off, 1 kite failed, 2 guest reset, 3 guest crashed,
 130 stopped by the user (Ctrl-A x, SIGINT, SIGTERM). See docs/CLI.md.

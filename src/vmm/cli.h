@@ -4,7 +4,10 @@
 //   kite run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory SIZE]
 //            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
 //            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
-//            [--net SPEC]... [--no-rng]   (device specs: vmm/device_options.h)
+//            [--net SPEC]... [--no-rng] [--name NAME] [--api-sock PATH] [--paused]
+//            (device specs: vmm/device_options.h)
+//   kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
+//   kite ctl [--json] SOCKET COMMAND [key=value ...]   (vmm/control/ctl.h)
 //   kite --help | kite --version
 //
 // Settings from --config are applied first; options on the command line win.
@@ -15,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "base/result.h"
 #include "kite/kite.h"
@@ -26,7 +30,13 @@ struct ShowVersion {};
 struct Run {
   VmConfig config;
 };
-using Command = std::variant<Help, ShowVersion, Run>;
+struct Restore {
+  RestoreOptions options;
+};
+struct Ctl {
+  std::vector<std::string> args;  // after "ctl"
+};
+using Command = std::variant<Help, ShowVersion, Run, Restore, Ctl>;
 
 using FileReader = std::function<Result<std::string>(const std::string& path)>;
 

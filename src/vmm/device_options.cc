@@ -71,9 +71,11 @@ Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
     disk.serial = kv.value;
   } else if (kv.key == "queues") {
     disk.queues = TRY(ParseQueues(kv.value));
+  } else if (kv.key == "id") {
+    disk.id = kv.value;
   } else {
     return Err("unknown disk setting '" + kv.key +
-               "' (expected path, format, readonly, cache, serial, queues)");
+               "' (expected path, format, readonly, cache, serial, queues, id)");
   }
   return {};
 }
@@ -91,8 +93,10 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     net.mac = kv.value;
   } else if (kv.key == "hostfwd" && kv.has_value) {
     net.hostfwd.push_back(kv.value);
+  } else if (kv.key == "id" && kv.has_value) {
+    net.id = kv.value;
   } else {
-    return Err("unknown network setting '" + kv.key + "' (expected mac=, hostfwd=)");
+    return Err("unknown network setting '" + kv.key + "' (expected mac=, hostfwd=, id=)");
   }
   return {};
 }
@@ -160,16 +164,70 @@ Result<NetConfig> NetFromJson(const json& v) {
       net.tap = TRY(JsonText(*it, key));
     } else if (key == "mac") {
       net.mac = TRY(JsonText(*it, key));
+    } else if (key == "id") {
+      net.id = TRY(JsonText(*it, key));
     } else if (key == "hostfwd") {
       if (!it->is_array()) return Err("'hostfwd' must be an array of strings");
       for (const json& rule : *it) net.hostfwd.push_back(TRY(JsonText(rule, "hostfwd")));
     } else {
-      return Err("unknown network key '" + key + "' (expected backend, tap, mac, hostfwd)");
+      return Err("unknown network key '" + key + "' (expected backend, tap, mac, hostfwd, id)");
     }
   }
   if (!have_backend) return Err("a network needs \"backend\": \"user\" or \"tap\"");
   TRY(ValidateNet(net));
   return net;
+}
+
+Result<void> ValidateDeviceId(const std::string& id) {
+  if (id.empty() || id.size() > kMaxDeviceIdBytes) {
+    return Err("device id '" + id + "' must be 1 to " + std::to_string(kMaxDeviceIdBytes) +
+               " characters");
+  }
+  // QEMU's rule for ids (qemu/id.c): a letter, then letters, digits, '-', '.', '_'.
+  auto ok = [](char c, bool first) {
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return alpha || (!first && ((c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'));
+  };
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (!ok(id[i], i == 0)) {
+      return Err("device id '" + id +
+                 "' must start with a letter and contain only letters, digits, '-', '.', '_'");
+    }
+  }
+  return {};
+}
+
+std::string DiskId(const VmConfig& config, size_t index) {
+  if (!config.disks[index].id.empty()) return config.disks[index].id;
+  std::string id = "vd";
+  // vda .. vdz, then vdaa, vdab, ... as Linux names them.
+  if (index >= 26) id += static_cast<char>('a' + index / 26 - 1);
+  return id + static_cast<char>('a' + index % 26);
+}
+
+std::string NetId(const VmConfig& config, size_t index) {
+  if (!config.nets[index].id.empty()) return config.nets[index].id;
+  return "net" + std::to_string(index);
+}
+
+Result<void> ValidateDeviceIds(const VmConfig& config) {
+  std::vector<std::string> ids = {"com1", "i8042", "rtc", "boot-marker", "acpi-pm", "ged"};
+  if (config.rng) ids.push_back("rng0");
+  auto add = [&](const std::string& id, bool user_given) -> Result<void> {
+    if (user_given) TRY(ValidateDeviceId(id));
+    for (const std::string& other : ids) {
+      if (other == id) return Err("device id '" + id + "' is used twice");
+    }
+    ids.push_back(id);
+    return {};
+  };
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    TRY(add(DiskId(config, i), !config.disks[i].id.empty()));
+  }
+  for (size_t i = 0; i < config.nets.size(); ++i) {
+    TRY(add(NetId(config, i), !config.nets[i].id.empty()));
+  }
+  return {};
 }
 
 Result<void> ValidateDisk(const DiskConfig& disk) {

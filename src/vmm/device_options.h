@@ -3,8 +3,9 @@
 // checked. Pure code. docs/CLI.md is the user reference.
 //
 //   --disk path=FILE[,format=raw|qcow2][,readonly=on|off][,cache=MODE][,serial=ID][,queues=N]
-//   --net user[,hostfwd=tcp::2222-:22][,hostfwd=...][,mac=52:54:00:12:34:56]
-//   --net tap=NAME[,mac=...]
+//          [,id=ID]
+//   --net user[,hostfwd=tcp::2222-:22][,hostfwd=...][,mac=52:54:00:12:34:56][,id=ID]
+//   --net tap=NAME[,mac=...][,id=ID]
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -28,6 +29,14 @@ Result<NetConfig> NetFromJson(const nlohmann::json& v);
 // The checks ValidateVmConfig applies to each device (the message names the setting).
 Result<void> ValidateDisk(const DiskConfig& disk);
 Result<void> ValidateNet(const NetConfig& net);
+// Device ids: "vda", "vdb", ... and "net0", "net1", ... unless the config names them (id=).
+std::string DiskId(const VmConfig& config, size_t index);
+std::string NetId(const VmConfig& config, size_t index);
+// A user-chosen id follows QEMU's rule (a letter, then letters, digits, '-', '.', '_'; at most
+// kMaxDeviceIdBytes); ids are unique among all of the VM's devices.
+inline constexpr size_t kMaxDeviceIdBytes = 32;
+Result<void> ValidateDeviceId(const std::string& id);
+Result<void> ValidateDeviceIds(const VmConfig& config);
 // "52:54:00:12:34:56": six hex bytes, unicast, not all zeros.
 bool IsValidMac(std::string_view text);
 

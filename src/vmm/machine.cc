@@ -1,39 +1,104 @@
-// kite::Machine, the embedding API (include/kite/kite.h): a Vm plus the restart policy and the
-// host-quirk command line adjustments.
+// kite::Machine, the embedding API (include/kite/kite.h): a Vm plus the run state, the restart
+// policy, the control-plane calls, the queries and the events. Snapshots are in
+// machine_snapshot.cc; the fields and lock order in machine_impl.h.
+#include <sys/time.h>
+
 #include <chrono>
 #include <cstdio>
-#include <mutex>
 
 #include "kite/kite.h"
 #include "vmm/host_quirks.h"
-#include "vmm/vm.h"
+#include "vmm/machine_impl.h"
+#include "vmm/vm_virtio.h"
 
 namespace kite {
 
-struct Machine::Impl {
-  VmConfig config;  // as given, with host quirks applied to the cmdline by Start()
-  bool quirks_applied = false;
-  std::mutex mutex;
-  std::unique_ptr<Vm> vm;  // guarded by mutex (replaced on restart)
-  bool stop_requested = false;
-  std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+std::string ApplyHostQuirks(VmConfig& config) {
+  if (!config.host_quirks) return "";
+  HostQuirks quirks = DetectHostQuirksFromProc();
+  if (!quirks.emulated_kvm) return "";
+  std::vector<std::string> added = AppendCmdlineItems(config.cmdline, EmulatedHostCmdlineItems());
+  if (added.empty()) return "";
+  std::string items;
+  for (const auto& item : added) items += " " + item;
+  return "kite: " + quirks.reason + "; added to the kernel command line:" + items +
+         " (--no-host-quirks to turn off)\n";
+}
 
-  // Creates and starts a new Vm in place of the old one.
-  Result<void> Boot() {
-    std::unique_ptr<Vm> old;
-    {
-      std::lock_guard lock(mutex);
-      old = std::move(vm);
-    }
-    old.reset();  // stop and free the previous VM before mapping new guest memory
-    std::unique_ptr<Vm> fresh = TRY(Vm::Create(config, created));
-    TRY(fresh->Start());
+Result<void> Machine::Impl::Boot(bool paused) {
+  std::unique_ptr<Vm> old;
+  {
     std::lock_guard lock(mutex);
-    vm = std::move(fresh);
-    if (stop_requested) vm->RequestEnd({VmEnd::kStopped, "stopped by request"});
-    return {};
+    old = std::move(vm);
   }
-};
+  old.reset();  // stop and free the previous VM before mapping new guest memory
+  std::unique_ptr<Vm> fresh = TRY(Vm::Build(config, created));
+  TRY(fresh->Boot());
+  TRY(fresh->Start());
+  return Install(std::move(fresh), paused, RunState::kPrelaunch);
+}
+
+Result<void> Machine::Impl::Install(std::unique_ptr<Vm> fresh, bool paused, RunState paused_state) {
+  if (!paused) TRY(fresh->Resume());
+  std::lock_guard lock(mutex);
+  vm = std::move(fresh);
+  state = paused ? paused_state : RunState::kRunning;
+  if (stop_requested) vm->RequestEnd({VmEnd::kStopped, "stopped by request"});
+  return {};
+}
+
+void Machine::Impl::SetState(RunState s) {
+  std::lock_guard lock(mutex);
+  state = s;
+}
+
+Vm* Machine::Impl::CurrentVm() const {
+  std::lock_guard lock(mutex);
+  return vm.get();
+}
+
+void Machine::Impl::Emit(const std::string& name, nlohmann::json data) {
+  timeval now{};
+  Event event{name, std::move(data), -1, -1};
+  if (gettimeofday(&now, nullptr) == 0) {
+    event.seconds = now.tv_sec;
+    event.microseconds = now.tv_usec;
+  }
+  std::lock_guard lock(events_mutex);
+  for (const auto& [token, fn] : subscribers) fn(event);
+}
+
+// QEMU's ShutdownCause names (qapi/run-state.json).
+void Machine::Impl::EmitEnd(const VmOutcome& outcome, bool restarting) {
+  std::string reason;
+  bool guest = true;
+  {
+    std::lock_guard lock(mutex);
+    switch (outcome.end) {
+      case VmEnd::kPowerOff:
+        reason = "guest-shutdown";
+        break;
+      case VmEnd::kReset:
+        reason = host_reset ? "host-qmp-system-reset" : "guest-reset";
+        guest = !host_reset;
+        break;
+      case VmEnd::kCrash:
+        reason = "guest-panic";
+        break;
+      case VmEnd::kError:
+        reason = "host-error";
+        guest = false;
+        break;
+      case VmEnd::kStopped:
+        reason = host_end_reason.empty() ? "host-signal" : host_end_reason;
+        guest = false;
+        break;
+    }
+    host_reset = false;
+    host_end_reason.clear();
+  }
+  Emit(restarting ? "RESET" : "SHUTDOWN", {{"guest", guest}, {"reason", reason}});
+}
 
 Machine::Machine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Machine::~Machine() = default;
@@ -46,22 +111,13 @@ Result<std::unique_ptr<Machine>> Machine::Create(const VmConfig& config) {
 }
 
 Result<void> Machine::Start() {
+  std::lock_guard control(impl_->control);
   std::string quirks_message;
-  if (impl_->config.host_quirks && !impl_->quirks_applied) {
+  if (!impl_->quirks_applied) {
     impl_->quirks_applied = true;
-    HostQuirks quirks = DetectHostQuirksFromProc();
-    if (quirks.emulated_kvm) {
-      std::vector<std::string> added =
-          AppendCmdlineItems(impl_->config.cmdline, EmulatedHostCmdlineItems());
-      for (const auto& item : added) quirks_message += " " + item;
-      if (!added.empty()) {
-        quirks_message = "kite: " + quirks.reason +
-                         "; added to the kernel command line:" + quirks_message +
-                         " (--no-host-quirks to turn off)\n";
-      }
-    }
+    quirks_message = ApplyHostQuirks(impl_->config);
   }
-  TRY(impl_->Boot());
+  TRY(impl_->Boot(impl_->config.start_paused));
   // Said once the VM runs, so that a setup error stays the only message when there is one.
   std::fputs(quirks_message.c_str(), stderr);
   return {};
@@ -69,13 +125,10 @@ Result<void> Machine::Start() {
 
 VmOutcome Machine::Wait() {
   for (;;) {
-    Vm* vm;
-    {
-      std::lock_guard lock(impl_->mutex);
-      vm = impl_->vm.get();
-    }
+    Vm* vm = impl_->CurrentVm();
     if (vm == nullptr) return {VmEnd::kError, "the machine was not started"};
     VmOutcome outcome = vm->Wait();
+    std::unique_lock control(impl_->control);
     if (impl_->config.stats) std::fprintf(stderr, "%s", vm->StatsReport().c_str());
     bool restart = outcome.end == VmEnd::kReset && impl_->config.on_reboot == OnReboot::kRestart;
     {
@@ -83,10 +136,16 @@ VmOutcome Machine::Wait() {
       restart = restart && !impl_->stop_requested;
       // A stop request ends this run only: a later Start() boots again.
       if (!restart) impl_->stop_requested = false;
+      impl_->state = restart                        ? RunState::kPrelaunch
+                     : outcome.end == VmEnd::kError ? RunState::kInternalError
+                     : outcome.end == VmEnd::kCrash ? RunState::kGuestPanicked
+                                                    : RunState::kShutdown;
     }
+    impl_->EmitEnd(outcome, restart);
     if (!restart) return outcome;
     std::fprintf(stderr, "kite: the guest reset; restarting the VM\n");
-    if (auto booted = impl_->Boot(); !booted) {
+    if (auto booted = impl_->Boot(false); !booted) {
+      impl_->SetState(RunState::kInternalError);
       return {VmEnd::kError, "restarting the VM: " + booted.error().message()};
     }
   }
@@ -96,6 +155,129 @@ void Machine::RequestStop() {
   std::lock_guard lock(impl_->mutex);
   impl_->stop_requested = true;
   if (impl_->vm) impl_->vm->RequestEnd({VmEnd::kStopped, "stopped by request"});
+}
+
+void Machine::Quit() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->stop_requested = true;
+  if (impl_->host_end_reason.empty()) impl_->host_end_reason = "host-qmp-quit";
+  if (impl_->vm) impl_->vm->RequestEnd({VmEnd::kStopped, "quit by the control socket"});
+}
+
+Result<void> Machine::Pause() {
+  std::lock_guard control(impl_->control);
+  RunState s = state();
+  if (s == RunState::kPaused || s == RunState::kPrelaunch || s == RunState::kInMigrate) return {};
+  if (s != RunState::kRunning) {
+    return Err("the VM cannot be paused while it is " + std::string(RunStateName(s)));
+  }
+  TRY(impl_->CurrentVm()->Pause());
+  impl_->SetState(RunState::kPaused);
+  impl_->Emit("STOP");
+  return {};
+}
+
+Result<void> Machine::Resume() {
+  std::lock_guard control(impl_->control);
+  RunState s = state();
+  if (s == RunState::kRunning) return {};
+  if (s != RunState::kPaused && s != RunState::kPrelaunch && s != RunState::kInMigrate) {
+    return Err("the VM cannot be resumed while it is " + std::string(RunStateName(s)));
+  }
+  TRY(impl_->CurrentVm()->Resume());
+  impl_->SetState(RunState::kRunning);
+  impl_->Emit("RESUME");
+  return {};
+}
+
+Result<void> Machine::PowerButton() {
+  std::lock_guard control(impl_->control);
+  Vm* vm = impl_->CurrentVm();
+  if (vm == nullptr) return Err(ErrorKind::kDeviceNotActive, "the VM is not running");
+  TRY(vm->PowerButton());
+  impl_->Emit("POWERDOWN");
+  return {};
+}
+
+Result<void> Machine::Reset() {
+  std::lock_guard control(impl_->control);
+  std::lock_guard lock(impl_->mutex);
+  if (!impl_->vm) return Err("the VM is not running");
+  impl_->host_reset = true;
+  impl_->vm->RequestEnd({VmEnd::kReset, "reset by the control socket"});
+  return {};
+}
+
+RunState Machine::state() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->state;
+}
+
+const VmConfig& Machine::config() const {
+  return impl_->config;
+}
+
+std::vector<CpuInfo> Machine::Cpus() const {
+  std::lock_guard lock(impl_->mutex);
+  if (!impl_->vm) {
+    std::vector<CpuInfo> out;
+    for (uint32_t i = 0; i < impl_->config.cpus; ++i) out.push_back({i, 0});
+    return out;
+  }
+  return impl_->vm->Cpus();
+}
+
+std::vector<BlockInfo> Machine::Blocks() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->vm ? QueryBlocks(impl_->vm->registry()) : std::vector<BlockInfo>{};
+}
+
+std::vector<BlockStats> Machine::BlockStatistics() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->vm ? QueryBlockStats(impl_->vm->registry()) : std::vector<BlockStats>{};
+}
+
+nlohmann::json Machine::Counters() const {
+  std::lock_guard lock(impl_->mutex);
+  nlohmann::json out = impl_->vm ? impl_->vm->Counters() : nlohmann::json::object();
+  out["status"] = RunStateName(impl_->state);
+  return out;
+}
+
+uint64_t Machine::Subscribe(EventFn fn) {
+  std::lock_guard lock(impl_->events_mutex);
+  uint64_t token = impl_->next_token++;
+  impl_->subscribers.emplace(token, std::move(fn));
+  return token;
+}
+
+void Machine::Unsubscribe(uint64_t token) {
+  std::lock_guard lock(impl_->events_mutex);
+  impl_->subscribers.erase(token);
+}
+
+const char* RunStateName(RunState state) {
+  switch (state) {
+    case RunState::kPrelaunch:
+      return "prelaunch";
+    case RunState::kRunning:
+      return "running";
+    case RunState::kPaused:
+      return "paused";
+    case RunState::kSaveVm:
+      return "save-vm";
+    case RunState::kRestoreVm:
+      return "restore-vm";
+    case RunState::kInMigrate:
+      return "inmigrate";
+    case RunState::kShutdown:
+      return "shutdown";
+    case RunState::kInternalError:
+      return "internal-error";
+    case RunState::kGuestPanicked:
+      return "guest-panicked";
+  }
+  return "?";
 }
 
 VmOutcome RunVm(const VmConfig& config) {

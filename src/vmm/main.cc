@@ -12,6 +12,8 @@
 
 #include "kite/kite.h"
 #include "vmm/cli.h"
+#include "vmm/control/ctl.h"
+#include "vmm/control/qmp_server.h"
 
 namespace {
 
@@ -37,10 +39,20 @@ int ReportOutcome(const kite::VmOutcome& outcome) {
   return outcome.ExitStatus();
 }
 
-int RunCommand(const kite::VmConfig& config) {
-  auto machine = kite::Machine::Create(config);
-  if (!machine) return Fail(machine.error().message());
+// The QMP control socket, when the configuration asks for one (--api-sock, "api_sock").
+kite::Result<std::unique_ptr<kite::qmp::QmpServer>> StartControlSocket(kite::Machine& machine) {
+  if (machine.config().api_sock.empty()) return std::unique_ptr<kite::qmp::QmpServer>();
+  return kite::qmp::QmpServer::Start(machine, machine.config().api_sock);
+}
 
+void StopControlSocket(std::unique_ptr<kite::qmp::QmpServer>& server) {
+  if (server) server->Stop();
+}
+
+// Runs a machine built by `make` (a boot or a restore) until it ends: SIGINT and SIGTERM stop
+// it, the control socket (when configured) serves it meanwhile.
+template <typename MakeFn>
+int RunMachine(MakeFn make) {
   // Every thread started from here on inherits the blocked set; only the signal thread takes
   // SIGINT and SIGTERM.
   sigset_t signals;
@@ -49,24 +61,54 @@ int RunCommand(const kite::VmConfig& config) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::atomic<bool> done{false};
-  kite::Machine* m = machine->get();
+  std::atomic<kite::Machine*> current{nullptr};
+  std::atomic<bool> stop_early{false};
   std::thread signal_thread([&] {
     int sig = 0;
     while (sigwait(&signals, &sig) == 0 && !done.load()) {
-      m->RequestStop();
+      if (kite::Machine* m = current.load()) {
+        m->RequestStop();
+      } else {
+        stop_early.store(true);
+      }
     }
   });
 
   int status;
-  if (auto started = m->Start(); !started) {
-    status = Fail(started.error().message());
+  kite::Result<std::unique_ptr<kite::Machine>> machine = make();
+  if (!machine) {
+    status = Fail(machine.error().message());
   } else {
-    status = ReportOutcome(m->Wait());
+    kite::Machine* m = machine->get();
+    current.store(m);
+    if (stop_early.load()) m->RequestStop();
+    auto server = StartControlSocket(*m);
+    if (!server) {
+      m->RequestStop();
+      (void)m->Wait();
+      status = Fail(server.error().message());
+    } else {
+      status = ReportOutcome(m->Wait());
+      StopControlSocket(*server);
+    }
+    current.store(nullptr);
   }
   done.store(true);
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   return status;
+}
+
+int RunCommand(const kite::VmConfig& config) {
+  return RunMachine([&]() -> kite::Result<std::unique_ptr<kite::Machine>> {
+    std::unique_ptr<kite::Machine> machine = TRY(kite::Machine::Create(config));
+    TRY(machine->Start());
+    return machine;
+  });
+}
+
+int RestoreCommand(const kite::RestoreOptions& options) {
+  return RunMachine([&] { return kite::Machine::Restore(options); });
 }
 
 }  // namespace
@@ -84,5 +126,9 @@ int main(int argc, char** argv) {
     std::printf("kite %s\n", kite::Version());
     return 0;
   }
+  if (auto* restore = std::get_if<kite::cli::Restore>(&*command)) {
+    return RestoreCommand(restore->options);
+  }
+  if (auto* ctl = std::get_if<kite::cli::Ctl>(&*command)) return kite::ctl::RunCtl(ctl->args);
   return RunCommand(std::get<kite::cli::Run>(*command).config);
 }

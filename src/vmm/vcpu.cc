@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <mutex>
 
@@ -52,6 +53,36 @@ void Vcpu::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void VcpuControl::Set(Want want) {
+  {
+    std::lock_guard lock(mutex_);
+    want_.store(want);
+  }
+  changed_.notify_all();
+}
+
+void VcpuControl::WaitParked(uint32_t count) {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return parked_ >= count || want_.load() != Want::kPause; });
+}
+
+VcpuControl::Want VcpuControl::Park() {
+  std::unique_lock lock(mutex_);
+  ++parked_;
+  changed_.notify_all();
+  changed_.wait(lock, [&] { return want_.load() != Want::kPause; });
+  --parked_;
+  return want_.load();
+}
+
+void VcpuControl::Exited() {
+  {
+    std::lock_guard lock(mutex_);
+    ++parked_;
+  }
+  changed_.notify_all();
+}
+
 void Vcpu::Loop() {
   sigset_t set;
   sigemptyset(&set);
@@ -59,19 +90,39 @@ void Vcpu::Loop() {
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   std::string name = "kite-vcpu" + std::to_string(fd_.index());
   pthread_setname_np(pthread_self(), name.c_str());
+  thread_id_.store(static_cast<int64_t>(::gettid()));
 
-  while (!env_.stop->load(std::memory_order_acquire)) {
+  VcpuControl& control = *env_.control;
+  bool access_pending = false;  // the last KVM_RUN returned an exit we handled
+  for (;;) {
+    VcpuControl::Want want = control.want();
+    if (want == VcpuControl::Want::kPause) {
+      // Let KVM finish the access we handled (no guest instruction runs with immediate_exit).
+      if (access_pending) {
+        fd_.RequestImmediateExit();
+        (void)fd_.Run();
+        access_pending = false;
+      }
+      want = control.Park();
+      // Cleared before the wanted state is read again: a Pause() after this point sets
+      // immediate_exit anew after changing the wanted state, so no kick is lost.
+      fd_.ClearImmediateExit();
+      continue;
+    }
+    if (want == VcpuControl::Want::kExit) break;
     Result<bool> ran = fd_.Run();
     if (!ran) {
       env_.end_vm({VmEnd::kError, ran.error().message()});
-      return;
+      break;
     }
-    if (!*ran) continue;  // a signal or immediate_exit: check the stop flag
+    access_pending = *ran;
+    if (!*ran) continue;  // a signal or immediate_exit: look at the wanted state
     VcpuExit exit = DispatchExit(fd_.run_area(), env_.buses);
     if (env_.count_stats) stats_.Count(exit);
     if (IsHandledIo(exit)) continue;
-    if (!HandleExit(exit)) return;
+    if (!HandleExit(exit)) break;
   }
+  control.Exited();
 }
 
 bool Vcpu::HandleExit(const VcpuExit& exit) {

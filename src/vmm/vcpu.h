@@ -2,13 +2,19 @@
 // fallbacks (emulation_fallbacks.h), and everything that ends the VM reported through
 // VcpuEnv::end_vm with a reason, RIP and instruction bytes.
 //
-// Stopping: the VM sets the shared stop flag, then Kick() sets kvm_run.immediate_exit and sends
+// Run states (VcpuControl, shared by all vCPUs of a VM): Running → Paused → Running, and
+// Exiting. The VM changes the wanted state, then Kick() sets kvm_run.immediate_exit and sends
 // SIGUSR1 (a no-op handler installed without SA_RESTART) so that a KVM_RUN in progress returns
-// with EINTR; the loop sees the flag and the thread ends.
+// with EINTR; the loop sees the wanted state and parks or ends. A vCPU parks only after a
+// KVM_RUN with immediate_exit set has completed the port or MMIO access it last handed to
+// userspace, so the registers a snapshot reads are consistent (KVM API: "complete pending
+// operations without allowing any further instructions to be executed").
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -21,10 +27,33 @@
 
 namespace kite {
 
+// What every vCPU of a VM should be doing, and how many are parked. Thread-safe.
+class VcpuControl {
+ public:
+  enum class Want { kRun, kPause, kExit };
+
+  Want want() const { return want_.load(); }
+  // Sets the wanted state and wakes parked vCPUs (the caller kicks running ones).
+  void Set(Want want);
+  // Waits until `count` vCPUs are parked or gone (exited threads count as gone).
+  void WaitParked(uint32_t count);
+
+  // vCPU side: parks while the wanted state is kPause; returns the state that ended it.
+  Want Park();
+  // vCPU side: the thread ended.
+  void Exited();
+
+ private:
+  std::atomic<Want> want_{Want::kPause};
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  uint32_t parked_ = 0;  // guarded by mutex_ (parked + exited vCPUs)
+};
+
 struct VcpuEnv {
   Buses buses;
   const GuestMemory* memory = nullptr;
-  const std::atomic<bool>* stop = nullptr;
+  VcpuControl* control = nullptr;
   std::function<void(VmOutcome)> end_vm;  // thread-safe; the first call wins
   bool count_stats = false;
 };
@@ -35,10 +64,13 @@ class Vcpu {
   ~Vcpu();
 
   VcpuFd& fd() { return fd_; }
+  // Starts the thread; it runs or parks as VcpuControl says.
   void Start();
-  // Makes a running KVM_RUN return; the thread ends once the stop flag is set.
+  // Makes a running KVM_RUN return, so that the thread looks at VcpuControl again.
   void Kick();
   void Join();
+  // The host thread id (gettid) once the thread runs; 0 before.
+  int64_t thread_id() const { return thread_id_.load(); }
   // Valid after Join().
   const ExitStats& stats() const { return stats_; }
 
@@ -54,6 +86,7 @@ class Vcpu {
   VcpuFd fd_;
   VcpuEnv env_;
   std::thread thread_;
+  std::atomic<int64_t> thread_id_{0};
   ExitStats stats_;
 };
 

@@ -1,15 +1,19 @@
-// Vm: building, starting and stopping one VM. See vm.h.
+// Vm: building, booting or restoring, running, pausing and stopping one VM. See vm.h.
 #include "vmm/vm.h"
 
 #include "base/log.h"
 #include "base/units.h"
+#include "devices/acpi_ged.h"
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/acpi/mptable.h"
 #include "vmm/boot/loader.h"
 #include "vmm/cpu_setup.h"
+#include "vmm/kvm_state.h"
 #include "vmm/layout.h"
+#include "vmm/snapshot/kvm_state_json.h"
 #include "vmm/vm_devices.h"
 #include "vmm/vm_virtio.h"
+#include "vmm/vmgenid.h"
 
 namespace kite {
 namespace {
@@ -22,26 +26,34 @@ constexpr uint64_t kTssAddr = 0xfeffd000;
 }  // namespace
 
 Vm::Vm(const VmConfig& config, KvmSystem kvm, VmFd vm, GuestMemory memory)
-    : config_(config), kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
+    : config_(config),
+      kvm_(std::move(kvm)),
+      vm_(std::move(vm)),
+      memory_(std::move(memory)),
+      allocator_(layout::kVirtioMmioBase, layout::kVirtioMmioSize, layout::kVirtioMmioSlots,
+                 {std::begin(kVirtioGsis), std::end(kVirtioGsis)}) {}
 
 Vm::~Vm() {
-  StopVcpus();
+  Teardown();
 }
 
-Result<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config,
-                                       std::chrono::steady_clock::time_point start) {
+Result<std::unique_ptr<Vm>> Vm::Build(const VmConfig& config,
+                                      std::chrono::steady_clock::time_point start,
+                                      std::optional<GuestMemory> memory) {
   TRY(ValidateVmConfig(config));
   KvmSystem kvm = TRY(KvmSystem::Open());
   VmFd vm_fd = TRY(kvm.CreateVm());
-  GuestMemory memory = TRY_CTX(GuestMemory::Create(config.memory), "guest memory");
-  std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm.GetSupportedCpuid());
-  std::unique_ptr<Vm> vm(new Vm(config, std::move(kvm), std::move(vm_fd), std::move(memory)));
-  TRY(vm->SetupPlatform(start));
-  TRY(vm->CreateVcpus(cpuid));
+  if (!memory) memory = TRY_CTX(GuestMemory::Create(config.memory), "guest memory");
+  std::unique_ptr<Vm> vm(new Vm(config, std::move(kvm), std::move(vm_fd), std::move(*memory)));
+  vm->supported_cpuid_ = TRY(vm->kvm_.GetSupportedCpuid());
+  vm->msr_indices_ = SerializableMsrs(TRY(vm->kvm_.GetMsrIndexList()));
+  vm->host_ = QueryHostKvm(vm->vm_);
+  TRY(vm->BuildPlatform(start));
+  TRY(vm->CreateVcpus());
   return vm;
 }
 
-Result<void> Vm::SetupPlatform(std::chrono::steady_clock::time_point start) {
+Result<void> Vm::BuildPlatform(std::chrono::steady_clock::time_point start) {
   TRY(vm_.SetTssAddr(kTssAddr));
   TRY(vm_.SetIdentityMapAddr(kIdentityMapAddr));
   TRY(vm_.CreateIrqchip());
@@ -53,6 +65,7 @@ Result<void> Vm::SetupPlatform(std::chrono::steady_clock::time_point start) {
   wiring.pio = &pio_bus_;
   wiring.mmio = &mmio_bus_;
   wiring.config = &config_;
+  wiring.registry = &registry_;
   wiring.start = start;
   wiring.on_request = [this](VmRequest request) {
     if (request == VmRequest::kPowerOff) {
@@ -63,19 +76,35 @@ Result<void> Vm::SetupPlatform(std::chrono::steady_clock::time_point start) {
   };
   wiring.on_user_quit = [this] { RequestEnd({VmEnd::kStopped, "quit from the console"}); };
   devices_ = TRY(CreateDevices(wiring));
-  virtio_ = TRY(VirtioDevices::Create({&config_, &vm_, &mmio_bus_, &memory_, &loop_}));
+  TRY(AddVirtioDevices({&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_}));
+  return {};
+}
 
+Result<void> Vm::Boot() {
   uint64_t rsdp = TRY(WritePlatformTables());
   boot::KernelSpec spec;
   spec.kernel_path = config_.kernel;
   spec.initrd_path = config_.initrd;
   spec.cmdline = config_.cmdline;
   // Without ACPI the kernel learns about virtio-mmio devices from its command line only.
-  if (!config_.acpi) spec.cmdline += virtio_->KernelCmdline();
+  if (!config_.acpi) spec.cmdline += VirtioKernelCmdline(registry_);
   spec.acpi_rsdp = rsdp;
-  boot_plan_ = TRY(boot::LoadKernel(memory_, spec));
-  KITE_LOG(Info, "kernel: %s, entry 0x%s", boot_plan_.kernel_kind.c_str(),
-           ToHex(boot_plan_.entry.value).c_str());
+  boot::BootPlan plan = TRY(boot::LoadKernel(memory_, spec));
+  KITE_LOG(Info, "kernel: %s, entry 0x%s", plan.kernel_kind.c_str(),
+           ToHex(plan.entry.value).c_str());
+  for (auto& vcpu : vcpus_) {
+    VcpuFd& fd = vcpu->fd();
+    if (fd.index() == 0) {
+      kvm_regs regs{};
+      kvm_sregs sregs = TRY(fd.GetSregs());
+      TRY(boot::SetupBootCpu(memory_, plan, &regs, &sregs));
+      TRY(fd.SetSregs(sregs));
+      TRY(fd.SetRegs(regs));
+    } else {
+      // Application processors wait for INIT-SIPI-SIPI from the in-kernel LAPIC.
+      TRY(fd.SetMpState(KVM_MP_STATE_UNINITIALIZED));
+    }
+  }
   return {};
 }
 
@@ -85,38 +114,63 @@ Result<uint64_t> Vm::WritePlatformTables() {
     TRY_CTX(acpi::WriteMpTable(memory_, config_.cpus), "MP table");
     return uint64_t{0};
   }
+  // A fresh generation id for VMGenID: a restore writes another one (Vm::Restore).
+  TRY(WriteVmGenId(memory_, NewVmGenId()));
   acpi::AcpiConfig acpi_config;
+  acpi_config.vmgenid_addr = layout::kVmGenIdAddr;
   acpi_config.num_cpus = config_.cpus;
   acpi_config.serial_com1 = true;
-  acpi_config.virtio_devices = virtio_->AcpiDevices();
+  acpi_config.virtio_devices = VirtioAcpiDevices(registry_);
   GuestAddr rsdp = TRY_CTX(acpi::WriteAcpiTables(memory_, acpi_config), "ACPI tables");
   return rsdp.value;
 }
 
-Result<void> Vm::CreateVcpus(const std::vector<kvm_cpuid_entry2>& supported_cpuid) {
+Result<void> Vm::CreateVcpus() {
   CpuTemplate cpu_template = TRY(ParseCpuTemplate(config_.cpu_template));
   for (uint32_t i = 0; i < config_.cpus; ++i) {
     VcpuFd fd = TRY(vm_.CreateVcpu(i));
-    VcpuSetup setup{supported_cpuid, {i, config_.cpus, cpu_template}};
+    VcpuSetup setup{supported_cpuid_, {i, config_.cpus, cpu_template}};
     TRY_CTX(ConfigureVcpu(fd, setup), "vCPU " + std::to_string(i));
-    if (i == 0) {
-      kvm_regs regs{};
-      kvm_sregs sregs = TRY(fd.GetSregs());
-      TRY(boot::SetupBootCpu(memory_, boot_plan_, &regs, &sregs));
-      TRY(fd.SetSregs(sregs));
-      TRY(fd.SetRegs(regs));
-    } else {
-      // Application processors wait for INIT-SIPI-SIPI from the in-kernel LAPIC.
-      TRY(fd.SetMpState(KVM_MP_STATE_UNINITIALIZED));
-    }
     VcpuEnv env;
     env.buses = Buses{&pio_bus_, &mmio_bus_};
     env.memory = &memory_;
-    env.stop = &stop_;
+    env.control = &control_;
     env.end_vm = [this](VmOutcome outcome) { RequestEnd(std::move(outcome)); };
     env.count_stats = config_.stats;
     vcpus_.push_back(std::make_unique<Vcpu>(std::move(fd), std::move(env)));
   }
+  return {};
+}
+
+Result<void> Vm::Restore(const nlohmann::json& state, bool clock_realtime) {
+  const nlohmann::json* vcpus = state.contains("vcpus") ? &state["vcpus"] : nullptr;
+  if (vcpus == nullptr || !vcpus->is_array() || vcpus->size() != vcpus_.size()) {
+    return Err("vcpus: expected an array of " + std::to_string(vcpus_.size()) + " vCPU states");
+  }
+  if (!state.contains("vm") || !state.contains("devices")) {
+    return Err("the state has no \"vm\" or no \"devices\" member");
+  }
+  // Everything parsed and checked first; then KVM and the devices take it.
+  std::vector<VcpuState> parsed;
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    std::string where = "vcpus[" + std::to_string(i) + "]";
+    VcpuState vcpu = TRY(snapshot::VcpuStateFromJson((*vcpus)[i], where));
+    TRY_CTX(ValidateVcpuState(vcpu, host_), where);
+    TRY_CTX(CheckCpuidCompatible(vcpu.cpuid, supported_cpuid_), where);
+    parsed.push_back(std::move(vcpu));
+  }
+  VmState vm_state = TRY(snapshot::VmStateFromJson(state["vm"], "vm"));
+  TRY_CTX(ValidateVmState(vm_state), "vm");
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    TRY_CTX(RestoreVcpuState(vcpus_[i]->fd(), parsed[i], host_),
+            "restoring vCPU " + std::to_string(i));
+  }
+  TRY_CTX(RestoreVmState(vm_, vm_state, clock_realtime), "restoring the VM state");
+  TRY(registry_.RestoreAll(state["devices"]));
+  // Every restore is a new generation (clones of one snapshot must not share RNG state): the
+  // id changes before any vCPU runs; Start() tells the guest through the GED.
+  if (config_.acpi) TRY(WriteVmGenId(memory_, NewVmGenId()));
+  restored_ = true;
   return {};
 }
 
@@ -125,7 +179,71 @@ Result<void> Vm::Start() {
   started_ = true;
   TRY(StartDevices(*devices_));
   loop_.Start();
+  // Restored transports wait quiesced until the loop runs: now they look at their queues.
+  if (restored_) registry_.ResumeAll();
   for (auto& vcpu : vcpus_) vcpu->Start();
+  // The new VMGenID generation (Restore): the guest's _EVT notifies VGEN once a vCPU runs.
+  if (restored_ && devices_->ged) devices_->ged->Trigger(kGedEventVmGenId);
+  return {};
+}
+
+void Vm::KickAll() {
+  for (auto& vcpu : vcpus_) vcpu->Kick();
+}
+
+Result<void> Vm::Pause() {
+  control_.Set(VcpuControl::Want::kPause);
+  KickAll();
+  control_.WaitParked(static_cast<uint32_t>(vcpus_.size()));
+  if (control_.want() != VcpuControl::Want::kPause) return Err("the VM is ending");
+  // QEMU's stop: the guest's kvmclock stands still until cont.
+  held_clock_ = TRY(vm_.GetClock());
+  for (auto& vcpu : vcpus_) TRY(vcpu->fd().KvmclockCtrl());
+  return {};
+}
+
+Result<void> Vm::Resume() {
+  if (control_.want() == VcpuControl::Want::kExit) return Err("the VM is ending");
+  if (held_clock_) {
+    kvm_clock_data clock{};
+    clock.clock = held_clock_->clock;
+    TRY(vm_.SetClock(clock));
+    held_clock_.reset();
+  }
+  control_.Set(VcpuControl::Want::kRun);
+  return {};
+}
+
+Result<nlohmann::json> Vm::SaveState() {
+  if (control_.want() != VcpuControl::Want::kPause || !held_clock_) {
+    return Err("the VM must be paused");
+  }
+  // Devices first: draining them may raise interrupts the irqchip state must hold (FC).
+  TRY(registry_.QuiesceAll());
+  nlohmann::json out;
+  auto saved = [&]() -> Result<void> {
+    out["devices"] = TRY(registry_.SaveAll());
+    VmState vm_state = TRY(SaveVmState(vm_));
+    vm_state.clock = *held_clock_;
+    out["vm"] = snapshot::ToJson(vm_state);
+    out["vcpus"] = nlohmann::json::array();
+    for (auto& vcpu : vcpus_) {
+      VcpuState state = TRY_CTX(SaveVcpuState(vcpu->fd(), host_, msr_indices_),
+                                "vCPU " + std::to_string(vcpu->fd().index()));
+      out["vcpus"].push_back(snapshot::ToJson(state));
+    }
+    return {};
+  }();
+  registry_.ResumeAll();
+  if (!saved) return std::move(saved).error();
+  return out;
+}
+
+Result<void> Vm::PowerButton() {
+  if (!devices_->ged) {
+    return Err(ErrorKind::kDeviceNotActive, "the VM has no ACPI power button (--no-acpi)");
+  }
+  devices_->ged->Trigger(kGedEventPowerButton);
   return {};
 }
 
@@ -138,7 +256,7 @@ void Vm::RequestEnd(VmOutcome outcome) {
   // The vCPU that caused the end (a power-off or reset write, a crash) must not run another
   // guest instruction: on real hardware a reset takes effect at once. The others are kicked
   // out of KVM_RUN by Wait().
-  stop_.store(true, std::memory_order_release);
+  control_.Set(VcpuControl::Want::kExit);
   ended_.notify_all();
 }
 
@@ -149,20 +267,26 @@ VmOutcome Vm::Wait() {
     ended_.wait(lock, [this] { return outcome_.has_value(); });
     outcome = *outcome_;
   }
-  StopVcpus();
+  Teardown();
   return outcome;
 }
 
-void Vm::StopVcpus() {
-  if (stopped_) return;
-  stopped_ = true;
-  stop_.store(true, std::memory_order_release);
-  for (auto& vcpu : vcpus_) vcpu->Kick();
+void Vm::Teardown() {
+  if (torn_down_) return;
+  torn_down_ = true;
+  control_.Set(VcpuControl::Want::kExit);
+  KickAll();
   for (auto& vcpu : vcpus_) vcpu->Join();
   if (devices_) StopDevices(*devices_);
   // Devices first (they wait for their in-flight I/O), then the loop their completions use.
-  if (virtio_) virtio_->Shutdown();
+  registry_.ShutdownAll();
   loop_.Stop();
+}
+
+std::vector<CpuInfo> Vm::Cpus() const {
+  std::vector<CpuInfo> out;
+  for (const auto& vcpu : vcpus_) out.push_back({vcpu->fd().index(), vcpu->thread_id()});
+  return out;
 }
 
 std::string Vm::StatsReport() const {
@@ -175,9 +299,20 @@ std::string Vm::StatsReport() const {
             std::to_string(pio.unclaimed_writes) + "; mmio unclaimed reads " +
             std::to_string(mmio.unclaimed_reads) + " writes " +
             std::to_string(mmio.unclaimed_writes) + "\n";
-  if (devices_) report += DevicesStatsReport(*devices_);
-  if (virtio_) report += virtio_->StatsReport();
-  return report;
+  return report + registry_.StatsReport();
+}
+
+nlohmann::json Vm::Counters() const {
+  BusStats pio = pio_bus_.stats();
+  BusStats mmio = mmio_bus_.stats();
+  return {
+      {"buses",
+       {{"pio",
+         {{"unclaimed_reads", pio.unclaimed_reads}, {"unclaimed_writes", pio.unclaimed_writes}}},
+        {"mmio",
+         {{"unclaimed_reads", mmio.unclaimed_reads},
+          {"unclaimed_writes", mmio.unclaimed_writes}}}}},
+      {"devices", registry_.Counters()}};
 }
 
 }  // namespace kite

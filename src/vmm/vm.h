@@ -1,12 +1,19 @@
-// Vm: one running virtual machine; owns everything (KVM fds, guest memory, buses, devices,
-// vCPU threads). Built in the order of docs/VMM.md "Boot sequence":
-//   KVM VM → TSS/identity map → irqchip + PIT → guest memory slots → devices on the buses →
-//   platform tables (ACPI, or MP table with acpi = false) → kernel, initrd, command line →
-//   vCPUs (CPUID, MSRs, FPU, LAPIC; boot state on vCPU 0, wait-for-SIPI on the others).
+// Vm: one virtual machine; owns everything (KVM fds, guest memory, buses, the device registry,
+// vCPU threads). Its life, in the order of docs/ARCHITECTURE.md "Boot sequence":
 //
-// Threads: the creating thread calls Start() and Wait(); vCPU threads and devices call
-// RequestEnd(); anyone may call RequestEnd() (thread-safe, the first outcome wins). Wait()
-// stops and joins the vCPUs once an outcome is set.
+//   Build()    KVM VM → TSS/identity map → irqchip + PIT → guest memory slots → devices on the
+//              buses, in the registry → vCPUs (CPUID, MSRs, FPU, LAPIC). Nothing guest-visible
+//              is loaded: the same machine serves a boot and a restore.
+//   Boot()     platform tables (ACPI, or MP table with acpi = false) → kernel, initrd, command
+//              line → boot state on vCPU 0, wait-for-SIPI on the others.
+//   or Restore(state)  device state → VM state (PIT, clock, irqchips) → vCPU state.
+//   Start()    the event loop, the console and the vCPU threads, parked.
+//   Resume() / Pause()  vCPUs run / are parked with the guest clock held.
+//   RequestEnd() → Wait() → teardown.
+//
+// Threads: the owning thread builds, boots or restores, starts and waits. Pause, Resume,
+// SaveState, PowerButton and the queries may come from any one control thread at a time (the
+// Machine serialises them); RequestEnd from anyone (the first outcome wins).
 #pragma once
 
 #include <atomic>
@@ -14,64 +21,93 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "devices/bus.h"
 #include "kite/kite.h"
-#include "vmm/boot/loader.h"
+#include "vmm/device_registry.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
+#include "vmm/kvm_state.h"
 #include "vmm/vcpu.h"
 
 namespace kite {
 
-struct VmDevices;     // vm_devices.h
-class VirtioDevices;  // vm_virtio.h
+struct VmDevices;  // vm_devices.h
 
 class Vm {
  public:
   // `config` is validated; its cmdline is used as given (host quirks are applied by the caller).
-  // `start` is kite's start time (boot markers are reported relative to it).
-  static Result<std::unique_ptr<Vm>> Create(const VmConfig& config,
-                                            std::chrono::steady_clock::time_point start);
+  // `start` is kite's start time (boot markers are reported relative to it). `memory`: guest
+  // RAM to use (a snapshot's memory file, mapped); by default fresh anonymous memory.
+  static Result<std::unique_ptr<Vm>> Build(const VmConfig& config,
+                                           std::chrono::steady_clock::time_point start,
+                                           std::optional<GuestMemory> memory = std::nullopt);
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
+  // Loads the platform tables and the kernel and sets the boot registers.
+  Result<void> Boot();
+  // Applies a snapshot's "vm", "vcpus" and "devices" (already checksummed by the caller; every
+  // value is still checked). `clock_realtime`: advance kvmclock by the wall time since the
+  // snapshot where the host can.
+  Result<void> Restore(const nlohmann::json& state, bool clock_realtime);
+  // Starts the threads with the vCPUs parked.
   Result<void> Start();
+  // Parks every vCPU (returns once all are out of KVM_RUN), holds the guest clock.
+  Result<void> Pause();
+  // Puts the clock back and lets the vCPUs run (also the first run after Start()).
+  Result<void> Resume();
+  // With the VM paused: quiesces the devices, returns {"vm", "vcpus", "devices"} and resumes
+  // the devices (the vCPUs stay parked).
+  Result<nlohmann::json> SaveState();
+  // The ACPI power button (GED event). DeviceNotActive without ACPI.
+  Result<void> PowerButton();
+
   // Sets the outcome unless one is set already, and wakes Wait(). Thread-safe.
   void RequestEnd(VmOutcome outcome);
-  // Blocks until an outcome is set, then stops the vCPUs and returns it.
+  // Blocks until an outcome is set, then stops everything and returns it.
   VmOutcome Wait();
+
   // Exit and device counters (--stats), valid after Wait().
   std::string StatsReport() const;
-
+  nlohmann::json Counters() const;
+  std::vector<CpuInfo> Cpus() const;
+  const DeviceRegistry& registry() const { return registry_; }
   const GuestMemory& memory() const { return memory_; }
 
  private:
   Vm(const VmConfig& config, KvmSystem kvm, VmFd vm, GuestMemory memory);
-  Result<void> SetupPlatform(std::chrono::steady_clock::time_point start);
+  Result<void> BuildPlatform(std::chrono::steady_clock::time_point start);
   Result<uint64_t> WritePlatformTables();
-  Result<void> CreateVcpus(const std::vector<kvm_cpuid_entry2>& supported_cpuid);
-  void StopVcpus();
+  Result<void> CreateVcpus();
+  void KickAll();
+  void Teardown();
 
   const VmConfig config_;
   KvmSystem kvm_;
   VmFd vm_;
   GuestMemory memory_;
+  std::vector<kvm_cpuid_entry2> supported_cpuid_;
+  std::vector<uint32_t> msr_indices_;  // the MSRs a snapshot saves
+  HostKvm host_;                       // what this host's KVM offers for save/restore
   Bus pio_bus_{"pio"};
   Bus mmio_bus_{"mmio"};
+  EventLoop loop_;  // outlives the devices bound to it (teardown shuts them down first)
+  DeviceRegistry registry_;
+  ResourceAllocator allocator_;
   std::unique_ptr<VmDevices> devices_;
-  EventLoop loop_;                         // before virtio_: outlives the devices bound to it
-  std::unique_ptr<VirtioDevices> virtio_;  // null-safe: built in SetupPlatform
-  boot::BootPlan boot_plan_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
-  std::atomic<bool> stop_{false};
+  VcpuControl control_;
+  std::optional<kvm_clock_data> held_clock_;  // the guest clock while paused
   bool started_ = false;
-  bool stopped_ = false;
+  bool restored_ = false;
+  bool torn_down_ = false;
 
   std::mutex mutex_;
   std::condition_variable ended_;

@@ -36,6 +36,7 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
   TRY_CTX(ParseCpuTemplate(c.cpu_template), "cpu_template");
   for (const DiskConfig& disk : c.disks) TRY(cli::ValidateDisk(disk));
   for (const NetConfig& net : c.nets) TRY(cli::ValidateNet(net));
+  TRY(cli::ValidateDeviceIds(c));
   size_t devices = c.disks.size() + c.nets.size() + (c.rng ? 1 : 0);
   if (devices > kMaxVirtioDevices) {
     return Err("too many virtio devices: " + std::to_string(devices) +

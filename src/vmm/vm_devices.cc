@@ -9,6 +9,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/serial_console.h"
 #include "vmm/layout.h"
+#include "vmm/snapshot/device_state_json.h"
 
 namespace kite {
 namespace {
@@ -47,6 +48,125 @@ SerialConfig ToSerialConfig(const VmConfig& config) {
   return serial;
 }
 
+// A legacy device's snapshot adapter: its State struct through the JSON of
+// snapshot/device_state_json.h, and its one --stats line.
+template <typename Device>
+class LegacyEntry : public VmDevice {
+ public:
+  using State = typename Device::State;
+  using ToJsonFn = nlohmann::json (*)(const State&);
+  using FromJsonFn = std::function<Result<State>(const nlohmann::json&)>;
+
+  LegacyEntry(std::shared_ptr<Device> device, ToJsonFn to_json, FromJsonFn from_json,
+              std::function<std::string()> stats_line)
+      : device_(std::move(device)),
+        to_json_(to_json),
+        from_json_(std::move(from_json)),
+        stats_line_(std::move(stats_line)) {}
+  Result<nlohmann::json> SaveState() const override { return to_json_(device_->GetState()); }
+  Result<void> RestoreState(const nlohmann::json& state) override {
+    device_->SetState(TRY(from_json_(state)));
+    return {};
+  }
+  std::string StatsLine() const override { return stats_line_ ? stats_line_() : ""; }
+
+ private:
+  std::shared_ptr<Device> device_;
+  ToJsonFn to_json_;
+  FromJsonFn from_json_;
+  std::function<std::string()> stats_line_;
+};
+
+// A device whose only state is host-side counters (boot marker, ACPI PM): saves {}.
+class StatelessEntry : public VmDevice {
+ public:
+  explicit StatelessEntry(std::function<std::string()> stats_line)
+      : stats_line_(std::move(stats_line)) {}
+  Result<nlohmann::json> SaveState() const override { return nlohmann::json::object(); }
+  Result<void> RestoreState(const nlohmann::json& state) override {
+    if (!state.is_object() || !state.empty()) return Err("expected {}");
+    return {};
+  }
+  std::string StatsLine() const override { return stats_line_(); }
+
+ private:
+  std::function<std::string()> stats_line_;
+};
+
+std::string UartLine(const Uart16550& uart) {
+  UartStats s = uart.stats();
+  return "COM1: tx " + std::to_string(s.tx_bytes) + " rx " + std::to_string(s.rx_bytes) +
+         " dropped tx " + std::to_string(s.dropped_tx) + " dropped rx " +
+         std::to_string(s.dropped_rx) + "\n";
+}
+
+std::string I8042Line(const I8042& i8042) {
+  I8042Stats s = i8042.stats();
+  return "i8042: reset requests " + std::to_string(s.reset_requests) + " ignored commands " +
+         std::to_string(s.ignored_commands) + " ignored data " + std::to_string(s.ignored_data) +
+         "\n";
+}
+
+std::string BootMarkerLine(const BootMarker& marker) {
+  std::string out = "boot markers: " + std::to_string(marker.total_marks());
+  for (const BootMark& mark : marker.marks()) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), " %u@%.3fms", mark.value,
+                  std::chrono::duration<double, std::milli>(mark.since_start).count());
+    out += buf;
+  }
+  return out + "\n";
+}
+
+DeviceResources Pio(uint64_t base, uint64_t size, std::optional<uint32_t> gsi = std::nullopt) {
+  return {DeviceResources::BusKind::kPio, base, size, gsi};
+}
+
+Result<void> RegisterLegacy(DeviceRegistry& registry, const VmDevices& d) {
+  const LegacyDevices& l = d.legacy;
+  TRY(registry.Add(
+      {"com1", "uart-16550", Pio(layout::kCom1Port, 8, layout::kCom1Irq),
+       std::make_unique<LegacyEntry<Uart16550>>(
+           l.com1, snapshot::UartStateToJson,
+           [](const nlohmann::json& v) { return snapshot::UartStateFromJson(v, "com1"); },
+           [com1 = l.com1] { return UartLine(*com1); })}));
+  TRY(registry.Add(
+      {"i8042", "i8042", Pio(layout::kI8042DataPort, 5),
+       std::make_unique<LegacyEntry<I8042>>(
+           l.i8042, snapshot::I8042StateToJson,
+           [](const nlohmann::json& v) { return snapshot::I8042StateFromJson(v, "i8042"); },
+           [i8042 = l.i8042] { return I8042Line(*i8042); })}));
+  TRY(registry.Add(
+      {"rtc", "rtc-cmos", Pio(layout::kRtcPort, 2),
+       std::make_unique<LegacyEntry<RtcCmos>>(
+           l.rtc, snapshot::RtcStateToJson,
+           [](const nlohmann::json& v) { return snapshot::RtcStateFromJson(v, "rtc"); },
+           nullptr)}));
+  TRY(registry.Add({"boot-marker", "boot-marker", Pio(layout::kBootMarkerPort, 1),
+                    std::make_unique<StatelessEntry>(
+                        [marker = l.boot_marker] { return BootMarkerLine(*marker); })}));
+  TRY(registry.Add({"acpi-pm", "acpi-pm", Pio(layout::kAcpiSleepControlPort, kAcpiPmSize),
+                    std::make_unique<StatelessEntry>([pm = d.acpi_pm] {
+                      return "ACPI PM: ignored writes " +
+                             std::to_string(pm->stats().ignored_writes) + "\n";
+                    })}));
+  if (d.ged) {
+    DeviceResources r{DeviceResources::BusKind::kMmio, layout::kGedBase, layout::kGedSize,
+                      layout::kGedIrq};
+    TRY(registry.Add(
+        {"ged", "acpi-ged", r,
+         std::make_unique<LegacyEntry<AcpiGed>>(
+             d.ged, snapshot::GedStateToJson,
+             [](const nlohmann::json& v) { return snapshot::GedStateFromJson(v, "ged"); },
+             [ged = d.ged] {
+               AcpiGed::Stats s = ged->stats();
+               return "ACPI GED: events " + std::to_string(s.events_triggered) +
+                      " unknown accesses " + std::to_string(s.unknown_accesses) + "\n";
+             })}));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<VmDevices>> CreateDevices(const DeviceWiring& w) {
@@ -78,6 +198,7 @@ Result<std::unique_ptr<VmDevices>> CreateDevices(const DeviceWiring& w) {
     devices->ged = std::make_shared<AcpiGed>(std::make_shared<KvmIrqLine>(w.vm, layout::kGedIrq));
     TRY_CTX(w.mmio->Register(layout::kGedBase, layout::kGedSize, devices->ged), "ACPI GED");
   }
+  TRY(RegisterLegacy(*w.registry, *devices));
   return devices;
 }
 
@@ -87,41 +208,6 @@ Result<void> StartDevices(VmDevices& devices) {
 
 void StopDevices(VmDevices& devices) {
   if (devices.console) devices.console->Stop();
-}
-
-std::string DevicesStatsReport(const VmDevices& d) {
-  std::string out;
-  if (d.legacy.com1) {
-    UartStats s = d.legacy.com1->stats();
-    out += "COM1: tx " + std::to_string(s.tx_bytes) + " rx " + std::to_string(s.rx_bytes) +
-           " dropped tx " + std::to_string(s.dropped_tx) + " dropped rx " +
-           std::to_string(s.dropped_rx) + "\n";
-  }
-  if (d.legacy.i8042) {
-    I8042Stats s = d.legacy.i8042->stats();
-    out += "i8042: reset requests " + std::to_string(s.reset_requests) + " ignored commands " +
-           std::to_string(s.ignored_commands) + " ignored data " + std::to_string(s.ignored_data) +
-           "\n";
-  }
-  if (d.legacy.boot_marker) {
-    out += "boot markers: " + std::to_string(d.legacy.boot_marker->total_marks());
-    for (const BootMark& mark : d.legacy.boot_marker->marks()) {
-      char buf[64];
-      std::snprintf(buf, sizeof(buf), " %u@%.3fms", mark.value,
-                    std::chrono::duration<double, std::milli>(mark.since_start).count());
-      out += buf;
-    }
-    out += "\n";
-  }
-  if (d.acpi_pm) {
-    out += "ACPI PM: ignored writes " + std::to_string(d.acpi_pm->stats().ignored_writes) + "\n";
-  }
-  if (d.ged) {
-    AcpiGed::Stats s = d.ged->stats();
-    out += "ACPI GED: events " + std::to_string(s.events_triggered) + " unknown accesses " +
-           std::to_string(s.unknown_accesses) + "\n";
-  }
-  return out;
 }
 
 }  // namespace kite

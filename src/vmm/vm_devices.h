@@ -21,6 +21,7 @@
 #include "devices/legacy_devices.h"
 #include "devices/vm_events.h"
 #include "kite/kite.h"
+#include "vmm/device_registry.h"
 #include "vmm/kvm.h"
 
 namespace kite {
@@ -45,13 +46,15 @@ struct DeviceWiring {
   Bus* pio = nullptr;
   Bus* mmio = nullptr;
   const VmConfig* config = nullptr;
+  DeviceRegistry* registry = nullptr;
   VmRequestFn on_request;                       // power off / reset from a device
   std::function<void()> on_user_quit;           // Ctrl-A x on the console
   std::chrono::steady_clock::time_point start;  // kite's start, for the boot marker
 };
 
+// The legacy devices the VMM talks to by type (the registry owns their snapshot adapters).
 struct VmDevices {
-  std::unique_ptr<SerialConsole> console;
+  std::unique_ptr<SerialConsole> console;  // host side of COM1
   std::shared_ptr<KvmIrqLine> com1_irq;
   LegacyDevices legacy;  // COM1, i8042, RTC, boot marker
   std::shared_ptr<AcpiPm> acpi_pm;
@@ -60,11 +63,11 @@ struct VmDevices {
   ~VmDevices();
 };
 
+// Creates the legacy devices, puts them on the buses and registers each in `wiring.registry`.
 Result<std::unique_ptr<VmDevices>> CreateDevices(const DeviceWiring& wiring);
 // Starts host-side threads (console input).
 Result<void> StartDevices(VmDevices& devices);
 // Stops them; call after the vCPUs stopped. Idempotent.
 void StopDevices(VmDevices& devices);
-std::string DevicesStatsReport(const VmDevices& devices);
 
 }  // namespace kite

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/posix/stream_descriptor.hpp>
@@ -18,7 +19,9 @@
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/virtio_spec.h"
+#include "vmm/device_options.h"
 #include "vmm/layout.h"
+#include "vmm/snapshot/virtio_state_json.h"
 
 namespace kite {
 namespace {
@@ -55,18 +58,36 @@ Result<storage::ImageFormat> DiskFormat(const DiskConfig& disk) {
   return storage::ProbeImageFormat(disk.path);
 }
 
-Result<std::shared_ptr<virtio::VirtioDevice>> CreateDisk(const DiskConfig& disk,
-                                                         asio::io_context* loop) {
+Result<std::shared_ptr<storage::DiskImage>> OpenDisk(const DiskConfig& disk) {
   storage::OpenOptions open;
   open.read_only = disk.read_only;
   open.cache = TRY(storage::ParseCacheMode(disk.cache));
   storage::ImageFormat format = TRY(DiskFormat(disk));
-  std::shared_ptr<storage::DiskImage> image = TRY(storage::OpenImage(disk.path, format, open));
+  return std::shared_ptr<storage::DiskImage>(TRY(storage::OpenImage(disk.path, format, open)));
+}
+
+Result<std::shared_ptr<virtio::VirtioDevice>> CreateDisk(const DiskConfig& disk,
+                                                         std::shared_ptr<storage::DiskImage> image,
+                                                         asio::io_context* loop) {
   virtio::BlockOptions options;
   options.serial = disk.serial;
-  options.cache = open.cache;
+  options.cache = TRY(storage::ParseCacheMode(disk.cache));
   options.num_queues = static_cast<uint16_t>(disk.queues);
   return virtio::CreateVirtioBlock(std::move(image), options, loop);
+}
+
+// What must not change between a snapshot and its restore: the image's path, format and size,
+// and its modification time (a disk written after the snapshot no longer matches the memory).
+nlohmann::json DiskIdentity(const storage::DiskImage& image) {
+  struct stat st {};
+  int64_t mtime_ns = 0;
+  if (::stat(image.path().c_str(), &st) == 0) {
+    mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  }
+  return {{"path", image.path()},
+          {"format", storage::ImageFormatName(image.format())},
+          {"size", image.size()},
+          {"mtime_ns", mtime_ns}};
 }
 
 Result<std::shared_ptr<virtio::VirtioDevice>> CreateNet(const NetConfig& net,
@@ -86,135 +107,224 @@ Result<std::shared_ptr<virtio::VirtioDevice>> CreateNet(const NetConfig& net,
   return virtio::CreateVirtioNet(std::move(backend), options, loop);
 }
 
-}  // namespace
+// One virtio device in the registry: its transport, the irqfd behind its interrupt line and one
+// ioeventfd per queue watched by the event loop.
+class VirtioEntry : public VmDevice {
+ public:
+  VirtioEntry(std::string label, DeviceResources resources, VmFd* vm, Bus* mmio)
+      : label_(std::move(label)), res_(resources), vm_(vm), mmio_(mmio) {}
+  ~VirtioEntry() override { Shutdown(); }
 
-struct VirtioDevices::Slot {
-  uint32_t index = 0;
-  uint64_t base = 0;
-  uint32_t gsi = 0;
-  std::string name;  // "vda", "eth0", "rng"
-  VmFd* vm = nullptr;
-  std::shared_ptr<virtio::MmioTransport> transport;
-  std::shared_ptr<IrqfdLine> irq;
-  std::vector<std::unique_ptr<asio::posix::stream_descriptor>> kicks;  // one per queue
-
-  // Reads the eventfd's counter and serves the queue, then waits for the next kick.
-  void WatchKick(uint16_t queue) {
-    kicks[queue]->async_wait(asio::posix::stream_descriptor::wait_read,
-                             [this, queue](const asio::error_code& ec) {
-                               if (ec) return;  // cancelled: shutting down
-                               uint64_t count;
-                               (void)!::read(kicks[queue]->native_handle(), &count, sizeof(count));
-                               transport->HandleNotify(queue);
-                               WatchKick(queue);
-                             });
-  }
-
-  Result<void> Wire(const VirtioWiring& w) {
+  Result<void> Wire(std::shared_ptr<virtio::VirtioDevice> device, const VirtioWiring& w) {
     UniqueFd irq_fd = TRY(NewEventFd());
-    TRY_CTX(w.vm->RegisterIrqfd(irq_fd.get(), gsi), "irqfd for GSI " + std::to_string(gsi));
-    irq = std::make_shared<IrqfdLine>(std::move(irq_fd));
-    return {};
-  }
-
-  Result<void> WireKicks(EventLoop* loop) {
-    for (uint16_t q = 0; q < transport->num_queues(); ++q) {
+    TRY_CTX(vm_->RegisterIrqfd(irq_fd.get(), *res_.gsi),
+            "irqfd for GSI " + std::to_string(*res_.gsi));
+    irq_ = std::make_shared<IrqfdLine>(std::move(irq_fd));
+    virtio::TransportEnv env{&w.loop->context(), irq_, w.memory};
+    transport_ = std::make_shared<virtio::MmioTransport>(std::move(device), env);
+    TRY(mmio_->Register(res_.base, res_.size, transport_));
+    registered_ = true;
+    for (uint16_t q = 0; q < transport_->num_queues(); ++q) {
       UniqueFd fd = TRY(NewEventFd());
-      TRY_CTX(vm->RegisterIoeventfd(fd.get(), base + virtio::mmio::kQueueNotify, 4, false, q),
+      TRY_CTX(vm_->RegisterIoeventfd(fd.get(), res_.base + virtio::mmio::kQueueNotify, 4, false, q),
               "ioeventfd for queue " + std::to_string(q));
-      kicks.push_back(
-          std::make_unique<asio::posix::stream_descriptor>(loop->context(), fd.release()));
+      kicks_.push_back(
+          std::make_unique<asio::posix::stream_descriptor>(w.loop->context(), fd.release()));
       WatchKick(q);
     }
     return {};
+  }
+
+  Result<void> Quiesce() override { return transport_->Quiesce(); }
+  void Resume() override { transport_->Resume(); }
+  Result<nlohmann::json> SaveState() const override {
+    return snapshot::TransportStateToJson(TRY(transport_->SaveState()));
+  }
+  Result<void> RestoreState(const nlohmann::json& state) override {
+    virtio::TransportState parsed = TRY(snapshot::TransportStateFromJson(state));
+    return transport_->RestoreState(parsed);
   }
 
   // Stops watching the kicks. The ioeventfd and irqfd registrations are not undone one by
   // one: closing the VM fd releases them all, and each KVM_IOEVENTFD/KVM_IRQFD deassign costs
   // an SRCU grace period (slow under nested virtualization: a VM restart loop on a nested
   // host stalled its kernel that way). Hot-unplug will need the explicit deassign.
-  void Unwire() {
-    for (auto& kick : kicks) {
+  void Shutdown() override {
+    if (shut_down_) return;
+    shut_down_ = true;
+    if (transport_) transport_->Shutdown();
+    for (auto& kick : kicks_) {
       asio::error_code ec;
       kick->cancel(ec);
     }
+    if (registered_) mmio_->Unregister(res_.base);
   }
-};
 
-Result<std::unique_ptr<VirtioDevices>> VirtioDevices::Create(const VirtioWiring& w) {
-  std::unique_ptr<VirtioDevices> set(new VirtioDevices());
-  set->mmio_ = w.mmio;
-  asio::io_context* io = &w.loop->context();
-  const VmConfig& c = *w.config;
-  auto add = [&](std::string name,
-                 Result<std::shared_ptr<virtio::VirtioDevice>> device) -> Result<void> {
-    if (!device) return Err(name + ": " + device.error().message());
-    auto slot = std::make_unique<Slot>();
-    slot->index = static_cast<uint32_t>(set->slots_.size());
-    slot->base = layout::kVirtioMmioBase + slot->index * layout::kVirtioMmioSize;
-    slot->gsi = kVirtioGsis[slot->index];
-    slot->name = std::move(name);
-    slot->vm = w.vm;
-    TRY_CTX(slot->Wire(w), slot->name);
-    virtio::TransportEnv env{io, slot->irq, w.memory};
-    slot->transport = std::make_shared<virtio::MmioTransport>(std::move(*device), env);
-    TRY_CTX(w.mmio->Register(slot->base, layout::kVirtioMmioSize, slot->transport), slot->name);
-    set->slots_.push_back(std::move(slot));
-    TRY_CTX(set->slots_.back()->WireKicks(w.loop), set->slots_.back()->name);
-    return {};
-  };
-  for (size_t i = 0; i < c.disks.size(); ++i) {
-    std::string name =
-        "disk vd" + std::string(1, static_cast<char>('a' + i)) + " (" + c.disks[i].path + ")";
-    TRY(add(name, CreateDisk(c.disks[i], io)));
+  nlohmann::json Counters() const override {
+    virtio::DeviceCounters d = transport_->device().counters();
+    virtio::TransportStats t = transport_->stats();
+    return {{"requests", d.requests},
+            {"bytes_read", d.bytes_read},
+            {"bytes_written", d.bytes_written},
+            {"errors", d.errors},
+            {"drops", d.drops},
+            {"kicks", t.notifications},
+            {"interrupts", t.interrupts},
+            {"resets", t.resets},
+            {"protocol_errors", t.protocol_errors}};
   }
-  for (size_t i = 0; i < c.nets.size(); ++i) {
-    TRY(add("net " + std::to_string(i), CreateNet(c.nets[i], io)));
-  }
-  if (c.rng) TRY(add("rng", virtio::CreateVirtioRng(io)));
-  return set;
-}
-
-VirtioDevices::~VirtioDevices() {
-  Shutdown();
-}
-
-std::vector<acpi::VirtioMmioDevice> VirtioDevices::AcpiDevices() const {
-  std::vector<acpi::VirtioMmioDevice> out;
-  for (const auto& slot : slots_) out.push_back({slot->base, layout::kVirtioMmioSize, slot->gsi});
-  return out;
-}
-
-std::string VirtioDevices::KernelCmdline() const {
-  std::string out;
-  for (const auto& slot : slots_) {
-    out += " virtio_mmio.device=4K@0x" + ToHex(slot->base) + ":" + std::to_string(slot->gsi);
-  }
-  return out;
-}
-
-void VirtioDevices::Shutdown() {
-  if (shut_down_) return;
-  shut_down_ = true;
-  for (auto& slot : slots_) {
-    slot->transport->Shutdown();
-    slot->Unwire();
-    mmio_->Unregister(slot->base);
-  }
-}
-
-std::string VirtioDevices::StatsReport() const {
-  std::string out;
-  for (const auto& slot : slots_) {
-    virtio::DeviceCounters d = slot->transport->device().counters();
-    virtio::TransportStats t = slot->transport->stats();
-    out += "virtio " + slot->name + " [" + slot->transport->device().name() + "]: requests " +
+  std::string StatsLine() const override {
+    virtio::DeviceCounters d = transport_->device().counters();
+    virtio::TransportStats t = transport_->stats();
+    return "virtio " + label_ + " [" + transport_->device().name() + "]: requests " +
            std::to_string(d.requests) + ", read " + FormatSize(d.bytes_read) + ", written " +
            FormatSize(d.bytes_written) + ", errors " + std::to_string(d.errors) + ", drops " +
            std::to_string(d.drops) + "; kicks " + std::to_string(t.notifications) +
            ", interrupts " + std::to_string(t.interrupts) + ", resets " + std::to_string(t.resets) +
            ", protocol errors " + std::to_string(t.protocol_errors) + "\n";
   }
+
+  const DeviceResources& resources() const { return res_; }
+  const virtio::MmioTransport& transport() const { return *transport_; }
+  // Disks: the configuration and the open image, for queries and snapshots.
+  DiskConfig disk;
+  std::shared_ptr<storage::DiskImage> image;
+
+ private:
+  // Reads the eventfd's counter and serves the queue, then waits for the next kick.
+  void WatchKick(uint16_t queue) {
+    kicks_[queue]->async_wait(
+        asio::posix::stream_descriptor::wait_read, [this, queue](const asio::error_code& ec) {
+          if (ec) return;  // cancelled: shutting down
+          uint64_t count;
+          (void)!::read(kicks_[queue]->native_handle(), &count, sizeof(count));
+          transport_->HandleNotify(queue);
+          WatchKick(queue);
+        });
+  }
+
+  std::string label_;  // "vda (disk.qcow2)", "net0", "rng0"
+  DeviceResources res_;
+  VmFd* vm_;
+  Bus* mmio_;
+  std::shared_ptr<virtio::MmioTransport> transport_;
+  std::shared_ptr<IrqfdLine> irq_;
+  std::vector<std::unique_ptr<asio::posix::stream_descriptor>> kicks_;  // one per queue
+  bool registered_ = false;
+  bool shut_down_ = false;
+};
+
+// Every virtio entry in the registry, in order.
+template <typename Fn>
+void ForEachVirtio(const DeviceRegistry& registry, Fn fn) {
+  for (const auto& e : registry.entries()) {
+    if (e->kind.rfind("virtio-", 0) == 0) fn(*e, static_cast<const VirtioEntry&>(*e->device));
+  }
+}
+
+Result<void> AddOne(const VirtioWiring& w, std::string id, std::string kind, std::string label,
+                    Result<std::shared_ptr<virtio::VirtioDevice>> device,
+                    const DiskConfig* disk = nullptr,
+                    std::shared_ptr<storage::DiskImage> image = nullptr) {
+  if (!device) return std::move(device).error().Context(label);
+  DeviceResources res = TRY_CTX(w.allocator->AllocateVirtio(), label);
+  auto entry = std::make_unique<VirtioEntry>(label, res, w.vm, w.mmio);
+  if (auto wired = entry->Wire(std::move(*device), w); !wired) {
+    w.allocator->Release(res);
+    return std::move(wired).error().Context(label);
+  }
+  if (disk) entry->disk = *disk;
+  entry->image = std::move(image);
+  TRY(w.registry->Add({std::move(id), std::move(kind), res, std::move(entry)}));
+  return {};
+}
+
+}  // namespace
+
+Result<void> AddVirtioDevices(const VirtioWiring& w) {
+  asio::io_context* io = &w.loop->context();
+  const VmConfig& c = *w.config;
+  for (size_t i = 0; i < c.disks.size(); ++i) {
+    const DiskConfig& disk = c.disks[i];
+    std::string id = cli::DiskId(c, i);
+    std::string label = "disk " + id + " (" + disk.path + ")";
+    auto image = OpenDisk(disk);
+    if (!image) return std::move(image).error().Context(label);
+    TRY(AddOne(w, id, "virtio-blk", label, CreateDisk(disk, *image, io), &disk, *image));
+  }
+  for (size_t i = 0; i < c.nets.size(); ++i) {
+    std::string id = cli::NetId(c, i);
+    TRY(AddOne(w, id, "virtio-net", "net " + id, CreateNet(c.nets[i], io)));
+  }
+  if (c.rng) TRY(AddOne(w, "rng0", "virtio-rng", "rng0", virtio::CreateVirtioRng(io)));
+  return {};
+}
+
+std::vector<acpi::VirtioMmioDevice> VirtioAcpiDevices(const DeviceRegistry& registry) {
+  std::vector<acpi::VirtioMmioDevice> out;
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry&) {
+    out.push_back({e.resources.base, e.resources.size, *e.resources.gsi});
+  });
+  return out;
+}
+
+std::string VirtioKernelCmdline(const DeviceRegistry& registry) {
+  std::string out;
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry&) {
+    out += " virtio_mmio.device=4K@0x" + ToHex(e.resources.base) + ":" +
+           std::to_string(*e.resources.gsi);
+  });
+  return out;
+}
+
+std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
+  std::vector<BlockInfo> out;
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
+    if (!v.image) return;
+    BlockInfo info;
+    info.id = e.id;
+    info.read_only = v.image->read_only();
+    info.cache = v.disk.cache;
+    info.io_error = v.image->failed();
+    for (const storage::DiskImage* layer = v.image.get(); layer; layer = layer->backing()) {
+      ImageInfo image;
+      image.filename = layer->path();
+      image.format = storage::ImageFormatName(layer->format());
+      image.virtual_size = layer->size();
+      image.actual_size = layer->allocated_bytes();
+      if (layer->backing()) image.backing_filename = layer->backing()->path();
+      info.chain.push_back(std::move(image));
+    }
+    out.push_back(std::move(info));
+  });
+  return out;
+}
+
+std::vector<BlockStats> QueryBlockStats(const DeviceRegistry& registry) {
+  std::vector<BlockStats> out;
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
+    if (!v.image) return;
+    virtio::DeviceCounters d = v.transport().device().counters();
+    BlockStats stats;
+    stats.id = e.id;
+    stats.rd_bytes = d.bytes_read;
+    stats.wr_bytes = d.bytes_written;
+    stats.rd_operations = d.reads;
+    stats.wr_operations = d.writes;
+    stats.flush_operations = d.flushes;
+    stats.discard_operations = d.discards;
+    stats.failed_operations = d.errors;
+    out.push_back(stats);
+  });
+  return out;
+}
+
+nlohmann::json DiskIdentities(const DeviceRegistry& registry) {
+  nlohmann::json out = nlohmann::json::object();
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
+    if (!v.image) return;
+    out[e.id] = DiskIdentity(*v.image);
+  });
   return out;
 }
 

@@ -1,7 +1,8 @@
 // The VM's virtio-mmio devices: built from VmConfig (disks, then network interfaces, then the
-// entropy device), each behind a virtio-mmio transport on the MMIO bus, with
-//   * one window of layout::kVirtioMmioSize at layout::kVirtioMmioBase + n * size (slot n),
-//   * one interrupt line (GSI kVirtioGsis[n]) fed through an irqfd: no exit to raise it,
+// entropy device), each behind a virtio-mmio transport on the MMIO bus and registered in the
+// DeviceRegistry, with
+//   * one window of layout::kVirtioMmioSize from the ResourceAllocator,
+//   * one interrupt line (a GSI from kVirtioGsis) fed through an irqfd: no exit to raise it,
 //   * one ioeventfd per queue on the QueueNotify register (datamatch = queue index), watched
 //     by the event loop: a kick costs the vCPU no exit to userspace.
 // The guest finds them in the DSDT (LNRO0005) or, with --no-acpi, through
@@ -19,14 +20,15 @@
 #include "devices/bus.h"
 #include "kite/kite.h"
 #include "vmm/acpi/acpi_tables.h"
+#include "vmm/device_registry.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 
 namespace kite {
 
-// Interrupt lines for virtio slots, in slot order: the IOAPIC pins no legacy device uses
-// (0 timer, 1 keyboard, 2 cascade, 3/4 serial, 8 RTC, 9 GED, ...).
+// Interrupt lines for virtio devices, handed out lowest first (ResourceAllocator): the IOAPIC
+// pins no legacy device uses (0 timer, 1 keyboard, 2 cascade, 3/4 serial, 8 RTC, 9 GED, ...).
 inline constexpr uint32_t kVirtioGsis[] = {5,  6,  7,  10, 11, 12, 13, 14, 15,
                                            16, 17, 18, 19, 20, 21, 22, 23};
 static_assert(std::size(kVirtioGsis) >= kMaxVirtioDevices);
@@ -37,33 +39,24 @@ struct VirtioWiring {
   Bus* mmio = nullptr;
   const GuestMemory* memory = nullptr;
   EventLoop* loop = nullptr;
+  DeviceRegistry* registry = nullptr;
+  ResourceAllocator* allocator = nullptr;
 };
 
-class VirtioDevices {
- public:
-  // Opens images and network backends, creates the devices and wires them. An error names
-  // the device ("disk 2 (disk.qcow2): ...").
-  static Result<std::unique_ptr<VirtioDevices>> Create(const VirtioWiring& wiring);
-  ~VirtioDevices();  // Shutdown()
+// Opens the images and network backends of config->disks, ->nets and the entropy device, and
+// registers each behind its transport (ids "vda".. or DiskConfig::id, "net0".. or
+// NetConfig::id, "rng0"). An error names the device ("disk vda (disk.qcow2): ...").
+Result<void> AddVirtioDevices(const VirtioWiring& wiring);
 
-  // For the DSDT.
-  std::vector<acpi::VirtioMmioDevice> AcpiDevices() const;
-  // " virtio_mmio.device=4K@0xd0000000:5 ..." for --no-acpi (empty without devices).
-  std::string KernelCmdline() const;
-  // Resets every device (waits for in-flight I/O), releases eventfds and takes the devices
-  // off the MMIO bus, so that nothing bound to the event loop outlives this object. Call after
-  // the vCPUs stopped and before the event loop stops. Idempotent.
-  void Shutdown();
-  // One line per device: counters of the device and its transport (--stats).
-  std::string StatsReport() const;
+// For the DSDT, and " virtio_mmio.device=4K@0xd0000000:5 ..." for --no-acpi.
+std::vector<acpi::VirtioMmioDevice> VirtioAcpiDevices(const DeviceRegistry& registry);
+std::string VirtioKernelCmdline(const DeviceRegistry& registry);
 
-  struct Slot;  // vm_virtio.cc
-
- private:
-  VirtioDevices() = default;
-  std::vector<std::unique_ptr<Slot>> slots_;
-  Bus* mmio_ = nullptr;
-  bool shut_down_ = false;
-};
+// query-block and query-blockstats.
+std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry);
+std::vector<BlockStats> QueryBlockStats(const DeviceRegistry& registry);
+// The disks' image files and identities, for snapshots: {"<id>": {"path", "format", "size",
+// "mtime_ns"}}; and the check that they are unchanged at restore.
+nlohmann::json DiskIdentities(const DeviceRegistry& registry);
 
 }  // namespace kite

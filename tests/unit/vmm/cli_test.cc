@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vmm/device_options.h"
+
 namespace kite::cli {
 namespace {
 
@@ -83,7 +85,75 @@ TEST(Cli, NoCommand_Refused) {
 }
 
 TEST(Cli, UnknownCommand_Refused) {
-  EXPECT_NE(ParseError({"restore", "dir"}).find("unknown command 'restore'"), std::string::npos);
+  EXPECT_NE(ParseError({"migrate", "dir"}).find("unknown command 'migrate'"), std::string::npos);
+}
+
+TEST(Cli, Restore_Options) {
+  std::vector<std::string> args = {"restore",    "snap",   "--paused", "--disk-overlays",
+                                   "--api-sock", "v.sock", "--serial", "file:out.txt"};
+  auto command = Parse(args);
+  ASSERT_TRUE(command) << command.error().message();
+  const RestoreOptions& o = std::get<cli::Restore>(*command).options;
+  EXPECT_EQ(o.path, "snap");
+  EXPECT_TRUE(o.paused);
+  EXPECT_TRUE(o.disk_overlays);
+  EXPECT_EQ(o.api_sock, "v.sock");
+  EXPECT_TRUE(o.override_serial);
+  EXPECT_EQ(o.serial, SerialMode::kFile);
+  EXPECT_EQ(o.serial_path, "out.txt");
+}
+
+TEST(Cli, Restore_NoDirOrTwoDirs_Refused) {
+  EXPECT_NE(ParseError({"restore"}).find("needs a snapshot directory"), std::string::npos);
+  EXPECT_NE(ParseError({"restore", "a", "b"}).find("one snapshot directory"), std::string::npos);
+  EXPECT_NE(ParseError({"restore", "a", "--bogus"}).find("--bogus"), std::string::npos);
+}
+
+TEST(Cli, Ctl_PassesArgumentsThrough) {
+  std::vector<std::string> args = {"ctl", "--json", "v.sock", "stop"};
+  auto command = Parse(args);
+  ASSERT_TRUE(command);
+  std::vector<std::string> expected = {"--json", "v.sock", "stop"};
+  EXPECT_EQ(std::get<cli::Ctl>(*command).args, expected);
+}
+
+TEST(Cli, ApiSockNamePaused_Options) {
+  std::vector<std::string> args = {"run", "--kernel", "k",   "--api-sock",
+                                   "s",   "--name",   "vm1", "--paused"};
+  auto command = Parse(args);
+  ASSERT_TRUE(command) << command.error().message();
+  const VmConfig& c = std::get<cli::Run>(*command).config;
+  EXPECT_EQ(c.api_sock, "s");
+  EXPECT_EQ(c.name, "vm1");
+  EXPECT_TRUE(c.start_paused);
+}
+
+TEST(Cli, DeviceIds_DefaultsUserGivenAndDuplicates) {
+  std::vector<std::string> args = {"run",
+                                   "--kernel",
+                                   "k",
+                                   "--disk",
+                                   "path=a,format=raw",
+                                   "--disk",
+                                   "path=b,format=raw,id=data",
+                                   "--net",
+                                   "user,id=lan"};
+  auto command = Parse(args);
+  ASSERT_TRUE(command) << command.error().message();
+  const VmConfig& c = std::get<cli::Run>(*command).config;
+  EXPECT_EQ(DiskId(c, 0), "vda");
+  EXPECT_EQ(DiskId(c, 1), "data");
+  EXPECT_EQ(NetId(c, 0), "lan");
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--disk", "path=a,format=raw,id=x", "--disk",
+                        "path=b,format=raw,id=x"})
+                .find("device id 'x' is used twice"),
+            std::string::npos);
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--disk", "path=a,format=raw,id=rng0"})
+                .find("used twice"),
+            std::string::npos);
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--disk", "path=a,format=raw,id=1x"})
+                .find("must start with a letter"),
+            std::string::npos);
 }
 
 TEST(Cli, UnknownOption_Refused) {

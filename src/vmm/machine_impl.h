@@ -1,0 +1,55 @@
+// Machine::Impl: what a kite::Machine holds (include/kite/kite.h) — the configuration, the
+// current Vm (replaced on a restart), the run state, the event subscribers — shared by
+// machine.cc (lifecycle, queries, events) and machine_snapshot.cc (save and restore).
+//
+// Locks: `control` serialises the calls that change the VM (Pause, Resume, Reset, PowerButton,
+// SaveSnapshot, a restart in Wait); `mutex` guards the fields below for short reads (state(),
+// the queries), so a query never waits behind a snapshot; `events_mutex` guards the
+// subscribers. Order: control → mutex; events_mutex is taken alone (Emit is called without
+// `mutex` held).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "kite/kite.h"
+#include "vmm/vm.h"
+
+namespace kite {
+
+struct Machine::Impl {
+  VmConfig config;  // as given, with host quirks applied to the cmdline by Start()
+  bool quirks_applied = false;
+  std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+
+  std::mutex control;
+  mutable std::mutex mutex;
+  std::unique_ptr<Vm> vm;  // guarded by mutex (replaced on restart)
+  RunState state = RunState::kPrelaunch;
+  bool stop_requested = false;
+  // Why the VM was ended from the host, for the SHUTDOWN event ("host-qmp-quit", ...).
+  std::string host_end_reason;
+  bool host_reset = false;  // system_reset, not the guest, reset it
+
+  std::mutex events_mutex;
+  std::map<uint64_t, EventFn> subscribers;
+  uint64_t next_token = 1;
+
+  // Builds, boots and starts a new Vm in place of the old one; running unless `paused`.
+  Result<void> Boot(bool paused);
+  // Installs a built and started Vm; runs it unless `paused` (then in `paused_state`).
+  Result<void> Install(std::unique_ptr<Vm> fresh, bool paused, RunState paused_state);
+  void SetState(RunState state);
+  Vm* CurrentVm() const;
+  void Emit(const std::string& name, nlohmann::json data = nullptr);
+  // The SHUTDOWN or RESET event for how a run ended.
+  void EmitEnd(const VmOutcome& outcome, bool restarting);
+};
+
+// Host quirks for the configuration's command line; returns what to tell the user.
+std::string ApplyHostQuirks(VmConfig& config);
+
+}  // namespace kite

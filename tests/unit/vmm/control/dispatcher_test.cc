@@ -1,0 +1,358 @@
+// qmp::Dispatcher and the command table against an un-started Machine (in prelaunch): the
+// negotiation rules, every error text and class, the id echo, and each command's result shape.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "testing/temp_dir.h"
+#include "vmm/control/qmp_commands.h"
+#include "vmm/control/qmp_dispatcher.h"
+#include "vmm/control/qmp_protocol.h"
+
+namespace kite::qmp {
+namespace {
+
+using nlohmann::json;
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VmConfig config;
+    config.kernel = "vmlinux";
+    config.name = "vm1";
+    config.memory = 256ull << 20;
+    config.cpus = 2;
+    auto created = Machine::Create(config);
+    ASSERT_TRUE(created) << created.error().message();
+    machine_ = std::move(*created);
+    dispatcher_ = std::make_unique<Dispatcher>(machine_.get());
+  }
+
+  // One request, slow commands run inline; the reply parsed.
+  json Send(std::string_view text) {
+    Outcome outcome = dispatcher_->Handle(text);
+    std::string line = outcome.slow ? outcome.slow() : outcome.reply;
+    EXPECT_EQ(line.substr(line.size() - 2), "\r\n");
+    return json::parse(line);
+  }
+  json Negotiated(std::string_view text) {
+    if (!dispatcher_->negotiated()) Send(R"({"execute":"qmp_capabilities"})");
+    return Send(text);
+  }
+  static void ExpectError(const json& reply, const char* cls, const std::string& desc) {
+    ASSERT_TRUE(reply.contains("error")) << reply;
+    EXPECT_EQ(reply["error"]["class"], cls) << reply;
+    EXPECT_EQ(reply["error"]["desc"], desc) << reply;
+  }
+
+  std::unique_ptr<Machine> machine_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+};
+
+TEST_F(DispatcherTest, BeforeNegotiation_CommandNotFoundWithId) {
+  json reply = Send(R"({"execute":"query-status","id":5})");
+  ExpectError(reply, "CommandNotFound",
+              "Expecting capabilities negotiation with 'qmp_capabilities'");
+  EXPECT_EQ(reply["id"], 5);
+  ExpectError(Send(R"({"execute":"nosuch"})"), "CommandNotFound",
+              "Expecting capabilities negotiation with 'qmp_capabilities'");
+  EXPECT_FALSE(dispatcher_->negotiated());
+}
+
+TEST_F(DispatcherTest, Capabilities_ThenSecondRefused) {
+  EXPECT_EQ(Send(R"({"execute":"qmp_capabilities"})"), json({{"return", json::object()}}));
+  EXPECT_TRUE(dispatcher_->negotiated());
+  json reply = Send(R"({"execute":"qmp_capabilities","id":null})");
+  ExpectError(reply, "CommandNotFound",
+              "Capabilities negotiation is already complete, command ignored");
+  EXPECT_TRUE(reply.contains("id"));
+  EXPECT_TRUE(reply["id"].is_null());
+}
+
+TEST_F(DispatcherTest, CapabilitiesOob_NotOffered) {
+  ExpectError(Send(R"({"execute":"qmp_capabilities","arguments":{"enable":["oob"]}})"),
+              "GenericError", "Capability oob not available");
+  ExpectError(Send(R"({"execute":"qmp_capabilities","arguments":{"enable":["foo"]}})"),
+              "GenericError", "Parameter 'enable' does not accept value 'foo'");
+  ExpectError(Send(R"({"execute":"qmp_capabilities","arguments":{"enable":"x"}})"), "GenericError",
+              "Invalid parameter type for 'enable', expected: array");
+  ExpectError(Send(R"({"execute":"qmp_capabilities","arguments":{"bogus":1}})"), "GenericError",
+              "Parameter 'bogus' is unexpected");
+  EXPECT_FALSE(dispatcher_->negotiated());
+  EXPECT_TRUE(
+      Send(R"({"execute":"qmp_capabilities","arguments":{"enable":[]}})").contains("return"));
+}
+
+TEST_F(DispatcherTest, UnknownCommand) {
+  json reply = Negotiated(R"({"execute":"nosuchcmd","id":"a"})");
+  ExpectError(reply, "CommandNotFound", "The command nosuchcmd has not been found");
+  EXPECT_EQ(reply["id"], "a");
+}
+
+TEST_F(DispatcherTest, IdOfAnyType_Echoed) {
+  for (const char* id : {"1", "1.5", "true", "null", "\"s\"", "[1,2]", "{\"x\":[1,2]}"}) {
+    json reply = Negotiated(std::string(R"({"execute":"query-kvm","id":)") + id + "}");
+    ASSERT_TRUE(reply.contains("return")) << reply;
+    EXPECT_EQ(reply["id"], json::parse(id));
+  }
+}
+
+TEST_F(DispatcherTest, MalformedRequests_GenericErrorTexts) {
+  Send(R"({"execute":"qmp_capabilities"})");
+  EXPECT_EQ(Send("[1]")["error"]["desc"], "QMP input must be a JSON object");
+  EXPECT_EQ(Send(R"({"execute":1,"id":7})")["id"], 7);
+  EXPECT_EQ(Send(R"({"execute": })")["error"]["class"], "GenericError");
+  ExpectError(Send(R"({"execute":"query-status","foo":1})"), "GenericError",
+              "QMP input member 'foo' is unexpected");
+}
+
+TEST_F(DispatcherTest, FramingError_GenericError) {
+  Outcome outcome = dispatcher_->Handle(Frame{"", "JSON parse error, stray '\x01'"});
+  ExpectError(json::parse(outcome.reply), "GenericError", "JSON parse error, stray '\x01'");
+}
+
+TEST_F(DispatcherTest, ArgumentErrors_QemuTexts) {
+  ExpectError(Negotiated(R"({"execute":"stop","arguments":{"bogus":1}})"), "GenericError",
+              "Parameter 'bogus' is unexpected");
+  ExpectError(Negotiated(R"({"execute":"x-vm-snapshot-save"})"), "GenericError",
+              "Parameter 'path' is missing");
+  ExpectError(Negotiated(R"({"execute":"x-vm-snapshot-save","arguments":{"path":1}})"),
+              "GenericError", "Invalid parameter type for 'path', expected: string");
+  ExpectError(Negotiated(R"({"execute":"human-monitor-command","arguments":{"command-line":5}})"),
+              "GenericError", "Invalid parameter type for 'command-line', expected: string");
+  ExpectError(
+      Negotiated(
+          R"({"execute":"human-monitor-command","arguments":{"command-line":"x","cpu-index":"0"}})"),
+      "GenericError", "Invalid parameter type for 'cpu-index', expected: integer");
+}
+
+TEST_F(DispatcherTest, SlowCommands_ComeBackAsJobs) {
+  Send(R"({"execute":"qmp_capabilities"})");
+  for (const char* name : {"stop", "cont", "system_powerdown", "system_reset", "quit"}) {
+    Outcome outcome = dispatcher_->Handle(std::string(R"({"execute":")") + name + "\"}");
+    EXPECT_TRUE(outcome.slow) << name;
+    EXPECT_TRUE(outcome.reply.empty()) << name;
+  }
+  EXPECT_FALSE(dispatcher_->Handle(R"({"execute":"query-status"})").slow);
+  // Bad arguments never reach the command thread.
+  EXPECT_FALSE(dispatcher_->Handle(R"({"execute":"stop","arguments":{"x":1}})").slow);
+}
+
+TEST_F(DispatcherTest, QueryStatus_Prelaunch) {
+  EXPECT_EQ(Negotiated(R"({"execute":"query-status"})")["return"],
+            json({{"running", false}, {"singlestep", false}, {"status", "prelaunch"}}));
+}
+
+TEST_F(DispatcherTest, Stop_InPrelaunch_EmptyReturn) {
+  EXPECT_EQ(Negotiated(R"({"execute":"stop"})"), json({{"return", json::object()}}));
+  EXPECT_EQ(Negotiated(R"({"execute":"stop"})"), json({{"return", json::object()}}));
+}
+
+TEST_F(DispatcherTest, Snapshot_NotPaused_Refused) {
+  ExpectError(Negotiated(R"({"execute":"x-vm-snapshot-save","arguments":{"path":"/tmp/s"}})"),
+              "GenericError", "VM must be paused");
+}
+
+TEST_F(DispatcherTest, QueryVersion_Shape) {
+  json r = Negotiated(R"({"execute":"query-version"})")["return"];
+  EXPECT_TRUE(r["qemu"]["major"].is_number_integer());
+  EXPECT_TRUE(r["qemu"]["minor"].is_number_integer());
+  EXPECT_TRUE(r["qemu"]["micro"].is_number_integer());
+  EXPECT_EQ(r["package"], std::string("kite ") + Version());
+}
+
+TEST_F(DispatcherTest, QueryCommands_ListsTableWithNames) {
+  json r = Negotiated(R"({"execute":"query-commands"})")["return"];
+  ASSERT_TRUE(r.is_array());
+  EXPECT_EQ(r.size(), Commands().size());
+  EXPECT_NE(std::find(r.begin(), r.end(), json({{"name", "x-vm-snapshot-save"}})), r.end());
+  EXPECT_NE(std::find(r.begin(), r.end(), json({{"name", "qmp_capabilities"}})), r.end());
+}
+
+TEST_F(DispatcherTest, QueryName_Kvm_MemorySummary) {
+  EXPECT_EQ(Negotiated(R"({"execute":"query-name"})")["return"], json({{"name", "vm1"}}));
+  EXPECT_EQ(Negotiated(R"({"execute":"query-kvm"})")["return"],
+            json({{"enabled", true}, {"present", true}}));
+  EXPECT_EQ(Negotiated(R"({"execute":"query-memory-size-summary"})")["return"],
+            json({{"base-memory", 256ull << 20}, {"plugged-memory", 0}}));
+}
+
+TEST_F(DispatcherTest, ListQueries_Arrays) {
+  for (const char* name : {"query-cpus-fast", "query-block", "query-blockstats"}) {
+    json r = Negotiated(std::string(R"({"execute":")") + name + "\"}");
+    EXPECT_TRUE(r["return"].is_array()) << name << ": " << r;
+  }
+  EXPECT_TRUE(Negotiated(R"({"execute":"x-query-kite-stats"})")["return"].is_object());
+}
+
+TEST_F(DispatcherTest, HumanMonitor_InfoStatus_OthersRefused) {
+  EXPECT_EQ(Negotiated(
+                R"({"execute":"human-monitor-command","arguments":{"command-line":"info status"}})")
+                ["return"],
+            "VM status: paused (prelaunch)\r\n");
+  json reply =
+      Negotiated(R"({"execute":"human-monitor-command","arguments":{"command-line":"savevm x"}})");
+  EXPECT_EQ(reply["error"]["class"], "GenericError");
+  EXPECT_NE(reply["error"]["desc"].get<std::string>().find("info status"), std::string::npos);
+}
+
+TEST_F(DispatcherTest, NonAsciiId_EscapedOnTheWire) {
+  Send(R"({"execute":"qmp_capabilities"})");
+  Outcome outcome = dispatcher_->Handle("{\"execute\":\"query-kvm\",\"id\":\"\xc3\xa9\"}");
+  EXPECT_NE(outcome.reply.find("\"id\":\"\\u00e9\""), std::string::npos) << outcome.reply;
+  for (unsigned char c : outcome.reply) EXPECT_LT(c, 0x80);
+}
+
+TEST(RunInline, StreamOfRequests_RepliesInOrder) {
+  VmConfig config;
+  config.kernel = "vmlinux";
+  auto machine = Machine::Create(config);
+  ASSERT_TRUE(machine);
+  std::string out = RunInline(machine->get(),
+                              "{'execute':'qmp_capabilities'}{\"execute\":\"query-kvm\",\"id\":1}"
+                              "\x01 {\"execute\":\"stop\",\"id\":2}");
+  EXPECT_EQ(out,
+            "{\"return\":{}}\r\n"
+            "{\"return\":{\"enabled\":true,\"present\":true},\"id\":1}\r\n"
+            "{\"error\":{\"class\":\"GenericError\",\"desc\":\"JSON parse error, stray "
+            "'\\u0001'\"}}\r\n"
+            "{\"return\":{},\"id\":2}\r\n");
+}
+
+// ---- pure shapes ----
+
+TEST(Shapes, CpuJson_QemuShape) {
+  EXPECT_EQ(CpuJson({3, 4242}),
+            json({{"cpu-index", 3},
+                  {"qom-path", "/machine/unattached/device[3]"},
+                  {"thread-id", 4242},
+                  {"props", {{"core-id", 3}, {"thread-id", 0}, {"socket-id", 0}}},
+                  {"target", "x86_64"}}));
+}
+
+TEST(Shapes, BlockJson_ChainNestedAsBackingImage) {
+  BlockInfo block;
+  block.id = "vda";
+  block.cache = "none";
+  block.chain = {{"top.qcow2", "qcow2", 1 << 20, 4096, 65536, true, "mid.qcow2"},
+                 {"mid.qcow2", "qcow2", 1 << 20, 8192, 65536, false, "base.raw"},
+                 {"base.raw", "raw", 1 << 20, 1 << 20, 0, false, ""}};
+  json j = BlockJson(block);
+  EXPECT_EQ(j["device"], "");
+  EXPECT_EQ(j["qdev"], "vda");
+  EXPECT_EQ(j["type"], "unknown");
+  EXPECT_EQ(j["removable"], false);
+  EXPECT_EQ(j["locked"], false);
+  EXPECT_EQ(j["io-status"], "ok");
+  const json& inserted = j["inserted"];
+  EXPECT_EQ(inserted["file"], "top.qcow2");
+  EXPECT_EQ(inserted["drv"], "qcow2");
+  EXPECT_EQ(inserted["ro"], false);
+  EXPECT_EQ(inserted["backing_file_depth"], 2);
+  EXPECT_EQ(inserted["encrypted"], false);
+  EXPECT_EQ(inserted["backing_file"], "mid.qcow2");
+  EXPECT_EQ(inserted["cache"], json({{"writeback", true}, {"direct", true}, {"no-flush", false}}));
+  const json& image = inserted["image"];
+  EXPECT_EQ(image["filename"], "top.qcow2");
+  EXPECT_EQ(image["virtual-size"], 1 << 20);
+  EXPECT_EQ(image["actual-size"], 4096);
+  EXPECT_EQ(image["cluster-size"], 65536);
+  EXPECT_EQ(image["dirty-flag"], true);
+  EXPECT_EQ(image["backing-filename"], "mid.qcow2");
+  EXPECT_EQ(image["backing-image"]["filename"], "mid.qcow2");
+  const json& base = image["backing-image"]["backing-image"];
+  EXPECT_EQ(base["format"], "raw");
+  EXPECT_FALSE(base.contains("cluster-size"));
+  EXPECT_FALSE(base.contains("dirty-flag"));
+  EXPECT_FALSE(base.contains("backing-image"));
+}
+
+TEST(Shapes, BlockJson_IoErrorAndNoMedium) {
+  BlockInfo block;
+  block.id = "vdb";
+  block.io_error = true;
+  json j = BlockJson(block);
+  EXPECT_EQ(j["io-status"], "failed");
+  EXPECT_FALSE(j.contains("inserted"));
+}
+
+TEST(Shapes, BlockStatsJson_QemuKeys) {
+  BlockStats s;
+  s.id = "vda";
+  s.rd_bytes = 1;
+  s.wr_bytes = 2;
+  s.rd_operations = 3;
+  s.wr_operations = 4;
+  s.flush_operations = 5;
+  s.discard_operations = 6;
+  s.failed_operations = 7;
+  json j = BlockStatsJson(s);
+  EXPECT_EQ(j["device"], "");
+  EXPECT_EQ(j["qdev"], "vda");
+  const json& stats = j["stats"];
+  EXPECT_EQ(stats["rd_bytes"], 1);
+  EXPECT_EQ(stats["wr_bytes"], 2);
+  EXPECT_EQ(stats["rd_operations"], 3);
+  EXPECT_EQ(stats["wr_operations"], 4);
+  EXPECT_EQ(stats["flush_operations"], 5);
+  EXPECT_EQ(stats["unmap_operations"], 6);
+  EXPECT_EQ(stats["failed_rd_operations"], 7);
+  EXPECT_EQ(stats["failed_wr_operations"], 0);
+  EXPECT_TRUE(stats["timed_stats"].is_array());
+}
+
+TEST(Shapes, InfoStatusText) {
+  EXPECT_EQ(InfoStatusText(RunState::kRunning), "VM status: running\r\n");
+  EXPECT_EQ(InfoStatusText(RunState::kPaused), "VM status: paused\r\n");
+}
+
+// ---- x-vm-snapshot-save path policy (C12) ----
+
+TEST(SnapshotPath, Relative_Refused) {
+  auto r = CheckSnapshotPath("snap");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("must be absolute"), std::string::npos);
+  EXPECT_FALSE(CheckSnapshotPath(""));
+}
+
+TEST(SnapshotPath, KernelFileSystems_Refused) {
+  for (const char* p : {"/proc/self/mem", "/sys/x", "/dev/null", "/tmp/../proc/x", "/", "//dev"}) {
+    EXPECT_FALSE(CheckSnapshotPath(p)) << p;
+  }
+}
+
+TEST(SnapshotPath, SymlinkedParentIntoProc_Refused) {
+  testing::TempDir dir;
+  std::string link = dir.File("p");
+  ASSERT_EQ(::symlink("/proc/self", link.c_str()), 0);
+  auto r = CheckSnapshotPath(link + "/snap");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("/proc"), std::string::npos) << r.error().message();
+}
+
+TEST(SnapshotPath, FifoFileAndSymlink_Refused) {
+  testing::TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.File("fifo").c_str(), 0600), 0);
+  testing::WriteFile(dir.File("file"), "x");
+  ASSERT_EQ(::mkdir(dir.File("real").c_str(), 0700), 0);
+  ASSERT_EQ(::symlink(dir.File("real").c_str(), dir.File("link").c_str()), 0);
+  EXPECT_NE(CheckSnapshotPath(dir.File("fifo")).error().message().find("not a directory"),
+            std::string::npos);
+  EXPECT_FALSE(CheckSnapshotPath(dir.File("file")));
+  EXPECT_NE(CheckSnapshotPath(dir.File("link")).error().message().find("symbolic link"),
+            std::string::npos);
+}
+
+TEST(SnapshotPath, NewOrExistingDirectory_Accepted) {
+  testing::TempDir dir;
+  ASSERT_EQ(::mkdir(dir.File("real").c_str(), 0700), 0);
+  auto existing = CheckSnapshotPath(dir.File("real") + "/");
+  ASSERT_TRUE(existing) << existing.error().message();
+  EXPECT_EQ(*existing, std::filesystem::path(dir.File("real")).lexically_normal().string());
+  EXPECT_TRUE(CheckSnapshotPath(dir.File("new")));
+}
+
+}  // namespace
+}  // namespace kite::qmp
