@@ -183,8 +183,19 @@ Result<void> Vm::Start() {
   if (restored_) registry_.ResumeAll();
   for (auto& vcpu : vcpus_) vcpu->Start();
   // The new VMGenID generation (Restore): the guest's _EVT notifies VGEN once a vCPU runs.
-  if (restored_ && devices_->ged) devices_->ged->Trigger(kGedEventVmGenId);
+  if (restored_ && devices_->ged && GedInterruptRouted()) {
+    devices_->ged->Trigger(kGedEventVmGenId);
+  }
   return {};
+}
+
+// Whether the guest's OS routed the GED's interrupt (its IOAPIC pin is unmasked): one that did
+// not (no ACPI driver; a tiny test guest) would take the edge through the PIC's reset state as a
+// stray exception vector, so it gets no event.
+bool Vm::GedInterruptRouted() const {
+  auto ioapic = vm_.GetIrqchip(KVM_IRQCHIP_IOAPIC);
+  if (!ioapic) return false;
+  return ioapic->chip.ioapic.redirtbl[layout::kGedIrq].fields.mask == 0;
 }
 
 void Vm::KickAll() {

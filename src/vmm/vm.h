@@ -87,6 +87,7 @@ class Vm {
   Result<uint64_t> WritePlatformTables();
   Result<void> CreateVcpus();
   void KickAll();
+  bool GedInterruptRouted() const;
   void Teardown();
 
   const VmConfig config_;
