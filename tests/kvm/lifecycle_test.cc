@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kite/kite.h"
+#include "testing/kite_process.h"
 #include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
 
@@ -215,6 +216,28 @@ TEST(Lifecycle, RestorePaused_InMigrate_ThenCont) {
   EXPECT_TRUE(WaitForCounts(out2, 2, 60s));
   (*restored)->Quit();
   (void)(*restored)->Wait();
+}
+
+// examples/embed/snapshot_clone.cc, as a user would run it: both clones continue the count.
+TEST(Lifecycle, SnapshotCloneExample_ClonesContinue) {
+  KITE_REQUIRE_KVM();
+  testing::TempDir dir;
+  std::string snap = dir.File("snap");
+  testing::ProcessOptions o;
+  o.argv = {KITE_SNAPSHOT_EXAMPLE, std::string(KITE_GUEST_FIRMWARE_DIR) + "/counter.elf", snap};
+  o.timeout = 120s;
+  auto r = testing::RunProcess(o);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->exit_status, 0) << r->Describe();
+  EXPECT_NE(r->err.find("event: STOP"), std::string::npos) << r->err;
+  std::vector<Line> boot = Counts(ReadFile(snap + ".boot.txt"));
+  ASSERT_FALSE(boot.empty());
+  for (int i = 0; i < 2; ++i) {
+    std::vector<Line> clone = Counts(ReadFile(snap + ".clone-" + std::to_string(i) + ".txt"));
+    ASSERT_FALSE(clone.empty()) << "clone " << i;
+    EXPECT_GE(clone.front().n, boot.back().n + 1);
+    EXPECT_LE(clone.front().n, boot.back().n + 2);
+  }
 }
 
 }  // namespace
