@@ -90,12 +90,17 @@ void Machine::Impl::EmitEnd(const VmOutcome& outcome, bool restarting) {
         guest = false;
         break;
       case VmEnd::kStopped:
-        reason = host_end_reason.empty() ? "host-signal" : host_end_reason;
+        // Ctrl-A x is QEMU's "host-ui"; SIGINT/SIGTERM and RequestStop() "host-signal".
+        reason = outcome.detail == kConsoleQuit ? "host-ui" : "host-signal";
         guest = false;
         break;
     }
     host_reset = false;
-    host_end_reason.clear();
+    if (shutdown_sent && !restarting) {  // Quit() announced it already
+      shutdown_sent = false;
+      return;
+    }
+    shutdown_sent = false;
   }
   Emit(restarting ? "RESET" : "SHUTDOWN", {{"guest", guest}, {"reason", reason}});
 }
@@ -158,10 +163,15 @@ void Machine::RequestStop() {
 }
 
 void Machine::Quit() {
-  std::lock_guard lock(impl_->mutex);
-  impl_->stop_requested = true;
-  if (impl_->host_end_reason.empty()) impl_->host_end_reason = "host-qmp-quit";
-  if (impl_->vm) impl_->vm->RequestEnd({VmEnd::kStopped, "quit by the control socket"});
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stop_requested = true;
+    if (impl_->vm) impl_->vm->RequestEnd({VmEnd::kStopped, "quit by the control socket"});
+    if (impl_->shutdown_sent || !impl_->vm) return;
+    impl_->shutdown_sent = true;
+  }
+  // As QEMU: the SHUTDOWN event goes out before quit's reply.
+  impl_->Emit("SHUTDOWN", {{"guest", false}, {"reason", "host-qmp-quit"}});
 }
 
 Result<void> Machine::Pause() {

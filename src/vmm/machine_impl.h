@@ -30,9 +30,8 @@ struct Machine::Impl {
   std::unique_ptr<Vm> vm;  // guarded by mutex (replaced on restart)
   RunState state = RunState::kPrelaunch;
   bool stop_requested = false;
-  // Why the VM was ended from the host, for the SHUTDOWN event ("host-qmp-quit", ...).
-  std::string host_end_reason;
-  bool host_reset = false;  // system_reset, not the guest, reset it
+  bool host_reset = false;     // system_reset, not the guest, reset it
+  bool shutdown_sent = false;  // Quit() sent SHUTDOWN already (EmitEnd does not repeat it)
 
   std::mutex events_mutex;
   std::map<uint64_t, EventFn> subscribers;

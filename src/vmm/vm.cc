@@ -74,7 +74,7 @@ Result<void> Vm::BuildPlatform(std::chrono::steady_clock::time_point start) {
       RequestEnd({VmEnd::kReset, "the guest reset"});
     }
   };
-  wiring.on_user_quit = [this] { RequestEnd({VmEnd::kStopped, "quit from the console"}); };
+  wiring.on_user_quit = [this] { RequestEnd({VmEnd::kStopped, kConsoleQuit}); };
   devices_ = TRY(CreateDevices(wiring));
   TRY(AddVirtioDevices({&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_}));
   return {};

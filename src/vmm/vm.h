@@ -39,6 +39,9 @@ namespace kite {
 
 struct VmDevices;  // vm_devices.h
 
+// The outcome detail of Ctrl-A x on the console (QMP SHUTDOWN reason "host-ui").
+inline constexpr const char* kConsoleQuit = "quit from the console";
+
 class Vm {
  public:
   // `config` is validated; its cmdline is used as given (host quirks are applied by the caller).
