@@ -153,6 +153,20 @@ Result<void> CheckDisks(const VmConfig& config, const nlohmann::json& body) {
   return {};
 }
 
+// The disks as opened now must have the virtual size the guest saw (a resized image, or an
+// overlay over one).
+Result<void> CheckDiskSizes(const nlohmann::json& now, const nlohmann::json& saved) {
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    uint64_t size = (*it)["size"].get<uint64_t>();
+    uint64_t was = saved[it.key()]["size"].get<uint64_t>();
+    if (size != was) {
+      return Err("disk " + it.key() + " is " + std::to_string(size) + " bytes but was " +
+                 std::to_string(was) + " when the snapshot was taken");
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<void> Machine::SaveSnapshot(const SnapshotOptions& options) {
@@ -189,6 +203,7 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
   impl->quirks_applied = true;  // the command line is the snapshot's, already adapted
   impl->state = RunState::kRestoreVm;
   std::unique_ptr<Vm> vm = TRY(Vm::Build(config, impl->created, std::move(memory)));
+  TRY_CTX(CheckDiskSizes(DiskIdentities(vm->registry()), body["disks"]), dir);
   TRY_CTX(vm->Restore(body, /*clock_realtime=*/true), dir);
   TRY(vm->Start());
   TRY(impl->Install(std::move(vm), options.paused, RunState::kInMigrate));

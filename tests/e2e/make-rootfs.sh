@@ -1,10 +1,15 @@
 #!/bin/bash
-# make-rootfs.sh OUT SIZE_MIB [userspace]: builds a raw ext4 image for the virtio e2e tests
-# (tests/e2e/virtio_e2e_test.cc) with mkfs.ext4 -d. The file system holds an empty /dev (the
-# kernel mounts devtmpfs there, so init gets /dev/console). With "userspace" it also holds
-# Debian's static busybox and an /init script that writes /hello, syncs, prints a marker line
-# and powers off; without it there is no init at all, so the kernel panics once root is mounted
-# (the kernel-only variant for emulated-KVM hosts, MACHINE.md).
+# make-rootfs.sh OUT SIZE_MIB [userspace|counter]: builds a raw ext4 image for the e2e tests
+# (tests/e2e/virtio_e2e_test.cc, snapshot_e2e_test.cc) with mkfs.ext4 -d. The file system holds
+# an empty /dev (the kernel mounts devtmpfs there, so init gets /dev/console). With "userspace"
+# it also holds Debian's static busybox and an /init script that writes /hello, syncs, prints a
+# marker line and powers off; without a variant there is no init at all, so the kernel panics
+# once root is mounted (the kernel-only variant for emulated-KVM hosts, MACHINE.md).
+# "counter" (the snapshot tests): an /init that appends 1, 2, 3, ... to /counter (synced), and
+# prints for each "kite-counter: N net up|down time <guest epoch s> uuid <fresh random uuid>",
+# every 0.2 s, until N reaches kite.limit= from the kernel command line; then it remounts / read-
+# only and powers off. busybox acpid turns the ACPI power button (system_powerdown) into the
+# same clean power-off, where the kernel has evdev.
 set -euo pipefail
 die() { echo "make-rootfs: error: $*" >&2; exit 1; }
 
@@ -32,6 +37,43 @@ echo "kite-e2e: wrote /hello"
 /bin/busybox poweroff -f
 EOF
   chmod 0755 "$staging/init"
+elif [[ "$variant" == counter ]]; then
+  busybox=/bin/busybox
+  [[ -x "$busybox" ]] || die "$busybox missing (install busybox-static)"
+  readelf -l "$busybox" 2>/dev/null | grep -q INTERP && die "$busybox is not static"
+  mkdir -p "$staging/bin" "$staging/proc" "$staging/sys" "$staging/etc/acpi/PWRF"
+  cp "$busybox" "$staging/bin/busybox"
+  cat >"$staging/bin/clean-poweroff" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox echo "kite-counter: powering off ($1)"
+/bin/busybox sync
+/bin/busybox mount -o remount,ro /
+/bin/busybox poweroff -f
+EOF
+  cat >"$staging/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/busybox sh
+/bin/clean-poweroff "power button"
+EOF
+  cat >"$staging/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+limit=$(sed -n 's/.*kite\.limit=\([0-9]*\).*/\1/p' /proc/cmdline)
+[ -n "$limit" ] || limit=100
+[ -e /dev/input/event0 ] && acpid -c /etc/acpi
+i=0
+while [ "$i" -lt "$limit" ]; do
+  i=$((i + 1))
+  echo "$i" >>/counter
+  sync
+  if ping -c 1 -W 1 10.0.2.2 >/dev/null 2>&1; then net=up; else net=down; fi
+  echo "kite-counter: $i net $net time $(date +%s) uuid $(cat /proc/sys/kernel/random/uuid)"
+  sleep 0.2
+done
+/bin/clean-poweroff "limit $limit"
+EOF
+  chmod 0755 "$staging/init" "$staging/bin/clean-poweroff" "$staging/etc/acpi/PWRF/00000080"
 elif [[ -n "$variant" ]]; then
   die "unknown variant '$variant'"
 fi

@@ -218,6 +218,67 @@ TEST(Lifecycle, RestorePaused_InMigrate_ThenCont) {
   (void)(*restored)->Wait();
 }
 
+// F12 and the disk checks at the level a user sees: every bad snapshot is refused before the
+// guest runs, with a message naming what is wrong.
+TEST(Lifecycle, Restore_BadSnapshots_RefusedBeforeAnythingRuns) {
+  KITE_REQUIRE_KVM();
+  testing::TempDir dir;
+  std::string disk = dir.File("disk.raw");
+  testing::WriteFile(disk, std::string(1 << 20, '\0'));
+  std::string snap = dir.File("snap");
+  {
+    VmConfig config = CounterConfig(dir.File("serial1.txt"));
+    config.disks.push_back({disk, "raw"});
+    auto machine = Machine::Create(config);
+    ASSERT_TRUE(machine) << machine.error().message();
+    ASSERT_TRUE((*machine)->Start());
+    ASSERT_TRUE(WaitForCounts(dir.File("serial1.txt"), 2, 60s));
+    ASSERT_TRUE((*machine)->Pause());
+    ASSERT_TRUE((*machine)->SaveSnapshot({snap}));
+    (*machine)->Quit();
+    (void)(*machine)->Wait();
+  }
+  auto restore = [&](const std::string& path) {
+    RestoreOptions options;
+    options.path = path;
+    options.override_serial = true;
+    options.serial = SerialMode::kFile;
+    options.serial_path = dir.File("serial2.txt");
+    return Machine::Restore(options);
+  };
+  auto copy = [&](const std::string& name) {
+    std::string to = dir.File(name);
+    std::filesystem::copy(snap, to, std::filesystem::copy_options::recursive);
+    return to;
+  };
+  auto expect_refused = [&](const std::string& path, const std::string& why) {
+    auto r = restore(path);
+    ASSERT_FALSE(r) << path << " was restored";
+    EXPECT_NE(r.error().message().find(why), std::string::npos) << r.error().message();
+    EXPECT_TRUE(Counts(ReadFile(dir.File("serial2.txt"))).empty()) << "the guest ran";
+  };
+
+  std::string truncated = copy("truncated");
+  std::filesystem::resize_file(truncated + "/state",
+                               std::filesystem::file_size(truncated + "/state") / 2);
+  expect_refused(truncated, "state");
+
+  std::string flipped = copy("flipped");
+  std::string bytes = ReadFile(flipped + "/state");
+  bytes[bytes.size() / 2] ^= 0x10;
+  testing::WriteFile(flipped + "/state", bytes);
+  expect_refused(flipped, "CRC");
+
+  std::string short_memory = copy("short-memory");
+  std::filesystem::resize_file(short_memory + "/memory", (128ull << 20) - 4096);
+  expect_refused(short_memory, "memory");
+
+  // The disk written after the snapshot: its contents no longer match the guest's memory.
+  std::this_thread::sleep_for(20ms);
+  testing::WriteFile(disk, std::string(1 << 20, 'x'));
+  expect_refused(snap, "modified after the snapshot");
+}
+
 // examples/embed/snapshot_clone.cc, as a user would run it: both clones continue the count.
 TEST(Lifecycle, SnapshotCloneExample_ClonesContinue) {
   KITE_REQUIRE_KVM();

@@ -132,6 +132,7 @@ Result<ProcessResult> RunProcess(const ProcessOptions& options) {
   ::signal(SIGPIPE, SIG_IGN);  // a child that exits early must not kill the test
   const Clock::time_point start = Clock::now();
   Child child = TRY(Spawn(options.argv));
+  if (options.on_spawn) options.on_spawn(child.pid);
 
   ProcessResult result;
   bool out_open = true, err_open = true;

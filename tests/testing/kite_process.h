@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct ProcessOptions {
   // stays open until the process ends.
   std::string stdin_data;
   std::string stdin_after;
+  // Called with the child's pid once it runs (e.g. to kill -9 it from another thread).
+  std::function<void(int pid)> on_spawn;
 };
 
 struct ProcessResult {
