@@ -58,12 +58,13 @@ if ((kvm_ok)); then
   run_ctest ctest --test-dir "$build" -L "$labels" --output-on-failure || status=1
 elif [[ ${KITE_NO_KVM_VM:-0} != 1 ]] && scripts/kvm-vm/setup.sh; then
   echo "== no /dev/kvm on this host: KVM tests run in a nested VM (scripts/kvm-vm)"
-  # The whole run takes about 2 minutes. The nested VM (kvm_amd on QEMU's emulated SVM, one
+  # The whole run takes about 6 minutes (the snapshot e2e tests boot and restore Linux five
+  # times). The nested VM (kvm_amd on QEMU's emulated SVM, one
   # vCPU: scripts/kvm-vm/README.md) may still wedge its own kernel now and then: a
   # VM that stalls (the runner exits 124 on its timeout, 125 when the VM died before the
   # command finished) is retried, up to three attempts: that is the test machinery failing,
   # not a test. A test failure (ctest's own status) is never retried.
-  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-480}
+  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1200}
   for attempt in 1 2 3; do
     rc=0
     run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- \
