@@ -9,23 +9,27 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #include "base/log.h"
 
 namespace kite {
 
 // Everything the writer thread touches; kept alive by the thread itself, so the sink can be
-// destroyed while a write() is still blocked.
+// destroyed while a write() is still blocked. The ring is allocated uninitialised (its pages
+// become resident only as output fills them) and the writer writes straight from it: the bytes
+// it writes stay out of `size`'s free space until written, so producers never overwrite them,
+// and the writer thread allocates nothing (no malloc arena of its own).
 struct FdOutputSink::Shared {
   int fd = -1;
   UniqueFd owned;
   std::mutex mutex;
   std::condition_variable wake;     // data arrived, or stop requested
   std::condition_variable drained;  // the buffer became empty, or the writer finished
-  std::vector<uint8_t> ring;
+  std::unique_ptr<uint8_t[]> ring;
+  size_t capacity = 0;
   size_t head = 0;  // next byte to write
   size_t size = 0;  // bytes buffered
   bool stop = false;
@@ -67,18 +71,16 @@ void FdOutputSink::WriterLoop(std::shared_ptr<Shared> s) {
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  std::vector<uint8_t> chunk;
   std::unique_lock lock(s->mutex);
   while (true) {
     s->wake.wait(lock, [&] { return s->size > 0 || s->stop; });
     if (s->size == 0) break;  // stop requested and everything written
-    size_t n = std::min({s->size, s->ring.size() - s->head, size_t{4096}});
-    chunk.assign(s->ring.begin() + static_cast<ptrdiff_t>(s->head),
-                 s->ring.begin() + static_cast<ptrdiff_t>(s->head + n));
+    size_t n = std::min({s->size, s->capacity - s->head, size_t{4096}});
+    const uint8_t* chunk = s->ring.get() + s->head;
     lock.unlock();
-    bool ok = WriteAll(s->fd, chunk.data(), chunk.size());
+    bool ok = WriteAll(s->fd, chunk, n);
     lock.lock();
-    s->head = (s->head + n) % s->ring.size();
+    s->head = (s->head + n) % s->capacity;
     s->size -= n;
     if (ok) {
       s->stats.written += n;
@@ -108,7 +110,8 @@ FdOutputSink::FdOutputSink(UniqueFd fd, size_t capacity, std::chrono::millisecon
 void FdOutputSink::Start(int fd, UniqueFd owned, size_t capacity) {
   shared_->fd = fd;
   shared_->owned = std::move(owned);
-  shared_->ring.resize(std::max<size_t>(capacity, 1));
+  shared_->capacity = std::max<size_t>(capacity, 1);
+  shared_->ring.reset(new uint8_t[shared_->capacity]);  // uninitialised: see Shared
   std::thread(WriterLoop, shared_).detach();
 }
 
@@ -130,8 +133,8 @@ size_t FdOutputSink::Write(std::span<const uint8_t> bytes) {
     return 0;
   }
   bool was_empty = s.size == 0;  // the writer only sleeps on an empty buffer
-  size_t n = std::min(bytes.size(), s.ring.size() - s.size);
-  for (size_t i = 0; i < n; ++i) s.ring[(s.head + s.size + i) % s.ring.size()] = bytes[i];
+  size_t n = std::min(bytes.size(), s.capacity - s.size);
+  for (size_t i = 0; i < n; ++i) s.ring[(s.head + s.size + i) % s.capacity] = bytes[i];
   s.size += n;
   s.stats.refused += bytes.size() - n;
   if (n > 0 && was_empty) s.wake.notify_one();

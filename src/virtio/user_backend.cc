@@ -19,10 +19,12 @@
 // continuation, never from inside a call into this backend. A refused frame stays at the front
 // of the queue until ResumeReceive().
 //
+// libslirp (and glib with it) is loaded at the first user network (slirp_library.h): a VM
+// without one never maps it.
+//
 // Threads: everything on the event loop.
 #include <arpa/inet.h>
 #include <poll.h>
-#include <slirp/libslirp.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -38,6 +40,7 @@
 
 #include "base/log.h"
 #include "virtio/net_backend.h"
+#include "virtio/slirp_library.h"
 
 namespace kite::virtio {
 namespace {
@@ -93,8 +96,12 @@ struct SlirpTimer {
 
 class UserBackend final : public NetBackend {
  public:
-  UserBackend(asio::io_context* loop, std::string description)
-      : loop_(loop), epoll_(*loop), sleep_timer_(*loop), description_(std::move(description)) {}
+  UserBackend(const SlirpLibrary* lib, asio::io_context* loop, std::string description)
+      : lib_(lib),
+        loop_(loop),
+        epoll_(*loop),
+        sleep_timer_(*loop),
+        description_(std::move(description)) {}
   ~UserBackend() override;
 
   Result<void> Init(const UserNetOptions& options);
@@ -124,6 +131,7 @@ class UserBackend final : public NetBackend {
   void* NewTimer(SlirpTimerCb cb, void* cb_opaque);
   void ModTimer(void* timer, int64_t expire_ms);
 
+  const SlirpLibrary* const lib_;
   asio::io_context* const loop_;
   asio::posix::stream_descriptor epoll_;  // owns the epoll fd
   asio::steady_timer sleep_timer_;
@@ -192,11 +200,14 @@ Result<void> UserBackend::Init(const UserNetOptions& options) {
   cfg.vhostname = "kite";
   cfg.vdhcp_start = Ipv4(kDhcpStart, kDhcpStart);
   cfg.vnameserver = Ipv4(kDns, kDns);
-  slirp_ = slirp_new(&cfg, &kCallbacks, this);
-  if (slirp_ == nullptr) return Err("slirp_new failed");
+  slirp_ = lib_->slirp_new(&cfg, &kCallbacks, this);
+  if (slirp_ == nullptr) {
+    return Err(std::string("slirp_new failed (libslirp ") + lib_->slirp_version_string() +
+               "; kite needs 4.7 or later)");
+  }
   for (const HostForward& fwd : options.forwards) {
-    if (slirp_add_hostfwd(slirp_, fwd.udp, Ipv4(fwd.host_addr, "127.0.0.1"), fwd.host_port,
-                          Ipv4(fwd.guest_addr, kDhcpStart), fwd.guest_port) < 0) {
+    if (lib_->slirp_add_hostfwd(slirp_, fwd.udp, Ipv4(fwd.host_addr, "127.0.0.1"), fwd.host_port,
+                                Ipv4(fwd.guest_addr, kDhcpStart), fwd.guest_port) < 0) {
       return Err("host forward " + std::string(fwd.udp ? "udp" : "tcp") + " port " +
                  std::to_string(fwd.host_port) + ": cannot listen (port in use?)");
     }
@@ -207,7 +218,7 @@ Result<void> UserBackend::Init(const UserNetOptions& options) {
 
 UserBackend::~UserBackend() {
   Stop();
-  if (slirp_ != nullptr) slirp_cleanup(slirp_);
+  if (slirp_ != nullptr) lib_->slirp_cleanup(slirp_);
   timers_.clear();
 }
 
@@ -219,7 +230,7 @@ Result<bool> UserBackend::Send(std::span<const iovec> iov) {
     tx_buffer_.insert(tx_buffer_.end(), p, p + v.iov_len);
   }
   ++counters_.tx_frames;
-  slirp_input(slirp_, tx_buffer_.data(), static_cast<int>(tx_buffer_.size()));
+  lib_->slirp_input(slirp_, tx_buffer_.data(), static_cast<int>(tx_buffer_.size()));
   SchedulePoll();  // slirp may have opened a socket
   return true;
 }
@@ -312,7 +323,7 @@ void UserBackend::PollCycle() {
   if (stopped_) return;
   if (filled_) {
     int ready = pollfds_.empty() ? 0 : ::poll(pollfds_.data(), pollfds_.size(), 0);
-    slirp_pollfds_poll(
+    lib_->slirp_pollfds_poll(
         slirp_, ready < 0,
         [](int idx, void* opaque) -> int {
           auto& fds = Self(opaque)->pollfds_;
@@ -323,7 +334,7 @@ void UserBackend::PollCycle() {
   }
   pollfds_.clear();
   uint32_t timeout_ms = kMaxSleepMs;
-  slirp_pollfds_fill(
+  lib_->slirp_pollfds_fill(
       slirp_, &timeout_ms,
       [](int fd, int events, void* opaque) -> int {
         auto& fds = Self(opaque)->pollfds_;
@@ -421,7 +432,8 @@ std::string Describe(const UserNetOptions& options) {
 Result<std::unique_ptr<NetBackend>> OpenUserBackend(const UserNetOptions& options,
                                                     asio::io_context* loop) {
   if (loop == nullptr) return Err("user network: no event loop");
-  auto backend = std::make_unique<UserBackend>(loop, Describe(options));
+  const SlirpLibrary* lib = TRY_CTX(LoadSlirpLibrary(), "user network");
+  auto backend = std::make_unique<UserBackend>(lib, loop, Describe(options));
   TRY_CTX(backend->Init(options), "user network");
   return std::unique_ptr<NetBackend>(std::move(backend));
 }
