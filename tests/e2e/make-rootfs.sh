@@ -61,7 +61,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 limit=$(sed -n 's/.*kite\.limit=\([0-9]*\).*/\1/p' /proc/cmdline)
 [ -n "$limit" ] || limit=100
-[ -e /dev/input/event0 ] && acpid -c /etc/acpi
+echo "kite-init: input devices: $(grep '^N:' /proc/bus/input/devices 2>&1 | tr '\n' ' ')"
+# -d: in the foreground, logging each event on the console.
+[ -e /dev/input/event0 ] && { acpid -d -c /etc/acpi & echo "kite-init: acpid started"; }
 i=0
 while [ "$i" -lt "$limit" ]; do
   i=$((i + 1))

@@ -274,7 +274,7 @@ TEST_F(SnapshotE2e, SystemPowerdown_GuestShutsDownCleanly_Status0) {
          CounterLines(Slurp(serial)).size() < 5) {
     std::this_thread::sleep_for(100ms);
   }
-  ProcessResult p = Ctl(sock, {"--events", "system_powerdown"});
+  ProcessResult p = Ctl(sock, {"system_powerdown"});
   EXPECT_EQ(p.exit_status, 0) << p.Describe();
   const ProcessResult& r = kite.Join();
   EXPECT_EQ(r.exit_status, 0) << r.Describe() << Slurp(serial);
