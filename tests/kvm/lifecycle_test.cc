@@ -228,7 +228,10 @@ TEST(Lifecycle, Restore_BadSnapshots_RefusedBeforeAnythingRuns) {
   std::string snap = dir.File("snap");
   {
     VmConfig config = CounterConfig(dir.File("serial1.txt"));
-    config.disks.push_back({disk, "raw"});
+    DiskConfig disk_config;
+    disk_config.path = disk;
+    disk_config.format = "raw";
+    config.disks.push_back(disk_config);
     auto machine = Machine::Create(config);
     ASSERT_TRUE(machine) << machine.error().message();
     ASSERT_TRUE((*machine)->Start());
