@@ -78,8 +78,7 @@ inline constexpr uint16_t kAcpiSleepStatusPort = 0x601;
 inline constexpr uint16_t kAcpiResetPort = 0x602;
 inline constexpr uint8_t kAcpiResetValue = 0x1;
 
-// IRQs (GSIs) for virtio-mmio devices start here; the GED uses its own.
+// The GED's interrupt line; virtio devices take theirs from kVirtioGsis (vm_virtio.h).
 inline constexpr uint32_t kGedIrq = 9;
-inline constexpr uint32_t kVirtioIrqBase = 5;  // 5, 6, 7, 10, 11, 12, then 16.. (see irq allocator)
 
 }  // namespace kite::layout

@@ -66,13 +66,12 @@ void VcpuControl::WaitParked(uint32_t count) {
   changed_.wait(lock, [&] { return parked_ >= count || want_.load() != Want::kPause; });
 }
 
-VcpuControl::Want VcpuControl::Park() {
+void VcpuControl::Park() {
   std::unique_lock lock(mutex_);
   ++parked_;
   changed_.notify_all();
   changed_.wait(lock, [&] { return want_.load() != Want::kPause; });
   --parked_;
-  return want_.load();
 }
 
 void VcpuControl::Exited() {
@@ -103,7 +102,7 @@ void Vcpu::Loop() {
         (void)fd_.Run();
         access_pending = false;
       }
-      want = control.Park();
+      control.Park();
       // Cleared before the wanted state is read again: a Pause() after this point sets
       // immediate_exit anew after changing the wanted state, so no kick is lost.
       fd_.ClearImmediateExit();

@@ -38,8 +38,8 @@ class VcpuControl {
   // Waits until `count` vCPUs are parked or gone (exited threads count as gone).
   void WaitParked(uint32_t count);
 
-  // vCPU side: parks while the wanted state is kPause; returns the state that ended it.
-  Want Park();
+  // vCPU side: parks while the wanted state is kPause.
+  void Park();
   // vCPU side: the thread ended.
   void Exited();
 
