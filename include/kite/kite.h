@@ -188,6 +188,40 @@ struct RestoreOptions {
   std::string serial_path;
 };
 
+// A live snapshot of one disk (blockdev-snapshot-sync): a new qcow2 overlay on top of the
+// running disk; the guest's writes go to it from then on, the old image is never written again.
+struct DiskSnapshotOptions {
+  std::string device;  // the disk's id
+  std::string file;    // the new overlay
+  std::string format = "qcow2";
+  bool existing = false;  // QMP mode "existing": the overlay exists and names the disk's image
+};
+
+// Block jobs (QEMU's block-commit, block-stream, drive-backup).
+enum class BlockJobType { kCommit, kStream, kBackup };
+struct BlockJobRequest {
+  BlockJobType type = BlockJobType::kCommit;
+  std::string job_id;  // empty: the disk's id, as QEMU
+  std::string device;  // the disk's id
+  std::string base;    // commit/stream: the base layer's file name; empty: the bottom (commit),
+                       // the whole chain (stream)
+  std::string top;     // commit: the top layer's file name; empty: the active layer
+  std::string target;  // backup: the new image
+  std::string format = "qcow2";  // backup: "qcow2" or "raw"
+  bool existing = false;         // backup: mode "existing" (the target exists, its size fits)
+  uint64_t speed = 0;            // bytes per second; 0: unlimited
+};
+// One job, as query-block-jobs shows it.
+struct BlockJobInfo {
+  std::string type;  // "commit", "stream", "backup"
+  std::string id;
+  std::string device;
+  uint64_t len = 0, offset = 0, speed = 0;
+  bool busy = false, paused = false, ready = false;
+  std::string status;  // QEMU's JobStatus: "running", "paused", "ready", "standby", ...
+};
+enum class BlockJobAction { kCancel, kForceCancel, kPause, kResume, kComplete };
+
 class Machine {
  public:
   static Result<std::unique_ptr<Machine>> Create(const VmConfig& config);
@@ -228,6 +262,17 @@ class Machine {
   // x-vm-snapshot-save: the VM must be paused. No side effect on failure (the previous
   // snapshot at `path`, if any, stays intact).
   Result<void> SaveSnapshot(const SnapshotOptions& options);
+
+  // Live disk operations (machine_disks.cc; docs/CONTROL.md "Disks"). Errors name the disk.
+  Result<void> SnapshotDisk(const DiskSnapshotOptions& options);
+  // block_resize: grows the disk's image; the guest gets a configuration-change interrupt.
+  Result<void> ResizeDisk(const std::string& device, uint64_t size);
+  // set_link: the NIC's link status as the guest sees it.
+  Result<void> SetLink(const std::string& nic, bool up);
+  Result<void> StartBlockJob(const BlockJobRequest& request);
+  Result<void> ControlBlockJob(const std::string& id, BlockJobAction action);
+  Result<void> SetBlockJobSpeed(const std::string& id, uint64_t speed);
+  std::vector<BlockJobInfo> BlockJobs() const;
 
   RunState state() const;
   const VmConfig& config() const;

@@ -55,6 +55,15 @@ Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageForma
                                              const OpenOptions& options, int depth,
                                              ChainState& chain);
 
+// Whether two names reach the same file (realpath); false when either does not resolve.
+bool SameFile(const std::string& a, const std::string& b) {
+  if (a.empty() || b.empty()) return false;
+  std::error_code ec1, ec2;
+  auto ca = std::filesystem::canonical(a, ec1);
+  auto cb = std::filesystem::canonical(b, ec2);
+  return !ec1 && !ec2 && ca == cb;
+}
+
 Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const qcow2::Header& h,
                                                const OpenOptions& options, int depth,
                                                ChainState& chain) {
@@ -73,8 +82,10 @@ Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const
     return Err(overlay + ": Maximum disk nesting depth exceeded");
   }
   OpenOptions bopts = options;
-  bopts.read_only = true;
-  if (bopts.cache == CacheMode::kWritethrough) bopts.cache = CacheMode::kWriteback;
+  bopts.read_only = !SameFile(path, options.writable_backing);
+  if (bopts.read_only && bopts.cache == CacheMode::kWritethrough) {
+    bopts.cache = CacheMode::kWriteback;
+  }
   return OpenLayer(path, format, bopts, depth + 1, chain);
 }
 
@@ -183,6 +194,27 @@ Result<std::unique_ptr<DiskImage>> OpenImage(const std::string& path, ImageForma
                                              const OpenOptions& options) {
   ChainState chain;
   return OpenLayer(path, format, options, 0, chain);
+}
+
+std::optional<std::pair<DiskImage*, int>> FindLayer(DiskImage& top, const std::string& path) {
+  int depth = 0;
+  for (DiskImage* layer = &top; layer; layer = layer->backing(), ++depth) {
+    if (layer->path() == path || SameFile(layer->path(), path)) return std::pair{layer, depth};
+  }
+  return std::nullopt;
+}
+
+Result<void> GrowOpenImage(DiskImage& image, uint64_t new_size) {
+  if (image.read_only()) return Err(image.path() + ": the image is read-only");
+  if (new_size < image.size()) {
+    return Err(image.path() + ": new size " + std::to_string(new_size) +
+               " is smaller than the current " + std::to_string(image.size()) +
+               " (shrinking a running disk would cut off the guest's data)");
+  }
+  if (auto* qcow = dynamic_cast<qcow2::Qcow2Image*>(&image)) return qcow->Resize(new_size, {});
+  if (auto* raw = dynamic_cast<RawImage*>(&image)) return raw->Grow(new_size);
+  return Err(image.path() + ": resizing " + ImageFormatName(image.format()) +
+             " images is not supported");
 }
 
 }  // namespace kite::storage

@@ -58,6 +58,10 @@ struct OpenOptions {
   std::string backing_root;
   // Take advisory locks at all (tests of the lock itself turn it off for the peer).
   bool lock = true;
+  // The backing layer at this path (compared after realpath) is opened read-write, with an
+  // exclusive lock, instead of read-only: block-commit writes into its base that way. Empty:
+  // every backing layer is read-only.
+  std::string writable_backing;
 };
 
 // What a range of the disk holds, for map/convert/compare and block-status queries.
@@ -117,6 +121,15 @@ class DiskImage {
     return WriteV(offset, {&v, 1});
   }
 };
+
+// Changes the virtual size of an open, writable raw or qcow2 image (block_resize). Growing
+// only: a running guest's data would be cut off otherwise. A raw block device cannot grow.
+// Not thread-safe against I/O on the image: the caller stops I/O first.
+Result<void> GrowOpenImage(DiskImage& image, uint64_t new_size);
+
+// The layer of `top`'s chain whose file is `path` (compared after realpath), with its depth
+// (0: top); nullopt when the chain has no such layer.
+std::optional<std::pair<DiskImage*, int>> FindLayer(DiskImage& top, const std::string& path);
 
 // Guesses a format from the first bytes (QFI\xfb: qcow2, KDMV: vmdk, else raw), as qemu-img
 // does. Only for images no guest can write: kite-img without -f, and read-only disks.

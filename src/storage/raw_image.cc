@@ -138,6 +138,19 @@ std::optional<int> RawImage::raw_fd() const {
   return fd_.get();
 }
 
+Result<void> RawImage::Grow(uint64_t new_size) {
+  if (options_.read_only) return Err(path_ + ": image is read-only");
+  if (block_device_) {
+    return Err(path_ + ": a block device cannot be resized by kite (resize the device itself)");
+  }
+  if (new_size < size_) return Err(path_ + ": shrinking is not supported on a running disk");
+  if (::ftruncate(fd_.get(), static_cast<off_t>(new_size)) != 0) {
+    return SysErr(path_ + ": ftruncate to " + std::to_string(new_size));
+  }
+  size_ = new_size;
+  return {};
+}
+
 Result<void> RawImage::CheckRange(uint64_t offset, uint64_t length, bool write) const {
   if (write && options_.read_only) return Err(path_ + ": image is read-only");
   if (write && failed_.load()) return Err(path_ + ": image failed after a write-back error");

@@ -58,6 +58,10 @@ class RawImage final : public DiskImage {
   Result<void> WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap) override;
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
 
+  // block_resize: extends the file to `new_size` (sparse); a block device cannot grow. The
+  // caller stops I/O on the image first.
+  Result<void> Grow(uint64_t new_size);
+
   int fd() const { return fd_.get(); }
   bool block_device() const { return block_device_; }
   bool direct() const { return options_.cache == CacheMode::kNone; }

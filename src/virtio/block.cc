@@ -90,7 +90,6 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
                   : FeatureBit(blk::kFeatureDiscard) | FeatureBit(blk::kFeatureWriteZeroes);
   if (options_.num_queues > 1) features_ |= FeatureBit(blk::kFeatureMq);
 
-  config_.capacity = image_->size() / blk::kSectorSize;
   config_.size_max = SizeMax(seg_max);
   config_.seg_max = seg_max;
   config_.blk_size = blk::kSectorSize;
@@ -102,7 +101,6 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
   config_.max_write_zeroes_seg = 1;
   config_.write_zeroes_may_unmap = 1;
 
-  limits_.capacity_sectors = config_.capacity;
   limits_.read_only = ro;
   limits_.seg_max = seg_max;
   limits_.max_discard_sectors = kMaxDiscardSectors;
@@ -110,9 +108,15 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
   limits_.max_discard_seg = 1;
   limits_.flush_is_noop = options_.cache == storage::CacheMode::kUnsafe;
   std::memcpy(serial_, options_.serial.data(), std::min<size_t>(options_.serial.size(), 20));
+  SetCapacityLocked();  // no other thread knows the device yet
 }
 
 void VirtioBlock::StartDisk() {
+  disk_ = MakeDisk(image_);
+}
+
+std::shared_ptr<storage::AsyncDisk> VirtioBlock::MakeDisk(
+    std::shared_ptr<storage::DiskImage> image) {
   storage::AsyncDiskOptions disk;
   disk.workers = options_.io_workers;
   disk.backend = options_.backend;
@@ -125,11 +129,23 @@ void VirtioBlock::StartDisk() {
       if (auto self = weak.lock()) fn();
     });
   };
-  disk_ = std::make_unique<storage::AsyncDisk>(image_, std::move(disk));
+  return std::make_shared<storage::AsyncDisk>(std::move(image), std::move(disk));
+}
+
+void VirtioBlock::SetCapacityLocked() {
+  config_.capacity = image_->size() / blk::kSectorSize;
+  limits_.capacity_sectors = config_.capacity;
+  active_limits_.capacity_sectors = config_.capacity;
+}
+
+std::string VirtioBlock::ImagePath() const {
+  std::lock_guard lock(mu_);
+  return image_ ? image_->path() : "(no image)";
 }
 
 void VirtioBlock::ReadConfig(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
+  std::lock_guard lock(mu_);  // the capacity changes at run time (ReplaceImage)
   if (offset >= sizeof(config_)) return;
   size_t n = std::min<size_t>(data.size(), sizeof(config_) - offset);
   std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config_) + offset, n);
@@ -156,15 +172,17 @@ Result<void> VirtioBlock::Activate(ActiveQueues queues) {
 }
 
 void VirtioBlock::Reset() {
+  std::shared_ptr<storage::AsyncDisk> disk;
   {
     std::lock_guard lock(mu_);
     ++generation_;
     live_ = false;
     queues_.clear();
     active_ = ActiveQueues{};
+    disk = disk_;  // null while ReplaceImage runs: its drain already happened
   }
   // Waits for the workers; their completions are posted with the old generation and dropped.
-  disk_->Drain();
+  if (disk) disk->Drain();
 }
 
 void VirtioBlock::ProcessQueue(uint16_t index) {
@@ -191,9 +209,9 @@ void VirtioBlock::Run(uint16_t index, uint32_t generation) {
     if (generation != generation_ || !live_ || index >= queues_.size() || quiesced_) return;
     if (queues_[index].stopped || !queues_[index].queue->ready()) return;
     // The requests of one run go to the kernel together (one io_uring_enter for raw images).
-    disk_->Plug();
+    if (disk_) disk_->Plug();
     result = RunLocked(index, generation);
-    disk_->Unplug();
+    if (disk_) disk_->Unplug();
     if (result == RunResult::kBroken) {
       queues_[index].stopped = true;
       mark_broken = active_.mark_broken;
@@ -201,7 +219,7 @@ void VirtioBlock::Run(uint16_t index, uint32_t generation) {
   }
   if (result == RunResult::kBroken) {
     KITE_LOG_RATELIMITED(Warn, "virtio-blk %s: the guest broke queue %u; device needs reset",
-                         image_->path().c_str(), index);
+                         ImagePath().c_str(), index);
     if (mark_broken) mark_broken("virtio-blk: malformed available ring");
   } else if (result == RunResult::kMore) {
     Post([index, generation](VirtioBlock& self) { self.Run(index, generation); });
@@ -254,6 +272,12 @@ bool VirtioBlock::StartRequestLocked(uint16_t index, uint32_t generation) {
     case BlockAction::kDisk:
       break;
   }
+  if (!disk_) {  // a failed ReplaceImage left no image: the request fails, the device goes on
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    *request_.status_byte = blk::kStatusIoErr;
+    qs.queue->PushUsed(head, 1);
+    return true;
+  }
   Slot& slot = qs.slots[head];
   slot.status_byte = request_.status_byte;
   slot.used_len_ok = request_.used_len_ok;
@@ -275,8 +299,8 @@ void VirtioBlock::OnDiskDone(uint16_t index, uint16_t head, uint32_t generation,
   ops_[static_cast<size_t>(slot.op)].fetch_add(1, std::memory_order_relaxed);
   if (!result) {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    KITE_LOG_RATELIMITED(Warn, "virtio-blk %s: request failed: %s", image_->path().c_str(),
-                         result.error().message().c_str());
+    KITE_LOG_RATELIMITED(Warn, "virtio-blk %s: request failed: %s",
+                         image_ ? image_->path().c_str() : "", result.error().message().c_str());
   } else if (slot.op == DiskOp::kRead) {
     bytes_read_.fetch_add(slot.bytes, std::memory_order_relaxed);
   } else if (slot.op == DiskOp::kWrite) {
@@ -302,6 +326,8 @@ void VirtioBlock::FlushSignal(uint16_t index, uint32_t generation) {
 }
 
 std::string VirtioBlock::description() const {
+  std::lock_guard lock(mu_);
+  if (!image_) return "virtio-blk: (image being replaced)";
   return "virtio-blk: " + image_->path() + " (" + storage::ImageFormatName(image_->format()) +
          (limits_.read_only ? ", read-only" : "") + ", cache=" + CacheName(options_.cache) + ")";
 }
@@ -321,9 +347,9 @@ DeviceCounters VirtioBlock::counters() const {
   return c;
 }
 
-Result<std::shared_ptr<VirtioDevice>> CreateVirtioBlock(std::shared_ptr<storage::DiskImage> image,
-                                                        const BlockOptions& options,
-                                                        asio::io_context* loop) {
+Result<std::shared_ptr<BlockDevice>> CreateVirtioBlock(std::shared_ptr<storage::DiskImage> image,
+                                                       const BlockOptions& options,
+                                                       asio::io_context* loop) {
   if (image == nullptr) return Err("virtio-blk: no disk image");
   if (loop == nullptr) return Err("virtio-blk: no event loop");
   if (options.serial.size() > blk::kIdBytes) {
@@ -339,7 +365,7 @@ Result<std::shared_ptr<VirtioDevice>> CreateVirtioBlock(std::shared_ptr<storage:
   if (options.io_workers < 1) return Err("virtio-blk: io_workers must be at least 1");
   auto device = std::make_shared<VirtioBlock>(std::move(image), options, loop);
   device->StartDisk();
-  return std::shared_ptr<VirtioDevice>(std::move(device));
+  return std::shared_ptr<BlockDevice>(std::move(device));
 }
 
 }  // namespace kite::virtio

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -38,9 +39,26 @@ struct BlockOptions {
   storage::AsyncBackend backend = storage::AsyncBackend::kAuto;  // io_uring for raw images
 };
 
+// What the VMM does to a running disk besides I/O: live snapshots, block jobs and
+// block_resize swap or grow its image (block_live.cc).
+class BlockDevice : public VirtioDevice {
+ public:
+  // The image requests go to now.
+  virtual std::shared_ptr<storage::DiskImage> image() const = 0;
+  // Only while quiesced (VirtioDevice::Quiesce). The device lets go of its image (nothing of
+  // the device refers to it during the call, so the caller may close and reopen the chain),
+  // hands it to `change`, and takes whatever `change` leaves in its argument: the same image,
+  // a new one, or — when `change` fails — whatever it restored. The capacity follows the new
+  // image's size (the caller raises the configuration-change interrupt when it changed). A
+  // null image or one whose read-only flag differs is refused and the old one kept, if
+  // `change` left it.
+  using ImageChange = std::function<Result<void>(std::shared_ptr<storage::DiskImage>& image)>;
+  virtual Result<void> ReplaceImage(const ImageChange& change) = 0;
+};
+
 // Creates the device for an image opened by the caller (read-only when image->read_only()).
-Result<std::shared_ptr<VirtioDevice>> CreateVirtioBlock(std::shared_ptr<storage::DiskImage> image,
-                                                        const BlockOptions& options,
-                                                        asio::io_context* loop);
+Result<std::shared_ptr<BlockDevice>> CreateVirtioBlock(std::shared_ptr<storage::DiskImage> image,
+                                                       const BlockOptions& options,
+                                                       asio::io_context* loop);
 
 }  // namespace kite::virtio

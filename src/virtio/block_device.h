@@ -4,8 +4,8 @@
 // described at the top of block.cc.
 #pragma once
 
-#include <asio/io_context.hpp>
 #include <array>
+#include <asio/io_context.hpp>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -22,7 +22,7 @@
 
 namespace kite::virtio {
 
-class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_this<VirtioBlock> {
+class VirtioBlock final : public BlockDevice, public std::enable_shared_from_this<VirtioBlock> {
  public:
   VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockOptions& options,
               asio::io_context* loop);
@@ -42,6 +42,9 @@ class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_th
   Result<void> Quiesce() override;
   void Unquiesce() override;
   std::string name() const override { return "virtio-blk"; }
+  // Live changes (block_live.cc).
+  std::shared_ptr<storage::DiskImage> image() const override;
+  Result<void> ReplaceImage(const ImageChange& change) override;
   std::string description() const override;
   DeviceCounters counters() const override;
 
@@ -71,8 +74,15 @@ class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_th
   bool DrainedLocked() const;
   // Posts `fn` to the loop; it runs only while the device is alive.
   void Post(std::function<void(VirtioBlock&)> fn);
+  // The AsyncDisk for `image`, completing onto the loop.
+  std::shared_ptr<storage::AsyncDisk> MakeDisk(std::shared_ptr<storage::DiskImage> image);
+  // The capacity from image_'s size, in the configuration space and the request limits. mu_.
+  void SetCapacityLocked();
+  // image_'s path, for log lines on any thread.
+  std::string ImagePath() const;
 
-  const std::shared_ptr<storage::DiskImage> image_;
+  // Replaced only while quiesced (ReplaceImage), under mu_; null during the replacement.
+  std::shared_ptr<storage::DiskImage> image_;
   const BlockOptions options_;
   asio::io_context* const loop_;
   uint64_t features_ = 0;
@@ -80,7 +90,7 @@ class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_th
   BlockLimits limits_;  // as offered; narrowed to the negotiated features at Activate
   uint8_t serial_[blk::kIdBytes] = {};
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   uint32_t generation_ = 0;  // bumped by Activate and Reset: stale work stops
   bool live_ = false;
   // Quiesce(): pop nothing (Run and its continuations return), signal completions at the end.
@@ -99,7 +109,8 @@ class VirtioBlock final : public VirtioDevice, public std::enable_shared_from_th
   std::atomic<uint64_t> drops_{0};
   std::array<std::atomic<uint64_t>, 5> ops_{};  // completed disk requests, by DiskOp
   // Last member: destroyed first, so its drain runs while everything above is intact.
-  std::unique_ptr<storage::AsyncDisk> disk_;
+  // Replaced with image_ (under mu_); Reset() drains a copy of the pointer.
+  std::shared_ptr<storage::AsyncDisk> disk_;
 };
 
 }  // namespace kite::virtio

@@ -39,15 +39,17 @@ Result<void> VirtioBlock::Quiesce() {
   if (loop_->get_executor().running_in_this_thread()) {
     return Err("virtio-blk: Quiesce on the event loop thread (it waits for the loop)");
   }
+  std::shared_ptr<storage::DiskImage> image;
   {
     std::unique_lock lock(mu_);
+    image = image_;
     quiesced_ = true;
     uint32_t generation = generation_;
     bool drained = drained_.wait_for(lock, kQuiesceTimeout, [this, generation] {
       return generation != generation_ || DrainedLocked();
     });
     if (!drained) {
-      return Err("virtio-blk " + image_->path() + ": requests still in flight after " +
+      return Err("virtio-blk " + image->path() + ": requests still in flight after " +
                  std::to_string(kQuiesceTimeout.count()) + " s");
     }
     // The used entries pushed meanwhile: one interrupt per queue, if the driver wants it.
@@ -55,7 +57,7 @@ Result<void> VirtioBlock::Quiesce() {
       for (size_t q = 0; q < queues_.size(); ++q) active_.signal_used(static_cast<uint16_t>(q));
     }
   }
-  if (!image_->read_only()) TRY_CTX(image_->Flush(), "virtio-blk: flush at quiesce");
+  if (image && !image->read_only()) TRY_CTX(image->Flush(), "virtio-blk: flush at quiesce");
   return {};
 }
 

@@ -87,6 +87,7 @@ void VirtioNet::Start() {
 
 void VirtioNet::ReadConfig(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
+  std::lock_guard lock(mu_);  // the status changes at run time (SetLink)
   if (offset >= sizeof(config_)) return;
   size_t n = std::min<size_t>(data.size(), sizeof(config_) - offset);
   std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config_) + offset, n);
@@ -267,7 +268,21 @@ bool VirtioNet::PrepareTxLocked() {
   return reader.Take(tx_frame_len_, &tx_iov_);
 }
 
+void VirtioNet::SetLink(bool up) {
+  std::lock_guard lock(mu_);
+  config_.status = up ? net::kStatusLinkUp : 0;
+}
+
+bool VirtioNet::link_up() const {
+  std::lock_guard lock(mu_);
+  return LinkUpLocked();
+}
+
 bool VirtioNet::SendTxLocked() {
+  if (!LinkUpLocked()) {  // set_link down: the frame goes nowhere, the chain back to the guest
+    drops_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   Result<bool> sent = backend_->Send(tx_iov_);
   if (!sent) {
     errors_.fetch_add(1, std::memory_order_relaxed);
@@ -279,9 +294,9 @@ bool VirtioNet::SendTxLocked() {
   return *sent;
 }
 
-Result<std::shared_ptr<VirtioDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,
-                                                      const NetOptions& options,
-                                                      asio::io_context* loop) {
+Result<std::shared_ptr<NetDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,
+                                                   const NetOptions& options,
+                                                   asio::io_context* loop) {
   if (backend == nullptr || loop == nullptr) return Err("virtio-net: no backend or event loop");
   uint16_t size = options.queue_size;
   if (size == 0 || size > kMaxQueueSize || (size & (size - 1)) != 0) {
@@ -289,7 +304,7 @@ Result<std::shared_ptr<VirtioDevice>> CreateVirtioNet(std::unique_ptr<NetBackend
   }
   auto device = std::make_shared<VirtioNet>(std::move(backend), options, loop);
   device->Start();
-  return std::shared_ptr<VirtioDevice>(std::move(device));
+  return std::shared_ptr<NetDevice>(std::move(device));
 }
 
 }  // namespace kite::virtio

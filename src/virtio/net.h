@@ -38,8 +38,17 @@ struct NetOptions {
   uint16_t queue_size = 256;
 };
 
-Result<std::shared_ptr<VirtioDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,
-                                                      const NetOptions& options,
-                                                      asio::io_context* loop);
+// set_link: the link status the guest reads in the configuration space (VIRTIO_NET_S_LINK_UP;
+// the device offers VIRTIO_NET_F_STATUS). While the link is down, frames are dropped both
+// ways, as QEMU does. The caller raises the configuration-change interrupt.
+class NetDevice : public VirtioDevice {
+ public:
+  virtual void SetLink(bool up) = 0;
+  virtual bool link_up() const = 0;
+};
+
+Result<std::shared_ptr<NetDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,
+                                                   const NetOptions& options,
+                                                   asio::io_context* loop);
 
 }  // namespace kite::virtio

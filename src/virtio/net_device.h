@@ -18,7 +18,7 @@
 
 namespace kite::virtio {
 
-class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this<VirtioNet> {
+class VirtioNet final : public NetDevice, public std::enable_shared_from_this<VirtioNet> {
  public:
   static constexpr uint16_t kRxQueue = 0;
   static constexpr uint16_t kTxQueue = 1;
@@ -42,6 +42,8 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   std::vector<uint8_t> SaveDeviceState() const override;
   Result<void> RestoreDeviceState(std::span<const uint8_t> bytes) override;
   std::string name() const override { return "virtio-net"; }
+  void SetLink(bool up) override;
+  bool link_up() const override;
   std::string description() const override;
   DeviceCounters counters() const override;
   // Frames received through a host buffer and copied into the guest (the FrameSink path, or
@@ -97,7 +99,10 @@ class VirtioNet final : public VirtioDevice, public std::enable_shared_from_this
   const uint64_t features_offered_;
   net::Config config_{};
 
-  std::mutex mu_;            // everything below; held while guest memory is written
+  // set_link: config_.status has LINK_UP. Frames are dropped both ways while it is down. mu_.
+  bool LinkUpLocked() const { return (config_.status & net::kStatusLinkUp) != 0; }
+
+  mutable std::mutex mu_;    // everything below; held while guest memory is written
   uint64_t generation_ = 0;  // bumped by Activate and Reset: stale work stops
   bool quiesced_ = false;    // Quiesce() until Unquiesce(): no frame taken, nothing popped
   ActiveQueues active_;

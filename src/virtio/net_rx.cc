@@ -84,7 +84,8 @@ bool VirtioNet::OnFrame(std::span<const uint8_t> frame) {
 }
 
 VirtioNet::RxVerdict VirtioNet::ReceiveCopyLocked(std::span<const uint8_t> frame) {
-  if (rx_queue_ == nullptr) {  // not live, RX queue not enabled, or broken: link is "down"
+  // Not live, RX queue not enabled, broken, or the link set down (set_link): dropped.
+  if (rx_queue_ == nullptr || !LinkUpLocked()) {
     drops_.fetch_add(1, std::memory_order_relaxed);
     return RxVerdict::kDropped;
   }
@@ -242,7 +243,7 @@ void VirtioNet::RunRx() {
 }
 
 VirtioNet::RxStep VirtioNet::ReadLocked() {
-  bool live = rx_queue_ != nullptr;
+  bool live = rx_queue_ != nullptr && LinkUpLocked();
   bool mergeable = (features_ & FeatureBit(net::kFeatureMrgRxbuf)) != 0;
   if (live) {
     // Hold chains for the frame we expect; short (queue empty, or all of it held) is fine:

@@ -91,6 +91,7 @@ void VirtioNet::Unquiesce() {
 }
 
 std::vector<uint8_t> VirtioNet::SaveDeviceState() const {
+  std::lock_guard lock(mu_);
   uint16_t status = config_.status;
   return {kStateVersion, static_cast<uint8_t>(status), static_cast<uint8_t>(status >> 8)};
 }

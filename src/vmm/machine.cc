@@ -112,6 +112,7 @@ Result<std::unique_ptr<Machine>> Machine::Create(const VmConfig& config) {
   TRY(ValidateVmConfig(config));
   auto impl = std::make_unique<Impl>();
   impl->config = config;
+  impl->MakeJobs();
   return std::unique_ptr<Machine>(new Machine(std::move(impl)));
 }
 
@@ -133,6 +134,8 @@ VmOutcome Machine::Wait() {
     Vm* vm = impl_->CurrentVm();
     if (vm == nullptr) return {VmEnd::kError, "the machine was not started"};
     VmOutcome outcome = vm->Wait();
+    // Jobs end with the run (cancelled): their threads take the control lock to let go.
+    impl_->jobs->CancelAll();
     std::unique_lock control(impl_->control);
     if (impl_->config.stats) std::fprintf(stderr, "%s", vm->StatsReport().c_str());
     bool restart = outcome.end == VmEnd::kReset && impl_->config.on_reboot == OnReboot::kRestart;

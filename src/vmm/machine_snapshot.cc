@@ -177,6 +177,9 @@ Result<void> Machine::SaveSnapshot(const SnapshotOptions& options) {
     return Err("the VM must be paused to save a snapshot (it is " + std::string(RunStateName(s)) +
                ")");
   }
+  if (!impl_->jobs->empty()) {
+    return Err("a block job is running (query-block-jobs): finish or cancel it before a snapshot");
+  }
   impl_->SetState(RunState::kSaveVm);
   auto saved = WriteSnapshot(*impl_->CurrentVm(), impl_->config, options.path);
   impl_->SetState(RunState::kPaused);
@@ -202,6 +205,7 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
   impl->config = config;
   impl->quirks_applied = true;  // the command line is the snapshot's, already adapted
   impl->state = RunState::kRestoreVm;
+  impl->MakeJobs();
   std::unique_ptr<Vm> vm = TRY(Vm::Build(config, impl->created, std::move(memory)));
   TRY_CTX(CheckDiskSizes(DiskIdentities(vm->registry()), body["disks"]), dir);
   TRY_CTX(vm->Restore(body, /*clock_realtime=*/true), dir);

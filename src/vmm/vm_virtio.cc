@@ -66,9 +66,9 @@ Result<std::shared_ptr<storage::DiskImage>> OpenDisk(const DiskConfig& disk) {
   return std::shared_ptr<storage::DiskImage>(TRY(storage::OpenImage(disk.path, format, open)));
 }
 
-Result<std::shared_ptr<virtio::VirtioDevice>> CreateDisk(const DiskConfig& disk,
-                                                         std::shared_ptr<storage::DiskImage> image,
-                                                         asio::io_context* loop) {
+Result<std::shared_ptr<virtio::BlockDevice>> CreateDisk(const DiskConfig& disk,
+                                                        std::shared_ptr<storage::DiskImage> image,
+                                                        asio::io_context* loop) {
   virtio::BlockOptions options;
   options.serial = disk.serial;
   options.cache = TRY(storage::ParseCacheMode(disk.cache));
@@ -90,8 +90,7 @@ nlohmann::json DiskIdentity(const storage::DiskImage& image) {
           {"mtime_ns", mtime_ns}};
 }
 
-Result<std::shared_ptr<virtio::VirtioDevice>> CreateNet(const NetConfig& net,
-                                                        asio::io_context* loop) {
+Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio::io_context* loop) {
   std::unique_ptr<virtio::NetBackend> backend;
   if (net.backend == NetBackendKind::kTap) {
     backend = TRY(virtio::OpenTapBackend({net.tap}, loop));
@@ -108,8 +107,8 @@ Result<std::shared_ptr<virtio::VirtioDevice>> CreateNet(const NetConfig& net,
 }
 
 // One virtio device in the registry: its transport, the irqfd behind its interrupt line and one
-// ioeventfd per queue watched by the event loop.
-class VirtioEntry : public VmDevice {
+// ioeventfd per queue watched by the event loop. A disk is also a LiveDisk.
+class VirtioEntry : public VmDevice, public LiveDisk {
  public:
   VirtioEntry(std::string label, DeviceResources resources, VmFd* vm, Bus* mmio)
       : label_(std::move(label)), res_(resources), vm_(vm), mmio_(mmio) {}
@@ -184,11 +183,35 @@ class VirtioEntry : public VmDevice {
            ", protocol errors " + std::to_string(t.protocol_errors) + "\n";
   }
 
+  // LiveDisk: the transport's quiesce stops the guest's I/O (and flushes the image).
+  std::shared_ptr<storage::DiskImage> image() const override {
+    return block ? block->image() : nullptr;
+  }
+  Result<void> Reconfigure(const virtio::BlockDevice::ImageChange& change) override {
+    if (!block) return Err(label_ + ": not a disk");
+    std::shared_ptr<storage::DiskImage> before = block->image();
+    uint64_t old_size = before ? before->size() : 0;
+    before.reset();  // `change` may close the chain
+    if (auto quiesced = transport_->Quiesce(); !quiesced) {
+      transport_->Resume();
+      return std::move(quiesced).error().Context(label_);
+    }
+    Result<void> done = block->ReplaceImage(change);
+    transport_->Resume();
+    std::shared_ptr<storage::DiskImage> after = block->image();
+    if (after && after->size() != old_size) transport_->NotifyConfigChanged();
+    if (!done) return std::move(done).error().Context(label_);
+    return {};
+  }
+
   const DeviceResources& resources() const { return res_; }
   const virtio::MmioTransport& transport() const { return *transport_; }
-  // Disks: the configuration and the open image, for queries and snapshots.
+  virtio::MmioTransport& transport() { return *transport_; }
+  // Disks: the configuration and the device (its image changes with live snapshots and
+  // block jobs); NICs: the device, for set_link.
   DiskConfig disk;
-  std::shared_ptr<storage::DiskImage> image;
+  std::shared_ptr<virtio::BlockDevice> block;
+  std::shared_ptr<virtio::NetDevice> net;
 
  private:
   // Reads the eventfd's counter and serves the queue, then waits for the next kick.
@@ -222,21 +245,37 @@ void ForEachVirtio(const DeviceRegistry& registry, Fn fn) {
   }
 }
 
+// What AddOne registers besides the transport: a disk's configuration and device, a NIC's device.
+struct EntryExtras {
+  const DiskConfig* disk = nullptr;
+  std::shared_ptr<virtio::BlockDevice> block;
+  std::shared_ptr<virtio::NetDevice> net;
+};
+
+template <typename Device>
 Result<void> AddOne(const VirtioWiring& w, std::string id, std::string kind, std::string label,
-                    Result<std::shared_ptr<virtio::VirtioDevice>> device,
-                    const DiskConfig* disk = nullptr,
-                    std::shared_ptr<storage::DiskImage> image = nullptr) {
+                    Result<std::shared_ptr<Device>> device, EntryExtras extras = {}) {
   if (!device) return std::move(device).error().Context(label);
   DeviceResources res = TRY_CTX(w.allocator->AllocateVirtio(), label);
   auto entry = std::make_unique<VirtioEntry>(label, res, w.vm, w.mmio);
-  if (auto wired = entry->Wire(std::move(*device), w); !wired) {
+  if (auto wired = entry->Wire(*device, w); !wired) {
     w.allocator->Release(res);
     return std::move(wired).error().Context(label);
   }
-  if (disk) entry->disk = *disk;
-  entry->image = std::move(image);
+  if (extras.disk) entry->disk = *extras.disk;
+  entry->block = std::move(extras.block);
+  entry->net = std::move(extras.net);
   TRY(w.registry->Add({std::move(id), std::move(kind), res, std::move(entry)}));
   return {};
+}
+
+VirtioEntry* FindEntry(const DeviceRegistry& registry, const std::string& id) {
+  for (const auto& e : registry.entries()) {
+    if (e->id == id && e->kind.rfind("virtio-", 0) == 0) {
+      return static_cast<VirtioEntry*>(e->device.get());
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -250,11 +289,15 @@ Result<void> AddVirtioDevices(const VirtioWiring& w) {
     std::string label = "disk " + id + " (" + disk.path + ")";
     auto image = OpenDisk(disk);
     if (!image) return std::move(image).error().Context(label);
-    TRY(AddOne(w, id, "virtio-blk", label, CreateDisk(disk, *image, io), &disk, *image));
+    auto device = CreateDisk(disk, *image, io);
+    EntryExtras extras{&disk, device ? *device : nullptr, nullptr};
+    TRY(AddOne(w, id, "virtio-blk", label, std::move(device), std::move(extras)));
   }
   for (size_t i = 0; i < c.nets.size(); ++i) {
     std::string id = cli::NetId(c, i);
-    TRY(AddOne(w, id, "virtio-net", "net " + id, CreateNet(c.nets[i], io)));
+    auto device = CreateNet(c.nets[i], io);
+    EntryExtras extras{nullptr, nullptr, device ? *device : nullptr};
+    TRY(AddOne(w, id, "virtio-net", "net " + id, std::move(device), std::move(extras)));
   }
   if (c.rng) TRY(AddOne(w, "rng0", "virtio-rng", "rng0", virtio::CreateVirtioRng(io)));
   return {};
@@ -277,16 +320,33 @@ std::string VirtioKernelCmdline(const DeviceRegistry& registry) {
   return out;
 }
 
+LiveDisk* FindLiveDisk(const DeviceRegistry& registry, const std::string& id) {
+  VirtioEntry* entry = FindEntry(registry, id);
+  return entry && entry->block ? entry : nullptr;
+}
+
+Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, bool up) {
+  VirtioEntry* entry = FindEntry(registry, id);
+  if (!entry || !entry->net) {
+    return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
+  }
+  if (entry->net->link_up() == up) return {};
+  entry->net->SetLink(up);
+  entry->transport().NotifyConfigChanged();
+  return {};
+}
+
 std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
   std::vector<BlockInfo> out;
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
-    if (!v.image) return;
+    std::shared_ptr<storage::DiskImage> image = v.image();
+    if (!image) return;
     BlockInfo info;
     info.id = e.id;
-    info.read_only = v.image->read_only();
+    info.read_only = image->read_only();
     info.cache = v.disk.cache;
-    info.io_error = v.image->failed();
-    for (const storage::DiskImage* layer = v.image.get(); layer; layer = layer->backing()) {
+    info.io_error = image->failed();
+    for (const storage::DiskImage* layer = image.get(); layer; layer = layer->backing()) {
       ImageInfo image;
       image.filename = layer->path();
       image.format = storage::ImageFormatName(layer->format());
@@ -303,7 +363,7 @@ std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
 std::vector<BlockStats> QueryBlockStats(const DeviceRegistry& registry) {
   std::vector<BlockStats> out;
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
-    if (!v.image) return;
+    if (!v.block) return;
     virtio::DeviceCounters d = v.transport().device().counters();
     BlockStats stats;
     stats.id = e.id;
@@ -322,8 +382,9 @@ std::vector<BlockStats> QueryBlockStats(const DeviceRegistry& registry) {
 nlohmann::json DiskIdentities(const DeviceRegistry& registry) {
   nlohmann::json out = nlohmann::json::object();
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
-    if (!v.image) return;
-    out[e.id] = DiskIdentity(*v.image);
+    std::shared_ptr<storage::DiskImage> image = v.image();
+    if (!image) return;
+    out[e.id] = DiskIdentity(*image);
   });
   return out;
 }

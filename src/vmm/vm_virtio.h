@@ -19,6 +19,8 @@
 #include "base/result.h"
 #include "devices/bus.h"
 #include "kite/kite.h"
+#include "storage/disk_image.h"
+#include "virtio/block.h"
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/device_registry.h"
 #include "vmm/event_loop.h"
@@ -51,6 +53,26 @@ Result<void> AddVirtioDevices(const VirtioWiring& wiring);
 // For the DSDT, and " virtio_mmio.device=4K@0xd0000000:5 ..." for --no-acpi.
 std::vector<acpi::VirtioMmioDevice> VirtioAcpiDevices(const DeviceRegistry& registry);
 std::string VirtioKernelCmdline(const DeviceRegistry& registry);
+
+// A running VM's disk as the live operations see it: live snapshots, block jobs and
+// block_resize (machine_disks.cc).
+class LiveDisk {
+ public:
+  virtual ~LiveDisk() = default;
+  // The image the guest's requests go to now (null only after a failed replacement).
+  virtual std::shared_ptr<storage::DiskImage> image() const = 0;
+  // Stops the guest's I/O to the disk (requests in flight complete, the image is flushed),
+  // runs `change` — which may replace the image (virtio::BlockDevice::ReplaceImage) — and lets
+  // the I/O go on; raises the configuration-change interrupt when the size changed. On a
+  // control thread or a job's thread, never the event loop.
+  virtual Result<void> Reconfigure(const virtio::BlockDevice::ImageChange& change) = 0;
+};
+
+// The disk `id`; nullptr when there is none.
+LiveDisk* FindLiveDisk(const DeviceRegistry& registry, const std::string& id);
+// set_link: NIC `id`'s link status, with a configuration-change interrupt when it changed.
+// No such NIC: "Device 'id' not found" (DeviceNotFound).
+Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, bool up);
 
 // query-block and query-blockstats.
 std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry);

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <vector>
 
+#include "vmm/control/qmp_disk_commands.h"
 #include "vmm/control/qmp_protocol.h"
 
 namespace kite::qmp {
@@ -196,6 +197,19 @@ const CommandSpec kCommands[] = {
     {"quit", {}, kSlow, kAnyState, "", Quit},
     {"x-vm-snapshot-save", kSnapshotArgs, kSlow, StateBit(RunState::kPaused), "VM must be paused",
      SnapshotSave},
+    // Disks and NICs of a running (or paused) VM: qmp_disk_commands.cc.
+    {"blockdev-snapshot-sync", kSnapshotSyncArgs, kSlow, kLive, kNotLive, BlockdevSnapshotSync},
+    {"block_resize", kResizeArgs, kSlow, kLive, kNotLive, BlockResize},
+    {"set_link", kSetLinkArgs, kSlow, kLive, kNotLive, SetLink},
+    {"block-commit", kCommitArgs, kSlow, kLive, kNotLive, BlockCommit},
+    {"block-stream", kStreamArgs, kSlow, kLive, kNotLive, BlockStream},
+    {"drive-backup", kBackupArgs, kSlow, kLive, kNotLive, DriveBackup},
+    {"query-block-jobs", {}, kFast, kAnyState, "", QueryBlockJobs},
+    {"block-job-cancel", kJobCancelArgs, kSlow, kAnyState, "", BlockJobCancel},
+    {"block-job-pause", kJobArgs, kSlow, kAnyState, "", BlockJobPause},
+    {"block-job-resume", kJobArgs, kSlow, kAnyState, "", BlockJobResume},
+    {"block-job-complete", kJobArgs, kSlow, kAnyState, "", BlockJobComplete},
+    {"block-job-set-speed", kJobSpeedArgs, kSlow, kAnyState, "", BlockJobSetSpeed},
 };
 
 }  // namespace

@@ -110,7 +110,7 @@ void MemDisk::Fill(uint64_t offset, const std::vector<uint8_t>& bytes) {
 BlockHarness::BlockHarness(std::shared_ptr<storage::DiskImage> image, HarnessOptions options) {
   options.block.num_queues = options.queues;
   uint16_t size = options.block.queue_size;
-  Result<std::shared_ptr<VirtioDevice>> dev =
+  Result<std::shared_ptr<BlockDevice>> dev =
       CreateVirtioBlock(std::move(image), options.block, &loop_);
   EXPECT_TRUE(dev.has_value()) << dev.error().message();
   if (!dev) return;

@@ -89,6 +89,7 @@ class BlockHarness {
   ~BlockHarness();
 
   VirtioDevice& device() { return *device_; }
+  BlockDevice& block() { return *device_; }
   kite::testing::FakeDriver& driver(uint16_t q = 0) { return *drivers_[q]; }
   Queue& queue(uint16_t q = 0) { return *queues_[q]; }
   int signals(uint16_t q = 0) const { return signals_[q]; }
@@ -130,7 +131,7 @@ class BlockHarness {
   std::vector<Queue*> queue_ptrs_;
   std::vector<int> signals_;
   std::vector<std::string> broken_;
-  std::shared_ptr<VirtioDevice> device_;
+  std::shared_ptr<BlockDevice> device_;
   uint64_t high_next_ = 0;
 };
 

@@ -1,0 +1,59 @@
+// The QMP commands on a running VM's disks and NICs (qmp_disk_commands.cc): live snapshots,
+// block jobs, block_resize and set_link, with QEMU's names, arguments and result shapes.
+// Declared here for the table in qmp_commands.cc.
+#pragma once
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+#include "kite/kite.h"
+#include "vmm/control/qmp_commands.h"
+
+namespace kite::qmp {
+
+Result<nlohmann::json> BlockdevSnapshotSync(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockResize(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> SetLink(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockCommit(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockStream(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> DriveBackup(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> QueryBlockJobs(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockJobCancel(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockJobPause(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockJobResume(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockJobComplete(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> BlockJobSetSpeed(Machine& machine, const nlohmann::json& args);
+
+inline constexpr std::array<ArgSpec, 4> kSnapshotSyncArgs = {
+    {{"device", ArgType::kString, true},
+     {"snapshot-file", ArgType::kString, true},
+     {"format", ArgType::kString, false},
+     {"mode", ArgType::kString, false}}};
+inline constexpr std::array<ArgSpec, 2> kResizeArgs = {
+    {{"device", ArgType::kString, true}, {"size", ArgType::kInteger, true}}};
+inline constexpr std::array<ArgSpec, 2> kSetLinkArgs = {
+    {{"name", ArgType::kString, true}, {"up", ArgType::kBoolean, true}}};
+inline constexpr std::array<ArgSpec, 5> kCommitArgs = {{{"job-id", ArgType::kString, false},
+                                                        {"device", ArgType::kString, true},
+                                                        {"base", ArgType::kString, false},
+                                                        {"top", ArgType::kString, false},
+                                                        {"speed", ArgType::kInteger, false}}};
+inline constexpr std::array<ArgSpec, 4> kStreamArgs = {{{"job-id", ArgType::kString, false},
+                                                        {"device", ArgType::kString, true},
+                                                        {"base", ArgType::kString, false},
+                                                        {"speed", ArgType::kInteger, false}}};
+inline constexpr std::array<ArgSpec, 7> kBackupArgs = {{{"job-id", ArgType::kString, false},
+                                                        {"device", ArgType::kString, true},
+                                                        {"target", ArgType::kString, true},
+                                                        {"format", ArgType::kString, false},
+                                                        {"sync", ArgType::kString, true},
+                                                        {"mode", ArgType::kString, false},
+                                                        {"speed", ArgType::kInteger, false}}};
+inline constexpr std::array<ArgSpec, 2> kJobCancelArgs = {
+    {{"device", ArgType::kString, true}, {"force", ArgType::kBoolean, false}}};
+inline constexpr std::array<ArgSpec, 1> kJobArgs = {{{"device", ArgType::kString, true}}};
+inline constexpr std::array<ArgSpec, 2> kJobSpeedArgs = {
+    {{"device", ArgType::kString, true}, {"speed", ArgType::kInteger, true}}};
+
+}  // namespace kite::qmp
