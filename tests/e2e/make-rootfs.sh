@@ -6,7 +6,8 @@
 # marker line and powers off; without a variant there is no init at all, so the kernel panics
 # once root is mounted (the kernel-only variant for emulated-KVM hosts, MACHINE.md).
 # "counter" (the snapshot tests): an /init that appends 1, 2, 3, ... to /counter (synced), and
-# prints for each "kite-counter: N net up|down time <guest epoch s> uuid <fresh random uuid>",
+# prints for each "kite-counter: N net up|down time <guest epoch s> uuid <fresh random uuid>
+# size <vda's 512-byte sectors> carrier <eth0's carrier, 0|1>",
 # every 0.2 s, until N reaches kite.limit= from the kernel command line; then it remounts / read-
 # only and powers off. busybox acpid turns the ACPI power button (system_powerdown) into the
 # same clean power-off, where the kernel has evdev.
@@ -70,7 +71,10 @@ while [ "$i" -lt "$limit" ]; do
   echo "$i" >>/counter
   sync
   if ping -c 1 -W 1 10.0.2.2 >/dev/null 2>&1; then net=up; else net=down; fi
-  echo "kite-counter: $i net $net time $(date +%s) uuid $(cat /proc/sys/kernel/random/uuid)"
+  size=$(cat /sys/block/vda/size)
+  carrier=$(cat /sys/class/net/eth0/carrier 2>/dev/null || echo x)
+  echo "kite-counter: $i net $net time $(date +%s) uuid $(cat /proc/sys/kernel/random/uuid)" \
+    "size $size carrier $carrier"
   sleep 0.2
 done
 /bin/clean-poweroff "limit $limit"

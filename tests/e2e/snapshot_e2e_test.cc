@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "counter_guest.h"
 #include "linux_guest.h"
 #include "testing/kite_process.h"
 #include "testing/kvm_required.h"
@@ -39,84 +40,6 @@ constexpr int kLimit = 60;  // counter lines before the guest powers itself off
 constexpr char kCmdline[] =
     "console=ttyS0 reboot=k panic=1 quiet root=/dev/vda rw rootfstype=ext4 init=/init ip=dhcp "
     "clocksource=kvm-clock kite.limit=60";
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct CounterLine {
-  int n = 0;
-  bool net_up = false;
-  int64_t time = 0;
-  std::string uuid;
-};
-
-std::vector<CounterLine> CounterLines(const std::string& text) {
-  static const std::regex re(
-      R"(kite-counter: (\d+) net (up|down) time (\d+) uuid ([0-9a-f-]+)\r?\n)");
-  std::vector<CounterLine> out;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
-       ++it) {
-    out.push_back({std::stoi((*it)[1]), (*it)[2] == "up", std::stoll((*it)[3]), (*it)[4]});
-  }
-  return out;
-}
-
-int64_t Now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-ProcessResult RunTool(std::vector<std::string> argv, std::chrono::milliseconds timeout = 120s) {
-  ProcessOptions o;
-  o.argv = std::move(argv);
-  o.timeout = timeout;
-  Result<ProcessResult> r = RunProcess(o);
-  EXPECT_TRUE(r.has_value());
-  return r ? *r : ProcessResult{};
-}
-
-bool Sh(const std::string& command, std::string* out = nullptr) {
-  ProcessResult r = RunTool({"/bin/sh", "-c", "PATH=\"$PATH:/usr/sbin:/sbin\"; " + command});
-  if (out) *out = r.out;
-  EXPECT_TRUE(r.exited && r.exit_status == 0) << command << "\n" << r.Describe();
-  return r.exited && r.exit_status == 0;
-}
-
-// A kite process on its own thread (a boot or a restore), killable with SIGKILL.
-class KiteInBackground {
- public:
-  explicit KiteInBackground(std::vector<std::string> argv) {
-    thread_ = std::thread([this, argv = std::move(argv)] {
-      ProcessOptions o;
-      o.argv = argv;
-      o.timeout = 300s;
-      o.on_spawn = [this](int pid) { pid_.store(pid); };
-      Result<ProcessResult> r = RunProcess(o);
-      if (r) result_ = *r;
-      done_.store(true);
-    });
-  }
-  bool running() const { return !done_.load(); }
-  ~KiteInBackground() { Join(); }
-  void Kill() {
-    if (int pid = pid_.load(); pid > 0) ::kill(pid, SIGKILL);
-  }
-  const ProcessResult& Join() {
-    if (thread_.joinable()) thread_.join();
-    return result_;
-  }
-
- private:
-  std::atomic<int> pid_{0};
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-  ProcessResult result_;
-};
 
 class SnapshotE2e : public ::testing::Test {
  protected:

@@ -24,6 +24,19 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kSize = 8 << 20;
 
+// A request field by field (designated initializers would leave the others to
+// -Wmissing-field-initializers).
+BlockJobRequest Req(BlockJobType type, uint64_t speed = 0, std::string top = "",
+                    std::string target = "", std::string job_id = "") {
+  BlockJobRequest r;
+  r.type = type;
+  r.speed = speed;
+  r.top = std::move(top);
+  r.target = std::move(target);
+  r.job_id = std::move(job_id);
+  return r;
+}
+
 class BlockJobsTest : public ::testing::Test {
  protected:
   BlockJobsTest() {
@@ -155,7 +168,7 @@ TEST_F(BlockJobsTest, Stream_CopiesTheBackingIntoTheTopAndDropsIt) {
   Fill(top, 1 << 20, 64 << 10, 0xbb);
   Open(top);
   std::vector<uint8_t> before = Content();
-  ASSERT_TRUE(Start({.type = BlockJobType::kStream}).has_value());
+  ASSERT_TRUE(Start(Req(BlockJobType::kStream)).has_value());
   nlohmann::json done = WaitEvent("BLOCK_JOB_COMPLETED");
   EXPECT_FALSE(done.contains("error")) << done.dump();
   EXPECT_EQ(done["type"], "stream");
@@ -175,7 +188,7 @@ TEST_F(BlockJobsTest, Stream_WithGuestWrites_KeepsTheGuestsData) {
   Fill(base, 0, kSize, 0x11);
   Open(Create("top.qcow2", "base.qcow2"));
   StartWriter();
-  ASSERT_TRUE(Start({.type = BlockJobType::kStream, .speed = 16 << 20}).has_value());
+  ASSERT_TRUE(Start(Req(BlockJobType::kStream, 16 << 20)).has_value());
   WaitEvent("BLOCK_JOB_COMPLETED");
   StopWriter();
   WaitGone();
@@ -198,7 +211,7 @@ TEST_F(BlockJobsTest, CommitActive_ReadyThenComplete_PivotsToTheBaseWithEveryWri
   Fill(top, 4 << 20, 1 << 20, 0x33);
   Open(top);
   StartWriter();
-  ASSERT_TRUE(Start({.type = BlockJobType::kCommit}).has_value());
+  ASSERT_TRUE(Start(Req(BlockJobType::kCommit)).has_value());
   nlohmann::json ready = WaitEvent("BLOCK_JOB_READY");
   EXPECT_EQ(ready["type"], "commit");
   std::this_thread::sleep_for(50ms);  // writes after READY are mirrored too
@@ -226,7 +239,7 @@ TEST_F(BlockJobsTest, CommitIntermediate_RebasesTheTopOntoTheBase) {
   Fill(top, 1 << 20, 64 << 10, 0x03);
   Open(top);
   std::vector<uint8_t> before = Content();
-  ASSERT_TRUE(Start({.type = BlockJobType::kCommit, .top = dir_.File("mid.qcow2")}).has_value());
+  ASSERT_TRUE(Start(Req(BlockJobType::kCommit, 0, dir_.File("mid.qcow2"))).has_value());
   nlohmann::json done = WaitEvent("BLOCK_JOB_COMPLETED");
   EXPECT_FALSE(done.contains("error")) << done.dump();
   EXPECT_FALSE(Saw("BLOCK_JOB_READY"));
@@ -244,8 +257,7 @@ TEST_F(BlockJobsTest, Backup_IsThePointInTimeOfItsStart) {
   std::vector<uint8_t> at_start = Content();
   // Slow enough that the guest's writes land before the copy reaches them.
   ASSERT_TRUE(
-      Start({.type = BlockJobType::kBackup, .target = dir_.File("backup.qcow2"), .speed = 8 << 20})
-          .has_value());
+      Start(Req(BlockJobType::kBackup, 8 << 20, "", dir_.File("backup.qcow2"))).has_value());
   StartWriter();
   nlohmann::json done = WaitEvent("BLOCK_JOB_COMPLETED");
   StopWriter();
@@ -266,7 +278,7 @@ TEST_F(BlockJobsTest, Cancel_BeforeReady_LeavesTheChainAsItWas) {
   std::string top = Create("top.qcow2", "base.qcow2");
   Fill(top, 0, kSize, 0x55);
   Open(top);
-  ASSERT_TRUE(Start({.type = BlockJobType::kCommit, .speed = 1 << 20}).has_value());
+  ASSERT_TRUE(Start(Req(BlockJobType::kCommit, 1 << 20)).has_value());
   ASSERT_TRUE(jobs_->Cancel("vda", false).has_value());
   nlohmann::json cancelled = WaitEvent("BLOCK_JOB_CANCELLED");
   EXPECT_EQ(cancelled["type"], "commit");
@@ -281,7 +293,7 @@ TEST_F(BlockJobsTest, PauseResumeAndStatusErrors) {
   std::string top = Create("top.qcow2", "base.qcow2");
   Fill(top, 0, kSize, 0x66);
   Open(top);
-  ASSERT_TRUE(Start({.type = BlockJobType::kCommit, .speed = 1 << 20}).has_value());
+  ASSERT_TRUE(Start(Req(BlockJobType::kCommit, 1 << 20)).has_value());
   auto complete = jobs_->Complete("vda");
   ASSERT_FALSE(complete.has_value());
   EXPECT_NE(complete.error().message().find("cannot accept command verb 'complete'"),
@@ -310,8 +322,8 @@ TEST_F(BlockJobsTest, OneJobPerDisk) {
   std::string top = Create("top.qcow2", "base.qcow2");
   Fill(top, 0, kSize, 0x77);
   Open(top);
-  ASSERT_TRUE(Start({.type = BlockJobType::kCommit, .speed = 1 << 20}).has_value());
-  auto second = Start({.type = BlockJobType::kStream, .job_id = "other"});
+  ASSERT_TRUE(Start(Req(BlockJobType::kCommit, 1 << 20)).has_value());
+  auto second = Start(Req(BlockJobType::kStream, 0, "", "", "other"));
   ASSERT_FALSE(second.has_value());
   EXPECT_EQ(second.error().message(),
             "Node 'vda' is busy: block device is in use by block job: commit");
@@ -322,13 +334,13 @@ TEST_F(BlockJobsTest, OneJobPerDisk) {
 
 TEST_F(BlockJobsTest, Refusals_NameWhatIsWrong) {
   Open(Create("alone.qcow2"));
-  auto stream = Start({.type = BlockJobType::kStream});
+  auto stream = Start(Req(BlockJobType::kStream));
   ASSERT_FALSE(stream.has_value());
   EXPECT_NE(stream.error().message().find("no backing file"), std::string::npos);
-  auto commit = Start({.type = BlockJobType::kCommit});
+  auto commit = Start(Req(BlockJobType::kCommit));
   ASSERT_FALSE(commit.has_value());
   EXPECT_NE(commit.error().message().find("no backing file"), std::string::npos);
-  auto backup = Start({.type = BlockJobType::kBackup, .target = dir_.File("alone.qcow2")});
+  auto backup = Start(Req(BlockJobType::kBackup, 0, "", dir_.File("alone.qcow2")));
   ASSERT_FALSE(backup.has_value());
   EXPECT_NE(backup.error().message().find("part of the disk's chain"), std::string::npos);
   EXPECT_TRUE(jobs_->Query().empty());
