@@ -50,8 +50,8 @@ class BlockDevice : public VirtioDevice {
   // hands it to `change`, and takes whatever `change` leaves in its argument: the same image,
   // a new one, or — when `change` fails — whatever it restored. The capacity follows the new
   // image's size (the caller raises the configuration-change interrupt when it changed). A
-  // null image or one whose read-only flag differs is refused and the old one kept, if
-  // `change` left it.
+  // null image, or one whose read-only flag differs, is refused: the device is then without
+  // an image and fails every request with IOERR until the next replacement (never a crash).
   using ImageChange = std::function<Result<void>(std::shared_ptr<storage::DiskImage>& image)>;
   virtual Result<void> ReplaceImage(const ImageChange& change) = 0;
 };

@@ -31,17 +31,15 @@ Result<void> VirtioBlock::ReplaceImage(const ImageChange& change) {
   disk->Drain();
   disk.reset();  // the workers' references go with it
   bool read_only = image->read_only();
-  std::shared_ptr<storage::DiskImage> before = image;
-  Result<void> changed = change(image);
-  before.reset();
-  Result<void> refused{};
+  Result<void> changed = change(image);  // `image` is the only reference the device had
+  Result<void> accepted{};
   if (!image) {
-    refused = Err("virtio-blk: the change left no image");
+    accepted = Err("virtio-blk: the change left no image");
   } else if (image->read_only() != read_only) {
-    refused = Err("virtio-blk: " + image->path() + " is " +
+    accepted = Err("virtio-blk: " + image->path() + " is " +
                   (image->read_only() ? "read-only" : "writable") + ", the disk is not");
   }
-  if (!refused) {
+  if (accepted) {
     auto fresh = MakeDisk(image);
     std::lock_guard lock(mu_);
     image_ = std::move(image);
@@ -49,7 +47,7 @@ Result<void> VirtioBlock::ReplaceImage(const ImageChange& change) {
     SetCapacityLocked();
   }
   if (!changed) return changed;
-  return refused;
+  return accepted;
 }
 
 }  // namespace kite::virtio

@@ -56,6 +56,9 @@ class LiveDiskE2e : public ::testing::Test {
     argv.insert(argv.end(), args.begin(), args.end());
     ProcessResult r = RunTool(argv, 120s);
     EXPECT_EQ(r.exit_status, 0) << args[0] << ": " << r.Describe();
+    if (r.exit_status != 0 && !kite_->running()) {
+      ADD_FAILURE() << "kite ended: " << kite_->Join().Describe() << "\n" << Slurp(serial_);
+    }
     return nlohmann::json::parse(r.out, nullptr, false);
   }
 
@@ -78,7 +81,7 @@ class LiveDiskE2e : public ::testing::Test {
   // Polls query-block-jobs until `done` holds for its list (or 240 s pass).
   void WaitJobs(const std::function<bool(const nlohmann::json&)>& done) {
     auto deadline = std::chrono::steady_clock::now() + 240s;
-    while (std::chrono::steady_clock::now() < deadline) {
+    while (std::chrono::steady_clock::now() < deadline && kite_->running()) {
       nlohmann::json jobs = Ctl({"query-block-jobs"});
       if (done(jobs)) return;
       std::this_thread::sleep_for(200ms);
@@ -112,12 +115,14 @@ TEST_F(LiveDiskE2e, SnapshotResizeLinkBackupCommitStream_WhileTheGuestWrites) {
   std::string frozen;
   ASSERT_TRUE(Sh("sha256sum < " + Path("root.qcow2"), &frozen));
 
+  ASSERT_TRUE(kite_->running()) << Slurp(serial_);
   // 2. block_resize: the guest sees the size.
   Ctl({"block_resize", "device=vda", "size=" + std::to_string(kGrownBytes)});
   CounterLine grown =
       WaitLine(Last(), [](const CounterLine& l) { return l.size == (kGrownBytes >> 9); });
   EXPECT_GT(grown.n, 0);
 
+  ASSERT_TRUE(kite_->running()) << Slurp(serial_);
   // 3. set_link: carrier down (no gateway), then up (the gateway answers again).
   Ctl({"set_link", "name=net0", "up=false"});
   CounterLine down =
@@ -125,11 +130,13 @@ TEST_F(LiveDiskE2e, SnapshotResizeLinkBackupCommitStream_WhileTheGuestWrites) {
   Ctl({"set_link", "name=net0", "up=true"});
   WaitLine(down.n, [](const CounterLine& l) { return l.carrier == "1" && l.net_up; });
 
+  ASSERT_TRUE(kite_->running()) << Slurp(serial_);
   // 4. drive-backup, point in time.
   int before_backup = Last();
   Ctl({"drive-backup", "device=vda", "sync=full", "target=" + Path("backup.qcow2")});
   WaitJobs([](const nlohmann::json& jobs) { return jobs.empty(); });
 
+  ASSERT_TRUE(kite_->running()) << Slurp(serial_);
   // 5. Active commit back into root.qcow2, with the guest writing.
   Ctl({"block-commit", "device=vda"});
   WaitJobs([](const nlohmann::json& jobs) {
@@ -144,13 +151,16 @@ TEST_F(LiveDiskE2e, SnapshotResizeLinkBackupCommitStream_WhileTheGuestWrites) {
   int after_commit = Last();
   WaitLine(after_commit + 2, [](const CounterLine&) { return true; });
 
+  ASSERT_TRUE(kite_->running()) << Slurp(serial_);
   // 6. Stream the raw base into root.qcow2.
   Ctl({"block-stream", "device=vda"});
   WaitJobs([](const nlohmann::json& jobs) { return jobs.empty(); });
   nlohmann::json blocks = Ctl({"query-block"});
+  ASSERT_TRUE(blocks.is_array() && blocks.size() == 1) << blocks.dump();
   EXPECT_FALSE(blocks[0]["inserted"].contains("backing_file")) << blocks.dump();
   WaitLine(Last() + 2, [](const CounterLine&) { return true; });
 
+  ASSERT_TRUE(kite_->running()) << Slurp(serial_);
   // 7. Power off; then the disk alone holds every count.
   Ctl({"system_powerdown"});
   const ProcessResult& r = kite_->Join();

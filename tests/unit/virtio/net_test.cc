@@ -214,6 +214,41 @@ TEST_F(NetTest, Config_MacThenStatusLinkUp) {
   EXPECT_EQ(beyond[0] | beyond[1] | beyond[2] | beyond[3], 0);
 }
 
+TEST_F(NetTest, SetLink_DownClearsStatusAndDropsBothWays_UpDeliversAgain) {
+  Start(true);
+  auto& nic = static_cast<NetDevice&>(*device_);
+  nic.SetLink(false);
+  EXPECT_FALSE(nic.link_up());
+  uint8_t status[2] = {0xff, 0xff};
+  device_->ReadConfig(6, status);
+  EXPECT_EQ(status[0] | status[1] << 8, 0);
+  // Down: the guest's frame goes nowhere (its chain comes back), a host frame is dropped.
+  uint16_t head = Transmit({}, TestFrame(60, 1));
+  EXPECT_TRUE(backend_->sent.empty());
+  auto used = tx_driver_.PopUsed();
+  ASSERT_TRUE(used.has_value());
+  EXPECT_EQ(used->id, head);
+  uint64_t addr = AddRxBuffer(2048);
+  device_->ProcessQueue(0);
+  Receive(TestFrame(80, 2));
+  EXPECT_FALSE(rx_driver_.PopUsed().has_value());
+  EXPECT_EQ(RxBytes(addr, 1)[0], kSentinel);
+  EXPECT_EQ(device_->counters().drops, 2u);
+  // Up again: both ways work.
+  nic.SetLink(true);
+  device_->ReadConfig(6, status);
+  EXPECT_EQ(status[0] | status[1] << 8, net::kStatusLinkUp);
+  Transmit({}, TestFrame(60, 3));
+  EXPECT_EQ(backend_->sent.size(), 1u);
+  Receive(TestFrame(80, 4));
+  EXPECT_TRUE(rx_driver_.PopUsed().has_value());
+  // The link status is device state: a snapshot carries it.
+  nic.SetLink(false);
+  std::vector<uint8_t> saved = device_->SaveDeviceState();
+  EXPECT_EQ(saved.size(), 3u);
+  EXPECT_EQ(saved[1], 0);
+}
+
 TEST_F(NetTest, Config_WritesIgnored) {
   Create(true);
   uint8_t junk[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};

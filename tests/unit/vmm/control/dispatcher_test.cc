@@ -187,6 +187,48 @@ TEST_F(DispatcherTest, ListQueries_Arrays) {
   EXPECT_TRUE(Negotiated(R"({"execute":"x-query-kite-stats"})")["return"].is_object());
 }
 
+TEST_F(DispatcherTest, DiskCommands_NoSuchDeviceOrJob_QemuTexts) {
+  ExpectError(Negotiated(R"({"execute":"blockdev-snapshot-sync","arguments":)"
+                         R"({"device":"vda","snapshot-file":"/tmp/o.qcow2"}})"),
+              "GenericError", "Cannot find device='vda' nor node-name=''");
+  ExpectError(Negotiated(R"({"execute":"block_resize","arguments":{"device":"vda","size":1024}})"),
+              "GenericError", "Cannot find device='vda' nor node-name=''");
+  ExpectError(Negotiated(R"({"execute":"block-commit","arguments":{"device":"vdb"}})"),
+              "GenericError", "Cannot find device='vdb' nor node-name=''");
+  ExpectError(Negotiated(R"({"execute":"set_link","arguments":{"name":"net0","up":false}})"),
+              "DeviceNotFound", "Device 'net0' not found");
+  for (const char* verb :
+       {"block-job-cancel", "block-job-pause", "block-job-resume", "block-job-complete"}) {
+    ExpectError(
+        Negotiated(std::string(R"({"execute":")") + verb + R"(","arguments":{"device":"job0"}})"),
+        "DeviceNotActive", "Block job 'job0' not found");
+  }
+  ExpectError(
+      Negotiated(R"({"execute":"block-job-set-speed","arguments":{"device":"j","speed":1}})"),
+      "DeviceNotActive", "Block job 'j' not found");
+  EXPECT_EQ(Negotiated(R"({"execute":"query-block-jobs"})")["return"], json::array());
+}
+
+TEST_F(DispatcherTest, DiskCommands_BadValues_Refused) {
+  ExpectError(Negotiated(R"({"execute":"block_resize","arguments":{"device":"vda","size":-1}})"),
+              "GenericError", "Parameter 'size' expects a non-negative value");
+  ExpectError(Negotiated(R"({"execute":"drive-backup","arguments":)"
+                         R"({"device":"vda","target":"/tmp/b","sync":"top"}})"),
+              "GenericError",
+              "drive-backup: sync mode 'top' is not supported (kite copies \"full\")");
+  ExpectError(Negotiated(R"({"execute":"blockdev-snapshot-sync","arguments":)"
+                         R"({"device":"vda","snapshot-file":"/tmp/o","mode":"weird"}})"),
+              "GenericError", "Parameter 'mode' does not accept value 'weird'");
+  ExpectError(Negotiated(R"({"execute":"block-commit","arguments":{"device":"vda","speed":-5}})"),
+              "GenericError", "Parameter 'speed' expects a non-negative value");
+  ExpectError(Negotiated(R"({"execute":"block-stream"})"), "GenericError",
+              "Parameter 'device' is missing");
+  ExpectError(Negotiated(R"({"execute":"set_link","arguments":{"name":"n","up":"no"}})"),
+              "GenericError", "Invalid parameter type for 'up', expected: boolean");
+  ExpectError(Negotiated(R"({"execute":"block-commit","arguments":{"device":"v","on-error":"x"}})"),
+              "GenericError", "Parameter 'on-error' is unexpected");
+}
+
 TEST_F(DispatcherTest, HumanMonitor_InfoStatus_OthersRefused) {
   EXPECT_EQ(Negotiated(
                 R"({"execute":"human-monitor-command","arguments":{"command-line":"info status"}})")
