@@ -44,7 +44,7 @@ disk=$DIR/disk.raw
 truncate -s 64M "$disk"
 
 # requests FILE: the guest's request count so far (its last "busy: <n> requests" line).
-requests() { sed -n 's/^busy: \([0-9]*\) requests$/\1/p' "$1" 2>/dev/null | tail -1; }
+requests() { sed -n 's/^busy: \([0-9]*\) requests.*/\1/p' "$1" 2>/dev/null | tail -1; }
 
 # run_once VMM: boots the guest with its disk, waits for I/O, runs the client, stops the VMM.
 # Prints the client's line plus " guest_rps=..".
