@@ -63,6 +63,8 @@ class BlockJob {
   void Main();
   void SetStatus(const char* status);
   void EmitEnd(const char* event, const std::string& error);
+  // BLOCK_JOB_*'s data: type, device (the job's id), len, offset, speed.
+  nlohmann::json EventData() const;
 
   const BlockJobType type_;
   const std::string id_;

@@ -88,16 +88,17 @@ void BlockJob::SetStatus(const char* status) {
   host_->emit("JOB_STATUS_CHANGE", {{"id", id_}, {"status", status}});
 }
 
+nlohmann::json BlockJob::EventData() const {
+  std::lock_guard lock(mu_);
+  return {{"type", BlockJobTypeName(type_)},
+          {"device", id_},
+          {"len", len_},
+          {"offset", offset_},
+          {"speed", speed_}};
+}
+
 void BlockJob::EmitEnd(const char* event, const std::string& error) {
-  nlohmann::json data;
-  {
-    std::lock_guard lock(mu_);
-    data = {{"type", BlockJobTypeName(type_)},
-            {"device", id_},
-            {"len", len_},
-            {"offset", offset_},
-            {"speed", speed_}};
-  }
+  nlohmann::json data = EventData();
   if (!error.empty()) data["error"] = error;
   host_->emit(event, std::move(data));
 }
@@ -222,16 +223,7 @@ void BlockJob::EnterReady() {
     ready_ = true;
   }
   SetStatus("ready");
-  nlohmann::json data;
-  {
-    std::lock_guard lock(mu_);
-    data = {{"type", BlockJobTypeName(type_)},
-            {"device", id_},
-            {"len", len_},
-            {"offset", offset_},
-            {"speed", speed_}};
-  }
-  host_->emit("BLOCK_JOB_READY", std::move(data));
+  host_->emit("BLOCK_JOB_READY", EventData());
 }
 
 bool BlockJob::WaitInReady(std::chrono::milliseconds poll) {

@@ -15,7 +15,10 @@
 #include <thread>
 #include <vector>
 
+#include "linux_guest.h"
 #include "testing/kite_process.h"
+#include "testing/kvm_required.h"
+#include "testing/temp_dir.h"
 
 namespace kite::testing {
 
@@ -102,6 +105,36 @@ class KiteInBackground {
   std::atomic<bool> done_{false};
   std::thread thread_;
   ProcessResult result_;
+};
+
+// A fixture for tests of the counter guest: KVM whose guests run userspace (else a skip, or a
+// failure under CI=true), kite's own guest kernel (kernel_), and in dir_ the guest's root file
+// system base.raw (64 MiB, ext4) under a qcow2 overlay root.qcow2. Needs KITE_SOURCE_DIR and
+// KITE_IMG_BINARY.
+inline constexpr uint64_t kRootMiB = 64;
+
+class CounterGuestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    KITE_REQUIRE_KVM();
+    if (!HardwareBackedKvm()) {
+      if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
+      GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
+    }
+    kernel_ = ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
+    if (kernel_.empty()) {
+      FAIL() << "kite's guest kernel is not built (guest-firmware/linux/guest-kernel.sh; "
+                "scripts/test.sh builds it)";
+    }
+    std::string base = dir_.File("base.raw");
+    ASSERT_TRUE(Sh("/bin/bash " + std::string(KITE_SOURCE_DIR) + "/tests/e2e/make-rootfs.sh " +
+                   base + " " + std::to_string(kRootMiB) + " counter"));
+    ASSERT_TRUE(Sh(std::string(KITE_IMG_BINARY) + " create -f qcow2 -b " + base + " -F raw " +
+                   dir_.File("root.qcow2")));
+  }
+
+  TempDir dir_;
+  std::string kernel_;
 };
 
 }  // namespace kite::testing

@@ -29,25 +29,10 @@ namespace {
 constexpr char kCmdline[] =
     "console=ttyS0 reboot=k panic=1 quiet root=/dev/vda rw rootfstype=ext4 init=/init ip=dhcp "
     "clocksource=kvm-clock kite.limit=100000";
-constexpr uint64_t kRootMiB = 64;
 constexpr uint64_t kGrownBytes = (kRootMiB + 16) << 20;
 
-class LiveDiskE2e : public ::testing::Test {
+class LiveDiskE2e : public CounterGuestTest {
  protected:
-  void SetUp() override {
-    KITE_REQUIRE_KVM();
-    if (!HardwareBackedKvm()) {
-      if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-      GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-    }
-    kernel_ = ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
-    if (kernel_.empty()) FAIL() << "kite's guest kernel is not built (scripts/test.sh builds it)";
-    ASSERT_TRUE(Sh("/bin/bash " + std::string(KITE_SOURCE_DIR) + "/tests/e2e/make-rootfs.sh " +
-                   Path("base.raw") + " " + std::to_string(kRootMiB) + " counter"));
-    ASSERT_TRUE(Sh(std::string(KITE_IMG_BINARY) + " create -f qcow2 -b " + Path("base.raw") +
-                   " -F raw " + Path("root.qcow2")));
-  }
-
   std::string Path(const std::string& name) const { return dir_.File(name); }
 
   // The command's result as JSON (kite ctl prints it); fails the test when it failed.
@@ -94,8 +79,6 @@ class LiveDiskE2e : public ::testing::Test {
                                                 : "";
   }
 
-  TempDir dir_;
-  std::string kernel_;
   std::string serial_ = dir_.File("serial.txt");
   std::string sock_ = dir_.File("api.sock");
   std::unique_ptr<KiteInBackground> kite_;

@@ -41,26 +41,8 @@ constexpr char kCmdline[] =
     "console=ttyS0 reboot=k panic=1 quiet root=/dev/vda rw rootfstype=ext4 init=/init ip=dhcp "
     "clocksource=kvm-clock kite.limit=60";
 
-class SnapshotE2e : public ::testing::Test {
+class SnapshotE2e : public CounterGuestTest {
  protected:
-  void SetUp() override {
-    KITE_REQUIRE_KVM();
-    if (!HardwareBackedKvm()) {
-      if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-      GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-    }
-    kernel_ = ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
-    if (kernel_.empty()) {
-      FAIL() << "kite's guest kernel is not built (guest-firmware/linux/guest-kernel.sh; "
-                "scripts/test.sh builds it)";
-    }
-    std::string base = dir_.File("base.raw");
-    ASSERT_TRUE(Sh("/bin/bash " + std::string(KITE_SOURCE_DIR) + "/tests/e2e/make-rootfs.sh " +
-                   base + " 64 counter"));
-    ASSERT_TRUE(Sh(std::string(KITE_IMG_BINARY) + " create -f qcow2 -b " + base + " -F raw " +
-                   dir_.File("root.qcow2")));
-  }
-
   std::vector<std::string> RunArgs(const std::string& serial, const std::string& sock) {
     return {KITE_BINARY,  "run",
             "--kernel",   kernel_,
@@ -100,9 +82,6 @@ class SnapshotE2e : public ::testing::Test {
     EXPECT_GE(static_cast<int>(got.size()), lines) << Slurp(serial);
     return got.empty() ? 0 : got.back().n;
   }
-
-  TempDir dir_;
-  std::string kernel_;
 };
 
 TEST_F(SnapshotE2e, KillRestore_CountContinues_DiskClean_ClockRight_NatWorks) {

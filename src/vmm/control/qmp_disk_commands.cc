@@ -28,6 +28,16 @@ Result<bool> ExistingMode(const json& args) {
   return Err("Parameter 'mode' does not accept value '" + mode + "'");
 }
 
+// The members every job command has: job-id, device, speed.
+Result<BlockJobRequest> JobRequest(BlockJobType type, const json& args) {
+  BlockJobRequest request;
+  request.type = type;
+  request.job_id = Str(args, "job-id");
+  request.device = args["device"].get<std::string>();
+  request.speed = TRY(Unsigned(args, "speed"));
+  return request;
+}
+
 Result<json> Action(Machine& machine, const json& args, BlockJobAction action) {
   TRY(machine.ControlBlockJob(args["device"].get<std::string>(), action));
   return json::object();
@@ -57,24 +67,16 @@ Result<json> SetLink(Machine& machine, const json& args) {
 }
 
 Result<json> BlockCommit(Machine& machine, const json& args) {
-  BlockJobRequest request;
-  request.type = BlockJobType::kCommit;
-  request.job_id = Str(args, "job-id");
-  request.device = args["device"].get<std::string>();
+  BlockJobRequest request = TRY(JobRequest(BlockJobType::kCommit, args));
   request.base = Str(args, "base");
   request.top = Str(args, "top");
-  request.speed = TRY(Unsigned(args, "speed"));
   TRY(machine.StartBlockJob(request));
   return json::object();
 }
 
 Result<json> BlockStream(Machine& machine, const json& args) {
-  BlockJobRequest request;
-  request.type = BlockJobType::kStream;
-  request.job_id = Str(args, "job-id");
-  request.device = args["device"].get<std::string>();
+  BlockJobRequest request = TRY(JobRequest(BlockJobType::kStream, args));
   request.base = Str(args, "base");
-  request.speed = TRY(Unsigned(args, "speed"));
   TRY(machine.StartBlockJob(request));
   return json::object();
 }
@@ -84,14 +86,10 @@ Result<json> DriveBackup(Machine& machine, const json& args) {
   if (sync != "full") {
     return Err("drive-backup: sync mode '" + sync + "' is not supported (kite copies \"full\")");
   }
-  BlockJobRequest request;
-  request.type = BlockJobType::kBackup;
-  request.job_id = Str(args, "job-id");
-  request.device = args["device"].get<std::string>();
+  BlockJobRequest request = TRY(JobRequest(BlockJobType::kBackup, args));
   request.target = args["target"].get<std::string>();
   request.format = Str(args, "format", "qcow2");
   request.existing = TRY(ExistingMode(args));
-  request.speed = TRY(Unsigned(args, "speed"));
   TRY(machine.StartBlockJob(request));
   return json::object();
 }
