@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -30,6 +31,9 @@ namespace kite {
 
 enum class SerialMode { kStdio, kFile, kNone };
 enum class OnReboot { kExit, kRestart };
+// How the virtio devices are attached: virtio-mmio windows, or virtio-pci functions on a PCI
+// host bridge with MSI-X (docs/PCI.md; needs ACPI).
+enum class VirtioTransportKind { kMmio, kPci };
 
 // A virtio-blk disk (--disk path=FILE,format=raw|qcow2,readonly=on,cache=MODE,serial=ID).
 struct DiskConfig {
@@ -71,7 +75,14 @@ struct VmConfig {
   // virtio-mmio devices, in this order: disks (vda, vdb, ...), network interfaces, entropy.
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;
-  bool rng = true;            // virtio-rng fed from getrandom(2) (--no-rng turns it off)
+  bool rng = true;  // virtio-rng fed from getrandom(2) (--no-rng turns it off)
+  VirtioTransportKind transport = VirtioTransportKind::kMmio;  // --transport mmio|pci
+  // pci: the slot of each virtio device by id ("pci_slots" in the JSON config). A snapshot
+  // records every device's slot here, so a restore puts each where the guest had it; devices
+  // not named take the lowest free slots, in the order above.
+  std::map<std::string, uint32_t> pci_slots;
+  // device_del: how long the guest has to release a device (--unplug-timeout SECONDS).
+  uint32_t unplug_timeout_ms = 10000;
   std::string name;           // the VM's name (query-name); empty: none
   std::string api_sock;       // the QMP control socket's path (--api-sock); empty: none
   bool start_paused = false;  // --paused: build and load, then wait in "prelaunch" for Resume()
@@ -221,6 +232,16 @@ struct BlockJobInfo {
   std::string status;  // QEMU's JobStatus: "running", "paused", "ready", "standby", ...
 };
 enum class BlockJobAction { kCancel, kForceCancel, kPause, kResume, kComplete };
+
+// device_add: a virtio-blk or virtio-net PCI function added to a running VM (--transport pci;
+// docs/CONTROL.md "Hotplug"). The guest finds it by itself (ACPI PCI hotplug).
+enum class HotplugDriver { kVirtioBlk, kVirtioNet };
+struct DeviceAddRequest {
+  HotplugDriver driver = HotplugDriver::kVirtioBlk;
+  DiskConfig disk;    // kVirtioBlk; disk.id is the device id (required)
+  NetConfig net;      // kVirtioNet; net.id is the device id (required)
+  uint32_t slot = 0;  // QEMU's "addr": the PCI slot (1-31); 0: the lowest free one
+};
 
 class Machine {
  public:

@@ -74,6 +74,45 @@ inline constexpr uint32_t kInterruptUsedBuffer = 1;
 inline constexpr uint32_t kInterruptConfigChange = 2;
 }  // namespace mmio
 
+// 4.1 Virtio over PCI bus (modern interface only).
+namespace virtio_pci {
+inline constexpr uint16_t kVendorId = 0x1af4;      // Red Hat, Inc. (virtio)
+inline constexpr uint16_t kDeviceIdBase = 0x1040;  // + virtio device id (4.1.2.1)
+inline constexpr uint8_t kRevision = 1;            // non-transitional: revision >= 1
+inline constexpr uint16_t kSubsystemId = 0x40;     // non-transitional: >= 0x40
+inline constexpr uint16_t kNoVector = 0xffff;      // VIRTIO_MSI_NO_VECTOR
+
+// struct virtio_pci_cap cfg_type (4.1.4).
+inline constexpr uint8_t kCapCommonCfg = 1;
+inline constexpr uint8_t kCapNotifyCfg = 2;
+inline constexpr uint8_t kCapIsrCfg = 3;
+inline constexpr uint8_t kCapDeviceCfg = 4;
+inline constexpr uint8_t kCapPciCfg = 5;
+
+// struct virtio_pci_common_cfg (4.1.4.3), offsets and widths.
+inline constexpr uint64_t kDeviceFeatureSelect = 0x00;  // le32
+inline constexpr uint64_t kDeviceFeature = 0x04;        // le32, read-only
+inline constexpr uint64_t kDriverFeatureSelect = 0x08;  // le32
+inline constexpr uint64_t kDriverFeature = 0x0c;        // le32
+inline constexpr uint64_t kConfigMsixVector = 0x10;     // le16
+inline constexpr uint64_t kNumQueues = 0x12;            // le16, read-only
+inline constexpr uint64_t kDeviceStatus = 0x14;         // u8
+inline constexpr uint64_t kConfigGeneration = 0x15;     // u8, read-only
+inline constexpr uint64_t kQueueSelect = 0x16;          // le16
+inline constexpr uint64_t kQueueSize = 0x18;            // le16
+inline constexpr uint64_t kQueueMsixVector = 0x1a;      // le16
+inline constexpr uint64_t kQueueEnable = 0x1c;          // le16
+inline constexpr uint64_t kQueueNotifyOff = 0x1e;       // le16, read-only
+inline constexpr uint64_t kQueueDesc = 0x20;            // le64
+inline constexpr uint64_t kQueueDriver = 0x28;          // le64 (the available ring)
+inline constexpr uint64_t kQueueDevice = 0x30;          // le64 (the used ring)
+inline constexpr uint64_t kCommonCfgSize = 0x38;        // without queue_notify_data/queue_reset
+
+// ISR status bits (4.1.4.5).
+inline constexpr uint8_t kIsrQueue = 1;
+inline constexpr uint8_t kIsrConfig = 2;
+}  // namespace virtio_pci
+
 // 2.7 Split virtqueues.
 inline constexpr uint16_t kDescFlagNext = 1;
 inline constexpr uint16_t kDescFlagWrite = 2;

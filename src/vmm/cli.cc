@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -25,12 +28,46 @@ struct OptionSpec {
   bool takes_value;
 };
 constexpr OptionSpec kRunOptions[] = {
-    {"--kernel", true},   {"--initrd", true},  {"--cmdline", true},         {"--cpus", true},
-    {"--memory", true},   {"--serial", true},  {"--no-acpi", false},        {"--on-reboot", true},
-    {"--config", true},   {"--stats", false},  {"--no-host-quirks", false}, {"--disk", true},
-    {"--net", true},      {"--rng", false},    {"--no-rng", false},         {"--name", true},
-    {"--api-sock", true}, {"--paused", false},
+    {"--kernel", true},
+    {"--initrd", true},
+    {"--cmdline", true},
+    {"--cpus", true},
+    {"--memory", true},
+    {"--serial", true},
+    {"--no-acpi", false},
+    {"--on-reboot", true},
+    {"--config", true},
+    {"--stats", false},
+    {"--no-host-quirks", false},
+    {"--disk", true},
+    {"--net", true},
+    {"--rng", false},
+    {"--no-rng", false},
+    {"--name", true},
+    {"--api-sock", true},
+    {"--paused", false},
+    {"--transport", true},
+    {"--unplug-timeout", true},
 };
+
+Result<VirtioTransportKind> ParseTransport(std::string_view value) {
+  if (value == "mmio") return VirtioTransportKind::kMmio;
+  if (value == "pci") return VirtioTransportKind::kPci;
+  return Err("'" + std::string(value) + "': expected mmio or pci");
+}
+
+// --unplug-timeout SECONDS: a decimal number of seconds, 0.001 to 3600.
+Result<uint32_t> ParseUnplugTimeout(std::string_view value) {
+  std::string text(value);
+  char* end = nullptr;
+  errno = 0;
+  double seconds = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !(seconds >= 0.001) ||
+      seconds > 3600) {
+    return Err("'" + text + "': expected seconds, 0.001 to 3600");
+  }
+  return static_cast<uint32_t>(seconds * 1000 + 0.5);
+}
 
 const OptionSpec* FindOption(std::string_view name) {
   for (const OptionSpec& o : kRunOptions) {
@@ -135,6 +172,22 @@ Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::stri
     }
   } else if (key == "rng") {
     c.rng = TRY(JsonBool(v, key));
+  } else if (key == "transport") {
+    c.transport = TRY_CTX(ParseTransport(TRY(JsonString(v, key))), "key 'transport'");
+  } else if (key == "pci_slots") {
+    if (!v.is_object()) return Err("key 'pci_slots' must be an object of device id: slot");
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (!it->is_number_unsigned()) {
+        return Err("key 'pci_slots': '" + it.key() + "' must be a slot number 1-31");
+      }
+      c.pci_slots[it.key()] =
+          static_cast<uint32_t>(std::min<uint64_t>(it->get<uint64_t>(), 1u << 31));
+    }
+  } else if (key == "unplug_timeout_ms") {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() == 0 || v.get<uint64_t>() > 3600000) {
+      return Err("key 'unplug_timeout_ms' must be 1 to 3600000 (milliseconds)");
+    }
+    c.unplug_timeout_ms = static_cast<uint32_t>(v.get<uint64_t>());
   } else if (key == "name") {
     c.name = TRY(JsonString(v, key));
   } else if (key == "api_sock") {
@@ -218,6 +271,10 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
     c.api_sock = value;
   } else if (name == "--paused") {
     c.start_paused = true;
+  } else if (name == "--transport") {
+    c.transport = TRY_CTX(ParseTransport(value), ctx);
+  } else if (name == "--unplug-timeout") {
+    c.unplug_timeout_ms = TRY_CTX(ParseUnplugTimeout(value), ctx);
   } else {
     return Err("unknown option " + ctx);
   }
@@ -343,6 +400,10 @@ Options of kite run:
   --net SPEC             a virtio-net interface (repeatable): user[,hostfwd=tcp::2222-:22]
                            [,mac=MAC][,id=ID] (rootless NAT) or tap=NAME[,mac=MAC][,id=ID]
   --no-rng               no virtio-rng entropy device (on by default)
+  --transport KIND       how virtio devices attach: mmio (default) or pci (virtio-pci with
+                           MSI-X behind a PCI host bridge; needs ACPI)
+  --unplug-timeout SECS  device_del: how long the guest has to release a device before
+                           DEVICE_UNPLUG_GUEST_ERROR (default 10; up to 3600, e.g. 0.5)
   --name NAME            the VM's name (query-name)
   --api-sock PATH        serve the QMP control socket at PATH (mode 0600)
   --paused               build and load the VM, then wait for `cont` (QMP status prelaunch)

@@ -5,6 +5,7 @@
 //            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
 //            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
 //            [--net SPEC]... [--no-rng] [--name NAME] [--api-sock PATH] [--paused]
+//            [--transport mmio|pci]
 //            (device specs: vmm/device_options.h)
 //   kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
 //   kite ctl [--json] SOCKET COMMAND [key=value ...]   (vmm/control/ctl.h)

@@ -59,7 +59,12 @@ json ConfigToJson(const VmConfig& c) {
               {"disks", std::move(disks)},
               {"nets", std::move(nets)},
               {"rng", c.rng},
+              {"transport", c.transport == VirtioTransportKind::kPci ? "pci" : "mmio"},
               {"paused", c.start_paused}};
+  if (!c.pci_slots.empty()) out["pci_slots"] = c.pci_slots;
+  if (c.unplug_timeout_ms != VmConfig{}.unplug_timeout_ms) {
+    out["unplug_timeout_ms"] = c.unplug_timeout_ms;
+  }
   if (!c.name.empty()) out["name"] = c.name;
   if (!c.api_sock.empty()) out["api_sock"] = c.api_sock;
   return out;

@@ -49,6 +49,16 @@ Result<DeviceEntry*> DeviceRegistry::Add(DeviceEntry entry) {
   return entries_.back().get();
 }
 
+std::unique_ptr<DeviceEntry> DeviceRegistry::Remove(const std::string& id) {
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if ((*it)->id != id) continue;
+    std::unique_ptr<DeviceEntry> entry = std::move(*it);
+    entries_.erase(it);
+    return entry;
+  }
+  return nullptr;
+}
+
 DeviceEntry* DeviceRegistry::Find(const std::string& id) {
   for (auto& e : entries_) {
     if (e->id == id) return e.get();

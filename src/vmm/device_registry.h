@@ -2,7 +2,7 @@
 // resources it was given (bus range, interrupt line) and the hooks the VMM drives it through:
 // statistics (--stats, x-query-kite-stats), quiesce and resume (pause, snapshot), and state as
 // data (snapshot and restore). Legacy devices (vm_devices.cc) and virtio devices (vm_virtio.cc)
-// register here alike; hotplug will add and remove entries at run time.
+// register here alike; hotplug adds and removes virtio entries at run time.
 //
 // Ids: "com1", "i8042", "rtc", "boot-marker", "acpi-pm", "ged"; disks "vda", "vdb", ... or
 // DiskConfig::id; nets "net0", ... or NetConfig::id; "rng0". A snapshot stores each device's
@@ -14,6 +14,8 @@
 //
 // Threads: built, saved, restored and torn down on the thread that owns the Vm, with the vCPUs
 // parked or not yet started; Stats/Counters from any thread (devices use their own locks).
+// Hotplug adds and removes entries on a control thread under the Machine's locks
+// (machine_impl.h), which every reader of the list holds too.
 #pragma once
 
 #include <cstdint>
@@ -84,6 +86,8 @@ class DeviceRegistry {
  public:
   // Fails when the id is taken.
   Result<DeviceEntry*> Add(DeviceEntry entry);
+  // Takes the device out (hot-unplug); nullptr when there is none.
+  std::unique_ptr<DeviceEntry> Remove(const std::string& id);
   DeviceEntry* Find(const std::string& id);
   const DeviceEntry* Find(const std::string& id) const;
   // In the order devices were added.

@@ -4,6 +4,12 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <asio/post.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
 namespace kite {
 
 EventLoop::EventLoop() : work_(asio::make_work_guard(io_)) {}
@@ -24,6 +30,27 @@ void EventLoop::Start() {
     io_.run();
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+bool EventLoop::RunAndWait(std::function<void()> fn) {
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto done = std::make_shared<Done>();
+  asio::post(io_, [fn = std::move(fn), done] {
+    fn();
+    std::lock_guard lock(done->mu);
+    done->done = true;
+    done->cv.notify_all();
+  });
+  std::unique_lock lock(done->mu);
+  // Polled: a Stop() meanwhile drops the handler, and nothing would wake us.
+  while (!done->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return done->done; })) {
+    if (io_.stopped()) return false;
+  }
+  return true;
 }
 
 void EventLoop::Stop() {

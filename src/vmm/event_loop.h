@@ -8,6 +8,7 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -27,6 +28,9 @@ class EventLoop {
   void Start();
   // Stops the loop and joins the thread; handlers not yet run are dropped. Idempotent.
   void Stop();
+  // Runs `fn` on the loop thread and waits for it (from any other thread). false when the loop
+  // stopped first: `fn` then never runs and is destroyed with the loop.
+  bool RunAndWait(std::function<void()> fn);
 
  private:
   asio::io_context io_{1};  // one thread: handlers never run concurrently

@@ -49,6 +49,13 @@ constexpr unsigned long kKvmGetMsrIndexList = _IOWR(KVMIO, 0x02, KvmMsrListHeade
 constexpr unsigned long kKvmGetXsave = _IOR(KVMIO, 0xa4, KvmXsaveRegion);
 constexpr unsigned long kKvmSetXsave = _IOW(KVMIO, 0xa5, KvmXsaveRegion);
 constexpr unsigned long kKvmGetXsave2 = _IOR(KVMIO, 0xcf, KvmXsaveRegion);
+// And struct kvm_irq_routing (nr, flags, then the entries).
+struct KvmIrqRoutingHeader {
+  uint32_t nr;
+  uint32_t flags;
+};
+static_assert(sizeof(KvmIrqRoutingHeader) == 8 && sizeof(kvm_irq_routing_entry) == 48);
+constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmIrqRoutingHeader);
 
 // A header followed by `count` entries, 8-byte aligned and zeroed.
 template <typename Header, typename Entry>
@@ -255,6 +262,43 @@ Result<void> VmFd::UnregisterIrqfd(int eventfd, uint32_t gsi) {
   irqfd.gsi = gsi;
   irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
   return SetIoctl(fd_.get(), KVM_IRQFD, irqfd, "KVM_IRQFD (deassign)");
+}
+
+Result<void> VmFd::SetGsiRouting(std::span<const kvm_irq_routing_entry> routes) {
+  IoctlArray<KvmIrqRoutingHeader, kvm_irq_routing_entry> table(routes.size());
+  table.header()->nr = static_cast<uint32_t>(routes.size());
+  std::copy(routes.begin(), routes.end(), table.entries());
+  if (::ioctl(fd_.get(), kKvmSetGsiRouting, table.header()) < 0) {
+    return SysErr("KVM_SET_GSI_ROUTING (" + std::to_string(routes.size()) + " routes)");
+  }
+  return {};
+}
+
+std::vector<kvm_irq_routing_entry> DefaultIrqchipRoutes() {
+  std::vector<kvm_irq_routing_entry> routes;
+  auto add = [&](uint32_t gsi, uint32_t chip, uint32_t pin) {
+    kvm_irq_routing_entry e{};
+    e.gsi = gsi;
+    e.type = KVM_IRQ_ROUTING_IRQCHIP;
+    e.u.irqchip.irqchip = chip;
+    e.u.irqchip.pin = pin;
+    routes.push_back(e);
+  };
+  for (uint32_t gsi = 0; gsi < kIoapicPins; ++gsi) {
+    add(gsi, KVM_IRQCHIP_IOAPIC, gsi);
+    if (gsi < 16) add(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
+  }
+  return routes;
+}
+
+kvm_irq_routing_entry MsiRoute(uint32_t gsi, uint64_t address, uint32_t data) {
+  kvm_irq_routing_entry e{};
+  e.gsi = gsi;
+  e.type = KVM_IRQ_ROUTING_MSI;
+  e.u.msi.address_lo = static_cast<uint32_t>(address);
+  e.u.msi.address_hi = static_cast<uint32_t>(address >> 32);
+  e.u.msi.data = data;
+  return e;
 }
 
 int VmFd::CheckExtension(int capability) const {

@@ -65,6 +65,10 @@ class VmFd {
                                    std::optional<uint64_t> datamatch = std::nullopt);
   Result<void> RegisterIrqfd(int eventfd, uint32_t gsi);
   Result<void> UnregisterIrqfd(int eventfd, uint32_t gsi);
+  // KVM_SET_GSI_ROUTING: replaces the whole routing table (so `routes` must hold the irqchip
+  // routes too: DefaultIrqchipRoutes). Thread-safe (KVM serialises it); it waits for an SRCU
+  // grace period, so call it when a route changes, not per interrupt.
+  Result<void> SetGsiRouting(std::span<const kvm_irq_routing_entry> routes);
 
   Result<VcpuFd> CreateVcpu(uint32_t index) const;
 
@@ -86,6 +90,14 @@ class VmFd {
   UniqueFd fd_;
   int vcpu_mmap_size_ = 0;
 };
+
+// The routing KVM gives a VM with an in-kernel irqchip (arch/x86/kvm/irq_comm.c
+// default_routing): GSI n → IOAPIC pin n for 0..23, and GSIs 0..15 also to the PICs (master
+// pins 0-7, slave pins 8-15). A table set with SetGsiRouting starts from these.
+inline constexpr uint32_t kIoapicPins = 24;
+std::vector<kvm_irq_routing_entry> DefaultIrqchipRoutes();
+// An MSI route: a message to `address` with `data` when `gsi` is raised (x86: no device id).
+kvm_irq_routing_entry MsiRoute(uint32_t gsi, uint64_t address, uint32_t data);
 
 class VcpuFd {
  public:

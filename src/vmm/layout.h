@@ -14,7 +14,10 @@
 //   0x0010_0000  kernel (1 MiB; bzImage protected-mode part, or the ELF's own addresses)
 //   ...          initrd, placed high below min(RAM end, kMmioHoleStart)
 //   0xd000_0000  32-bit MMIO hole: virtio-mmio slots, GED, then IOAPIC/LAPIC at 0xfec0/0xfee0
+//   0xe000_0000  PCI ECAM, bus 0 (1 MiB; MCFG)          (--transport pci only)
+//   0xe800_0000  PCI 32-bit BAR window (256 MiB)        (--transport pci only)
 //   0x1_0000_0000 RAM above 4 GiB when memory does not fit below the hole
+//   after RAM    PCI 64-bit BAR window (64 GiB, 1 GiB aligned; Pci64Window)
 #pragma once
 
 #include <cstdint>
@@ -26,10 +29,11 @@ inline constexpr uint64_t kIdtAddr = 0x520;
 inline constexpr uint64_t kZeroPageAddr = 0x7000;
 inline constexpr uint64_t kPml4Addr = 0x9000;
 inline constexpr uint64_t kPdptAddr = 0xa000;
-inline constexpr uint64_t kPdAddr = 0xb000;  // 4 pages: 4 x 1 GiB of 2 MiB pages
+inline constexpr uint64_t kPdAddr = 0xb000;            // 4 pages: 4 x 1 GiB of 2 MiB pages
 inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;  // hvm_start_info + memmap for PVH boots
 inline constexpr uint64_t kCmdlineAddr = 0x20000;
-inline constexpr uint64_t kCmdlineMax = 0x10000;  // 64 KiB, bounded further by the kernel's cmdline_size
+inline constexpr uint64_t kCmdlineMax =
+    0x10000;  // 64 KiB, bounded further by the kernel's cmdline_size
 inline constexpr uint64_t kEbdaStart = 0x9fc00;
 inline constexpr uint64_t kMpTableAddr = 0x9fc00;
 inline constexpr uint64_t kLowMemEnd = 0xa0000;  // end of conventional memory in e820
@@ -57,8 +61,26 @@ inline constexpr uint64_t kHighRamStart = 0x100000000;
 inline constexpr uint64_t kVirtioMmioBase = 0xd0000000;
 inline constexpr uint64_t kVirtioMmioSize = 0x1000;  // one page per device slot
 inline constexpr uint32_t kVirtioMmioSlots = 32;
-inline constexpr uint64_t kGedBase = 0xd0100000;     // ACPI Generic Event Device registers
+inline constexpr uint64_t kGedBase = 0xd0100000;  // ACPI Generic Event Device registers
 inline constexpr uint64_t kGedSize = 0x100;
+// PCI (--transport pci, docs/PCI.md): the ECAM window of bus 0 and the windows BARs are
+// placed in, all in the DSDT's PCI0 _CRS (and ECAM in MCFG). kite assigns BARs from the
+// 32-bit window itself; the 64-bit window is there for the guest (and large BARs later).
+inline constexpr uint64_t kPciEcamBase = 0xe0000000;
+inline constexpr uint64_t kPciEcamSize = 0x100000;  // bus 0 only: 32 devices × 8 functions × 4 KiB
+inline constexpr uint64_t kPciMmio32Base = 0xe8000000;
+inline constexpr uint64_t kPciMmio32Size = 0x10000000;
+inline constexpr uint64_t kPciMmio64Size = 64ull << 30;
+inline constexpr uint16_t kPciConfigPorts = 0xcf8;  // 0xCF8-0xCFF, configuration mechanism #1
+static_assert(kVirtioMmioBase + kVirtioMmioSize * kVirtioMmioSlots <= kGedBase);
+static_assert(kGedBase + kGedSize <= kPciEcamBase && kPciEcamBase + kPciEcamSize <= kPciMmio32Base);
+static_assert(kPciMmio32Base + kPciMmio32Size <= 0xfec00000,
+              "the 32-bit window ends below the IOAPIC");
+// The 64-bit window: the first 1 GiB boundary at or above the end of RAM (and 4 GiB).
+inline constexpr uint64_t Pci64WindowBase(uint64_t ram_end) {
+  uint64_t start = ram_end > kHighRamStart ? ram_end : kHighRamStart;
+  return (start + (1ull << 30) - 1) & ~((1ull << 30) - 1);
+}
 inline constexpr uint64_t kIoapicAddr = 0xfec00000;
 inline constexpr uint64_t kLapicAddr = 0xfee00000;
 

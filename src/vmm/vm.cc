@@ -12,6 +12,7 @@
 #include "vmm/layout.h"
 #include "vmm/snapshot/kvm_state_json.h"
 #include "vmm/vm_devices.h"
+#include "vmm/vm_pci.h"
 #include "vmm/vm_virtio.h"
 #include "vmm/vmgenid.h"
 
@@ -75,8 +76,13 @@ Result<void> Vm::BuildPlatform(std::chrono::steady_clock::time_point start) {
     }
   };
   wiring.on_user_quit = [this] { RequestEnd({VmEnd::kStopped, kConsoleQuit}); };
+  wiring.on_slot_eject = [this](uint32_t slot) { OnSlotEjected(slot); };
   devices_ = TRY(CreateDevices(wiring));
-  TRY(AddVirtioDevices({&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_}));
+  if (config_.transport == VirtioTransportKind::kPci) {
+    pci_ = TRY(VmPci::Create(&vm_, &mmio_bus_, &pio_bus_, memory_.end().value));
+  }
+  TRY(AddVirtioDevices(
+      {&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_, pci_.get()}));
   return {};
 }
 
@@ -121,6 +127,7 @@ Result<uint64_t> Vm::WritePlatformTables() {
   acpi_config.num_cpus = config_.cpus;
   acpi_config.serial_com1 = true;
   acpi_config.virtio_devices = VirtioAcpiDevices(registry_);
+  if (pci_) acpi_config.pci = pci_->AcpiConfig();
   GuestAddr rsdp = TRY_CTX(acpi::WriteAcpiTables(memory_, acpi_config), "ACPI tables");
   return rsdp.value;
 }
@@ -292,6 +299,74 @@ void Vm::Teardown() {
   // Devices first (they wait for their in-flight I/O), then the loop their completions use.
   registry_.ShutdownAll();
   loop_.Stop();
+}
+
+// --- hotplug ---
+
+void Vm::SetSlotEjectHandler(SlotEjectFn fn) {
+  std::lock_guard lock(eject_mutex_);
+  on_slot_eject_ = std::move(fn);
+}
+
+void Vm::OnSlotEjected(uint32_t slot) {
+  std::lock_guard lock(eject_mutex_);
+  if (on_slot_eject_) on_slot_eject_(slot);
+}
+
+Result<uint32_t> Vm::AddDevice(const DeviceAddRequest& request, const std::string& id) {
+  if (!pci_ || !devices_->ged) {
+    return Err(ErrorKind::kDeviceNotActive,
+               "hotplug needs a machine with --transport pci (virtio-mmio devices cannot be "
+               "added to a running VM: docs/PCI.md)");
+  }
+  if (registry_.Find(id) != nullptr) return Err("a device with id '" + id + "' already exists");
+  uint32_t slot = request.slot;
+  if (slot == 0) {
+    const uint32_t taken = pci_->bus().occupied_slots();
+    for (slot = 1; slot < 32 && (taken & (1u << slot)) != 0; ++slot) {
+    }
+    if (slot == 32) return Err("no free PCI slot (31 in all)");
+  } else if (slot > 31) {
+    return Err("PCI slot " + std::to_string(slot) + " does not exist (expected 1-31)");
+  } else if (pci_->bus().occupied_slots() & (1u << slot)) {
+    return Err("PCI slot " + std::to_string(slot) + " is taken");
+  }
+  VirtioWiring w{&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_, pci_.get()};
+  const auto at = static_cast<uint8_t>(slot);
+  DeviceEntry entry = request.driver == HotplugDriver::kVirtioBlk
+                          ? TRY(CreateVirtioDisk(w, request.disk, id, at))
+                          : TRY(CreateVirtioNet(w, request.net, id, at));
+  TRY(registry_.Add(std::move(entry)));
+  devices_->ged->SetSlotPresent(slot, true);
+  return slot;
+}
+
+Result<uint32_t> Vm::RequestUnplug(const std::string& id) {
+  const DeviceEntry* entry = registry_.Find(id);
+  if (entry == nullptr) return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
+  std::optional<uint8_t> slot = VirtioPciSlot(*entry);
+  if (!slot || !devices_->ged) {
+    return Err("device '" + id +
+               "' cannot be unplugged (only virtio-pci devices can: "
+               "--transport pci)");
+  }
+  devices_->ged->RequestSlotEject(*slot);
+  return uint32_t{*slot};
+}
+
+std::unique_ptr<DeviceEntry> Vm::DetachDevice(uint32_t slot) {
+  for (const auto& e : registry_.entries()) {
+    if (VirtioPciSlot(*e) == std::optional<uint8_t>(slot)) return registry_.Remove(e->id);
+  }
+  return nullptr;
+}
+
+void Vm::ReleaseDevice(std::unique_ptr<DeviceEntry> entry) {
+  UnplugVirtio(std::move(entry), loop_);
+}
+
+std::map<std::string, uint32_t> Vm::PciSlots() const {
+  return VirtioPciSlots(registry_);
 }
 
 std::vector<CpuInfo> Vm::Cpus() const {

@@ -19,6 +19,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -38,6 +40,7 @@
 namespace kite {
 
 struct VmDevices;  // vm_devices.h
+class VmPci;       // vm_pci.h
 
 // The outcome detail of Ctrl-A x on the console (QMP SHUTDOWN reason "host-ui").
 inline constexpr const char* kConsoleQuit = "quit from the console";
@@ -72,6 +75,25 @@ class Vm {
   // The ACPI power button (GED event). DeviceNotActive without ACPI.
   Result<void> PowerButton();
 
+  // --- Hotplug: --transport pci (ACPI PCI hotplug through the GED, docs/PCI.md "Hotplug");
+  // driven by the Machine (machine_hotplug.cc) on its control thread, with the registry's
+  // readers locked out around AddDevice and DetachDevice. ---
+  // Called on a vCPU thread with the slot the guest ejected (its _EJ0): must not block.
+  using SlotEjectFn = std::function<void(uint32_t slot)>;
+  void SetSlotEjectHandler(SlotEjectFn fn);
+  // Builds the disk or NIC of `request` as device `id` in PCI slot request.slot (0: the lowest
+  // free), registers it and tells the guest (Device Check). Returns the slot. On error nothing
+  // is left on the bus.
+  Result<uint32_t> AddDevice(const DeviceAddRequest& request, const std::string& id);
+  // Asks the guest to release device `id` (Eject Request); returns its slot.
+  Result<uint32_t> RequestUnplug(const std::string& id);
+  // Takes the device in `slot` out of the registry; nullptr when none is there.
+  std::unique_ptr<DeviceEntry> DetachDevice(uint32_t slot);
+  // Unplugs a detached device: I/O drained, off the bus, backend closed (UnplugVirtio).
+  void ReleaseDevice(std::unique_ptr<DeviceEntry> entry);
+  // Every virtio-pci device's slot by id.
+  std::map<std::string, uint32_t> PciSlots() const;
+
   // Sets the outcome unless one is set already, and wakes Wait(). Thread-safe.
   void RequestEnd(VmOutcome outcome);
   // Blocks until an outcome is set, then stops everything and returns it.
@@ -90,6 +112,7 @@ class Vm {
   Result<uint64_t> WritePlatformTables();
   Result<void> CreateVcpus();
   void KickAll();
+  void OnSlotEjected(uint32_t slot);
   bool GedInterruptRouted() const;
   void Teardown();
 
@@ -102,7 +125,8 @@ class Vm {
   HostKvm host_;                       // what this host's KVM offers for save/restore
   Bus pio_bus_{"pio"};
   Bus mmio_bus_{"mmio"};
-  EventLoop loop_;  // outlives the devices bound to it (teardown shuts them down first)
+  EventLoop loop_;              // outlives the devices bound to it (teardown shuts them down first)
+  std::unique_ptr<VmPci> pci_;  // --transport pci; outlives the registry's virtio functions
   DeviceRegistry registry_;
   ResourceAllocator allocator_;
   std::unique_ptr<VmDevices> devices_;
@@ -112,6 +136,9 @@ class Vm {
   bool started_ = false;
   bool restored_ = false;
   bool torn_down_ = false;
+
+  std::mutex eject_mutex_;
+  SlotEjectFn on_slot_eject_;  // guarded by eject_mutex_
 
   std::mutex mutex_;
   std::condition_variable ended_;

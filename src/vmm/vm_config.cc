@@ -1,4 +1,5 @@
 // VmConfig validation and the VM outcome → exit status mapping (include/kite/kite.h).
+#include <map>
 #include <string>
 
 #include "base/units.h"
@@ -37,6 +38,28 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
   for (const DiskConfig& disk : c.disks) TRY(cli::ValidateDisk(disk));
   for (const NetConfig& net : c.nets) TRY(cli::ValidateNet(net));
   TRY(cli::ValidateDeviceIds(c));
+  if (c.transport == VirtioTransportKind::kPci && !c.acpi) {
+    return Err(
+        "transport: pci needs ACPI (the guest finds the PCI host bridge and its MSI-X "
+        "through the DSDT and MCFG); use --transport mmio with --no-acpi");
+  }
+  if (!c.pci_slots.empty() && c.transport != VirtioTransportKind::kPci) {
+    return Err("pci_slots: only with transport pci");
+  }
+  std::map<uint32_t, std::string> taken;
+  for (const auto& [id, slot] : c.pci_slots) {
+    if (slot < 1 || slot > 31) {
+      return Err("pci_slots: '" + id + "': slot " + std::to_string(slot) + " (expected 1-31)");
+    }
+    if (auto [it, fresh] = taken.emplace(slot, id); !fresh) {
+      return Err("pci_slots: '" + id + "' and '" + it->second + "' both in slot " +
+                 std::to_string(slot));
+    }
+  }
+  if (c.unplug_timeout_ms == 0 || c.unplug_timeout_ms > 3600000) {
+    return Err("unplug_timeout_ms: " + std::to_string(c.unplug_timeout_ms) +
+               " (expected 1 to 3600000)");
+  }
   size_t devices = c.disks.size() + c.nets.size() + (c.rng ? 1 : 0);
   if (devices > kMaxVirtioDevices) {
     return Err("too many virtio devices: " + std::to_string(devices) +

@@ -195,7 +195,8 @@ Result<std::unique_ptr<VmDevices>> CreateDevices(const DeviceWiring& w) {
           "ACPI PM registers");
 
   if (w.config->acpi) {
-    devices->ged = std::make_shared<AcpiGed>(std::make_shared<KvmIrqLine>(w.vm, layout::kGedIrq));
+    devices->ged = std::make_shared<AcpiGed>(std::make_shared<KvmIrqLine>(w.vm, layout::kGedIrq),
+                                             w.on_slot_eject);
     TRY_CTX(w.mmio->Register(layout::kGedBase, layout::kGedSize, devices->ged), "ACPI GED");
   }
   TRY(RegisterLegacy(*w.registry, *devices));

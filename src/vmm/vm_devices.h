@@ -47,9 +47,10 @@ struct DeviceWiring {
   Bus* mmio = nullptr;
   const VmConfig* config = nullptr;
   DeviceRegistry* registry = nullptr;
-  VmRequestFn on_request;                       // power off / reset from a device
-  std::function<void()> on_user_quit;           // Ctrl-A x on the console
-  std::chrono::steady_clock::time_point start;  // kite's start, for the boot marker
+  VmRequestFn on_request;                            // power off / reset from a device
+  std::function<void()> on_user_quit;                // Ctrl-A x on the console
+  std::function<void(uint32_t slot)> on_slot_eject;  // the guest ejected a hotplug slot (GED)
+  std::chrono::steady_clock::time_point start;       // kite's start, for the boot marker
 };
 
 // The legacy devices the VMM talks to by type (the registry owns their snapshot adapters).

@@ -22,6 +22,7 @@
 #include "vmm/device_options.h"
 #include "vmm/layout.h"
 #include "vmm/snapshot/virtio_state_json.h"
+#include "vmm/vm_pci.h"
 
 namespace kite {
 namespace {
@@ -114,14 +115,25 @@ class VirtioEntry : public VmDevice, public LiveDisk {
       : label_(std::move(label)), res_(resources), vm_(vm), mmio_(mmio) {}
   ~VirtioEntry() override { Shutdown(); }
 
-  Result<void> Wire(std::shared_ptr<virtio::VirtioDevice> device, const VirtioWiring& w) {
+  Result<void> Wire(std::shared_ptr<virtio::VirtioDevice> device, const VirtioWiring& w,
+                    std::optional<uint8_t> slot) {
+    if (w.pci) {
+      // virtio-pci: the function takes its own resources (slot, BAR, MSI GSIs).
+      pci_ =
+          TRY(VirtioPciFunction::Create(w.pci, std::move(device), w.loop, w.memory, label_, slot));
+      transport_ = pci_->transport();
+      res_ = {DeviceResources::BusKind::kMmio, pci_->bar_address(), virtio::PciTransport::kBarSize,
+              std::nullopt};
+      return {};
+    }
     UniqueFd irq_fd = TRY(NewEventFd());
     TRY_CTX(vm_->RegisterIrqfd(irq_fd.get(), *res_.gsi),
             "irqfd for GSI " + std::to_string(*res_.gsi));
     irq_ = std::make_shared<IrqfdLine>(std::move(irq_fd));
     virtio::TransportEnv env{&w.loop->context(), irq_, w.memory};
-    transport_ = std::make_shared<virtio::MmioTransport>(std::move(device), env);
-    TRY(mmio_->Register(res_.base, res_.size, transport_));
+    auto mmio_transport = std::make_shared<virtio::MmioTransport>(std::move(device), env);
+    transport_ = mmio_transport;
+    TRY(mmio_->Register(res_.base, res_.size, mmio_transport));
     registered_ = true;
     for (uint16_t q = 0; q < transport_->num_queues(); ++q) {
       UniqueFd fd = TRY(NewEventFd());
@@ -137,9 +149,11 @@ class VirtioEntry : public VmDevice, public LiveDisk {
   Result<void> Quiesce() override { return transport_->Quiesce(); }
   void Resume() override { transport_->Resume(); }
   Result<nlohmann::json> SaveState() const override {
+    if (pci_) return pci_->SaveState();
     return snapshot::TransportStateToJson(TRY(transport_->SaveState()));
   }
   Result<void> RestoreState(const nlohmann::json& state) override {
+    if (pci_) return pci_->RestoreState(state);
     virtio::TransportState parsed = TRY(snapshot::TransportStateFromJson(state));
     return transport_->RestoreState(parsed);
   }
@@ -151,12 +165,21 @@ class VirtioEntry : public VmDevice, public LiveDisk {
   void Shutdown() override {
     if (shut_down_) return;
     shut_down_ = true;
+    if (pci_) return pci_->Shutdown();
     if (transport_) transport_->Shutdown();
     for (auto& kick : kicks_) {
       asio::error_code ec;
       kick->cancel(ec);
     }
     if (registered_) mmio_->Unregister(res_.base);
+  }
+
+  // Hot-unplug (virtio-pci): the device reset once its in-flight I/O is done, off the bus,
+  // its ioeventfds and MSI routes removed, slot, BAR range and GSIs given back.
+  void Unplug() {
+    if (shut_down_ || !pci_) return Shutdown();
+    shut_down_ = true;
+    pci_->Shutdown(/*unplug=*/true);
   }
 
   nlohmann::json Counters() const override {
@@ -205,8 +228,11 @@ class VirtioEntry : public VmDevice, public LiveDisk {
   }
 
   const DeviceResources& resources() const { return res_; }
-  const virtio::MmioTransport& transport() const { return *transport_; }
-  virtio::MmioTransport& transport() { return *transport_; }
+  std::optional<uint8_t> pci_slot() const {
+    return pci_ ? std::optional<uint8_t>(pci_->slot()) : std::nullopt;
+  }
+  const virtio::TransportCore& transport() const { return *transport_; }
+  virtio::TransportCore& transport() { return *transport_; }
   // Disks: the configuration and the device (its image changes with live snapshots and
   // block jobs); NICs: the device, for set_link.
   DiskConfig disk;
@@ -230,7 +256,8 @@ class VirtioEntry : public VmDevice, public LiveDisk {
   DeviceResources res_;
   VmFd* vm_;
   Bus* mmio_;
-  std::shared_ptr<virtio::MmioTransport> transport_;
+  std::shared_ptr<virtio::TransportCore> transport_;  // mmio or pci
+  std::unique_ptr<VirtioPciFunction> pci_;            // --transport pci
   std::shared_ptr<IrqfdLine> irq_;
   std::vector<std::unique_ptr<asio::posix::stream_descriptor>> kicks_;  // one per queue
   bool registered_ = false;
@@ -245,28 +272,49 @@ void ForEachVirtio(const DeviceRegistry& registry, Fn fn) {
   }
 }
 
-// What AddOne registers besides the transport: a disk's configuration and device, a NIC's device.
+// What MakeEntry registers besides the transport: a disk's configuration and device, a NIC's
+// device.
 struct EntryExtras {
   const DiskConfig* disk = nullptr;
   std::shared_ptr<virtio::BlockDevice> block;
   std::shared_ptr<virtio::NetDevice> net;
 };
 
+// Where the device with `id` goes on the PCI bus: the slot the configuration gives it (a
+// snapshot's config names every device's), else the lowest one neither taken nor named for
+// another device. nullopt for virtio-mmio.
+Result<std::optional<uint8_t>> PlannedSlot(const VirtioWiring& w, const std::string& id) {
+  if (!w.pci) return std::optional<uint8_t>();
+  if (auto it = w.config->pci_slots.find(id); it != w.config->pci_slots.end()) {
+    return std::optional<uint8_t>(static_cast<uint8_t>(it->second));
+  }
+  uint32_t taken = w.pci->bus().occupied_slots();
+  for (const auto& [other, slot] : w.config->pci_slots) taken |= 1u << slot;
+  for (uint8_t slot = 1; slot < 32; ++slot) {
+    if ((taken & (1u << slot)) == 0) return std::optional<uint8_t>(slot);
+  }
+  return Err("no free PCI slot (31 in all)");
+}
+
+// The registry entry of one virtio device behind its transport.
 template <typename Device>
-Result<void> AddOne(const VirtioWiring& w, std::string id, std::string kind, std::string label,
-                    Result<std::shared_ptr<Device>> device, EntryExtras extras = {}) {
+Result<DeviceEntry> MakeEntry(const VirtioWiring& w, std::string id, std::string kind,
+                              std::string label, Result<std::shared_ptr<Device>> device,
+                              std::optional<uint8_t> slot, EntryExtras extras = {}) {
   if (!device) return std::move(device).error().Context(label);
-  DeviceResources res = TRY_CTX(w.allocator->AllocateVirtio(), label);
+  // virtio-mmio takes a window and a GSI here; a virtio-pci function its own (vm_pci.h).
+  DeviceResources res;
+  if (!w.pci) res = TRY_CTX(w.allocator->AllocateVirtio(), label);
   auto entry = std::make_unique<VirtioEntry>(label, res, w.vm, w.mmio);
-  if (auto wired = entry->Wire(*device, w); !wired) {
-    w.allocator->Release(res);
+  if (auto wired = entry->Wire(*device, w, slot); !wired) {
+    if (!w.pci) w.allocator->Release(res);
     return std::move(wired).error().Context(label);
   }
+  res = entry->resources();
   if (extras.disk) entry->disk = *extras.disk;
   entry->block = std::move(extras.block);
   entry->net = std::move(extras.net);
-  TRY(w.registry->Add({std::move(id), std::move(kind), res, std::move(entry)}));
-  return {};
+  return DeviceEntry{std::move(id), std::move(kind), res, std::move(entry)};
 }
 
 VirtioEntry* FindEntry(const DeviceRegistry& registry, const std::string& id) {
@@ -280,32 +328,68 @@ VirtioEntry* FindEntry(const DeviceRegistry& registry, const std::string& id) {
 
 }  // namespace
 
+Result<DeviceEntry> CreateVirtioDisk(const VirtioWiring& w, const DiskConfig& disk,
+                                     const std::string& id, std::optional<uint8_t> slot) {
+  std::string label = "disk " + id + " (" + disk.path + ")";
+  if (!slot) slot = TRY_CTX(PlannedSlot(w, id), label);
+  auto image = OpenDisk(disk);
+  if (!image) return std::move(image).error().Context(label);
+  auto device = CreateDisk(disk, *image, &w.loop->context());
+  EntryExtras extras{&disk, device ? *device : nullptr, nullptr};
+  return MakeEntry(w, id, "virtio-blk", label, std::move(device), slot, std::move(extras));
+}
+
+Result<DeviceEntry> CreateVirtioNet(const VirtioWiring& w, const NetConfig& net,
+                                    const std::string& id, std::optional<uint8_t> slot) {
+  std::string label = "net " + id;
+  if (!slot) slot = TRY_CTX(PlannedSlot(w, id), label);
+  auto device = CreateNet(net, &w.loop->context());
+  EntryExtras extras{nullptr, nullptr, device ? *device : nullptr};
+  return MakeEntry(w, id, "virtio-net", label, std::move(device), slot, std::move(extras));
+}
+
 Result<void> AddVirtioDevices(const VirtioWiring& w) {
-  asio::io_context* io = &w.loop->context();
   const VmConfig& c = *w.config;
   for (size_t i = 0; i < c.disks.size(); ++i) {
-    const DiskConfig& disk = c.disks[i];
-    std::string id = cli::DiskId(c, i);
-    std::string label = "disk " + id + " (" + disk.path + ")";
-    auto image = OpenDisk(disk);
-    if (!image) return std::move(image).error().Context(label);
-    auto device = CreateDisk(disk, *image, io);
-    EntryExtras extras{&disk, device ? *device : nullptr, nullptr};
-    TRY(AddOne(w, id, "virtio-blk", label, std::move(device), std::move(extras)));
+    TRY(w.registry->Add(TRY(CreateVirtioDisk(w, c.disks[i], cli::DiskId(c, i), std::nullopt))));
   }
   for (size_t i = 0; i < c.nets.size(); ++i) {
-    std::string id = cli::NetId(c, i);
-    auto device = CreateNet(c.nets[i], io);
-    EntryExtras extras{nullptr, nullptr, device ? *device : nullptr};
-    TRY(AddOne(w, id, "virtio-net", "net " + id, std::move(device), std::move(extras)));
+    TRY(w.registry->Add(TRY(CreateVirtioNet(w, c.nets[i], cli::NetId(c, i), std::nullopt))));
   }
-  if (c.rng) TRY(AddOne(w, "rng0", "virtio-rng", "rng0", virtio::CreateVirtioRng(io)));
+  if (c.rng) {
+    std::optional<uint8_t> slot = TRY_CTX(PlannedSlot(w, "rng0"), "rng0");
+    TRY(w.registry->Add(TRY(MakeEntry(w, "rng0", "virtio-rng", "rng0",
+                                      virtio::CreateVirtioRng(&w.loop->context()), slot))));
+  }
   return {};
+}
+
+std::optional<uint8_t> VirtioPciSlot(const DeviceEntry& entry) {
+  if (entry.kind.rfind("virtio-", 0) != 0) return std::nullopt;
+  return static_cast<const VirtioEntry&>(*entry.device).pci_slot();
+}
+
+void UnplugVirtio(std::unique_ptr<DeviceEntry> entry, EventLoop& loop) {
+  if (!entry || entry->kind.rfind("virtio-", 0) != 0) return;
+  static_cast<VirtioEntry&>(*entry->device).Unplug();
+  // What is left (the backend: tap descriptor, slirp timers; the kick watchers) belongs to the
+  // event loop: it is destroyed there, never under a handler of its own.
+  loop.RunAndWait(
+      [entry = std::shared_ptr<DeviceEntry>(std::move(entry))]() mutable { entry.reset(); });
+}
+
+std::map<std::string, uint32_t> VirtioPciSlots(const DeviceRegistry& registry) {
+  std::map<std::string, uint32_t> out;
+  for (const auto& e : registry.entries()) {
+    if (std::optional<uint8_t> slot = VirtioPciSlot(*e)) out[e->id] = *slot;
+  }
+  return out;
 }
 
 std::vector<acpi::VirtioMmioDevice> VirtioAcpiDevices(const DeviceRegistry& registry) {
   std::vector<acpi::VirtioMmioDevice> out;
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry&) {
+    if (!e.resources.gsi) return;  // virtio-pci: the guest finds it on the PCI bus
     out.push_back({e.resources.base, e.resources.size, *e.resources.gsi});
   });
   return out;
@@ -314,6 +398,7 @@ std::vector<acpi::VirtioMmioDevice> VirtioAcpiDevices(const DeviceRegistry& regi
 std::string VirtioKernelCmdline(const DeviceRegistry& registry) {
   std::string out;
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry&) {
+    if (!e.resources.gsi) return;  // virtio-pci (never without ACPI)
     out += " virtio_mmio.device=4K@0x" + ToHex(e.resources.base) + ":" +
            std::to_string(*e.resources.gsi);
   });

@@ -1,6 +1,8 @@
-// The VM's virtio-mmio devices: built from VmConfig (disks, then network interfaces, then the
-// entropy device), each behind a virtio-mmio transport on the MMIO bus and registered in the
-// DeviceRegistry, with
+// The VM's virtio devices: built from VmConfig (disks, then network interfaces, then the
+// entropy device), each registered in the DeviceRegistry behind a transport. With
+// --transport pci each is a virtio-pci function on the VM's PCI bus (vm_pci.h: a slot, BAR 0
+// in the PCI window, MSI-X vectors, ioeventfds on its notify addresses); by default each sits
+// behind a virtio-mmio transport on the MMIO bus, with
 //   * one window of layout::kVirtioMmioSize from the ResourceAllocator,
 //   * one interrupt line (a GSI from kVirtioGsis) fed through an irqfd: no exit to raise it,
 //   * one ioeventfd per queue on the QueueNotify register (datamatch = queue index), watched
@@ -8,11 +10,15 @@
 // The guest finds them in the DSDT (LNRO0005) or, with --no-acpi, through
 // `virtio_mmio.device=` items this file adds to the kernel command line — never both.
 //
+// With PCI the guest finds the devices by scanning the bus (the DSDT has the host bridge).
+//
 // Threads: built and shut down on the Vm's owning thread; the transports then serve vCPU
 // threads (registers) and the event loop (queues).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +35,8 @@
 
 namespace kite {
 
+class VmPci;  // vm_pci.h
+
 // Interrupt lines for virtio devices, handed out lowest first (ResourceAllocator): the IOAPIC
 // pins no legacy device uses (0 timer, 1 keyboard, 2 cascade, 3/4 serial, 8 RTC, 9 GED, ...).
 inline constexpr uint32_t kVirtioGsis[] = {5,  6,  7,  10, 11, 12, 13, 14, 15,
@@ -43,12 +51,30 @@ struct VirtioWiring {
   EventLoop* loop = nullptr;
   DeviceRegistry* registry = nullptr;
   ResourceAllocator* allocator = nullptr;
+  VmPci* pci = nullptr;  // set: virtio-pci functions on this bus instead of virtio-mmio
 };
 
 // Opens the images and network backends of config->disks, ->nets and the entropy device, and
 // registers each behind its transport (ids "vda".. or DiskConfig::id, "net0".. or
 // NetConfig::id, "rng0"). An error names the device ("disk vda (disk.qcow2): ...").
+// With PCI each device goes to the slot config->pci_slots gives its id, or else to the lowest
+// slot that is free and not named there.
 Result<void> AddVirtioDevices(const VirtioWiring& wiring);
+
+// One disk or NIC behind its transport, not yet in the registry (hotplug adds it): in PCI slot
+// `slot`, or as AddVirtioDevices would place it.
+Result<DeviceEntry> CreateVirtioDisk(const VirtioWiring& wiring, const DiskConfig& disk,
+                                     const std::string& id, std::optional<uint8_t> slot);
+Result<DeviceEntry> CreateVirtioNet(const VirtioWiring& wiring, const NetConfig& net,
+                                    const std::string& id, std::optional<uint8_t> slot);
+// The PCI slot of a virtio device; nullopt for virtio-mmio and other devices.
+std::optional<uint8_t> VirtioPciSlot(const DeviceEntry& entry);
+// Hot-unplug of a device taken out of the registry: waits for its in-flight I/O, resets it,
+// empties its slot and gives its resources back, then destroys it (its backend closed) on the
+// event loop. Returns when it is gone (or the loop stopped: then it goes with the loop).
+void UnplugVirtio(std::unique_ptr<DeviceEntry> entry, EventLoop& loop);
+// Every virtio-pci device's slot by id (what a snapshot's config records).
+std::map<std::string, uint32_t> VirtioPciSlots(const DeviceRegistry& registry);
 
 // For the DSDT, and " virtio_mmio.device=4K@0xd0000000:5 ..." for --no-acpi.
 std::vector<acpi::VirtioMmioDevice> VirtioAcpiDevices(const DeviceRegistry& registry);

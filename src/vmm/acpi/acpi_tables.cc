@@ -15,7 +15,7 @@ constexpr size_t kRsdpSize = 36;
 constexpr size_t kFadtSize = 276;  // revision 6
 constexpr uint8_t kFadtRevision = 6;
 constexpr uint8_t kFadtMinorRevision = 5;
-constexpr size_t kXsdtEntries = 2;  // FADT, MADT
+constexpr size_t kMcfgSize = kSdtHeaderSize + 8 + 16;  // one allocation: segment 0, bus 0
 constexpr size_t kTableAlign = 16;
 
 // FADT Flags (§5.2.9, Table 5.10).
@@ -41,21 +41,26 @@ size_t AlignUp(size_t v) {
 }
 
 struct Placement {
-  uint64_t rsdp, xsdt, fadt, madt, dsdt, end;
+  uint64_t rsdp, xsdt, fadt, madt, dsdt, mcfg, end;  // mcfg 0: none
 };
+
+size_t XsdtEntries(bool mcfg) {
+  return mcfg ? 3 : 2;  // FADT, MADT (, MCFG)
+}
 
 size_t MadtSize(uint32_t num_cpus) {
   return kSdtHeaderSize + 8 + 8 * num_cpus + 12 + 6;
 }
 
-Placement Place(uint64_t base, size_t madt_size, size_t dsdt_size) {
+Placement Place(uint64_t base, size_t madt_size, size_t dsdt_size, bool mcfg) {
   Placement p;
   p.rsdp = base;
   p.xsdt = p.rsdp + AlignUp(kRsdpSize);
-  p.fadt = p.xsdt + AlignUp(kSdtHeaderSize + 8 * kXsdtEntries);
+  p.fadt = p.xsdt + AlignUp(kSdtHeaderSize + 8 * XsdtEntries(mcfg));
   p.madt = p.fadt + AlignUp(kFadtSize);
   p.dsdt = p.madt + AlignUp(madt_size);
-  p.end = p.dsdt + dsdt_size;
+  p.mcfg = mcfg ? AlignUp(p.dsdt + dsdt_size) : 0;
+  p.end = mcfg ? p.mcfg + kMcfgSize : p.dsdt + dsdt_size;
   return p;
 }
 
@@ -72,9 +77,12 @@ std::vector<uint8_t> BuildRsdp(uint64_t xsdt_addr) {
 }
 
 std::vector<uint8_t> BuildXsdt(const Placement& p) {
-  std::vector<uint8_t> t = NewSdt("XSDT", kSdtHeaderSize + 8 * kXsdtEntries, 1);
+  bool mcfg = p.mcfg != 0;
+  std::vector<uint8_t> t =
+      NewSdt("XSDT", static_cast<uint32_t>(kSdtHeaderSize + 8 * XsdtEntries(mcfg)), 1);
   Put64(t, kSdtHeaderSize, p.fadt);
   Put64(t, kSdtHeaderSize + 8, p.madt);
+  if (mcfg) Put64(t, kSdtHeaderSize + 16, p.mcfg);
   FinishSdt(t);
   return t;
 }
@@ -129,6 +137,19 @@ std::vector<uint8_t> BuildMadt(uint32_t num_cpus) {
   return t;
 }
 
+// MCFG (PCI Firmware Specification 3.2, 4.1.2): one configuration space base address
+// allocation, segment 0, buses 0..0.
+std::vector<uint8_t> BuildMcfg(const PciHostConfig& pci) {
+  std::vector<uint8_t> t = NewSdt("MCFG", kMcfgSize, 1);
+  size_t off = kSdtHeaderSize + 8;  // 8 reserved bytes
+  Put64(t, off, pci.ecam_base);
+  Put16(t, off + 8, 0);  // PCI segment group
+  Put8(t, off + 10, 0);  // start bus
+  Put8(t, off + 11, 0);  // end bus
+  FinishSdt(t);
+  return t;
+}
+
 }  // namespace
 
 Result<std::vector<AcpiTable>> BuildAcpiTables(const AcpiConfig& config, uint64_t base_addr) {
@@ -138,7 +159,7 @@ Result<std::vector<AcpiTable>> BuildAcpiTables(const AcpiConfig& config, uint64_
   dsdt.insert(dsdt.end(), dsdt_aml.begin(), dsdt_aml.end());
   FinishSdt(dsdt);
 
-  Placement p = Place(base_addr, MadtSize(config.num_cpus), dsdt.size());
+  Placement p = Place(base_addr, MadtSize(config.num_cpus), dsdt.size(), config.pci.has_value());
   if (p.end > 0xffffffff) return Err("ACPI: tables must lie below 4 GiB");
   std::vector<AcpiTable> tables;
   tables.emplace_back("RSDP", BuildRsdp(p.xsdt));
@@ -146,6 +167,7 @@ Result<std::vector<AcpiTable>> BuildAcpiTables(const AcpiConfig& config, uint64_
   tables.emplace_back("FACP", BuildFadt(p.dsdt, config.cmos_rtc));
   tables.emplace_back("APIC", BuildMadt(config.num_cpus));
   tables.emplace_back("DSDT", std::move(dsdt));
+  if (config.pci) tables.emplace_back("MCFG", BuildMcfg(*config.pci));
   return tables;
 }
 

@@ -32,8 +32,25 @@ struct VirtioMmioDevice {
   uint32_t irq;  // GSI
 };
 
+// The PCI host bridge (--transport pci, docs/PCI.md): \_SB.PCI0 (PNP0A08/PNP0A03) with bus 0,
+// the configuration ports 0xCF8-0xCFF and the two BAR windows in _CRS; \_SB.PRES (PNP0C02)
+// reserving the ECAM window, which the MCFG table describes.
+struct PciHostConfig {
+  uint64_t ecam_base = 0;  // bus 0's ECAM window (1 MiB), below 4 GiB
+  uint64_t mmio32_base = 0;
+  uint64_t mmio32_size = 0;  // below 4 GiB
+  uint64_t mmio64_base = 0;
+  uint64_t mmio64_size = 0;  // 0: none
+  // ACPI PCI hotplug (docs/PCI.md "Hotplug"): PCI0 gets a slot object Snn (_ADR nn << 16,
+  // _SUN nn, _EJ0 writing nn to the GED's SLOT_EJECT) for every slot 1..31, and the GED's
+  // _EVT notifies them: Device Check for SLOT_CHECK bit nn, Eject Request for SLOT_EJECT_REQ
+  // bit nn. Linux's acpiphp then scans or removes the slot by itself.
+  bool hotplug = false;
+};
+
 struct AcpiConfig {
   uint32_t num_cpus = 1;
+  std::optional<PciHostConfig> pci;  // set: PCI0, PRES and an MCFG table
   std::vector<VirtioMmioDevice> virtio_devices;
   // Reserved hotplug slots (at most kGedMaxSlots, devices/acpi_ged.h): each one a container
   // \_SB.Hnnn holding an LNRO0005 device whose _STA follows the GED's SLOT_PRESENT bit n.
@@ -55,7 +72,7 @@ struct AcpiConfig {
 using AcpiTable = std::pair<std::string, std::vector<uint8_t>>;
 
 // The tables as they are placed from `base_addr`: in this order, each at the next 16-byte
-// aligned address after the previous one (RSDP, XSDT, FACP, APIC, DSDT).
+// aligned address after the previous one (RSDP, XSDT, FACP, APIC, DSDT, and MCFG with PCI).
 Result<std::vector<AcpiTable>> BuildAcpiTables(const AcpiConfig& config, uint64_t base_addr);
 
 // Builds all tables and writes them at layout::kAcpiTablesAddr; returns the RSDP address.

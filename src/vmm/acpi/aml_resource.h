@@ -30,6 +30,15 @@ struct InterruptFlags {
 };
 Bytes Interrupt(InterruptFlags flags, uint32_t gsi);
 
+// Address space descriptors (§6.4.3.5) for a bridge's windows: produced (ResourceProducer),
+// positive decode, minimum and maximum fixed, no translation, granularity 0.
+//   WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, first, last, 0, n)
+Bytes WordBusNumber(uint16_t first, uint16_t last);
+//   DWordMemory / QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable,
+//   ReadWrite, 0, base, base + length - 1, 0, length). `length` > 0.
+Bytes DWordMemory(uint32_t base, uint32_t length);
+Bytes QWordMemory(uint64_t base, uint64_t length);
+
 // Buffer { descriptors..., EndTag } (the End Tag's checksum byte 0 = "no checksum").
 Bytes ResourceTemplate(const std::vector<Bytes>& descriptors);
 

@@ -16,14 +16,19 @@
 //         If (Local0 & kGedEventPowerButton) { Notify (PWRB, 0x80) }
 //         If (Local0 & kGedEventVmGenId) { Notify (VGEN, 0x80) }            // with VGEN only
 //         If (Local0 & kGedEventSlots) { Local1 = GSCK; Local2 = GSER     // with slots only
-//           If (Local1 & (1 << n)) { Notify (Hnnn, 1) }  If (Local2 & (1 << n)) { Notify (Hnnn, 3)
-//           }
+//           If (Local1 & (1 << n)) { Notify (slot n, 1) }  If (Local2 & (1 << n)) { Notify (slot n,
+//           3) }   // slot n: \_SB.Hnnn (virtio-mmio slots) or \_SB.PCI0.Snnn (PCI hotplug)
 //     } } }
 //     Device (Cnnn) { _HID ACPI0007, _UID n }               // one per vCPU, MADT UID n
 //     Device (Vnnn) { _HID LNRO0005, _UID n, _CRS { Memory32Fixed base, Interrupt {irq} } }
 //     Device (Hnnn) { _HID ACPI0004, _UID n, _STA (GSLP bit n ? 0x0f : 0), _EJ0 { GEJ0 = n }
 //       Device (VIRT) { _HID LNRO0005, _UID <after the static ones>, _CRS {...}, _STA as above }
 //     }
+//     Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG 0, _BBN 0, _UID 0,  // PciHostConfig only
+//       _CRS { WordBusNumber 0-0, IO 0xcf8-0xcff, DWordMemory mmio32, QWordMemory mmio64 }
+//       Device (Snnn) { _ADR n << 16, _SUN n, _EJ0 { \_SB.GED_.GEJ0 = n } }  // hotplug: n = 1..31
+//     }
+//     Device (PRES) { _HID PNP0C02, _UID 0, _CRS { Memory32Fixed ecam_base, 1 MiB } }
 //   }
 //   Name (\_S5, Package { 5, 5 })                          // SLP_TYP for soft-off
 #include "base/units.h"
@@ -48,12 +53,24 @@ constexpr uint64_t kNotifyEjectRequest = 0x03;
 constexpr uint64_t kNotifyButtonPressed = 0x80;   // device-specific: for a button, "pressed"
 constexpr uint64_t kNotifyVmGenIdChanged = 0x80;  // the VMGenID spec's one notification
 
-// \_SB_.Hnnn: hotplug slot n's container device.
-Result<aml::NameString> SlotPath(uint32_t slot) {
-  aml::NameString name = TRY(aml::IndexedName('H', slot));
+// The first and last PCI slot with a hotplug slot object (slot 0 is the host bridge).
+constexpr uint32_t kFirstPciHotplugSlot = 1;
+constexpr uint32_t kLastPciHotplugSlot = 31;
+
+// `scope`.Xnnn: hotplug slot n's device (Hnnn under \_SB_ for virtio-mmio, Snnn under PCI0).
+Result<aml::NameString> SlotPath(const char* scope, char prefix, uint32_t slot) {
+  aml::NameString name = TRY(aml::IndexedName(prefix, slot));
   std::span<const uint8_t> seg = name.bytes();
-  return aml::NameString::Parse("\\_SB_." + std::string(seg.begin(), seg.end()));
+  return aml::NameString::Parse(std::string(scope) + "." + std::string(seg.begin(), seg.end()));
 }
+
+// The devices the GED notifies, by slot bit: the virtio-mmio containers or the PCI slots.
+struct SlotTargets {
+  const char* scope;
+  char prefix;
+  uint32_t first;
+  uint32_t count;
+};
 
 Bytes Com1Device() {
   return aml::Device(
@@ -107,7 +124,7 @@ Bytes BitSet(const Bytes& value, uint32_t bit) {
 // _EVT: Local0 = events; power button -> Notify (PWRB, 0x80); a new VM generation id ->
 // Notify (VGEN, 0x80); slot events -> Notify each changed slot with Device Check (1) and each
 // slot to release with Eject Request (3).
-Result<Bytes> GedEventMethod(size_t num_slots, bool vmgenid) {
+Result<Bytes> GedEventMethod(const SlotTargets& targets, bool vmgenid) {
   std::vector<Bytes> body = {
       aml::Store(aml::NameRef("GDAT"), aml::Local(0)),
       aml::If(BitSet(aml::Local(0), kGedEventPowerButton),
@@ -117,11 +134,11 @@ Result<Bytes> GedEventMethod(size_t num_slots, bool vmgenid) {
         aml::If(BitSet(aml::Local(0), kGedEventVmGenId),
                 {aml::Notify(aml::NameRef("\\_SB_.VGEN"), aml::Integer(kNotifyVmGenIdChanged))}));
   }
-  if (num_slots > 0) {
+  if (targets.count > 0) {
     std::vector<Bytes> slots = {aml::Store(aml::NameRef("GSCK"), aml::Local(1)),
                                 aml::Store(aml::NameRef("GSER"), aml::Local(2))};
-    for (uint32_t i = 0; i < num_slots; ++i) {
-      aml::NameString slot = TRY(SlotPath(i));
+    for (uint32_t i = targets.first; i < targets.first + targets.count; ++i) {
+      aml::NameString slot = TRY(SlotPath(targets.scope, targets.prefix, i));
       slots.push_back(aml::If(BitSet(aml::Local(1), 1u << i),
                               {aml::Notify(aml::NameRef(slot), aml::Integer(kNotifyDeviceCheck))}));
       slots.push_back(
@@ -133,9 +150,9 @@ Result<Bytes> GedEventMethod(size_t num_slots, bool vmgenid) {
   return aml::Method("_EVT", 1, aml::MethodSync::kSerialized, body);
 }
 
-Result<Bytes> GedDevice(size_t num_slots, bool vmgenid) {
+Result<Bytes> GedDevice(const SlotTargets& targets, bool vmgenid) {
   Bytes hid = TRY(aml::String("ACPI0013"));
-  Bytes event_method = TRY(GedEventMethod(num_slots, vmgenid));
+  Bytes event_method = TRY(GedEventMethod(targets, vmgenid));
   return aml::Device(
       "GED_",
       {aml::Name("_HID", hid), aml::Name("_UID", aml::Integer(0)),
@@ -197,6 +214,67 @@ Result<Bytes> HotplugSlot(uint32_t slot, uint32_t uid, const VirtioMmioDevice& d
              child});
 }
 
+// PCI hotplug slot n under PCI0: _ADR (device n, function 0) ties it to the slot, _SUN names
+// it (/sys/bus/pci/slots/n), and _EJ0 tells the GED that the guest let go of the device.
+// No _STA: Linux's acpiphp then reads the slot's vendor id to see whether it holds a device
+// (as with QEMU's and Cloud Hypervisor's slots).
+Result<Bytes> PciSlot(uint32_t slot) {
+  aml::NameString name = TRY(aml::IndexedName('S', slot));
+  return aml::Device(
+      name,
+      {aml::Name("_ADR", aml::Integer(uint64_t{slot} << 16)), aml::Name("_SUN", aml::Integer(slot)),
+       aml::Method("_EJ0", 1, aml::MethodSync::kNotSerialized,
+                   {aml::Store(aml::Integer(slot), aml::NameRef("\\_SB_.GED_.GEJ0"))})});
+}
+
+// The PCI host bridge (docs/PCI.md), with its hotplug slots when `pci.hotplug`.
+// Linux's pci_root takes the bus range and windows from _CRS; the 0xCF8 ports are listed as
+// QEMU does (x86 Linux drops them from the root bus's resources).
+Result<Bytes> PciHostBridge(const PciHostConfig& pci) {
+  std::vector<Bytes> crs = {aml::WordBusNumber(0, 0),
+                            aml::IoPort(layout::kPciConfigPorts, layout::kPciConfigPorts, 1, 8),
+                            aml::DWordMemory(static_cast<uint32_t>(pci.mmio32_base),
+                                             static_cast<uint32_t>(pci.mmio32_size))};
+  if (pci.mmio64_size > 0) crs.push_back(aml::QWordMemory(pci.mmio64_base, pci.mmio64_size));
+  std::vector<Bytes> terms = {aml::Name("_HID", aml::EisaId(aml::EisaIdValue("PNP0A08"))),
+                              aml::Name("_CID", aml::EisaId(aml::EisaIdValue("PNP0A03"))),
+                              aml::Name("_SEG", aml::Integer(0)),
+                              aml::Name("_BBN", aml::Integer(0)),
+                              aml::Name("_UID", aml::Integer(0)),
+                              aml::Name("_CRS", aml::ResourceTemplate(crs))};
+  if (pci.hotplug) {
+    for (uint32_t slot = kFirstPciHotplugSlot; slot <= kLastPciHotplugSlot; ++slot) {
+      terms.push_back(TRY(PciSlot(slot)));
+    }
+  }
+  return aml::Device("PCI0", terms);
+}
+
+// Motherboard resources: the ECAM window. Linux uses MCFG only when the window is reserved
+// here (or in e820); otherwise it falls back to the 0xCF8 ports.
+Bytes PciEcamReservation(const PciHostConfig& pci) {
+  return aml::Device("PRES",
+                     {aml::Name("_HID", aml::EisaId(aml::EisaIdValue("PNP0C02"))),
+                      aml::Name("_UID", aml::Integer(0)),
+                      aml::Name("_CRS", aml::ResourceTemplate({aml::Memory32Fixed(
+                                            true, static_cast<uint32_t>(pci.ecam_base),
+                                            static_cast<uint32_t>(layout::kPciEcamSize))}))});
+}
+
+Result<void> CheckPci(const PciHostConfig& pci) {
+  auto below_4g = [](uint64_t base, uint64_t size) {
+    return size > 0 && base < 0x100000000 && size <= 0x100000000 - base;
+  };
+  if (!below_4g(pci.ecam_base, layout::kPciEcamSize) ||
+      !below_4g(pci.mmio32_base, pci.mmio32_size)) {
+    return Err("ACPI: the PCI ECAM and 32-bit windows must be non-empty and below 4 GiB");
+  }
+  if (pci.mmio64_size > 0 && pci.mmio64_base + pci.mmio64_size < pci.mmio64_base) {
+    return Err("ACPI: the PCI 64-bit window wraps");
+  }
+  return {};
+}
+
 Result<void> CheckVirtioDevice(const char* kind, size_t index, const VirtioMmioDevice& dev,
                                bool serial_com1) {
   std::string what = std::string(kind) + " " + std::to_string(index) + ": ";
@@ -227,12 +305,21 @@ Result<std::vector<uint8_t>> BuildDsdtAml(const AcpiConfig& config) {
     return Err("ACPI: more than " + std::to_string(kGedMaxSlots) + " hotplug slots");
   }
   if (config.vmgenid_addr) TRY(CheckVmGenIdAddr(*config.vmgenid_addr));
+  const bool pci_hotplug = config.pci && config.pci->hotplug;
+  if (pci_hotplug && !config.hotplug_slots.empty()) {
+    return Err("ACPI: PCI hotplug and virtio-mmio hotplug slots share the GED's slot bits");
+  }
+  const SlotTargets slot_targets =
+      pci_hotplug
+          ? SlotTargets{"\\_SB_.PCI0", 'S', kFirstPciHotplugSlot,
+                        kLastPciHotplugSlot - kFirstPciHotplugSlot + 1}
+          : SlotTargets{"\\_SB_", 'H', 0, static_cast<uint32_t>(config.hotplug_slots.size())};
   std::vector<Bytes> sb;
   if (config.serial_com1) sb.push_back(Com1Device());
   if (config.cmos_rtc) sb.push_back(RtcDevice());
   sb.push_back(PowerButtonDevice());
   if (config.vmgenid_addr) sb.push_back(TRY(VmGenIdDevice(*config.vmgenid_addr)));
-  sb.push_back(TRY(GedDevice(config.hotplug_slots.size(), config.vmgenid_addr.has_value())));
+  sb.push_back(TRY(GedDevice(slot_targets, config.vmgenid_addr.has_value())));
   for (uint32_t i = 0; i < config.num_cpus; ++i) sb.push_back(TRY(ProcessorDevice(i)));
   const uint32_t num_static = static_cast<uint32_t>(config.virtio_devices.size());
   for (uint32_t i = 0; i < num_static; ++i) {
@@ -244,6 +331,11 @@ Result<std::vector<uint8_t>> BuildDsdtAml(const AcpiConfig& config) {
     TRY(CheckVirtioDevice("hotplug slot", i, config.hotplug_slots[i], config.serial_com1));
     // _UIDs continue after the static devices: Linux names LNRO0005 devices by _UID.
     sb.push_back(TRY(HotplugSlot(i, num_static + i, config.hotplug_slots[i])));
+  }
+  if (config.pci) {
+    TRY(CheckPci(*config.pci));
+    sb.push_back(TRY(PciHostBridge(*config.pci)));
+    sb.push_back(PciEcamReservation(*config.pci));
   }
   Bytes out = aml::Scope("\\_SB_", sb);
   aml::Append(

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/config_json.h"
 #include "vmm/device_options.h"
 
 namespace kite::cli {
@@ -271,6 +272,88 @@ TEST(Cli, ExampleConfigFile_Parses) {
   const VmConfig& c = std::get<cli::Run>(*r).config;
   EXPECT_EQ(c.cpus, 2u);
   EXPECT_EQ(c.kernel, std::string(KITE_SOURCE_DIR) + "/examples/../../shared/guest/vmlinux");
+}
+
+}  // namespace
+}  // namespace kite::cli
+
+namespace kite::cli {
+namespace {
+
+// --transport and "transport" (docs/CLI.md, docs/PCI.md).
+TEST(Cli, Transport_DefaultMmio_PciFromOptionAndJson) {
+  EXPECT_EQ(ParseRun({"run", "--kernel", "k"}).transport, VirtioTransportKind::kMmio);
+  EXPECT_EQ(ParseRun({"run", "--kernel", "k", "--transport", "pci"}).transport,
+            VirtioTransportKind::kPci);
+  EXPECT_EQ(ParseRun({"run", "--kernel", "k", "--transport=mmio"}).transport,
+            VirtioTransportKind::kMmio);
+  VmConfig c;
+  ASSERT_TRUE(ApplyConfigJson(R"({"transport": "pci"})", "", c));
+  EXPECT_EQ(c.transport, VirtioTransportKind::kPci);
+  EXPECT_FALSE(ApplyConfigJson(R"({"transport": 1})", "", c));
+}
+
+TEST(Cli, Transport_Unknown_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--transport", "isa"}).find("expected mmio or pci"),
+            std::string::npos);
+  VmConfig c;
+  auto r = ApplyConfigJson(R"({"transport": "ccw"})", "", c);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("transport"), std::string::npos);
+}
+
+TEST(Cli, Transport_PciWithoutAcpi_Refused) {
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--transport", "pci", "--no-acpi"})
+                .find("pci needs ACPI"),
+            std::string::npos);
+}
+
+VmConfig WithKernel(VmConfig c) {
+  c.kernel = "k";
+  return c;
+}
+
+// "pci_slots" (a snapshot's config records every device's slot) and --unplug-timeout.
+TEST(Cli, PciSlots_FromJson_CheckedAndRoundTrip) {
+  VmConfig c;
+  ASSERT_TRUE(
+      ApplyConfigJson(R"({"transport": "pci", "pci_slots": {"vda": 3, "net0": 1}})", "", c));
+  EXPECT_EQ(c.pci_slots, (std::map<std::string, uint32_t>{{"vda", 3}, {"net0", 1}}));
+  EXPECT_TRUE(ValidateVmConfig(WithKernel(c)));
+  VmConfig back;
+  ASSERT_TRUE(ApplyConfigJson(ConfigToJson(c).dump(), "", back));
+  EXPECT_EQ(back.pci_slots, c.pci_slots);
+
+  VmConfig bad;
+  EXPECT_FALSE(ApplyConfigJson(R"({"pci_slots": [1]})", "", bad));
+  EXPECT_FALSE(ApplyConfigJson(R"({"pci_slots": {"vda": "1"}})", "", bad));
+  for (const char* json : {R"({"transport": "pci", "pci_slots": {"vda": 0}})",
+                           R"({"transport": "pci", "pci_slots": {"vda": 32}})",
+                           R"({"transport": "pci", "pci_slots": {"vda": 2, "vdb": 2}})",
+                           R"({"pci_slots": {"vda": 2}})"}) {
+    VmConfig v;
+    ASSERT_TRUE(ApplyConfigJson(json, "", v)) << json;
+    auto r = ValidateVmConfig(WithKernel(v));
+    ASSERT_FALSE(r) << json;
+    EXPECT_NE(r.error().message().find("pci_slots"), std::string::npos) << r.error().message();
+  }
+}
+
+TEST(Cli, UnplugTimeout_SecondsOption_MillisecondsJson) {
+  EXPECT_EQ(ParseRun({"run", "--kernel", "k"}).unplug_timeout_ms, 10000u);
+  EXPECT_EQ(ParseRun({"run", "--kernel", "k", "--unplug-timeout", "2.5"}).unplug_timeout_ms, 2500u);
+  EXPECT_EQ(ParseRun({"run", "--kernel", "k", "--unplug-timeout=0.001"}).unplug_timeout_ms, 1u);
+  for (const char* bad : {"0", "-1", "abc", "3601", "1e9"}) {
+    EXPECT_NE(
+        ParseError({"run", "--kernel", "k", "--unplug-timeout", bad}).find("--unplug-timeout"),
+        std::string::npos)
+        << bad;
+  }
+  VmConfig c;
+  ASSERT_TRUE(ApplyConfigJson(R"({"unplug_timeout_ms": 500})", "", c));
+  EXPECT_EQ(c.unplug_timeout_ms, 500u);
+  EXPECT_FALSE(ApplyConfigJson(R"({"unplug_timeout_ms": 0})", "", c));
+  EXPECT_FALSE(ApplyConfigJson(R"({"unplug_timeout_ms": 3600001})", "", c));
 }
 
 }  // namespace

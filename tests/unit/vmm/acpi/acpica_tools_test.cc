@@ -121,6 +121,37 @@ TEST(AcpiIasl, MaxConfig_DisassemblesWithEveryDevice) {
   EXPECT_NE(dsl.find("Device (H01F)"), std::string::npos) << "the last slot";
 }
 
+// --transport pci: the DSDT's PCI0 host bridge with its bus range, ports and windows, the
+// PRES motherboard resource over ECAM, and the MCFG table, all as iasl reads them.
+TEST(AcpiIasl, PciHostBridge_DsdtAndMcfg) {
+  KITE_REQUIRE_TOOL("iasl");
+  AcpiConfig config;
+  config.pci = PciHostConfig{layout::kPciEcamBase, layout::kPciMmio32Base, layout::kPciMmio32Size,
+                             0x100000000, layout::kPciMmio64Size};
+  kite::testing::TempDir dir;
+  DisassembleAll(config, dir);
+  std::string dsl = kite::testing::ReadFile(dir.File("DSDT.dsl"));
+  size_t pci0 = dsl.find("Device (PCI0)");
+  ASSERT_NE(pci0, std::string::npos) << dsl;
+  for (const char* text :
+       {"EisaId (\"PNP0A08\")", "EisaId (\"PNP0A03\")", "WordBusNumber (ResourceProducer",
+        "0x0CF8,             // Range Minimum", "DWordMemory (ResourceProducer",
+        "0xE8000000,         // Range Minimum", "0xF7FFFFFF,         // Range Maximum",
+        "QWordMemory (ResourceProducer", "0x0000000100000000, // Range Minimum",
+        "0x00000010FFFFFFFF, // Range Maximum"}) {
+    EXPECT_NE(dsl.find(text, pci0), std::string::npos) << text << "\n" << dsl;
+  }
+  size_t pres = dsl.find("Device (PRES)");
+  ASSERT_NE(pres, std::string::npos);
+  EXPECT_NE(dsl.find("EisaId (\"PNP0C02\")", pres), std::string::npos);
+  EXPECT_NE(dsl.find("0xE0000000,         // Address Base", pres), std::string::npos) << dsl;
+  std::string mcfg = kite::testing::ReadFile(dir.File("MCFG.dsl"));
+  EXPECT_NE(mcfg.find("Base Address : 00000000E0000000"), std::string::npos) << mcfg;
+  EXPECT_NE(mcfg.find("End Bus Number : 00"), std::string::npos) << mcfg;
+  CommandResult recompile = RunCommand("cd " + dir.path().string() + " && iasl -p again DSDT.dsl");
+  EXPECT_EQ(recompile.status, 0) << recompile.output;
+}
+
 // VMGenID: the DSDT disassembles to the VGEN device Linux's vmgenid driver binds, and the
 // disassembly recompiles. iasl's compiler insists that an 8-character _HID end in 4 hex digits
 // (error 6035), which "VMGENCTR" (the id Linux matches) does not, so that one check is waived.

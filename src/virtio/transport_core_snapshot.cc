@@ -1,32 +1,33 @@
-// MmioTransport: pause and snapshot. Quiesce/Resume keep the activation (unlike a reset);
-// SaveState/RestoreState convert the transport to and from a TransportState (virtio_state.h).
+// TransportCore: pause and snapshot, for every transport. Quiesce/Resume keep the activation
+// (unlike a reset); SaveState/RestoreState convert the transport to and from a TransportState
+// (virtio_state.h).
 //
 // Order for a snapshot:  Quiesce() → SaveState() → Resume() (or the VM is torn down).
 // Order for a restore:   fresh device + transport, guest memory already restored →
 //                        RestoreState() → (vCPUs restored) → Resume().
 //
 // Resume kicks every ready queue once and, after a restore, raises the used-buffer interrupt
-// once: a driver that published requests and kicked before the snapshot will not kick again,
-// and one that was waiting for an interrupt already missed it (Cloud Hypervisor PR #8004,
-// Firecracker PR #5958). Both are harmless when there was nothing to do. A restore never
-// touches the rings of a queue that was not ready (Cloud Hypervisor #8693).
+// (of every ready queue): a driver that published requests and kicked before the snapshot will
+// not kick again, and one that was waiting for an interrupt already missed it (Cloud
+// Hypervisor PR #8004, Firecracker PR #5958). Both are harmless when there was nothing to do.
+// A restore never touches the rings of a queue that was not ready (Cloud Hypervisor #8693).
 //
-// Threads: see mmio_transport.h. All four take mu_; Quiesce also takes notify_mu_ exclusively
+// Threads: see transport_core.h. All four take mu_; Quiesce also takes notify_mu_ exclusively
 // once, so that no HandleNotify is inside the device when the device is asked to quiesce.
 #include <string>
 #include <utility>
 
 #include "base/units.h"
-#include "virtio/mmio_transport.h"
+#include "virtio/transport_core.h"
+#include "virtio/virtio_spec.h"
 
 namespace kite::virtio {
 namespace {
 
-using namespace mmio;
-
 constexpr uint32_t kKnownStatus = kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk |
                                   kStatusDriverOk | kStatusFailed | kStatusDeviceNeedsReset;
-constexpr uint32_t kKnownInterrupts = kInterruptUsedBuffer | kInterruptConfigChange;
+constexpr uint32_t kKnownInterrupts =
+    TransportCore::kUsedBufferBit | TransportCore::kConfigChangeBit;
 
 std::string Hex(uint64_t v) {
   return "0x" + ToHex(v);
@@ -48,7 +49,7 @@ Result<void> CheckStatus(uint32_t status) {
 
 }  // namespace
 
-Result<void> MmioTransport::Quiesce() {
+Result<void> TransportCore::Quiesce() {
   std::lock_guard lock(mu_);
   if (shut_down_) return Err(device_->name() + ": quiesce after shutdown");
   quiesced_.store(true, std::memory_order_release);
@@ -57,7 +58,7 @@ Result<void> MmioTransport::Quiesce() {
   return device_->Quiesce();
 }
 
-void MmioTransport::Resume() {
+void TransportCore::Resume() {
   bool restored;
   {
     std::lock_guard lock(mu_);
@@ -68,10 +69,10 @@ void MmioTransport::Resume() {
   }
   if (!live_.load(std::memory_order_acquire)) return;
   for (size_t q = 0; q < queues_.size(); ++q) PostNotify(static_cast<uint16_t>(q));
-  if (restored) RaiseInterrupt(kInterruptUsedBuffer);
+  if (restored) RaiseInterrupt(kUsedBufferBit, kAllQueues);
 }
 
-Result<TransportState> MmioTransport::SaveState() {
+Result<TransportState> TransportCore::SaveState() {
   std::lock_guard lock(mu_);
   uint32_t status = status_.load(std::memory_order_acquire);
   if (!quiesced_.load(std::memory_order_acquire) && (status & kStatusDriverOk)) {
@@ -97,7 +98,7 @@ Result<TransportState> MmioTransport::SaveState() {
 
 // Everything in `state` except the queues and the device bytes, against this device as it is
 // now. Under mu_.
-Result<void> MmioTransport::CheckRestore(const TransportState& s) {
+Result<void> TransportCore::CheckRestore(const TransportState& s) {
   if (s.device_id != device_->device_id()) {
     return Err("saved device type " + std::to_string(s.device_id) + ", this is " +
                std::to_string(device_->device_id()));
@@ -129,7 +130,7 @@ Result<void> MmioTransport::CheckRestore(const TransportState& s) {
 }
 
 // Every queue restored into a new Queue (the transport's own stay untouched until commit).
-Result<std::vector<std::unique_ptr<Queue>>> MmioTransport::RestoreQueues(const TransportState& s) {
+Result<std::vector<std::unique_ptr<Queue>>> TransportCore::RestoreQueues(const TransportState& s) {
   bool event_idx = s.driver_features & FeatureBit(kFeatureEventIdx);
   bool indirect = s.driver_features & FeatureBit(kFeatureIndirectDesc);
   std::vector<std::unique_ptr<Queue>> queues;
@@ -141,7 +142,7 @@ Result<std::vector<std::unique_ptr<Queue>>> MmioTransport::RestoreQueues(const T
   return queues;
 }
 
-Result<void> MmioTransport::RestoreState(const TransportState& s) {
+Result<void> TransportCore::RestoreState(const TransportState& s) {
   std::lock_guard lock(mu_);
   std::string what = device_->name() + ": restore";
   bool fresh = status_.load(std::memory_order_acquire) == 0 && !live_.load() && !shut_down_;
