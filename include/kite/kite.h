@@ -294,6 +294,17 @@ class Machine {
   Result<void> ControlBlockJob(const std::string& id, BlockJobAction action);
   Result<void> SetBlockJobSpeed(const std::string& id, uint64_t speed);
   std::vector<BlockJobInfo> BlockJobs() const;
+  // device_add: the device is on the bus and the guest told when this returns. Errors (C10):
+  // duplicate id, image missing or locked, tap busy, duplicate MAC, no free slot, the device
+  // limit, not a pci machine. Nothing is left attached on error. The device stays across a
+  // guest reset and is in later snapshots (VmConfig::disks/nets, pci_slots).
+  Result<void> AddDevice(const DeviceAddRequest& request);
+  // device_del: asks the guest to release device `id` (a disk other than the root disk, or a
+  // NIC) and returns. Event DEVICE_DELETED {"device", "path"} once the guest has let go, the
+  // device's I/O is drained and its backend closed; DEVICE_UNPLUG_GUEST_ERROR {"device",
+  // "path"} if it has not within VmConfig::unplug_timeout_ms — the device then stays, fully
+  // working (a later release by the guest still removes it).
+  Result<void> RemoveDevice(const std::string& id);
 
   RunState state() const;
   const VmConfig& config() const;

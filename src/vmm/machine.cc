@@ -39,11 +39,16 @@ Result<void> Machine::Impl::Boot(bool paused) {
 }
 
 Result<void> Machine::Impl::Install(std::unique_ptr<Vm> fresh, bool paused, RunState paused_state) {
+  fresh->SetSlotEjectHandler(
+      [this, from = fresh.get()](uint32_t slot) { OnSlotEjected(from, slot); });
   if (!paused) TRY(fresh->Resume());
-  std::lock_guard lock(mutex);
-  vm = std::move(fresh);
-  state = paused ? paused_state : RunState::kRunning;
-  if (stop_requested) vm->RequestEnd({VmEnd::kStopped, "stopped by request"});
+  {
+    std::lock_guard lock(mutex);
+    vm = std::move(fresh);
+    state = paused ? paused_state : RunState::kRunning;
+    if (stop_requested) vm->RequestEnd({VmEnd::kStopped, "stopped by request"});
+  }
+  PinDevices();
   return {};
 }
 
@@ -113,6 +118,7 @@ Result<std::unique_ptr<Machine>> Machine::Create(const VmConfig& config) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->MakeJobs();
+  impl->StartHotplugThread();
   return std::unique_ptr<Machine>(new Machine(std::move(impl)));
 }
 
@@ -152,9 +158,14 @@ VmOutcome Machine::Wait() {
     impl_->EmitEnd(outcome, restart);
     if (!restart) return outcome;
     std::fprintf(stderr, "kite: the guest reset; restarting the VM\n");
+    // A device_del the guest did not answer before its reset: the new run starts without it.
+    std::vector<std::string> unplugged = impl_->DropPendingUnplugs();
     if (auto booted = impl_->Boot(false); !booted) {
       impl_->SetState(RunState::kInternalError);
       return {VmEnd::kError, "restarting the VM: " + booted.error().message()};
+    }
+    for (const std::string& id : unplugged) {
+      impl_->Emit("DEVICE_DELETED", {{"device", id}, {"path", "/machine/peripheral/" + id}});
     }
   }
 }

@@ -4,17 +4,22 @@
 //
 // Locks: `control` serialises the calls that change the VM (Pause, Resume, Reset, PowerButton,
 // SaveSnapshot, a restart in Wait, every change of a disk's image — also from a block job's
-// thread); `mutex` guards the fields below for short reads (state(),
-// the queries), so a query never waits behind a snapshot; `events_mutex` guards the
-// subscribers. Order: control → mutex; events_mutex is taken alone (Emit is called without
-// `mutex` held).
+// thread — and hotplug, also from the hotplug thread); `mutex` guards the fields below for
+// short reads (state(), the queries) and the VM's device registry while hotplug changes it, so
+// a query never waits behind a snapshot; `events_mutex` guards the subscribers;
+// `hotplug_mutex` the hotplug thread's queue (a leaf: a vCPU thread takes it to report an
+// eject). Order: control → mutex; events_mutex and hotplug_mutex are taken alone (Emit is
+// called without `mutex` held).
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "kite/kite.h"
 #include "vmm/block_jobs.h"
@@ -41,6 +46,45 @@ struct Machine::Impl {
 
   // Block jobs (machine_disks.cc). Declared after `vm`: destroyed (threads joined) first.
   std::unique_ptr<kite::BlockJobs> jobs;
+
+  // --- hotplug (machine_hotplug.cc) ---
+  // A device_del waiting for the guest: the VM it was asked of, and until when.
+  struct PendingUnplug {
+    std::string id;
+    const Vm* vm = nullptr;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  // A slot the guest ejected (its _EJ0), reported on a vCPU thread.
+  struct Ejected {
+    const Vm* vm = nullptr;
+    uint32_t slot = 0;
+  };
+  std::mutex hotplug_mutex;
+  std::condition_variable hotplug_wake;
+  std::vector<PendingUnplug> unplugs;  // guarded by hotplug_mutex
+  std::vector<Ejected> ejected;        // guarded by hotplug_mutex
+  bool hotplug_exit = false;           // guarded by hotplug_mutex
+  std::thread hotplug_thread;          // finishes unplugs and times them out
+
+  ~Impl();
+  void StartHotplugThread();
+  void HotplugThread();
+  // On a vCPU thread: queue the eject for the hotplug thread.
+  void OnSlotEjected(const Vm* vm, uint32_t slot);
+  // The guest let go of `slot`: device out of the VM and the config, DEVICE_DELETED.
+  void FinishUnplug(const Vm* vm, uint32_t slot);
+  // After a boot or restore: every device's id and PCI slot written into `config`, so that a
+  // reset or a snapshot rebuilds the same devices in the same places.
+  void PinDevices();
+  // The VM a hotplug command works on (running or paused); DeviceNotActive otherwise.
+  Result<Vm*> HotplugVm(const char* command);
+  // A pending device_del of `id`, if any.
+  bool UnplugPending(const std::string& id);
+  // At a guest reset (control held): the devices of pending device_dels leave the config, so
+  // that the next run is built without them. Returns their ids.
+  std::vector<std::string> DropPendingUnplugs();
+  // Device `id` out of the config (disks, nets, rng, pci_slots). Under `mutex`.
+  void ForgetDeviceLocked(const std::string& id);
 
   // Builds, boots and starts a new Vm in place of the old one; running unless `paused`.
   Result<void> Boot(bool paused);

@@ -180,6 +180,13 @@ Result<void> Machine::SaveSnapshot(const SnapshotOptions& options) {
   if (!impl_->jobs->empty()) {
     return Err("a block job is running (query-block-jobs): finish or cancel it before a snapshot");
   }
+  {
+    std::lock_guard lock(impl_->hotplug_mutex);
+    if (!impl_->unplugs.empty()) {
+      return Err("device_del of '" + impl_->unplugs.front().id +
+                 "' waits for the guest: a snapshot must not catch a device half released");
+    }
+  }
   impl_->SetState(RunState::kSaveVm);
   auto saved = WriteSnapshot(*impl_->CurrentVm(), impl_->config, options.path);
   impl_->SetState(RunState::kPaused);
@@ -206,6 +213,7 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
   impl->quirks_applied = true;  // the command line is the snapshot's, already adapted
   impl->state = RunState::kRestoreVm;
   impl->MakeJobs();
+  impl->StartHotplugThread();
   std::unique_ptr<Vm> vm = TRY(Vm::Build(config, impl->created, std::move(memory)));
   TRY_CTX(CheckDiskSizes(DiskIdentities(vm->registry()), body["disks"]), dir);
   TRY_CTX(vm->Restore(body, /*clock_realtime=*/true), dir);

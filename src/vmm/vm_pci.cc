@@ -65,7 +65,7 @@ VmPci::~VmPci() {
 }
 
 acpi::PciHostConfig VmPci::AcpiConfig() const {
-  return {layout::kPciEcamBase, mmio32_.base, mmio32_.size, mmio64_.base, mmio64_.size, false};
+  return {layout::kPciEcamBase, mmio32_.base, mmio32_.size, mmio64_.base, mmio64_.size, true};
 }
 
 // --- MSI-X vectors on KVM ---

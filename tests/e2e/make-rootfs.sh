@@ -10,7 +10,8 @@
 # size <vda's 512-byte sectors> carrier <eth0's carrier, 0|1>",
 # every 0.2 s, until N reaches kite.limit= from the kernel command line; then it remounts / read-
 # only and powers off. busybox acpid turns the ACPI power button (system_powerdown) into the
-# same clean power-off, where the kernel has evdev.
+# same clean power-off, where the kernel has evdev. Beside it runs /bin/hotplug-watch
+# (tests/e2e/hotplug-watch.sh): it uses hot-added disks and NICs and reports them.
 set -euo pipefail
 die() { echo "make-rootfs: error: $*" >&2; exit 1; }
 
@@ -65,6 +66,7 @@ limit=$(sed -n 's/.*kite\.limit=\([0-9]*\).*/\1/p' /proc/cmdline)
 echo "kite-init: input devices: $(grep '^N:' /proc/bus/input/devices 2>&1 | tr '\n' ' ')"
 # -d: in the foreground, logging each event on the console.
 [ -e /dev/input/event0 ] && { acpid -d -c /etc/acpi & echo "kite-init: acpid started"; }
+/bin/hotplug-watch &
 i=0
 while [ "$i" -lt "$limit" ]; do
   i=$((i + 1))
@@ -79,7 +81,13 @@ while [ "$i" -lt "$limit" ]; do
 done
 /bin/clean-poweroff "limit $limit"
 EOF
-  chmod 0755 "$staging/init" "$staging/bin/clean-poweroff" "$staging/etc/acpi/PWRF/00000080"
+  cp "$(dirname "$0")/hotplug-watch.sh" "$staging/bin/hotplug-watch"
+  printf '%s\n' '#!/bin/busybox sh' \
+    'case "$1" in bound|renew) ifconfig "$interface" "$ip" netmask "$subnet" ;; esac' \
+    >"$staging/bin/dhcp-script"
+  mkdir -p "$staging/mnt"
+  chmod 0755 "$staging/init" "$staging/bin/clean-poweroff" "$staging/etc/acpi/PWRF/00000080" \
+    "$staging/bin/hotplug-watch" "$staging/bin/dhcp-script"
 elif [[ -n "$variant" ]]; then
   die "unknown variant '$variant'"
 fi

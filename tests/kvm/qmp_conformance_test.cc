@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "testing/kvm_required.h"
+#include "testing/qmp_client.h"
 #include "testing/temp_dir.h"
 
 namespace kite::testing {
@@ -55,61 +56,6 @@ class Child {
 
  private:
   pid_t pid_ = -1;
-};
-
-class QmpClient {
- public:
-  bool Connect(const std::string& path, std::chrono::milliseconds timeout) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_un addr{};
-      addr.sun_family = AF_UNIX;
-      path.copy(addr.sun_path, path.size());
-      if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return true;
-      ::close(fd_);
-      fd_ = -1;
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
-  }
-  ~QmpClient() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  void Send(const std::string& text) {
-    ASSERT_EQ(::send(fd_, text.data(), text.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(text.size()));
-  }
-  json Read(std::chrono::milliseconds timeout = 20000ms) {
-    for (;;) {
-      size_t end = buffer_.find("\r\n");
-      if (end != std::string::npos) {
-        std::string line = buffer_.substr(0, end);
-        buffer_.erase(0, end + 2);
-        return json::parse(line, nullptr, false);
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return json();
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
-      if (n <= 0) return json();
-      buffer_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-  // Messages up to and including the reply (events before it kept, in order).
-  std::vector<json> Execute(const std::string& text) {
-    Send(text);
-    std::vector<json> messages;
-    for (;;) {
-      json message = Read();
-      messages.push_back(message);
-      if (!message.is_object() || !message.contains("event")) return messages;
-    }
-  }
-
- private:
-  int fd_ = -1;
-  std::string buffer_;
 };
 
 // The scripted session; each step's messages, by name.

@@ -201,6 +201,8 @@ const CommandSpec kCommands[] = {
     {"blockdev-snapshot-sync", kSnapshotSyncArgs, kSlow, kLive, kNotLive, BlockdevSnapshotSync},
     {"block_resize", kResizeArgs, kSlow, kLive, kNotLive, BlockResize},
     {"set_link", kSetLinkArgs, kSlow, kLive, kNotLive, SetLink},
+    {"device_add", kDeviceAddArgs, kSlow, kLive, kNotLive, DeviceAdd},
+    {"device_del", kDeviceDelArgs, kSlow, kLive, kNotLive, DeviceDel},
     {"block-commit", kCommitArgs, kSlow, kLive, kNotLive, BlockCommit},
     {"block-stream", kStreamArgs, kSlow, kLive, kNotLive, BlockStream},
     {"drive-backup", kBackupArgs, kSlow, kLive, kNotLive, DriveBackup},

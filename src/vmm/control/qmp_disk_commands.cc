@@ -2,7 +2,13 @@
 // checked by the table (qmp_commands.cc) before a handler runs; values are checked here.
 #include "vmm/control/qmp_disk_commands.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
 #include <string>
+
+#include "vmm/device_options.h"
 
 namespace kite::qmp {
 namespace {
@@ -43,7 +49,89 @@ Result<json> Action(Machine& machine, const json& args, BlockJobAction action) {
   return json::object();
 }
 
+// device_add's "addr": QEMU's PCI address property, "SLOT" or "SLOT.0" in hexadecimal
+// ("0x" optional). Function 0 only: each device is a single-function slot.
+Result<uint32_t> PciAddr(const std::string& text) {
+  std::string_view v = text;
+  if (v.rfind("0x", 0) == 0 || v.rfind("0X", 0) == 0) v.remove_prefix(2);
+  if (v.size() > 2 && v.substr(v.size() - 2) == ".0") v.remove_suffix(2);
+  uint32_t slot = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), slot, 16);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size() || slot < 1 || slot > 31) {
+    return Err("Property 'addr': '" + text +
+               "' is not a PCI slot kite can fill (1-31 in hexadecimal, function 0)");
+  }
+  return slot;
+}
+
+// A disk path from a control client (BAD_INPUTS.md C12): absolute, not a symbolic link, not
+// under /proc or /sys. The image opener then refuses anything but a regular file or a block
+// device (I32).
+Result<void> CheckDiskPath(const std::string& path) {
+  if (path.empty() || path.front() != '/') {
+    return Err("Property 'path': '" + path + "' must be an absolute path");
+  }
+  for (const char* dir : {"/proc/", "/sys/"}) {
+    if (path.rfind(dir, 0) == 0) return Err("Property 'path': '" + path + "' is refused");
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    return Err("Property 'path': '" + path + "' is a symbolic link (give its target)");
+  }
+  return {};
+}
+
 }  // namespace
+
+Result<json> DeviceAdd(Machine& machine, const json& args) {
+  const std::string driver = args["driver"].get<std::string>();
+  static constexpr std::array<const char*, 6> kDiskKeys = {"path",  "format", "readonly",
+                                                           "cache", "serial", "queues"};
+  static constexpr std::array<const char*, 4> kNetKeys = {"backend", "tap", "mac", "hostfwd"};
+  DeviceAddRequest request;
+  std::span<const char* const> keys;
+  if (driver == "virtio-blk-pci") {
+    request.driver = HotplugDriver::kVirtioBlk;
+    keys = kDiskKeys;
+  } else if (driver == "virtio-net-pci") {
+    request.driver = HotplugDriver::kVirtioNet;
+    keys = kNetKeys;
+  } else {
+    return Err("'" + driver +
+               "' is not a valid device model name (kite hot-adds virtio-blk-pci and "
+               "virtio-net-pci)");
+  }
+  json settings = json::object();
+  for (const auto& [key, value] : args.items()) {
+    if (key == "driver" || key == "id" || key == "bus" || key == "addr") continue;
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return Err("Property '" + driver + "." + key + "' not found");
+    }
+    settings[key] = value;
+  }
+  if (args.contains("bus") && args["bus"] != "pci.0") {
+    return Err("Bus '" + args["bus"].get<std::string>() + "' not found (kite has pci.0)");
+  }
+  if (args.contains("addr")) request.slot = TRY(PciAddr(args["addr"].get<std::string>()));
+  const std::string id = Str(args, "id");
+  if (id.empty()) return Err("device_add: Parameter 'id' is missing (device_del needs it)");
+  if (request.driver == HotplugDriver::kVirtioBlk) {
+    TRY(CheckDiskPath(Str(settings, "path")));
+    request.disk = TRY_CTX(cli::DiskFromJson(settings, ""), "device_add " + id);
+    request.disk.id = id;
+  } else {
+    if (!settings.contains("backend")) settings["backend"] = "user";
+    request.net = TRY_CTX(cli::NetFromJson(settings), "device_add " + id);
+    request.net.id = id;
+  }
+  TRY(machine.AddDevice(request));
+  return json::object();
+}
+
+Result<json> DeviceDel(Machine& machine, const json& args) {
+  TRY(machine.RemoveDevice(args["id"].get<std::string>()));
+  return json::object();
+}
 
 Result<json> BlockdevSnapshotSync(Machine& machine, const json& args) {
   DiskSnapshotOptions options;

@@ -1,5 +1,6 @@
 // The QMP commands on a running VM's disks and NICs (qmp_disk_commands.cc): live snapshots,
-// block jobs, block_resize and set_link, with QEMU's names, arguments and result shapes.
+// block jobs, block_resize and set_link, hotplug (device_add, device_del), with QEMU's names,
+// arguments and result shapes.
 // Declared here for the table in qmp_commands.cc.
 #pragma once
 
@@ -24,6 +25,25 @@ Result<nlohmann::json> BlockJobPause(Machine& machine, const nlohmann::json& arg
 Result<nlohmann::json> BlockJobResume(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockJobComplete(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockJobSetSpeed(Machine& machine, const nlohmann::json& args);
+// Hotplug (--transport pci): device_add takes the settings of --disk or --net inline.
+Result<nlohmann::json> DeviceAdd(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> DeviceDel(Machine& machine, const nlohmann::json& args);
+
+inline constexpr std::array<ArgSpec, 14> kDeviceAddArgs = {{{"driver", ArgType::kString, true},
+                                                            {"id", ArgType::kString, false},
+                                                            {"bus", ArgType::kString, false},
+                                                            {"addr", ArgType::kString, false},
+                                                            {"path", ArgType::kString, false},
+                                                            {"format", ArgType::kString, false},
+                                                            {"readonly", ArgType::kBoolean, false},
+                                                            {"cache", ArgType::kString, false},
+                                                            {"serial", ArgType::kString, false},
+                                                            {"queues", ArgType::kInteger, false},
+                                                            {"backend", ArgType::kString, false},
+                                                            {"tap", ArgType::kString, false},
+                                                            {"mac", ArgType::kString, false},
+                                                            {"hostfwd", ArgType::kArray, false}}};
+inline constexpr std::array<ArgSpec, 1> kDeviceDelArgs = {{{"id", ArgType::kString, true}}};
 
 inline constexpr std::array<ArgSpec, 4> kSnapshotSyncArgs = {
     {{"device", ArgType::kString, true},

@@ -152,6 +152,50 @@ TEST(AcpiIasl, PciHostBridge_DsdtAndMcfg) {
   EXPECT_EQ(recompile.status, 0) << recompile.output;
 }
 
+// ACPI PCI hotplug: PCI0 holds slot objects S001..S01F (_ADR slot << 16, _SUN, _EJ0 writing the
+// slot to the GED's eject register), and the GED's _EVT sends Device Check and Eject Request to
+// them. iasl reads it back and the disassembly recompiles.
+TEST(AcpiIasl, PciHotplugSlots_UnderPci0_NotifiedByGed) {
+  KITE_REQUIRE_TOOL("iasl");
+  AcpiConfig config;
+  config.pci = PciHostConfig{layout::kPciEcamBase, layout::kPciMmio32Base, layout::kPciMmio32Size,
+                             0x100000000,          layout::kPciMmio64Size, true};
+  kite::testing::TempDir dir;
+  DisassembleAll(config, dir);
+  std::string dsl = kite::testing::ReadFile(dir.File("DSDT.dsl"));
+  size_t pci0 = dsl.find("Device (PCI0)");
+  ASSERT_NE(pci0, std::string::npos) << dsl;
+  size_t s001 = dsl.find("Device (S001)", pci0);
+  ASSERT_NE(s001, std::string::npos) << dsl;
+  EXPECT_NE(dsl.find("Name (_ADR, 0x00010000)", s001), std::string::npos) << dsl;
+  EXPECT_NE(dsl.find("Name (_SUN, One)", s001), std::string::npos) << dsl;
+  EXPECT_NE(dsl.find("Method (_EJ0, 1", s001), std::string::npos) << dsl;
+  EXPECT_NE(dsl.find("\\_SB.GED.GEJ0 = One", s001), std::string::npos) << dsl;
+  size_t s01f = dsl.find("Device (S01F)", pci0);
+  ASSERT_NE(s01f, std::string::npos) << "the last slot";
+  EXPECT_NE(dsl.find("Name (_ADR, 0x001F0000)", s01f), std::string::npos) << dsl;
+  EXPECT_EQ(dsl.find("Device (S000)"), std::string::npos) << "slot 0 is the host bridge";
+  EXPECT_EQ(dsl.find("Device (H000)"), std::string::npos) << "no virtio-mmio slots";
+  // _EVT: Device Check (1) and Eject Request (3) to \_SB.PCI0.Snnn.
+  size_t evt = dsl.find("Method (_EVT, 1");
+  ASSERT_NE(evt, std::string::npos);
+  EXPECT_NE(dsl.find("Notify (\\_SB.PCI0.S001, One)", evt), std::string::npos) << dsl;
+  EXPECT_NE(dsl.find("Notify (\\_SB.PCI0.S01F, 0x03)", evt), std::string::npos) << dsl;
+  CommandResult recompile = RunCommand("cd " + dir.path().string() + " && iasl -p again DSDT.dsl");
+  EXPECT_EQ(recompile.status, 0) << recompile.output;
+}
+
+// PCI hotplug and virtio-mmio hotplug slots would share the GED's slot bits: refused.
+TEST(AcpiTables, PciHotplugWithMmioSlots_Refused) {
+  AcpiConfig config;
+  config.pci = PciHostConfig{layout::kPciEcamBase, layout::kPciMmio32Base, layout::kPciMmio32Size,
+                             0x100000000,          layout::kPciMmio64Size, true};
+  config.hotplug_slots.push_back({0xd0000000, 0x1000, 5});
+  auto r = BuildDsdtAml(config);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("share the GED's slot bits"), std::string::npos);
+}
+
 // VMGenID: the DSDT disassembles to the VGEN device Linux's vmgenid driver binds, and the
 // disassembly recompiles. iasl's compiler insists that an 8-character _HID end in 4 hex digits
 // (error 6035), which "VMGENCTR" (the id Linux matches) does not, so that one check is waived.

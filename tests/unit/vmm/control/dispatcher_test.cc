@@ -396,5 +396,58 @@ TEST(SnapshotPath, NewOrExistingDirectory_Accepted) {
   EXPECT_TRUE(CheckSnapshotPath(dir.File("new")));
 }
 
+// device_add's arguments are checked before anything is built (C10, C12); a VM that is not
+// running refuses both commands.
+TEST_F(DispatcherTest, DeviceAddDel_BadArguments_QemuTexts) {
+  auto add = [&](const std::string& args) {
+    return Negotiated(R"({"execute":"device_add","arguments":)" + args + "}");
+  };
+  ExpectError(add(R"({"driver":"e1000","id":"n1"})"), "GenericError",
+              "'e1000' is not a valid device model name (kite hot-adds virtio-blk-pci and "
+              "virtio-net-pci)");
+  ExpectError(add(R"({"id":"d1"})"), "GenericError", "Parameter 'driver' is missing");
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","tap":"t0"})"),
+              "GenericError", "Property 'virtio-blk-pci.tap' not found");
+  ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","path":"/x"})"), "GenericError",
+              "Property 'virtio-net-pci.path' not found");
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","drive":"d"})"),
+              "GenericError", "Parameter 'drive' is unexpected");
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","bus":"pcie.1"})"),
+              "GenericError", "Bus 'pcie.1' not found (kite has pci.0)");
+  for (const char* addr : {"0", "0x20", "zz", "3.1", ""}) {
+    json reply = add(std::string(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","addr":")") +
+                     addr + "\"}");
+    ASSERT_TRUE(reply.contains("error")) << addr;
+    EXPECT_NE(reply["error"]["desc"].get<std::string>().find("Property 'addr'"), std::string::npos)
+        << reply;
+  }
+  ExpectError(add(R"({"driver":"virtio-blk-pci","path":"/x","format":"raw"})"), "GenericError",
+              "device_add: Parameter 'id' is missing (device_del needs it)");
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"disk.qcow2"})"), "GenericError",
+              "Property 'path': 'disk.qcow2' must be an absolute path");
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/proc/self/mem"})"),
+              "GenericError", "Property 'path': '/proc/self/mem' is refused");
+  testing::TempDir dir;
+  std::string link = dir.File("link.raw");
+  ASSERT_EQ(::symlink("/etc/hostname", link.c_str()), 0);
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":")" + link + R"("})"),
+              "GenericError",
+              "Property 'path': '" + link + "' is a symbolic link (give its target)");
+  json reply = add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x"})");
+  ASSERT_TRUE(reply.contains("error"));
+  EXPECT_NE(reply["error"]["desc"].get<std::string>().find("format=raw or format=qcow2"),
+            std::string::npos)
+      << reply;
+  ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","backend":"vde"})"), "GenericError",
+              "device_add n1: 'backend' must be \"user\" or \"tap\"");
+  // Well formed, but the VM is not running (prelaunch).
+  ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","addr":"0x5"})"), "DeviceNotActive",
+              "device_add: the VM is not running (it is prelaunch)");
+  ExpectError(Negotiated(R"({"execute":"device_del","arguments":{"id":"n1"}})"), "DeviceNotActive",
+              "device_del: the VM is not running (it is prelaunch)");
+  ExpectError(Negotiated(R"({"execute":"device_del"})"), "GenericError",
+              "Parameter 'id' is missing");
+}
+
 }  // namespace
 }  // namespace kite::qmp
