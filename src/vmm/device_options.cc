@@ -1,6 +1,8 @@
 // Parsing and checking of the virtio device options. See device_options.h.
 #include "vmm/device_options.h"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -226,6 +228,19 @@ Result<void> ValidateDeviceIds(const VmConfig& config) {
   }
   for (size_t i = 0; i < config.nets.size(); ++i) {
     TRY(add(NetId(config, i), !config.nets[i].id.empty()));
+  }
+  // One MAC per NIC (C10): compared case-insensitively (ValidateNet fixed the form).
+  std::vector<std::string> macs;
+  for (size_t i = 0; i < config.nets.size(); ++i) {
+    std::string mac = config.nets[i].mac;
+    if (mac.empty()) continue;
+    std::transform(mac.begin(), mac.end(), mac.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (std::find(macs.begin(), macs.end(), mac) != macs.end()) {
+      return Err("net " + NetId(config, i) + ": MAC address " + config.nets[i].mac +
+                 " is already used by another network device of this VM");
+    }
+    macs.push_back(mac);
   }
   return {};
 }

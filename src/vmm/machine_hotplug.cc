@@ -27,24 +27,6 @@ std::string DevicePath(const std::string& id) {
   return "/machine/peripheral/" + id;
 }
 
-// The same MAC on two NICs of one VM (C10); MACs compared case-insensitively.
-Result<void> CheckMacs(const VmConfig& config) {
-  std::vector<std::string> seen;
-  for (size_t i = 0; i < config.nets.size(); ++i) {
-    std::string mac = config.nets[i].mac;
-    if (mac.empty()) continue;
-    std::transform(mac.begin(), mac.end(), mac.begin(), [](char c) {
-      return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    });
-    if (std::find(seen.begin(), seen.end(), mac) != seen.end()) {
-      return Err("net " + cli::NetId(config, i) + ": MAC address " + config.nets[i].mac +
-                 " is already used by another network device of this VM");
-    }
-    seen.push_back(mac);
-  }
-  return {};
-}
-
 }  // namespace
 
 Machine::Impl::~Impl() {
@@ -198,10 +180,9 @@ Result<void> Machine::AddDevice(const DeviceAddRequest& request) {
   }
   if (id.empty()) return Err("device_add: an id is needed (\"id\": \"disk1\")");
   if (request.slot != 0) next.pci_slots[id] = request.slot;
-  // The VM as it would be: ids unique and well formed, the disk's or NIC's settings, the
-  // device limit, the slot; then the MACs.
+  // The VM as it would be: ids unique and well formed, one MAC per NIC, the disk's or NIC's
+  // settings, the device limit, the slot.
   TRY_CTX(ValidateVmConfig(next), "device_add " + id);
-  TRY_CTX(CheckMacs(next), "device_add " + id);
   uint32_t slot = 0;
   {
     std::lock_guard lock(impl_->mutex);
@@ -232,9 +213,8 @@ Result<void> Machine::RemoveDevice(const std::string& id) {
   {
     // Registered before the guest is asked: its _EJ0 may come at once.
     std::lock_guard lock(impl_->hotplug_mutex);
-    impl_->unplugs.push_back({id, vm,
-                              std::chrono::steady_clock::now() +
-                                  std::chrono::milliseconds(impl_->config.unplug_timeout_ms)});
+    impl_->unplugs.push_back({id, std::chrono::steady_clock::now() +
+                                      std::chrono::milliseconds(impl_->config.unplug_timeout_ms)});
   }
   if (auto asked = vm->RequestUnplug(id); !asked) {
     std::lock_guard lock(impl_->hotplug_mutex);

@@ -48,10 +48,9 @@ struct Machine::Impl {
   std::unique_ptr<kite::BlockJobs> jobs;
 
   // --- hotplug (machine_hotplug.cc) ---
-  // A device_del waiting for the guest: the VM it was asked of, and until when.
+  // A device_del waiting for the guest, and until when.
   struct PendingUnplug {
     std::string id;
-    const Vm* vm = nullptr;
     std::chrono::steady_clock::time_point deadline;
   };
   // A slot the guest ejected (its _EJ0), reported on a vCPU thread.

@@ -322,10 +322,7 @@ Result<uint32_t> Vm::AddDevice(const DeviceAddRequest& request, const std::strin
   if (registry_.Find(id) != nullptr) return Err("a device with id '" + id + "' already exists");
   uint32_t slot = request.slot;
   if (slot == 0) {
-    const uint32_t taken = pci_->bus().occupied_slots();
-    for (slot = 1; slot < 32 && (taken & (1u << slot)) != 0; ++slot) {
-    }
-    if (slot == 32) return Err("no free PCI slot (31 in all)");
+    slot = TRY(pci_->LowestFreeSlot());
   } else if (slot > 31) {
     return Err("PCI slot " + std::to_string(slot) + " does not exist (expected 1-31)");
   } else if (pci_->bus().occupied_slots() & (1u << slot)) {

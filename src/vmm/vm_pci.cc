@@ -64,6 +64,14 @@ VmPci::~VmPci() {
   if (ports_registered_) pio_->Unregister(layout::kPciConfigPorts);
 }
 
+Result<uint8_t> VmPci::LowestFreeSlot(uint32_t reserved) const {
+  const uint32_t taken = bus_->occupied_slots() | reserved;
+  for (uint8_t slot = 1; slot < 32; ++slot) {
+    if ((taken & (1u << slot)) == 0) return slot;
+  }
+  return Err("no free PCI slot (31 in all)");
+}
+
 acpi::PciHostConfig VmPci::AcpiConfig() const {
   return {layout::kPciEcamBase, mmio32_.base, mmio32_.size, mmio64_.base, mmio64_.size, true};
 }

@@ -69,6 +69,8 @@ class VmPci {
   // The DSDT's host bridge, with ACPI PCI hotplug slots 1-31 (docs/PCI.md "Hotplug").
   acpi::PciHostConfig AcpiConfig() const;
 
+  // The lowest slot from 1 that is empty and not in `reserved` (bit n = slot n).
+  Result<uint8_t> LowestFreeSlot(uint32_t reserved = 0) const;
   Result<uint64_t> AllocateBar(uint64_t size) { return bars_.Allocate(size, size); }
   void FreeBar(uint64_t address) { bars_.Free(address); }
   Result<uint32_t> AllocateGsi() { return gsis_.Allocate(); }

@@ -288,12 +288,9 @@ Result<std::optional<uint8_t>> PlannedSlot(const VirtioWiring& w, const std::str
   if (auto it = w.config->pci_slots.find(id); it != w.config->pci_slots.end()) {
     return std::optional<uint8_t>(static_cast<uint8_t>(it->second));
   }
-  uint32_t taken = w.pci->bus().occupied_slots();
-  for (const auto& [other, slot] : w.config->pci_slots) taken |= 1u << slot;
-  for (uint8_t slot = 1; slot < 32; ++slot) {
-    if ((taken & (1u << slot)) == 0) return std::optional<uint8_t>(slot);
-  }
-  return Err("no free PCI slot (31 in all)");
+  uint32_t named = 0;
+  for (const auto& [other, slot] : w.config->pci_slots) named |= 1u << slot;
+  return std::optional<uint8_t>(TRY(w.pci->LowestFreeSlot(named)));
 }
 
 // The registry entry of one virtio device behind its transport.

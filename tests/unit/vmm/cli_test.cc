@@ -356,5 +356,20 @@ TEST(Cli, UnplugTimeout_SecondsOption_MillisecondsJson) {
   EXPECT_FALSE(ApplyConfigJson(R"({"unplug_timeout_ms": 3600001})", "", c));
 }
 
+// Two NICs with one MAC (C10): refused on the command line as in device_add.
+TEST(Cli, Net_SameMacTwice_Refused) {
+  std::string err = ParseError({"run", "--kernel", "k", "--net", "user,mac=52:54:00:12:34:56",
+                                "--net", "user,mac=52:54:00:12:34:56"});
+  EXPECT_NE(err.find("net net1: MAC address 52:54:00:12:34:56 is already used"), std::string::npos)
+      << err;
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--net", "user,mac=52:54:00:ab:cd:ef", "--net",
+                        "user,mac=52:54:00:AB:CD:EF"})
+                .find("is already used"),
+            std::string::npos)
+      << "compared without case";
+  ParseRun({"run", "--kernel", "k", "--net", "user,mac=52:54:00:12:34:56", "--net",
+            "user,mac=52:54:00:12:34:57", "--net", "user"});
+}
+
 }  // namespace
 }  // namespace kite::cli
