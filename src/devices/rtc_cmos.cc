@@ -3,6 +3,7 @@
 #include "devices/rtc_cmos.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace kite {
 namespace {
@@ -44,6 +45,25 @@ uint8_t EncodeHour(int hour, uint8_t reg_b) {
 }
 
 }  // namespace
+
+// Calendar arithmetic only: glibc's gmtime_r reads /etc/localtime the first time it runs,
+// which a vCPU thread (where the guest reads the RTC) may not do (docs/SECURITY.md).
+std::tm UtcFromUnix(std::time_t now) {
+  using namespace std::chrono;
+  sys_seconds t{seconds{now}};
+  sys_days day = floor<days>(t);
+  year_month_day ymd{day};
+  hh_mm_ss hms{t - day};
+  std::tm utc{};
+  utc.tm_year = static_cast<int>(ymd.year()) - 1900;
+  utc.tm_mon = static_cast<int>(static_cast<unsigned>(ymd.month())) - 1;
+  utc.tm_mday = static_cast<int>(static_cast<unsigned>(ymd.day()));
+  utc.tm_wday = static_cast<int>(weekday{day}.c_encoding());  // 0 = Sunday
+  utc.tm_hour = static_cast<int>(hms.hours().count());
+  utc.tm_min = static_cast<int>(hms.minutes().count());
+  utc.tm_sec = static_cast<int>(hms.seconds().count());
+  return utc;
+}
 
 uint8_t RtcTimeRegister(uint8_t index, const std::tm& utc, uint8_t reg_b) {
   bool binary = reg_b & kRegBBinary;
@@ -125,10 +145,7 @@ uint8_t RtcCmos::ReadRegisterLocked(uint8_t index) const {
   }
   if (index > kYear && index != kCentury) return 0;
   if (index == 0x01 || index == 0x03 || index == 0x05) return 0;  // alarms: not emulated
-  std::time_t now = clock_();
-  std::tm utc{};
-  if (::gmtime_r(&now, &utc) == nullptr) return 0;
-  return RtcTimeRegister(index, utc, state_.reg_b);
+  return RtcTimeRegister(index, UtcFromUnix(clock_()), state_.reg_b);
 }
 
 }  // namespace kite

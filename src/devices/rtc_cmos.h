@@ -27,6 +27,10 @@ inline constexpr uint64_t kRtcRangeLength = 2;  // ports 0x70, 0x71
 // time and date registers (0x00-0x09, 0x32); 0 for any other index. Pure.
 uint8_t RtcTimeRegister(uint8_t index, const std::tm& utc, uint8_t reg_b);
 
+// UTC calendar time of a Unix time (gmtime_r's fields year, mon, mday, wday, hour, min, sec),
+// without touching the C library's time zone state. Pure.
+std::tm UtcFromUnix(std::time_t now);
+
 class RtcCmos : public BusDevice {
  public:
   using Clock = std::function<std::time_t()>;

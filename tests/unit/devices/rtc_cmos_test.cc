@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace kite {
 namespace {
 
@@ -110,6 +112,32 @@ TEST(RtcHostClockTest, DefaultClock_MatchesHostYear) {
   std::tm utc{};
   gmtime_r(&now, &utc);
   EXPECT_EQ(year, utc.tm_year % 100);
+}
+
+}  // namespace
+}  // namespace kite
+
+namespace kite {
+namespace {
+
+// UtcFromUnix against the C library's gmtime_r, from 1970 to 2200 (leap years, the century
+// rules of 2100 and 2000, every weekday), one sample about every 9 days and a few edges.
+TEST(RtcCalendar, UtcFromUnix_MatchesGmtime) {
+  std::vector<std::time_t> samples = {
+      0, 59, 86399, 86400, 951782400 /* 2000-02-29 */, 4107542400 /* 2100-03-01 */, 1796591281};
+  for (std::time_t t = 0; t < 7258118400; t += 777777) samples.push_back(t);
+  for (std::time_t t : samples) {
+    std::tm want{};
+    ASSERT_NE(::gmtime_r(&t, &want), nullptr);
+    std::tm got = UtcFromUnix(t);
+    ASSERT_EQ(got.tm_year, want.tm_year) << t;
+    ASSERT_EQ(got.tm_mon, want.tm_mon) << t;
+    ASSERT_EQ(got.tm_mday, want.tm_mday) << t;
+    ASSERT_EQ(got.tm_wday, want.tm_wday) << t;
+    ASSERT_EQ(got.tm_hour, want.tm_hour) << t;
+    ASSERT_EQ(got.tm_min, want.tm_min) << t;
+    ASSERT_EQ(got.tm_sec, want.tm_sec) << t;
+  }
 }
 
 }  // namespace
