@@ -2,6 +2,7 @@
 #include "devices/fd_output_sink.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 
 namespace kite {
 
@@ -70,6 +72,8 @@ void FdOutputSink::WriterLoop(std::shared_ptr<Shared> s) {
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  pthread_setname_np(pthread_self(), "kite-output");
+  seccomp::Confine(seccomp::ThreadKind::kConsoleOutput);
 
   std::unique_lock lock(s->mutex);
   while (true) {

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 #include "devices/console_escape.h"
 
 namespace kite {
@@ -106,6 +108,8 @@ void SerialConsole::Stop() {
 }
 
 void SerialConsole::InputLoop(SerialInput* input, bool filter_escapes) {
+  pthread_setname_np(pthread_self(), "kite-console");
+  seccomp::Confine(seccomp::ThreadKind::kConsoleInput);
   EscapeFilter filter;
   uint8_t buffer[kInputChunk];
   while (true) {

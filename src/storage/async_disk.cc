@@ -3,10 +3,12 @@
 #include "storage/async_disk.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 
 #include <algorithm>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 #include "storage/raw_image.h"
 #include "storage/uring_queue.h"
 
@@ -201,6 +203,8 @@ void AsyncDisk::DoneQueue::Run(const std::shared_ptr<DoneQueue>& queue) {
 }
 
 void AsyncDisk::WorkerLoop() {
+  pthread_setname_np(pthread_self(), "kite-disk");
+  seccomp::Confine(seccomp::ThreadKind::kDiskWorker);
   std::unique_lock lock(mu_);
   while (true) {
     ++idle_workers_;

@@ -2,6 +2,7 @@
 #include "storage/uring_queue.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 
@@ -12,6 +13,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 
 namespace kite::storage {
 namespace {
@@ -247,6 +249,8 @@ bool UringQueue::Reap(std::vector<std::pair<Op*, int>>& reaped, bool& kicked) {
 }
 
 void UringQueue::CompletionLoop() {
+  pthread_setname_np(pthread_self(), "kite-uring");
+  seccomp::Confine(seccomp::ThreadKind::kUringCompletion);
   std::vector<std::pair<Op*, int>> reaped;
   std::vector<std::pair<Op*, Result<void>>> finished;
   {

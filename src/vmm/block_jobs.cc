@@ -1,8 +1,11 @@
 // BlockJobs and BlockJob's state machine. See block_jobs.h for the model and the events.
 #include "vmm/block_jobs.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
+#include "base/seccomp.h"
 #include "vmm/block_job.h"
 
 namespace kite {
@@ -41,6 +44,8 @@ void BlockJob::Join() {
 }
 
 void BlockJob::Main() {
+  pthread_setname_np(pthread_self(), "kite-job");
+  seccomp::Confine(seccomp::ThreadKind::kBlockJob);
   SetStatus("running");
   Result<void> ran = Run();
   bool cancelled, force;

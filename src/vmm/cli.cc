@@ -48,6 +48,7 @@ constexpr OptionSpec kRunOptions[] = {
     {"--paused", false},
     {"--transport", true},
     {"--unplug-timeout", true},
+    {"--seccomp", true},
 };
 
 Result<VirtioTransportKind> ParseTransport(std::string_view value) {
@@ -295,6 +296,10 @@ Result<Command> ParseRestore(std::span<const std::string> args) {
       restore.options.paused = true;
     } else if (a == "--disk-overlays") {
       restore.options.disk_overlays = true;
+    } else if (a == "--seccomp") {
+      restore.seccomp = TRY_CTX(seccomp::ParseMode(TRY(value())), "--seccomp");
+    } else if (a.rfind("--seccomp=", 0) == 0) {
+      restore.seccomp = TRY_CTX(seccomp::ParseMode(a.substr(10)), "--seccomp");
     } else if (a == "--api-sock") {
       restore.options.api_sock = TRY(value());
     } else if (a == "--serial") {
@@ -325,6 +330,7 @@ Result<Command> ParseCommandLine(std::span<const std::string> args, const FileRe
 
   std::vector<std::pair<std::string, std::string>> options;
   std::optional<std::string> config_path;
+  seccomp::Mode seccomp_mode = kDefaultSeccomp;
   for (size_t i = 1; i < args.size(); ++i) {
     std::string name = args[i], value;
     if (name == "--help" || name == "-h") return Command(Help{});
@@ -344,12 +350,15 @@ Result<Command> ParseCommandLine(std::span<const std::string> args, const FileRe
     }
     if (name == "--config") {
       config_path = value;
+    } else if (name == "--seccomp") {
+      seccomp_mode = TRY_CTX(seccomp::ParseMode(value), "--seccomp");
     } else {
       options.emplace_back(name, value);
     }
   }
 
   Run run;
+  run.seccomp = seccomp_mode;
   if (config_path) {
     std::string text = TRY_CTX(read_file(*config_path), "config " + *config_path);
     std::string base_dir = std::filesystem::path(*config_path).parent_path().string();
@@ -407,12 +416,16 @@ Options of kite run:
   --name NAME            the VM's name (query-name)
   --api-sock PATH        serve the QMP control socket at PATH (mode 0600)
   --paused               build and load the VM, then wait for `cont` (QMP status prelaunch)
+  --seccomp MODE         system-call filters on kite's threads: on (default; a call outside
+                           a thread's list ends kite with SIGSYS), log (the kernel logs it and
+                           lets it run), off. See docs/SECURITY.md
 
 Options of kite restore:
   --paused               leave the restored VM paused until `cont`
   --disk-overlays        give each writable disk a fresh qcow2 overlay (clones)
   --api-sock PATH        the control socket (the snapshot's is not reused)
   --serial MODE          the console, as for kite run (default: the snapshot's)
+  --seccomp MODE         as for kite run (default on)
 
 Exit status: 0 guest powered off, 1 kite failed, 2 guest reset, 3 guest crashed,
 130 stopped by the user (Ctrl-A x, SIGINT, SIGTERM). See docs/CLI.md.

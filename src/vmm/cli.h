@@ -5,9 +5,10 @@
 //            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
 //            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
 //            [--net SPEC]... [--no-rng] [--name NAME] [--api-sock PATH] [--paused]
-//            [--transport mmio|pci]
+//            [--transport mmio|pci] [--seccomp on|log|off]
 //            (device specs: vmm/device_options.h)
 //   kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
+//                    [--seccomp on|log|off]
 //   kite ctl [--json] SOCKET COMMAND [key=value ...]   (vmm/control/ctl.h)
 //   kite --help | kite --version
 //
@@ -22,17 +23,23 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/seccomp.h"
 #include "kite/kite.h"
 
 namespace kite::cli {
 
 struct Help {};
 struct ShowVersion {};
+// --seccomp: the system-call filters of kite's threads (a property of the process, not of
+// the VM: neither the JSON config nor a snapshot carries it).
+inline constexpr seccomp::Mode kDefaultSeccomp = seccomp::Mode::kKill;
 struct Run {
   VmConfig config;
+  seccomp::Mode seccomp = kDefaultSeccomp;
 };
 struct Restore {
   RestoreOptions options;
+  seccomp::Mode seccomp = kDefaultSeccomp;
 };
 struct Ctl {
   std::vector<std::string> args;  // after "ctl"

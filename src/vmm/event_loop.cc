@@ -18,14 +18,15 @@ EventLoop::~EventLoop() {
   Stop();
 }
 
-void EventLoop::Start() {
+void EventLoop::Start(seccomp::ThreadNeeds needs) {
   if (thread_.joinable()) return;
   // Signals (SIGINT, SIGTERM, the vCPU kick) are for other threads: block them here.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
-  thread_ = std::thread([this] {
+  thread_ = std::thread([this, needs] {
     pthread_setname_np(pthread_self(), "kite-loop");
+    seccomp::Confine(seccomp::ThreadKind::kEventLoop, needs);
     // Handlers report their errors themselves; none throws.
     io_.run();
   });

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/result.h"
+#include "base/seccomp.h"
 
 namespace kite {
 
@@ -24,8 +25,8 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   asio::io_context& context() { return io_; }
-  // Starts the thread (named "kite-loop"). Idempotent.
-  void Start();
+  // Starts the thread (named "kite-loop"), confined as an event loop with `needs`. Idempotent.
+  void Start(seccomp::ThreadNeeds needs = {});
   // Stops the loop and joins the thread; handlers not yet run are dropped. Idempotent.
   void Stop();
   // Runs `fn` on the loop thread and waits for it (from any other thread). false when the loop

@@ -12,9 +12,12 @@
 //           the event loop, drops it from the config → DEVICE_DELETED.
 //           No _EJ0 within unplug_timeout_ms → DEVICE_UNPLUG_GUEST_ERROR; the device stays and
 //           works (a later _EJ0 still removes it).
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdio>
 
+#include "base/seccomp.h"
 #include "kite/kite.h"
 #include "vmm/device_options.h"
 #include "vmm/machine_impl.h"
@@ -51,6 +54,8 @@ void Machine::Impl::OnSlotEjected(const Vm* from, uint32_t slot) {
 }
 
 void Machine::Impl::HotplugThread() {
+  pthread_setname_np(pthread_self(), "kite-hotplug");
+  seccomp::Confine(seccomp::ThreadKind::kHotplug);
   std::unique_lock lock(hotplug_mutex);
   while (!hotplug_exit) {
     if (!ejected.empty()) {

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 #include "base/units.h"
 #include "vmm/emulation_fallbacks.h"
 
@@ -89,6 +90,7 @@ void Vcpu::Loop() {
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   std::string name = "kite-vcpu" + std::to_string(fd_.index());
   pthread_setname_np(pthread_self(), name.c_str());
+  seccomp::Confine(seccomp::ThreadKind::kVcpu);
   thread_id_.store(static_cast<int64_t>(::gettid()));
 
   VcpuControl& control = *env_.control;

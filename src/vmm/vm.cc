@@ -185,7 +185,10 @@ Result<void> Vm::Start() {
   if (started_) return Err("the VM was already started");
   started_ = true;
   TRY(StartDevices(*devices_));
-  loop_.Start();
+  // libslirp's sockets live on the loop: a user network now, or one a device_add may bring.
+  bool user_net = config_.transport == VirtioTransportKind::kPci;
+  for (const NetConfig& net : config_.nets) user_net |= net.backend == NetBackendKind::kUser;
+  loop_.Start({.inet_sockets = user_net});
   // Restored transports wait quiesced until the loop runs: now they look at their queues.
   if (restored_) registry_.ResumeAll();
   for (auto& vcpu : vcpus_) vcpu->Start();

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/seccomp.h"
 #include "base/unique_fd.h"
 #include "vmm/control/qmp_connection.h"
 #include "vmm/control/qmp_protocol.h"
@@ -33,6 +34,7 @@ class CommandWorker {
   void Start() {
     thread_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "kite-api-cmd");
+      seccomp::Confine(seccomp::ThreadKind::kApiCommand);
       Run();
     });
   }
@@ -165,6 +167,7 @@ Result<std::unique_ptr<QmpServer>> QmpServer::Start(Machine& machine, const std:
   pthread_sigmask(SIG_BLOCK, &all, &old);
   impl.thread = std::thread([self] {
     pthread_setname_np(pthread_self(), "kite-api");
+    seccomp::Confine(seccomp::ThreadKind::kApiServer);
     self->impl_->io.run();
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);

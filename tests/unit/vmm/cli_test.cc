@@ -104,6 +104,33 @@ TEST(Cli, Restore_Options) {
   EXPECT_EQ(o.serial_path, "out.txt");
 }
 
+TEST(Cli, Seccomp_DefaultOn_LogOffAccepted_OtherRefused) {
+  auto run = Parse({"run", "--kernel", "k"});
+  ASSERT_TRUE(run) << run.error().message();
+  EXPECT_EQ(std::get<cli::Run>(*run).seccomp, seccomp::Mode::kKill);
+  run = Parse({"run", "--kernel", "k", "--seccomp=log"});
+  ASSERT_TRUE(run) << run.error().message();
+  EXPECT_EQ(std::get<cli::Run>(*run).seccomp, seccomp::Mode::kLog);
+  run = Parse({"run", "--kernel", "k", "--seccomp", "off"});
+  ASSERT_TRUE(run) << run.error().message();
+  EXPECT_EQ(std::get<cli::Run>(*run).seccomp, seccomp::Mode::kOff);
+  EXPECT_NE(ParseError({"run", "--kernel", "k", "--seccomp", "loose"})
+                .find("--seccomp: seccomp mode 'loose' is not one of on, log, off"),
+            std::string::npos);
+
+  auto restore = Parse({"restore", "snap"});
+  ASSERT_TRUE(restore) << restore.error().message();
+  EXPECT_EQ(std::get<cli::Restore>(*restore).seccomp, seccomp::Mode::kKill);
+  restore = Parse({"restore", "snap", "--seccomp=off"});
+  ASSERT_TRUE(restore) << restore.error().message();
+  EXPECT_EQ(std::get<cli::Restore>(*restore).seccomp, seccomp::Mode::kOff);
+  restore = Parse({"restore", "--seccomp", "log", "snap"});
+  ASSERT_TRUE(restore) << restore.error().message();
+  EXPECT_EQ(std::get<cli::Restore>(*restore).seccomp, seccomp::Mode::kLog);
+  EXPECT_NE(ParseError({"restore", "snap", "--seccomp", "x"}).find("--seccomp"),
+            std::string::npos);
+}
+
 TEST(Cli, Restore_NoDirOrTwoDirs_Refused) {
   EXPECT_NE(ParseError({"restore"}).find("needs a snapshot directory"), std::string::npos);
   EXPECT_NE(ParseError({"restore", "a", "b"}).find("one snapshot directory"), std::string::npos);
