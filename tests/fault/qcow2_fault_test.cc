@@ -5,7 +5,7 @@
 // error is not an inconsistency), and `qemu-img check` afterwards exits 0 or 3.
 //
 // Label fault: root + device-mapper (scripts/test.sh's nested VM); qemu-img/qemu-io from
-// qemu-utils (skipped without them).
+// qemu-utils (skipped without them, failed under CI=true: testing/tool_required.h).
 //
 // Threads: the test thread only.
 #include <gtest/gtest.h>
@@ -23,6 +23,7 @@
 #include "storage/disk_image.h"
 #include "testing/kite_process.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
@@ -31,10 +32,6 @@ using testing::DmDevice;
 
 constexpr uint64_t kCluster = 64 << 10;
 constexpr uint64_t kIncompatCorrupt = 1ull << 1;
-
-bool HaveQemuTools() {
-  return std::string(KITE_QEMU_IMG).size() > 0 && std::string(KITE_QEMU_IO).size() > 0;
-}
 
 Result<testing::ProcessResult> Tool(std::vector<std::string> argv) {
   testing::ProcessOptions options;
@@ -78,12 +75,14 @@ class Qcow2Fault : public ::testing::TestWithParam<BadCluster> {
  protected:
   void SetUp() override {
     KITE_REQUIRE_DEVICE_MAPPER();
-    if (!HaveQemuTools()) GTEST_SKIP() << "qemu-img/qemu-io not found at configure time";
+    KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+    qemu_img_ = kite::testing::FindTool("qemu-img");
     path_ = dir_.File("disk.qcow2");
-    auto created = Tool({KITE_QEMU_IMG, "create", "-q", "-f", "qcow2", "-o",
+    auto created = Tool({qemu_img_, "create", "-q", "-f", "qcow2", "-o",
                          "cluster_size=" + std::to_string(kCluster), path_, "16M"});
     ASSERT_TRUE(created && created->exit_status == 0) << (created ? created->Describe() : "");
-    auto written = Tool({KITE_QEMU_IO, "-f", "qcow2", "-c", "write -q -P 0x11 0 64k", path_});
+    auto written = Tool(
+        {kite::testing::FindTool("qemu-io"), "-f", "qcow2", "-c", "write -q -P 0x11 0 64k", path_});
     ASSERT_TRUE(written && written->exit_status == 0) << (written ? written->Describe() : "");
     // A block device holding a qcow2 image is larger than the image: room for new clusters.
     std::filesystem::resize_file(path_, 4 << 20);
@@ -103,13 +102,14 @@ class Qcow2Fault : public ::testing::TestWithParam<BadCluster> {
 
   // After the test: the image's own file, checked by qemu-img.
   void ExpectCheckClean() {
-    auto check = Tool({KITE_QEMU_IMG, "check", "-q", path_});
+    auto check = Tool({qemu_img_, "check", "-q", path_});
     ASSERT_TRUE(check && check->exited) << (check ? check->Describe() : "");
     EXPECT_TRUE(check->exit_status == 0 || check->exit_status == 3) << check->Describe();
     EXPECT_EQ(ReadBe64(path_, 72) & kIncompatCorrupt, 0u) << "an I/O error is no corruption";
   }
 
   testing::TempDir dir_;
+  std::string qemu_img_;
   std::string path_;
   Layout layout_;
 };

@@ -6,7 +6,8 @@
 // their events written before the return. research/CONTROL-PLANE.md §1.
 //
 // Needs `kite run --api-sock` and `--paused` (wired in src/vmm/main.cc and cli.cc). Under
-// CI=true a missing qemu-system-x86_64 or /dev/kvm is a failure, never a skip.
+// CI=true a missing qemu-system-x86_64 or /dev/kvm is a failure, never a skip
+// (testing/tool_required.h, testing/kvm_required.h).
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include "testing/kvm_required.h"
 #include "testing/qmp_client.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::testing {
 namespace {
@@ -101,22 +103,6 @@ void CompareShapes(const json& kite, const json& qemu, const std::string& path, 
   }
 }
 
-std::string QemuBinary() {
-  for (const char* dir : {"/usr/bin", "/usr/local/bin"}) {
-    std::string path = std::string(dir) + "/qemu-system-x86_64";
-    if (::access(path.c_str(), X_OK) == 0) return path;
-  }
-  return "";
-}
-
-#define KITE_REQUIRE_QEMU(qemu)                                                 \
-  do {                                                                          \
-    if ((qemu).empty()) {                                                       \
-      if (RunningInCi()) FAIL() << "CI=true but qemu-system-x86_64 is missing"; \
-      GTEST_SKIP() << "skipped: qemu-system-x86_64 is missing";                 \
-    }                                                                           \
-  } while (0)
-
 std::map<std::string, std::vector<json>> QemuSession(const std::string& qemu, TempDir& dir) {
   std::string sock = dir.File("qemu.sock");
   Child child({qemu, "-machine", "microvm", "-accel", "tcg", "-display", "none", "-nodefaults",
@@ -125,8 +111,8 @@ std::map<std::string, std::vector<json>> QemuSession(const std::string& qemu, Te
 }
 
 TEST(QmpConformance, QemuOracle_SessionAsRecorded) {
-  std::string qemu = QemuBinary();
-  KITE_REQUIRE_QEMU(qemu);
+  KITE_REQUIRE_TOOL("qemu-system-x86_64");
+  std::string qemu = FindTool("qemu-system-x86_64");
   TempDir dir;
   auto s = QemuSession(qemu, dir);
   EXPECT_TRUE(s["greeting"][0].contains("QMP"));
@@ -141,8 +127,8 @@ TEST(QmpConformance, QemuOracle_SessionAsRecorded) {
 
 TEST(QmpConformance, Kite_SameShapesAsQemu) {
   KITE_REQUIRE_KVM();
-  std::string qemu = QemuBinary();
-  KITE_REQUIRE_QEMU(qemu);
+  KITE_REQUIRE_TOOL("qemu-system-x86_64");
+  std::string qemu = FindTool("qemu-system-x86_64");
   TempDir dir;
   auto expected = QemuSession(qemu, dir);
   std::string sock = dir.File("kite.sock");

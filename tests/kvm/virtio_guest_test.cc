@@ -12,6 +12,7 @@
 #include "testing/kite_process.h"
 #include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::testing {
 namespace {
@@ -189,8 +190,8 @@ TEST_P(VirtioGuestTest, SixteenDevices_RngInLastSlot_Works) {
 
 TEST_P(VirtioGuestTest, Blk_Qcow2_WriteFlushReadBack_ImageChecksClean) {
   KITE_REQUIRE_KVM();
-  const std::string qemu_img = KITE_QEMU_IMG;
-  if (qemu_img.empty()) GTEST_SKIP() << "qemu-img not found at configure time";
+  KITE_REQUIRE_TOOL("qemu-img");
+  const std::string qemu_img = FindTool("qemu-img");
   std::string disk = dir_.File("disk.qcow2");
   ASSERT_TRUE(RunTool({qemu_img, "create", "-q", "-f", "qcow2", disk, "1M"}));
   ProcessResult r = RunGuest("virtio_blk", {"--disk", "path=" + disk + ",format=qcow2"});

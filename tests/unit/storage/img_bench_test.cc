@@ -4,6 +4,7 @@
 
 #include "img_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::img {
 namespace {
@@ -33,7 +34,7 @@ TEST(ImgBench, AioOption_ThreadsOrIoUring) {
 }
 
 TEST(ImgBench, RawWriteEachAio_QemuReadsPattern) {
-  if (Shell("command -v qemu-io").code != 0) GTEST_SKIP() << "qemu-io missing";
+  KITE_REQUIRE_TOOL("qemu-io");
   for (const char* aio : {"threads", "io_uring"}) {
     TempDir dir;
     std::string img = dir.File("b.raw");

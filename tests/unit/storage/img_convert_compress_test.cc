@@ -7,6 +7,7 @@
 
 #include "img_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::img {
 namespace {
@@ -32,10 +33,6 @@ std::string MakeSource(const TempDir& dir) {
   return path;
 }
 
-bool HaveQemuImg() {
-  return Shell("qemu-img --version").code == 0;
-}
-
 int QemuCompare(const std::string& a, const std::string& b) {
   return Shell("qemu-img compare " + Q(a) + " " + Q(b)).code;
 }
@@ -47,7 +44,7 @@ int QemuCheck(const std::string& path) {
 class ConvertCompressed : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ConvertCompressed, SmallerThanUncompressed_QemuCompareEqual) {
-  if (!HaveQemuImg()) GTEST_SKIP() << "qemu-img not installed";
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string src = MakeSource(dir);
   std::string plain = dir.File("plain.qcow2"), packed = dir.File("packed.qcow2");
@@ -68,7 +65,7 @@ TEST_P(ConvertCompressed, SmallerThanUncompressed_QemuCompareEqual) {
 INSTANTIATE_TEST_SUITE_P(Types, ConvertCompressed, ::testing::Values("zlib", "zstd"));
 
 TEST(ConvertCompressedEdge, QcowChainWithBacking_OnlyDifferencesCompressed) {
-  if (!HaveQemuImg()) GTEST_SKIP() << "qemu-img not installed";
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string src = MakeSource(dir);
   std::string base = dir.File("base.qcow2"), top = dir.File("top.qcow2");

@@ -9,6 +9,7 @@
 
 #include "img_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::img {
 namespace {
@@ -88,6 +89,7 @@ void ExpectSameInfo(const Json& kite, const Json& qemu) {
 }
 
 TEST(ImgInfo, Json_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   Qemu("qemu-img snapshot -c snap1 " + Q(chain.base));
@@ -104,6 +106,7 @@ TEST(ImgInfo, Json_AgreesWithQemu) {
 }
 
 TEST(ImgInfo, BackingChainJson_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   auto kite = Kite({"info", "--output=json", "--backing-chain", chain.top});
@@ -115,6 +118,7 @@ TEST(ImgInfo, BackingChainJson_AgreesWithQemu) {
 }
 
 TEST(ImgInfo, HumanText_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   auto kite = Kite({"info", chain.top});
@@ -130,6 +134,7 @@ TEST(ImgInfo, MissingFile_Fails) {
 }
 
 TEST(ImgMap, Json_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   Qemu("qemu-io -f qcow2 -c 'write -z 2M 64k' " + Q(chain.top));
@@ -142,6 +147,7 @@ TEST(ImgMap, Json_AgreesWithQemu) {
 }
 
 TEST(ImgMap, Human_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   auto kite = Kite({"map", "-f", "qcow2", chain.top});
@@ -150,6 +156,7 @@ TEST(ImgMap, Human_AgreesWithQemu) {
 }
 
 TEST(ImgCheck, Clean_ExitZero) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   auto r = Kite({"check", chain.top});
@@ -158,6 +165,7 @@ TEST(ImgCheck, Clean_ExitZero) {
 }
 
 TEST(ImgCheck, Leak_ExitThreeLikeQemu_RepairedWithRLeaks) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string path = dir.File("l.qcow2");
   Qemu("qemu-img create -f qcow2 " + Q(path) + " 1M");
@@ -172,6 +180,7 @@ TEST(ImgCheck, Leak_ExitThreeLikeQemu_RepairedWithRLeaks) {
 }
 
 TEST(ImgCheck, Corruption_ExitTwoLikeQemu) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string path = dir.File("c.qcow2");
   Qemu("qemu-img create -f qcow2 " + Q(path) + " 1M");
@@ -181,12 +190,14 @@ TEST(ImgCheck, Corruption_ExitTwoLikeQemu) {
 }
 
 TEST(ImgCheck, Raw_NotSupported63) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   Qemu("qemu-img create -f raw " + Q(dir.File("r")) + " 1M");
   EXPECT_EQ(Kite({"check", "-f", "raw", dir.File("r")}).code, 63);
 }
 
 TEST(ImgCreate, Qcow2WithOptions_PassesQemuCheckAndInfo) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string path = dir.File("n.qcow2");
   auto r = Kite({"create", "-f", "qcow2", "-o", "cluster_size=4k,lazy_refcounts=on", path, "10M"});
@@ -199,6 +210,7 @@ TEST(ImgCreate, Qcow2WithOptions_PassesQemuCheckAndInfo) {
 }
 
 TEST(ImgCreate, OverlaySizeFromBacking) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string path = dir.File("o.qcow2");
@@ -211,6 +223,7 @@ TEST(ImgCreate, OverlaySizeFromBacking) {
 }
 
 TEST(ImgConvert, Qcow2ChainToRawAndBack_QemuCompareEqual) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string raw = dir.File("flat.raw"), q = dir.File("back.qcow2");
@@ -224,6 +237,7 @@ TEST(ImgConvert, Qcow2ChainToRawAndBack_QemuCompareEqual) {
 }
 
 TEST(ImgConvert, HolesStaySparse) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string raw = dir.File("flat.raw");
@@ -233,6 +247,7 @@ TEST(ImgConvert, HolesStaySparse) {
 }
 
 TEST(ImgConvert, QcowAllocationMatchesQemuConvert) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string ours = dir.File("k.qcow2"), theirs = dir.File("q.qcow2");
@@ -249,6 +264,7 @@ TEST(ImgConvert, QcowAllocationMatchesQemuConvert) {
 }
 
 TEST(ImgConvert, WithBackingFile_OnlyDifferencesWritten) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string out = dir.File("delta.qcow2");
@@ -261,6 +277,7 @@ TEST(ImgConvert, WithBackingFile_OnlyDifferencesWritten) {
 }
 
 TEST(ImgCommit, IntoBase_BaseShowsOverlayContent) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string expected = dir.File("expected.raw");
@@ -275,6 +292,7 @@ TEST(ImgCommit, IntoBase_BaseShowsOverlayContent) {
 }
 
 TEST(ImgRebase, Safe_GuestContentUnchanged) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string other = dir.File("other.qcow2"), expected = dir.File("expected.raw");
@@ -291,6 +309,7 @@ TEST(ImgRebase, Safe_GuestContentUnchanged) {
 }
 
 TEST(ImgRebase, Unsafe_OnlyHeaderChanges) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   Qemu("qemu-img create -f qcow2 " + Q(dir.File("other.qcow2")) + " 4M");
@@ -306,6 +325,7 @@ TEST(ImgRebase, Unsafe_OnlyHeaderChanges) {
 }
 
 TEST(ImgResize, GrowQcow2_QemuSeesNewSize) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   auto r = Kite({"resize", chain.base, "+1M"});
@@ -317,6 +337,7 @@ TEST(ImgResize, GrowQcow2_QemuSeesNewSize) {
 }
 
 TEST(ImgResize, ShrinkWithoutFlag_Refused) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   Qemu("qemu-img create -f raw " + Q(dir.File("r")) + " 2M");
   EXPECT_EQ(Kite({"resize", "-f", "raw", dir.File("r"), "1M"}).code, 1);
@@ -326,6 +347,7 @@ TEST(ImgResize, ShrinkWithoutFlag_Refused) {
 }
 
 TEST(ImgSnapshot, CreateApplyDelete_QemuAgrees) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string saved = dir.File("saved.raw");
@@ -344,6 +366,7 @@ TEST(ImgSnapshot, CreateApplyDelete_QemuAgrees) {
 }
 
 TEST(ImgCompare, ExitCodesAndMessages_AgreeWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   std::string flat = dir.File("flat.raw");
@@ -359,6 +382,7 @@ TEST(ImgCompare, ExitCodesAndMessages_AgreeWithQemu) {
 }
 
 TEST(ImgCompare, SizeMismatch_StrictAndTolerant) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   Qemu("qemu-img create -f raw " + Q(dir.File("a")) + " 1M");
   Qemu("qemu-img create -f raw " + Q(dir.File("b")) + " 2M");
@@ -368,6 +392,7 @@ TEST(ImgCompare, SizeMismatch_StrictAndTolerant) {
 }
 
 TEST(ImgMeasure, AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Chain chain(dir);
   for (const std::vector<std::string>& args :
@@ -385,6 +410,7 @@ TEST(ImgMeasure, AgreesWithQemu) {
 }
 
 TEST(ImgBench, ReadAndWrite_Complete) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   Qemu("qemu-img create -f qcow2 " + Q(dir.File("b.qcow2")) + " 8M");
   auto w = Kite({"bench", "-w", "-c", "500", "-d", "8", "--pattern=0xa5", "-f", "qcow2",
@@ -401,6 +427,7 @@ TEST(ImgBench, ReadAndWrite_Complete) {
 }
 
 TEST(ImgVmdk, ConvertToQcow2_EqualsSource) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string src = dir.File("src.raw");
   Qemu("qemu-img create -f raw " + Q(src) + " 3M");

@@ -9,6 +9,7 @@
 #include "storage/img/create_spec.h"
 #include "storage/img/measure.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::img {
 namespace {
@@ -72,6 +73,7 @@ uint64_t QemuFullyAllocated(uint64_t size, uint64_t cluster, int refcount_bits) 
 }
 
 TEST(Measure, FullyAllocated_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img");
   struct Case {
     uint64_t size, cluster;
     int bits;
@@ -121,6 +123,7 @@ TEST(CreateSpec, SizeFromOptionList) {
 }
 
 TEST(FormattingLine, MatchesQemuImg) {
+  KITE_REQUIRE_TOOL("qemu-img");
   kite::testing::TempDir dir;
   struct Case {
     std::string format, options;

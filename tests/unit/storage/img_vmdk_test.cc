@@ -13,6 +13,7 @@
 #include "storage/img/vmdk_format.h"
 #include "storage/img/vmdk_image.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::img {
 namespace {
@@ -49,6 +50,7 @@ std::string ReadAll(storage::DiskImage& image) {
 }
 
 TEST(Vmdk, MonolithicSparseFromQemu_ReadsEqualToSource) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string src = MakeSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
@@ -59,6 +61,7 @@ TEST(Vmdk, MonolithicSparseFromQemu_ReadsEqualToSource) {
 }
 
 TEST(Vmdk, StreamOptimizedFromQemu_ReadsEqualToSource) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string src = MakeSource(dir), vmdk = dir.File("s.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk -o subformat=streamOptimized " + Q(src) + " " +
@@ -71,6 +74,7 @@ TEST(Vmdk, StreamOptimizedFromQemu_ReadsEqualToSource) {
 }
 
 TEST(Vmdk, BlockStatus_UnallocatedGrainsReadAsZero) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string src = MakeSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
@@ -86,6 +90,7 @@ TEST(Vmdk, BlockStatus_UnallocatedGrainsReadAsZero) {
 }
 
 TEST(Vmdk, Write_Refused) {
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string src = MakeSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
@@ -261,6 +266,7 @@ TEST(Vmdk, MissingEndOfStreamMarker_Refused) {
 class VmdkMalformed : public ::testing::Test {
  protected:
   void SetUp() override {
+    KITE_REQUIRE_TOOL("qemu-img");
     std::string src = MakeSource(dir_);
     path_ = dir_.File("m.vmdk");
     ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(path_)).code, 0);

@@ -11,6 +11,7 @@
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
@@ -49,7 +50,7 @@ TEST_P(AllocRun, LargeWrites_CrossTableBoundaries_QemuAgrees) {
     ASSERT_TRUE(img->Flush());
     ASSERT_TRUE(testing::ReadAll(*img) == model);
   }
-  if (!testing::HaveQemu()) GTEST_SKIP() << "qemu-img not installed";
+  KITE_REQUIRE_TOOL("qemu-img");
   auto r = testing::Run("qemu-img check '" + p + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(testing::QemuReadAll(p, "qcow2") == model);

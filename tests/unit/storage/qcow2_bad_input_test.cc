@@ -10,6 +10,7 @@
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
@@ -134,7 +135,7 @@ TEST_F(BadImage, I7_DataFileExtension_Refused) {
 }
 
 TEST_F(BadImage, I8_DirtyBit_ReadWriteOpenRebuildsRefcounts) {
-  if (!testing::HaveQemu()) GTEST_SKIP() << "needs qemu-img";
+  KITE_REQUIRE_TOOL("qemu-img");
   // Zero the refcount of the data cluster (as a lazy-refcount crash leaves it) + dirty bit.
   uint64_t data = ReadBe64(path_, L2Offset()) & kMask;
   uint64_t refblock = ReadBe64(path_, ReadBe64(path_, 48));

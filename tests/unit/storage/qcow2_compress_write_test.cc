@@ -9,14 +9,12 @@
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
 
 using kite::testing::TempDir;
-
-#define REQUIRE_QEMU() \
-  if (!testing::HaveQemu()) GTEST_SKIP() << "qemu-img/qemu-io not installed"
 
 // Compressible, but different per seed (so stream lengths vary and packing crosses clusters).
 std::vector<uint8_t> Compressible(size_t len, uint32_t seed) {
@@ -64,7 +62,7 @@ class CompressedWrite : public ::testing::TestWithParam<Variant> {
 };
 
 TEST_P(CompressedWrite, PackedClusters_QemuCheckCleanAndReadsEqual) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   const uint64_t cs = GetParam().cluster_size, clusters = 40;
   std::string p = Create(clusters * cs);
   std::vector<uint8_t> expected(clusters * cs, 0);
@@ -91,7 +89,7 @@ TEST_P(CompressedWrite, PackedClusters_QemuCheckCleanAndReadsEqual) {
 }
 
 TEST_P(CompressedWrite, MixedWithNormalWritesOverwritesAndDiscards_RefcountsExact) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   const uint64_t cs = GetParam().cluster_size, clusters = 32;
   std::string p = Create(clusters * cs);
   std::vector<uint8_t> expected(clusters * cs, 0);
@@ -148,7 +146,7 @@ INSTANTIATE_TEST_SUITE_P(Types, CompressedWrite,
                                            Variant{CompressionType::kZstd, 512}));
 
 TEST(CompressedWriteEdge, ShortLastCluster_PaddedAndReadable) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("s.qcow2");
   Qcow2CreateOptions o;
@@ -167,7 +165,7 @@ TEST(CompressedWriteEdge, ShortLastCluster_PaddedAndReadable) {
 }
 
 TEST(CompressedWriteEdge, PackingClusterFreed_NotReusedForStreams) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("f.qcow2");
   Qcow2CreateOptions o;
@@ -191,7 +189,7 @@ TEST(CompressedWriteEdge, PackingClusterFreed_NotReusedForStreams) {
 }
 
 TEST(CompressedWriteEdge, QemuPackedImage_KiteAppendsMore) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string src = dir.File("src.raw"), p = dir.File("q.qcow2");
   auto first = Compressible(1 << 20, 3);

@@ -19,6 +19,7 @@
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
@@ -98,7 +99,7 @@ void WriteRaw(const std::string& path, const std::vector<uint8_t>& data) {
 
 // qemu-img compare of `image` against the model, and qemu-img check.
 void ExpectQemuAgrees(const std::string& image, const std::vector<uint8_t>& model) {
-  if (!t::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   std::string raw = image + ".model.raw";
   WriteRaw(raw, model);
   auto cmp = t::Run("qemu-img compare -f qcow2 -F raw '" + image + "' '" + raw + "'");
@@ -196,7 +197,7 @@ TEST_P(Qcow2DirectLayout, MixedWrites_ReadBackAndQemuAgree) {
   std::string p = dir_.File("l.qcow2");
   const Layout& l = GetParam();
   if (l.by_qemu) {
-    if (!t::HaveQemu()) GTEST_SKIP() << "qemu-img not installed";
+    KITE_REQUIRE_TOOL("qemu-img");
     auto r =
         t::Run("qemu-img create -q -f qcow2 -o cluster_size=" + std::to_string(l.cluster_size) +
                " '" + p + "' " + std::to_string(kSize));
@@ -231,7 +232,7 @@ INSTANTIATE_TEST_SUITE_P(Clusters, Qcow2DirectLayout,
                          LayoutName);
 
 TEST_F(Qcow2Direct, CompressedClusters_ReadAndOverwrite) {
-  if (!t::HaveQemu()) GTEST_SKIP() << "qemu-img not installed";
+  KITE_REQUIRE_TOOL("qemu-img");
   std::vector<uint8_t> model(kSize, 0);
   for (uint64_t off = 0; off < kSize; off += 65536) {  // compressible: half zeros, half pattern
     auto d = t::Pattern(off, 32768, 7);
@@ -293,7 +294,7 @@ TEST_F(Qcow2Direct, Snapshot_WritesCopyAndSnapshotKept) {
     ExpectReadsModel(*img, model);
   }
   ExpectQemuAgrees(p, model);
-  if (!t::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   std::string out = dir_.File("s1.raw");
   auto r =
       t::Run("qemu-img convert -U -l snapshot.name=s1 -f qcow2 -O raw '" + p + "' '" + out + "'");

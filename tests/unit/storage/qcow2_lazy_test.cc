@@ -22,6 +22,7 @@
 #include "storage/qcow2/qcow2_l2_cache.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
@@ -118,7 +119,7 @@ TEST(Qcow2Lazy, FirstAllocatingWrite_SetsDirtyBitOnDisk) {
 }
 
 TEST(Qcow2Lazy, OpenImage_RefcountsStayInMemory) {
-  if (!t::HaveQemu()) GTEST_SKIP() << "qemu-img not installed";
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string p = CreateImage(dir, true);
   std::vector<uint8_t> model(kSize, 0);
@@ -143,7 +144,7 @@ TEST(Qcow2Lazy, CleanClose_RefcountsWrittenDirtyBitCleared) {
   }
   EXPECT_FALSE(DirtyOnDisk(p));
   ExpectSameAsModel(p, model);
-  if (!t::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   auto r = t::Run("qemu-img check '" + p + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
@@ -160,13 +161,13 @@ TEST(Qcow2Lazy, CleanCloseWithCacheNone_CheckClean) {
   }
   EXPECT_FALSE(DirtyOnDisk(p));
   ExpectSameAsModel(p, model);
-  if (!t::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   auto r = t::Run("qemu-img check '" + p + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST(Qcow2Lazy, WithoutLazyBit_RefcountsOnDiskAtEveryWrite) {
-  if (!t::HaveQemu()) GTEST_SKIP() << "qemu-img not installed";
+  KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
   std::string p = CreateImage(dir, false);
   std::vector<uint8_t> model(kSize, 0);
@@ -306,7 +307,7 @@ TEST_P(Qcow2LazyCrash, F9_SigkillWithLazyRefcounts_RepairedOnOpenFlushedDataKept
   Expect expect;
   RunAndKill(p, GetParam(), 7, 4, expect);
   ASSERT_TRUE(DirtyOnDisk(p)) << "killed with lazy refcounts, yet the dirty bit is clear";
-  if (t::HaveQemu()) {
+  if (kite::testing::ToolsOrMarkSkipped({"qemu-img"})) {
     auto r = t::Run("qemu-img check '" + p + "'");
     EXPECT_NE(r.exit_code, 1) << r.output;
     ExpectOnlyRefcountProblems(r.output);
@@ -321,7 +322,7 @@ TEST_P(Qcow2LazyCrash, F9_SigkillWithLazyRefcounts_RepairedOnOpenFlushedDataKept
   }
   ASSERT_TRUE(Open(p, GetParam()));  // read-write: repairs, then closes cleanly
   EXPECT_FALSE(DirtyOnDisk(p));
-  if (t::HaveQemu()) {
+  if (kite::testing::ToolsOrMarkSkipped({"qemu-img"})) {
     auto r = t::Run("qemu-img check '" + p + "'");
     EXPECT_EQ(r.exit_code, 0) << r.output;
   }

@@ -6,14 +6,12 @@
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
 
 using kite::testing::TempDir;
-
-#define REQUIRE_QEMU() \
-  if (!testing::HaveQemu()) GTEST_SKIP() << "qemu-img/qemu-io not installed"
 
 void Qemu(const std::string& cmd) {
   auto r = testing::Run(cmd);
@@ -46,7 +44,7 @@ struct Variant {
 class QemuWritten : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(QemuWritten, KiteReadsIdentically) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("q.qcow2");
   Qemu("qemu-img create -q -f qcow2 -o cluster_size=" + GetParam().cluster +
@@ -63,7 +61,7 @@ INSTANTIATE_TEST_SUITE_P(Clusters, QemuWritten,
                                            Variant{"4096", "0.10"}));
 
 TEST(Qcow2Oracle, LazyRefcounts_KiteReadsIdentically) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("q.qcow2");
   Qemu("qemu-img create -q -f qcow2 -o lazy_refcounts=on '" + p + "' 4M");
@@ -89,17 +87,17 @@ void CompressedRoundTrip(const std::string& extra) {
 }
 
 TEST(Qcow2Oracle, CompressedZlib_KiteReadsIdentically) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   CompressedRoundTrip("");
 }
 
 TEST(Qcow2Oracle, CompressedZstd_KiteReadsIdentically) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   CompressedRoundTrip("-o compression_type=zstd");
 }
 
 TEST(Qcow2Oracle, CompressedCluster_KiteOverwrite_QemuCheckClean) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string raw = dir.File("src.raw"), q = dir.File("c.qcow2");
   Qemu("qemu-img create -q -f raw '" + raw + "' 1M");
@@ -115,7 +113,7 @@ TEST(Qcow2Oracle, CompressedCluster_KiteOverwrite_QemuCheckClean) {
 }
 
 TEST(Qcow2Oracle, BackingChain_RawAndQcow2Layers_KiteReadsIdentically) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string base = dir.File("base.raw"), mid = dir.File("mid.qcow2");
   std::string top = dir.File("top.qcow2");
@@ -129,7 +127,7 @@ TEST(Qcow2Oracle, BackingChain_RawAndQcow2Layers_KiteReadsIdentically) {
 }
 
 TEST(Qcow2Oracle, I18_ShortBacking_ReadsZerosPastItsEnd) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string base = dir.File("base.raw"), top = dir.File("top.qcow2");
   Qemu("qemu-img create -q -f raw '" + base + "' 1M");
@@ -145,7 +143,7 @@ TEST(Qcow2Oracle, I18_ShortBacking_ReadsZerosPastItsEnd) {
 }
 
 TEST(Qcow2Oracle, QemuSnapshots_ListedAndApplied) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("s.qcow2");
   Qemu("qemu-img create -q -f qcow2 '" + p + "' 2M");
@@ -164,7 +162,7 @@ TEST(Qcow2Oracle, QemuSnapshots_ListedAndApplied) {
 }
 
 TEST(Qcow2Oracle, KiteSnapshots_CreateApplyDelete_QemuAgrees) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("s.qcow2");
   Qcow2CreateOptions o;
@@ -208,7 +206,7 @@ struct CreateVariant {
 class KiteCreated : public ::testing::TestWithParam<CreateVariant> {};
 
 TEST_P(KiteCreated, WritesPassQemuCheckAndReadBack) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("k.qcow2");
   Qcow2CreateOptions o;
@@ -255,7 +253,7 @@ INSTANTIATE_TEST_SUITE_P(Options, KiteCreated,
                                            CreateVariant{4096, "1.1", 16, Preallocation::kFull}));
 
 TEST(Qcow2Oracle, SmallClusters_RefcountTableGrows_QemuCheckClean) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("k.qcow2");
   Qcow2CreateOptions o;
@@ -273,7 +271,7 @@ TEST(Qcow2Oracle, SmallClusters_RefcountTableGrows_QemuCheckClean) {
 }
 
 TEST(Qcow2Oracle, KiteCreate_WithBacking_QemuInfoAgrees) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string base = dir.File("base.raw"), top = dir.File("top.qcow2");
   ASSERT_TRUE(CreateRaw(base, 1 << 20, Preallocation::kOff));
@@ -294,7 +292,7 @@ TEST(Qcow2Oracle, KiteCreate_WithBacking_QemuInfoAgrees) {
 }
 
 TEST(Qcow2Oracle, Resize_GrowAndShrink_QemuCheckClean) {
-  REQUIRE_QEMU();
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   std::string p = dir.File("r.qcow2");
   Qcow2CreateOptions o;

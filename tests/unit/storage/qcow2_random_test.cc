@@ -10,6 +10,7 @@
 #include "storage/raw_image.h"
 #include "storage_test_util.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 
 namespace kite::storage {
 namespace {
@@ -76,7 +77,7 @@ TEST_P(RandomOps, MatchesBufferAndPassesQemuCheck) {
   }
   ASSERT_TRUE(testing::ReadAll(*img) == model);
   img.reset();
-  if (!testing::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   auto r = testing::Run("qemu-img check '" + p + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(testing::QemuReadAll(p, "qcow2") == model);
@@ -115,7 +116,7 @@ TEST(Qcow2Threads, ConcurrentDisjointWrites_AllLand) {
   }
   for (auto& t : threads) t.join();
   img.reset();
-  if (!testing::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   auto r = testing::Run("qemu-img check '" + p + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
@@ -158,7 +159,7 @@ TEST(Qcow2Threads, ConcurrentWritesAndDiscards_RegionsMatchModels) {
     EXPECT_TRUE(std::equal(models[t].begin(), models[t].end(), all.begin() + t * kRegion)) << t;
   }
   img.reset();
-  if (!testing::HaveQemu()) return;
+  KITE_REQUIRE_TOOL("qemu-img");
   auto r = testing::Run("qemu-img check '" + p + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }

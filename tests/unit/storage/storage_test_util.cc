@@ -23,11 +23,6 @@ CommandResult Run(const std::string& command) {
   return r;
 }
 
-bool HaveQemu() {
-  static const bool have = Run("qemu-img --version && qemu-io --version").exit_code == 0;
-  return have;
-}
-
 void PatchFile(const std::string& path, uint64_t offset, const std::vector<uint8_t>& bytes) {
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   ASSERT_TRUE(f.good()) << path;

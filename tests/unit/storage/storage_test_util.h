@@ -17,8 +17,8 @@ struct CommandResult {
 
 // Runs a shell command line.
 CommandResult Run(const std::string& command);
-// True when qemu-img and qemu-io are installed (tests that need them skip otherwise).
-bool HaveQemu();
+// Tests that need qemu-img or qemu-io ask for them with testing/tool_required.h: a missing tool
+// skips the test (or only its oracle check), and fails it under CI=true.
 
 // Overwrites bytes of a file at `offset`.
 void PatchFile(const std::string& path, uint64_t offset, const std::vector<uint8_t>& bytes);

@@ -22,6 +22,7 @@
 
 #include "storage/qcow2/qcow2.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 #include "vmm/block_jobs.h"
 
 namespace kite {
@@ -160,10 +161,7 @@ void CheckRound(BlockJobType type, std::mt19937& rng) {
 class BlockJobsCrashTest : public ::testing::TestWithParam<BlockJobType> {};
 
 TEST_P(BlockJobsCrashTest, KilledAnywhere_ImagesConsistent_NoFlushedWriteLost) {
-  if (std::system("qemu-img --version >/dev/null 2>&1") != 0) {
-    if (std::getenv("CI")) FAIL() << "qemu-img (the oracle) is missing";
-    GTEST_SKIP() << "qemu-img missing";
-  }
+  KITE_REQUIRE_TOOL("qemu-img");
   std::mt19937 rng(1234 + static_cast<int>(GetParam()));
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));

@@ -1,5 +1,6 @@
 // The generated tables checked with ACPICA's own tools (acpica-tools, a required test
-// dependency: missing, the tests fail under CI=true and skip with a message elsewhere):
+// dependency: missing, the tests fail under CI=true and skip with a message elsewhere,
+// testing/tool_required.h):
 // - iasl -d disassembles every table without errors or warnings, and the DSDT's disassembly
 //   compiles again;
 // - acpiexec loads the DSDT and runs its AML: \_S5, _CRS, and the GED's _EVT with the event
@@ -12,8 +13,8 @@
 #include <string>
 
 #include "devices/acpi_ged.h"
-#include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
+#include "testing/tool_required.h"
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/layout.h"
 
@@ -51,16 +52,6 @@ bool HasProblemLine(const std::string& output) {
   }
   return false;
 }
-
-#define KITE_REQUIRE_TOOL(tool)                                            \
-  do {                                                                     \
-    if (RunCommand("command -v " tool).status != 0) {                      \
-      if (::kite::testing::RunningInCi()) {                                \
-        FAIL() << "CI=true but " tool " (acpica-tools) is not installed";  \
-      }                                                                    \
-      GTEST_SKIP() << "skipped: " tool " (acpica-tools) is not installed"; \
-    }                                                                      \
-  } while (0)
 
 // Disassembles every table but the RSDP (iasl -d takes no bare RSDP; acpi_tables_test checks
 // it) in `dir`, expecting success without errors or warnings.
@@ -272,7 +263,7 @@ std::string AcpiExec(const AcpiConfig& config, const std::string& init,
 class AcpiExecTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (RunCommand("command -v acpiexec").status != 0) return;
+    if (kite::testing::FindTool("acpiexec").empty()) return;  // each test skips or fails
     AcpiConfig config;
     config.virtio_devices = {{0xd0002000, 0x1000, 11}};
     output_ = new std::string(AcpiExec(config, "\\_SB.GED.GDAT 1\n",
@@ -352,7 +343,7 @@ TEST(AcpiExec, VmGenId_PowerButtonBit_DoesNotNotifyVgen) {
 class AcpiExecHotplugTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (RunCommand("command -v acpiexec").status != 0) return;
+    if (kite::testing::FindTool("acpiexec").empty()) return;  // each test skips or fails
     AcpiConfig config;
     config.virtio_devices = {{0xd0000000, 0x1000, 5}};
     config.hotplug_slots = {{0xd0001000, 0x1000, 6}, {0xd0002000, 0x1000, 7}};
