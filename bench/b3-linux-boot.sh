@@ -19,9 +19,7 @@ die() { echo "b3: $*" >&2; exit 1; }
 
 [[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is missing or not usable here: B3 needs KVM"
 [[ -x "$kite" ]] || die "no kite binary at $kite (set BUILD or KITE)"
-kernel=${KITE_GUEST_KERNEL:-}
-if [[ -z "$kernel" && -f "$repo/../shared/guest/vmlinux" ]]; then kernel=$repo/../shared/guest/vmlinux; fi
-[[ -n "$kernel" ]] || kernel=$("$repo/guest-firmware/linux/guest-kernel.sh")
+kernel=$("$repo/guest-firmware/linux/guest-kernel.sh")  # honours KITE_GUEST_KERNEL
 initrd=$("$repo/guest-firmware/linux/build-initramfs.sh")
 
 marker="Run /init as init process"

@@ -30,6 +30,12 @@ run_ctest() {  # run_ctest [prefix command...] -- ctest args
   return "$rc"
 }
 
+# kite's own guest kernel (guest-firmware/linux): the loader unit tests read it, the boot kvm
+# tests and the e2e tests boot it. Take it from the cache or build it here, on the host, before
+# any test and before the nested VM (about 7 minutes the first time).
+echo "== kite's guest kernel (guest-firmware/linux)"
+guest-firmware/linux/guest-kernel.sh >/dev/null
+
 status=0
 echo "== unit and stress tests (no KVM)"
 run_ctest ctest --test-dir "$build" -L "unit|stress|firmware" --output-on-failure -j2 || status=1
@@ -46,12 +52,6 @@ if [[ ${KITE_SKIP_FUZZ:-0} != 1 ]]; then
 fi
 
 labels=${KITE_TEST_LABELS:-kvm|e2e|fault}
-# The snapshot e2e tests boot kite's own guest kernel (VMGenID, evdev): take it from the cache
-# or build it here, on the host, before the nested VM (about 7 minutes the first time).
-if [[ $labels == *e2e* ]]; then
-  echo "== kite's guest kernel (guest-firmware/linux)"
-  guest-firmware/linux/guest-kernel.sh >/dev/null
-fi
 source scripts/lib/kvm-host.sh
 kvm_host=$(kvm_host_kind)
 kvm_vm_ok=0

@@ -121,7 +121,7 @@ class CounterGuestTest : public ::testing::Test {
       if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
       GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
     }
-    kernel_ = ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
+    kernel_ = FindGuestKernel();
     if (kernel_.empty()) {
       FAIL() << "kite's guest kernel is not built (guest-firmware/linux/guest-kernel.sh; "
                 "scripts/test.sh builds it)";

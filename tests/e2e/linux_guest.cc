@@ -2,8 +2,6 @@
 #include "linux_guest.h"
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
 #include "testing/kite_process.h"
@@ -26,10 +24,7 @@ std::string ScriptOutput(const std::vector<std::string>& argv) {
 }
 
 std::string FindKernel() {
-  if (const char* env = std::getenv("KITE_GUEST_KERNEL")) return env;
-  std::string shared = std::string(KITE_SOURCE_DIR) + "/../shared/guest/vmlinux";
-  if (std::filesystem::is_regular_file(shared)) return shared;
-  return ScriptOutput({"/bin/bash", LinuxDir() + "/guest-kernel.sh", "--no-build"});
+  return FindGuestKernel();
 }
 
 bool HardwareBackedKvm() {

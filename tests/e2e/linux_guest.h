@@ -5,13 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "testing/guest_kernel.h"
+
 namespace kite::testing {
 
 // guest-firmware/linux of this source tree.
 std::string LinuxDir();
 // Runs a helper script and returns the last line of its stdout, or "" when it fails.
 std::string ScriptOutput(const std::vector<std::string>& argv);
-// $KITE_GUEST_KERNEL, else ../shared/guest/vmlinux, else guest-kernel.sh --no-build; "" if none.
+// kite's own guest kernel (testing/guest_kernel.h: $KITE_GUEST_KERNEL, else the cached build);
+// "" if none.
 std::string FindKernel();
 // /dev/kvm is hardware-backed (vmx/svm in the CPU flags): guest userspace runs. On emulated-KVM
 // hosts (MACHINE.md) only the guest kernel does.

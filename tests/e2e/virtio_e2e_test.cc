@@ -175,10 +175,7 @@ class VirtioE2eTest : public ::testing::Test {
   void SetUp() override {
     KITE_REQUIRE_KVM();
     kernel_ = FindKernel();
-    if (kernel_.empty()) {
-      if (RunningInCi()) FAIL() << "CI=true but no guest kernel (see guest-kernel.sh)";
-      GTEST_SKIP() << "no guest kernel: set KITE_GUEST_KERNEL or run build-kernel.sh";
-    }
+    KITE_REQUIRE_GUEST_KERNEL(kernel_);
   }
 
   // Boots the kernel without an initrd until kite exits (or the timeout passes).

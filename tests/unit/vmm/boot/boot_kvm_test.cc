@@ -1,7 +1,8 @@
 // The boot CPU state on a real /dev/kvm: a synthetic ELF kernel whose few instructions prove
 // the mode they run in (64-bit long mode through kite's page tables and GDT, or 32-bit PVH),
-// then report through an OUT to the boot-marker port. Label kvm: skipped without /dev/kvm
-// (failed under CI=true).
+// then report through an OUT to the boot-marker port; and kite's own guest kernel
+// (testing/guest_kernel.h) booted to its first PCI probe. Label kvm: skipped without /dev/kvm
+// or without that kernel (failed under CI=true).
 #include <gtest/gtest.h>
 #include <pthread.h>
 
@@ -9,13 +10,13 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
 
 #include "base/units.h"
 #include "test_images.h"
+#include "testing/guest_kernel.h"
 #include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
 #include "vmm/boot/cpu_setup.h"
@@ -159,18 +160,17 @@ class Watchdog {
   std::thread thread_;
 };
 
-// Boots a shared guest kernel until it first touches PCI configuration space (port 0xcf8,
-// Linux's early_quirks() in setup_arch()): by then it has taken kite's entry state, boot_params
-// or start_info, memory map and command line, and built its own page tables. The guest gets no
-// devices: port reads return all-ones, MMIO reads zero.
+// Boots kite's guest kernel (vmlinux or bzImage) until it first touches PCI configuration space
+// (port 0xcf8, Linux's early_quirks() in setup_arch()): by then it has taken kite's entry state,
+// boot_params or start_info, memory map and command line, and built its own page tables. The guest
+// gets no devices: port reads return all-ones, MMIO reads zero.
 Result<void> BootToPciProbe(const std::string& kernel, bool prefer_pvh) {
   struct sigaction sa {};
   sa.sa_handler = [](int) {};
   sigaction(SIGUSR1, &sa, nullptr);
   GuestMemory memory = TRY(GuestMemory::Create(256 << 20));
-  BootPlan plan = TRY(LoadKernel(memory, {.kernel_path = std::string(KITE_GUEST_DIR) + "/" + kernel,
-                                          .cmdline = "console=ttyS0",
-                                          .prefer_pvh = prefer_pvh}));
+  BootPlan plan = TRY(LoadKernel(
+      memory, {.kernel_path = kernel, .cmdline = "console=ttyS0", .prefer_pvh = prefer_pvh}));
   TinyVm vm = TRY(StartVm(memory, plan));
   VcpuFd& vcpu = vm.vcpu;
   auto* run = reinterpret_cast<kvm_run*>(vcpu.run_area().data());
@@ -195,17 +195,19 @@ Result<void> BootToPciProbe(const std::string& kernel, bool prefer_pvh) {
   }
 }
 
-TEST(BootKvmTest, SharedVmlinux_Linux64_ReachesPciProbe) {
+TEST(BootKvmTest, GuestVmlinux_Linux64_ReachesPciProbe) {
   KITE_REQUIRE_KVM();
-  if (!std::filesystem::exists(KITE_GUEST_DIR "/vmlinux")) GTEST_SKIP() << "no shared vmlinux";
-  Result<void> r = BootToPciProbe("vmlinux", /*prefer_pvh=*/false);
+  const std::string vmlinux = kite::testing::FindGuestKernel();
+  KITE_REQUIRE_GUEST_KERNEL(vmlinux);
+  Result<void> r = BootToPciProbe(vmlinux, /*prefer_pvh=*/false);
   EXPECT_TRUE(r.has_value()) << r.error().message();
 }
 
-TEST(BootKvmTest, SharedVmlinux_Pvh_ReachesPciProbe) {
+TEST(BootKvmTest, GuestVmlinux_Pvh_ReachesPciProbe) {
   KITE_REQUIRE_KVM();
-  if (!std::filesystem::exists(KITE_GUEST_DIR "/vmlinux")) GTEST_SKIP() << "no shared vmlinux";
-  Result<void> r = BootToPciProbe("vmlinux", /*prefer_pvh=*/true);
+  const std::string vmlinux = kite::testing::FindGuestKernel();
+  KITE_REQUIRE_GUEST_KERNEL(vmlinux);
+  Result<void> r = BootToPciProbe(vmlinux, /*prefer_pvh=*/true);
   EXPECT_TRUE(r.has_value()) << r.error().message();
 }
 
@@ -222,13 +224,14 @@ bool KvmIsEmulated() {
   return true;
 }
 
-TEST(BootKvmTest, SharedBzImage_ReachesPciProbe) {
+TEST(BootKvmTest, GuestBzImage_ReachesPciProbe) {
   KITE_REQUIRE_KVM();
   if (KvmIsEmulated()) {
     GTEST_SKIP() << "KVM emulates every instruction here: decompressing a bzImage takes minutes";
   }
-  if (!std::filesystem::exists(KITE_GUEST_DIR "/bzImage")) GTEST_SKIP() << "no shared bzImage";
-  Result<void> r = BootToPciProbe("bzImage", /*prefer_pvh=*/false);
+  const std::string bzimage = kite::testing::FindGuestBzImage();
+  KITE_REQUIRE_GUEST_KERNEL(bzimage);
+  Result<void> r = BootToPciProbe(bzimage, /*prefer_pvh=*/false);
   EXPECT_TRUE(r.has_value()) << r.error().message();
 }
 
