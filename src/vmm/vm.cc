@@ -126,6 +126,7 @@ Result<uint64_t> Vm::WritePlatformTables() {
   acpi_config.vmgenid_addr = layout::kVmGenIdAddr;
   acpi_config.num_cpus = config_.cpus;
   acpi_config.serial_com1 = true;
+  acpi_config.cmos_rtc = HasCmosRtc(registry_);
   acpi_config.virtio_devices = VirtioAcpiDevices(registry_);
   if (pci_) acpi_config.pci = pci_->AcpiConfig();
   GuestAddr rsdp = TRY_CTX(acpi::WriteAcpiTables(memory_, acpi_config), "ACPI tables");

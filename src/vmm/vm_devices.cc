@@ -169,6 +169,16 @@ Result<void> RegisterLegacy(DeviceRegistry& registry, const VmDevices& d) {
 
 }  // namespace
 
+bool HasCmosRtc(const DeviceRegistry& registry) {
+  for (const auto& e : registry.entries()) {
+    if (e->kind == "rtc-cmos" && e->resources.bus == DeviceResources::BusKind::kPio &&
+        e->resources.base == layout::kRtcPort) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Result<std::unique_ptr<VmDevices>> CreateDevices(const DeviceWiring& w) {
   auto devices = std::make_unique<VmDevices>();
 

@@ -71,4 +71,8 @@ Result<void> StartDevices(VmDevices& devices);
 // Stops them; call after the vCPUs stopped. Idempotent.
 void StopDevices(VmDevices& devices);
 
+// Whether the MC146818 RTC is on the PIO bus (a "rtc-cmos" entry at layout::kRtcPort): the ACPI
+// tables then describe it (acpi::AcpiConfig::cmos_rtc), so tables and devices agree.
+bool HasCmosRtc(const DeviceRegistry& registry);
+
 }  // namespace kite

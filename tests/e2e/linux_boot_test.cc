@@ -66,6 +66,10 @@ TEST_F(LinuxBootTest, Acpi_OneCpu_ReachesInit_Memory128M) {
   EXPECT_NE(r.out.find("ACPI: RSDP"), std::string::npos) << "kernel did not find ACPI tables";
   // The GED probes cleanly: its _CRS may hold interrupts only (drivers/acpi/evged.c).
   EXPECT_EQ(r.out.find("acpi-ged"), std::string::npos) << r.Describe();
+  // The RTC on the bus is in the tables: rtc-cmos binds to the DSDT's PNP0B00 device (a PNP
+  // device name "00:NN"), not to a legacy platform device, and the FADT does not hide it.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("rtc_cmos 00:[0-9a-f]+: registered as rtc0")))
+      << r.Describe();
   // "Memory: 101234K/130680K available (...)": the second figure is the RAM the kernel found.
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(Memory: (\d+)K/(\d+)K available)")))

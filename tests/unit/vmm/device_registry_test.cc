@@ -1,8 +1,12 @@
 // DeviceRegistry and ResourceAllocator without a VM: ids, windows and GSIs handed out and given
-// back, and the checks a restore makes before any device takes its state.
+// back, the checks a restore makes before any device takes its state, and what the ACPI tables
+// are told about the registered devices (HasCmosRtc).
 #include "vmm/device_registry.h"
 
 #include <gtest/gtest.h>
+
+#include "vmm/layout.h"
+#include "vmm/vm_devices.h"
 
 namespace kite {
 namespace {
@@ -127,6 +131,36 @@ TEST(DeviceRegistry, QuiesceFailure_ResumesThoseAlreadyQuiesced) {
   EXPECT_EQ(Dev(r, "a").quiesced, 1);
   EXPECT_EQ(Dev(r, "a").resumed, 1);
   EXPECT_EQ(Dev(r, "b").resumed, 0);
+}
+
+// HasCmosRtc: the RTC is described in the ACPI tables exactly when it is on the PIO bus.
+DeviceEntry PioEntry(std::string id, std::string kind, uint64_t port) {
+  return {std::move(id),
+          std::move(kind),
+          {DeviceResources::BusKind::kPio, port, 2, std::nullopt},
+          std::make_unique<CountingDevice>(0)};
+}
+
+TEST(HasCmosRtc, RtcAtItsPort_True) {
+  DeviceRegistry r;
+  ASSERT_TRUE(r.Add(PioEntry("com1", "uart-16550", layout::kCom1Port)));
+  ASSERT_TRUE(r.Add(PioEntry("rtc", "rtc-cmos", layout::kRtcPort)));
+  EXPECT_TRUE(HasCmosRtc(r));
+}
+
+TEST(HasCmosRtc, NoRtc_False) {
+  DeviceRegistry r;
+  EXPECT_FALSE(HasCmosRtc(r));
+  ASSERT_TRUE(r.Add(PioEntry("com1", "uart-16550", layout::kCom1Port)));
+  ASSERT_TRUE(r.Add(PioEntry("rtc", "counting", layout::kRtcPort)));  // another device there
+  EXPECT_FALSE(HasCmosRtc(r));
+}
+
+TEST(HasCmosRtc, RtcRemoved_False) {
+  DeviceRegistry r;
+  ASSERT_TRUE(r.Add(PioEntry("rtc", "rtc-cmos", layout::kRtcPort)));
+  ASSERT_NE(r.Remove("rtc"), nullptr);
+  EXPECT_FALSE(HasCmosRtc(r));
 }
 
 }  // namespace

@@ -140,7 +140,11 @@ TEST(AcpiTables, CmosRtc_DescribedInDsdtOrFlaggedAbsentInFadt) {
   AcpiConfig c;
   c.cmos_rtc = true;
   auto with_rtc = Build(c);
-  EXPECT_EQ(Count(Table(with_rtc, "DSDT"), "RTC_"), 1u);
+  const auto& dsdt = Table(with_rtc, "DSDT");
+  EXPECT_EQ(Count(dsdt, "RTC_"), 1u);
+  EXPECT_EQ(Count(dsdt, std::string("\x0c\x41\xd0\x0b\x00", 5)), 1u) << "EisaId (PNP0B00)";
+  // IO (Decode16, 0x70, 0x70, 1, 2); no IRQ in _CRS: kite's RTC raises none.
+  EXPECT_EQ(Count(dsdt, std::string("\x47\x01\x70\x00\x70\x00\x01\x02", 8)), 1u);
   EXPECT_EQ(Le(Table(with_rtc, "FACP"), 109, 2) & (1u << 5), 0u);
   c.cmos_rtc = false;
   auto without = Build(c);

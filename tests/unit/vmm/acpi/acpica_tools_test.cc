@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <regex>
 #include <string>
 
 #include "devices/acpi_ged.h"
@@ -85,6 +86,40 @@ TEST(AcpiIasl, AllTables_DisassembleWithoutErrorsOrWarnings) {
   CommandResult recompile = RunCommand("cd " + dir.path().string() + " && iasl -p again DSDT.dsl");
   EXPECT_EQ(recompile.status, 0) << recompile.output;
   EXPECT_FALSE(HasProblemLine(recompile.output)) << recompile.output;
+}
+
+// The RTC as iasl reads the tables: with cmos_rtc (what kite's VM sets while the RTC is on the
+// bus), \_SB.RTC_ is PNP0B00 with IO 0x70-0x71 and no interrupt, and the FADT's boot flag
+// "CMOS RTC Not Present" is 0; without it, no RTC device and the flag is 1.
+TEST(AcpiIasl, CmosRtc_DsdtDeviceAndFadtFlagAgree) {
+  KITE_REQUIRE_TOOL("iasl");
+  for (bool rtc : {true, false}) {
+    SCOPED_TRACE(rtc ? "cmos_rtc" : "no cmos_rtc");
+    AcpiConfig config;
+    config.cmos_rtc = rtc;
+    kite::testing::TempDir dir;
+    DisassembleAll(config, dir);
+    std::string dsl = kite::testing::ReadFile(dir.File("DSDT.dsl"));
+    std::string fadt = kite::testing::ReadFile(dir.File("FACP.dsl"));
+    std::smatch flag;
+    ASSERT_TRUE(std::regex_search(fadt, flag, std::regex(R"(CMOS RTC Not Present[^:\n]*: (\d))")))
+        << fadt;
+    EXPECT_EQ(flag[1], rtc ? "0" : "1") << flag[0];
+    size_t device = dsl.find("Device (RTC)");
+    EXPECT_EQ(dsl.find("PNP0B00") != std::string::npos, rtc) << dsl;
+    if (!rtc) {
+      EXPECT_EQ(device, std::string::npos) << dsl;
+      continue;
+    }
+    ASSERT_NE(device, std::string::npos) << dsl;
+    std::string body = dsl.substr(device, dsl.find("Device (", device + 1) - device);
+    EXPECT_NE(body.find("EisaId (\"PNP0B00\")"), std::string::npos) << body;
+    EXPECT_NE(body.find("IO (Decode16"), std::string::npos) << body;
+    EXPECT_NE(body.find("0x0070,             // Range Minimum"), std::string::npos) << body;
+    EXPECT_NE(body.find("0x02,               // Length"), std::string::npos) << body;
+    EXPECT_EQ(body.find("IRQ"), std::string::npos) << body;
+    EXPECT_EQ(body.find("Interrupt ("), std::string::npos) << body;
+  }
 }
 
 // The largest configuration: 254 vCPUs, 256 virtio devices, 32 hotplug slots. The DSDT is
