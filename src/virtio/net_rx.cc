@@ -304,7 +304,9 @@ VirtioNet::RxStep VirtioNet::PlaceLocked() {
   size_t len = rx_pending_len_;
   size_t spilled = len - kNetHeaderSize - rx_pending_in_guest_;
   bool mergeable = (features_ & FeatureBit(net::kFeatureMrgRxbuf)) != 0;
-  if (spilled == 0) return CompleteRxLocked(mergeable);  // read straight into the guest
+  // Read straight into the guest. A frame with no payload (only the header) takes no room in
+  // the held chains, so it can arrive while none is held: it waits for one like any other.
+  if (spilled == 0 && !rx_chains_.empty()) return CompleteRxLocked(mergeable);
   // The rest of the frame is in rx_buffer_: it needs more room. Without MRG_RXBUF a frame that
   // spilled past its chain does not fit (G24): dropped, the chain stays for the next frame.
   bool overflowed_chain = !mergeable && rx_pending_in_guest_ != 0;

@@ -314,6 +314,30 @@ TEST_F(NetRxTest, Direct_NoBuffers_FrameWaitsThenFollowingFramesInOrder) {
   EXPECT_EQ(device_->counters().drops, 0u);
 }
 
+// Found by virtio_net_fuzzer: a frame of only the vnet header, read while no receive chain was
+// held, completed with an empty list of chains (a read of a deque's front that was not there).
+TEST_F(NetRxTest, Direct_NoBuffers_HeaderOnlyFrame_WaitsForABuffer) {
+  Start();
+  Inject({});
+  EXPECT_TRUE(UsedLengths().empty());
+  AddBuffers(1, 256);
+  Kick();
+  EXPECT_EQ(UsedLengths(), std::vector<uint32_t>{12});
+  Inject(TestFrame(60));  // reading goes on
+  AddBuffers(1, 256);
+  Kick();
+  EXPECT_EQ(UsedLengths(), std::vector<uint32_t>{72});
+}
+
+TEST_F(NetRxTest, Direct_NoMrg_NoBuffers_HeaderOnlyFrame_WaitsForABuffer) {
+  StartWithoutMrg();
+  Inject({});
+  EXPECT_TRUE(UsedLengths().empty());
+  AddBuffers(1, 256);
+  Kick();
+  EXPECT_EQ(UsedLengths(), std::vector<uint32_t>{12});
+}
+
 TEST_F(NetRxTest, G25_Direct_GsoFrameGuestDidNotNegotiate_DroppedBuffersReused) {
   Start(FeatureBit(net::kFeatureGuestTso4) | FeatureBit(net::kFeatureGuestTso6));
   AddBuffers(70, 1024);
