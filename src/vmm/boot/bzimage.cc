@@ -90,7 +90,9 @@ Result<BzImageKernel> ParseBzImage(const KernelFile& file, const GuestMemory& me
     return Err(file.name() + ": bzImage pref_address " + Hex(k.hdr.pref_address) + " is beyond " +
                Hex(kMaxPrefAddress));
   }
-  uint64_t runtime_start = std::max(k.load_addr, k.hdr.pref_address);
+  // A copy: std::max takes references, and the packed header's field is misaligned.
+  const uint64_t pref_address = k.hdr.pref_address;
+  uint64_t runtime_start = std::max(k.load_addr, pref_address);
   if (k.hdr.kernel_alignment > 1 && (k.hdr.kernel_alignment & (k.hdr.kernel_alignment - 1)) == 0) {
     uint64_t mask = k.hdr.kernel_alignment - 1;
     runtime_start = (runtime_start + mask) & ~mask;
