@@ -127,6 +127,18 @@ TEST(DeviceJson, BadEntries_NameTheKey) {
       ApplyConfigJson(R"({"nets": [{"backend": "user", "hostfwd": "tcp::1-:2"}]})", "", c));
 }
 
+// Found by config_json_fuzzer: the refusal leaked a copy of the key (LeakSanitizer reports it
+// in a -DKITE_SANITIZE=ON build).
+TEST(DeviceJson, DiskSettingNotAString_RefusedNamingIt) {
+  for (const char* value : {"false", "1", "null", "[\"a\"]", "{}"}) {
+    auto r = DiskFromJson(
+        nlohmann::json::parse(std::string(R"({"format": "raw", "path": )") + value + "}"), "");
+    ASSERT_FALSE(r) << value;
+    EXPECT_NE(r.error().message().find("'path' must be a string"), std::string::npos)
+        << r.error().message();
+  }
+}
+
 TEST(DeviceCli, RepeatedOptions_InOrder_AndReplaceConfigList) {
   std::map<std::string, std::string> files = {
       {"vm.json", R"({"kernel": "k", "disks": [{"path": "cfg.raw", "format": "raw"}]})"}};
