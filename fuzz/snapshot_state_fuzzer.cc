@@ -1,6 +1,8 @@
 // libFuzzer target: snapshot state files (BAD_INPUTS.md F12, F13). The input goes through the
 // container checks as a whole file, then sealed with a valid header and CRC so that its bytes
-// reach the JSON parser and the loaders behind it: the memory layout and the legacy devices.
+// reach the JSON parser and the loaders behind it: the memory layout, the legacy devices, the
+// vCPU and VM state (KVM registers, MSRs, LAPIC, irqchip, clock) and the virtio transports
+// (mmio and pci, with their queues and device bytes).
 // Nothing here may crash, hang or allocate without bound; every refusal is an Error.
 #include <cstddef>
 #include <cstdint>
@@ -10,8 +12,11 @@
 
 #include "vmm/snapshot/crc64.h"
 #include "vmm/snapshot/device_state_json.h"
+#include "vmm/snapshot/kvm_state_json.h"
 #include "vmm/snapshot/memory_file.h"
+#include "vmm/snapshot/pci_state_json.h"
 #include "vmm/snapshot/snapshot_file.h"
+#include "vmm/snapshot/virtio_state_json.h"
 
 using namespace kite::snapshot;
 using json = nlohmann::json;
@@ -40,6 +45,10 @@ void LoadEverything(const json& value, const std::string& where) {
   (void)I8042StateFromJson(value, where);
   (void)RtcStateFromJson(value, where);
   (void)GedStateFromJson(value, where);
+  (void)VcpuStateFromJson(value, where);
+  (void)VmStateFromJson(value, where);
+  (void)TransportStateFromJson(value, where);
+  (void)PciTransportStateFromJson(value, where);
 }
 
 }  // namespace
@@ -54,10 +63,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                               "fuzz/state");
   if (!body) return 0;
   LoadEverything(*body, "body");
-  if (auto memory = body->find("memory"); memory != body->end()) LoadEverything(*memory, "memory");
-  if (auto devices = body->find("devices"); devices != body->end() && devices->is_object()) {
-    for (auto it = devices->begin(); it != devices->end(); ++it) {
-      LoadEverything(it.value(), "devices." + it.key());
+  for (const char* member : {"memory", "vm"}) {
+    if (auto it = body->find(member); it != body->end()) LoadEverything(*it, member);
+  }
+  for (const char* group : {"devices", "vcpus"}) {  // objects or arrays of states
+    auto members = body->find(group);
+    if (members == body->end() || !members->is_structured()) continue;
+    for (auto it = members->begin(); it != members->end(); ++it) {
+      LoadEverything(it.value(), group);
     }
   }
   return 0;

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "base/log.h"
-#include "storage/disk_image.h"
+#include "fuzz_ram_disk.h"
 #include "testing/virtio/fake_driver.h"
 #include "virtio/block.h"
 #include "virtio/queue.h"
@@ -23,48 +23,6 @@ using namespace kite;
 
 constexpr uint64_t kDiskSize = 64 * 1024;
 constexpr uint16_t kQueueSize = 16;
-
-class FuzzDisk final : public storage::DiskImage {
- public:
-  explicit FuzzDisk(bool ro) : data_(kDiskSize), ro_(ro) {}
-  storage::ImageFormat format() const override { return storage::ImageFormat::kRaw; }
-  const std::string& path() const override { return path_; }
-  uint64_t size() const override { return kDiskSize; }
-  bool read_only() const override { return ro_; }
-  uint64_t allocated_bytes() const override { return kDiskSize; }
-  Result<void> ReadV(uint64_t off, std::span<const iovec> iov) override {
-    for (const iovec& v : iov) {
-      if (off > kDiskSize || v.iov_len > kDiskSize - off) return Err("range");
-      std::memcpy(v.iov_base, data_.data() + off, v.iov_len);
-      off += v.iov_len;
-    }
-    return {};
-  }
-  Result<void> WriteV(uint64_t off, std::span<const iovec> iov) override {
-    if (ro_) std::abort();  // the device must refuse writes to a read-only disk (G19)
-    for (const iovec& v : iov) {
-      if (off > kDiskSize || v.iov_len > kDiskSize - off) return Err("range");
-      std::memcpy(data_.data() + off, v.iov_base, v.iov_len);
-      off += v.iov_len;
-    }
-    return {};
-  }
-  Result<void> Flush() override { return {}; }
-  Result<void> Discard(uint64_t off, uint64_t len) override { return Zero(off, len); }
-  Result<void> WriteZeroes(uint64_t off, uint64_t len, bool) override { return Zero(off, len); }
-  Result<storage::Extent> BlockStatus(uint64_t, uint64_t) override { return Err("unsupported"); }
-
- private:
-  Result<void> Zero(uint64_t off, uint64_t len) {
-    if (ro_) std::abort();
-    if (off > kDiskSize || len > kDiskSize - off) return Err("range");
-    std::memset(data_.data() + off, 0, len);
-    return {};
-  }
-  std::string path_ = "fuzz";
-  std::vector<uint8_t> data_;
-  bool ro_;
-};
 
 // Consumes bytes from the input; zeros when it runs out.
 struct Input {
@@ -96,7 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.queue_size = kQueueSize;
   options.io_workers = 1;
   options.cache = (mode & 4) ? storage::CacheMode::kUnsafe : storage::CacheMode::kWriteback;
-  auto dev = virtio::CreateVirtioBlock(std::make_shared<FuzzDisk>(mode & 2), options, &loop);
+  auto dev = virtio::CreateVirtioBlock(std::make_shared<fuzz::FuzzRamDisk>(kDiskSize, mode & 2),
+                                       options, &loop);
   if (!dev) std::abort();
   testing::FakeDriver driver({.queue_size = kQueueSize});
   virtio::Queue queue(kQueueSize);
