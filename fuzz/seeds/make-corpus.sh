@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Rewrites the committed seed corpora in fuzz/corpus/ (docs/FUZZING.md): qcow2 and VMDK images
+# made with qemu-img, and the kernel, config, virtio-mmio and virtio-net seeds that
+# fuzz/seeds/make_seeds.cc writes. Needs qemu-img and the fuzz build (make_seeds):
+#   fuzz/seeds/make-corpus.sh [BUILD_DIR]        (default build-fuzz)
+# The seeds of virtqueue_fuzzer and virtio_blk_fuzzer are kept from campaigns (libFuzzer's
+# -merge=1) and are left alone.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build-fuzz}
+corpus=fuzz/corpus
+ninja -C "$build" make_seeds >/dev/null
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+rm -rf "$corpus"/{kernel_loader_fuzzer,config_json_fuzzer,virtio_mmio_fuzzer,virtio_net_fuzzer}
+rm -rf "$corpus"/{vmdk_fuzzer,qcow2_image_fuzzer,qcow2_header_fuzzer,qmp_fuzzer}
+"$build"/fuzz/make_seeds "$corpus"
+
+# qcow2: small clusters so that a few KiB of data need L2 tables and refcount blocks.
+img() { qemu-img "$@" >/dev/null; }
+pattern() { # pattern FILE OFFSET LEN BYTE: writes LEN bytes of BYTE at OFFSET
+  head -c "$3" /dev/zero | tr '\0' "\\$(printf '%03o' "$4")" |
+    dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+q=$tmp/qcow2
+mkdir -p "$q"
+img create -f qcow2 -o cluster_size=4096 "$q/empty.qcow2" 1M
+img create -f qcow2 -o cluster_size=4096 "$q/data.qcow2" 1M
+head -c 65536 /dev/zero >"$q/raw"
+pattern "$q/raw" 0 8192 171
+pattern "$q/raw" 40960 4096 205
+img convert -f raw -O qcow2 -o cluster_size=4096 "$q/raw" "$q/data.qcow2"
+cp "$q/data.qcow2" "$q/snapshot.qcow2"
+img snapshot -c snap1 "$q/snapshot.qcow2"
+img create -f qcow2 -o cluster_size=4096,compat=0.10 "$q/v2.qcow2" 1M
+img create -f qcow2 -o cluster_size=4096,refcount_bits=1,lazy_refcounts=on "$q/lazy.qcow2" 1M
+img convert -c -f raw -O qcow2 -o cluster_size=4096 "$q/raw" "$q/compressed.qcow2"
+img create -f qcow2 -u -o cluster_size=4096 -b base.qcow2 -F qcow2 "$q/overlay.qcow2" 1M
+img create -f qcow2 -u -o cluster_size=4096 -b base.raw -F raw "$q/overlay-raw.qcow2" 1M
+mkdir -p "$corpus/qcow2_image_fuzzer"
+for f in "$q"/*.qcow2; do
+  cp "$f" "$corpus/qcow2_image_fuzzer/$(basename "$f")"
+  "$build"/fuzz/make_seeds --qcow2-program "$f" \
+    "$corpus/qcow2_image_fuzzer/$(basename "$f" .qcow2)-io.bin"
+done
+
+mkdir -p "$corpus/qcow2_header_fuzzer"
+cp "$q"/*.qcow2 "$corpus/qcow2_header_fuzzer/"
+
+# QMP: the first byte sets the read size (1 + byte % 64), then the client's bytes.
+mkdir -p "$corpus/qmp_fuzzer"
+printf '%s' '@{"execute": "qmp_capabilities"}' $'\r\n' \
+  '{"execute": "query-status", "id": 1}' $'\n' '{"execute": "query-block"}' $'\n' \
+  '{"execute": "query-name"}' $'\n' '{"execute": "query-version", "id": "v"}' $'\n' \
+  >"$corpus/qmp_fuzzer/session.txt"
+printf '%s' $'\x07' '{"execute": "qmp_capabilities"}' $'\n' '{"execute": "stop", "arguments": {}}' \
+  $'\n' '{"execute": "nope"}' $'\n' '[1, 2]' $'\n' '{"execute": "cont", "extra": [[[{}]]]}' \
+  $'\n' '{"execute": "query-status"' >"$corpus/qmp_fuzzer/malformed.txt"
+
+# VMDK: monolithicSparse and streamOptimized (compressed grains, footer), with data in them.
+mkdir -p "$corpus/vmdk_fuzzer"
+for subformat in monolithicSparse streamOptimized; do
+  img convert -f raw -O vmdk -o subformat=$subformat "$q/raw" "$corpus/vmdk_fuzzer/$subformat.vmdk"
+done
+img create -f vmdk "$corpus/vmdk_fuzzer/empty.vmdk" 1M
+ls "$corpus"/* | head -100

@@ -1,0 +1,378 @@
+// make_seeds: writes the hand-made seed inputs of the fuzzers into fuzz/corpus/ (run by
+// fuzz/seeds/make-corpus.sh, which also makes the qcow2 and VMDK images with qemu-img).
+//
+//   make_seeds DIR                      the kernel, config, virtio-mmio and virtio-net seeds,
+//                                       each into DIR/<fuzzer>/
+//   make_seeds --qcow2-program IN OUT   IN (a qcow2 image) with an I/O program appended, as
+//                                       qcow2_image_fuzzer reads it
+//
+// The program-style fuzzers read their integers with FuzzedDataProvider, which takes them from
+// the END of the input (and byte strings from the front); FdpInput below writes inputs that way
+// and must follow each fuzzer's order of reads. A seed that drifts out of step is still a
+// valid input, only a less useful one.
+#include <elf.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "kite/kite.h"
+#include "virtio/virtio_spec.h"
+#include "vmm/boot/boot_params.h"
+#include "vmm/config_json.h"
+#include "vmm/snapshot/device_state_json.h"
+#include "vmm/snapshot/kvm_state_json.h"
+#include "vmm/snapshot/memory_file.h"
+#include "vmm/snapshot/pci_state_json.h"
+#include "vmm/snapshot/virtio_state_json.h"
+
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+namespace fs = std::filesystem;
+
+// An input as FuzzedDataProvider consumes it: Front() bytes in order from the start;
+// integers in order from the end (each little-endian, in as few bytes as its range needs).
+class FdpInput {
+ public:
+  void Front(const void* data, size_t n) {
+    auto* p = static_cast<const uint8_t*>(data);
+    front_.insert(front_.end(), p, p + n);
+  }
+  // ConsumeIntegralInRange<T>(min, max) returning `value`.
+  void Int(uint64_t value, uint64_t min, uint64_t max) {
+    uint64_t range = max - min, v = value - min;
+    Bytes le;
+    for (int shift = 0; shift < 64 && (range >> shift) > 0; shift += 8) le.push_back(0);
+    for (size_t i = le.size(); i-- > 0; v >>= 8) le[i] = static_cast<uint8_t>(v);
+    back_.push_back(le);  // le[0] is consumed first: the most significant byte
+  }
+  void U8(uint8_t v) { Int(v, 0, 0xff); }
+  void U16(uint16_t v) { Int(v, 0, 0xffff); }
+  void U32(uint32_t v) { Int(v, 0, 0xffffffff); }
+  void U64(uint64_t v) { Int(v, 0, ~uint64_t{0}); }
+  void Bool(bool v) { U8(v ? 1 : 0); }
+  Bytes Build() const {
+    Bytes out = front_;
+    for (size_t i = back_.size(); i-- > 0;) {
+      // Consumed from the end, most significant byte first: stored least significant first.
+      out.insert(out.end(), back_[i].rbegin(), back_[i].rend());
+    }
+    return out;
+  }
+
+ private:
+  Bytes front_;
+  std::vector<Bytes> back_;
+};
+
+void Write(const fs::path& path, const Bytes& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
+}
+void WriteText(const fs::path& path, const std::string& text) {
+  Write(path, Bytes(text.begin(), text.end()));
+}
+
+template <typename T>
+void Put(Bytes& image, size_t offset, const T& value) {
+  if (image.size() < offset + sizeof(T)) image.resize(offset + sizeof(T));
+  std::memcpy(image.data() + offset, &value, sizeof(T));
+}
+
+// --- kernel_loader_fuzzer: an ELF vmlinux (64-bit entry; with a PVH note) and a bzImage ---
+
+Bytes Elf(bool pvh) {
+  Bytes image(0x1000);
+  std::vector<Elf64_Phdr> phdrs;
+  if (pvh) {
+    Bytes note;
+    Put(note, 0, Elf64_Nhdr{4, 8, 18});  // XEN_ELFNOTE_PHYS32_ENTRY, name "Xen"
+    Put(note, 12, uint32_t{0x006e6558});
+    Put(note, 16, uint64_t{0x200010});
+    phdrs.push_back({PT_NOTE, PF_R, 0x200, 0, 0, note.size(), note.size(), 4});
+    std::copy(note.begin(), note.end(), image.begin() + 0x200);
+  }
+  // Two segments: text at 2 MiB (entry inside, with a virtual e_entry to translate when
+  // `pvh` is false) and data with bss.
+  phdrs.push_back(
+      {PT_LOAD, PF_R | PF_X, 0x1000, 0xffffffff80200000ull, 0x200000, 0x100, 0x2000, 0x1000});
+  phdrs.push_back(
+      {PT_LOAD, PF_R | PF_W, 0x2000, 0xffffffff80400000ull, 0x400000, 0x80, 0x10000, 0x1000});
+  image.resize(0x2080, 0x90);
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_ident[EI_VERSION] = EV_CURRENT;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_X86_64;
+  eh.e_version = EV_CURRENT;
+  eh.e_entry = pvh ? 0x200000 : 0xffffffff80200000ull;
+  eh.e_phoff = sizeof(Elf64_Ehdr);
+  eh.e_ehsize = sizeof(Elf64_Ehdr);
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = static_cast<uint16_t>(phdrs.size());
+  Put(image, 0, eh);
+  for (size_t i = 0; i < phdrs.size(); ++i) Put(image, 64 + i * sizeof(Elf64_Phdr), phdrs[i]);
+  return image;
+}
+
+Bytes BzImage() {
+  using namespace kite::boot;
+  constexpr size_t kSetupSects = 3, kPayload = 0x1000;
+  Bytes image((kSetupSects + 1) * 512 + kPayload, 0);
+  for (size_t i = 0; i < kPayload; ++i) image[(kSetupSects + 1) * 512 + i] = uint8_t(i * 7 + 1);
+  image[0x201] = 0x6a;  // the setup header ends at 0x202 + 0x6a
+  SetupHeader h{};
+  std::memcpy(&h, image.data() + kSetupHeaderOffset, sizeof(h));
+  h.setup_sects = kSetupSects;
+  h.boot_flag = kBootFlag;
+  h.header = kHdrSMagic;
+  h.version = 0x020f;
+  h.loadflags = kLoadedHigh;
+  h.code32_start = 0x100000;
+  h.initrd_addr_max = 0x7fffffff;
+  h.kernel_alignment = 0x200000;
+  h.relocatable_kernel = 1;
+  h.xloadflags = kXlfKernel64;
+  h.cmdline_size = 255;
+  h.pref_address = 0x200000;
+  h.init_size = 0x100000;
+  Put(image, kSetupHeaderOffset, h);
+  return image;
+}
+
+// --- config_json_fuzzer: configs as kite writes them (ConfigToJson) and as people do ---
+
+void Configs(const fs::path& dir) {
+  kite::VmConfig small;
+  small.kernel = "vmlinux";
+  WriteText(dir / "written-default.json", kite::ConfigToJson(small).dump(2));
+  kite::VmConfig full = small;
+  full.initrd = "initrd.img";
+  full.cpus = 4;
+  full.memory = 1ull << 30;
+  full.serial = kite::SerialMode::kFile;
+  full.serial_path = "console.log";
+  full.transport = kite::VirtioTransportKind::kPci;
+  full.disks = {{.path = "root.qcow2",
+                 .format = "qcow2",
+                 .cache = "none",
+                 .serial = "root",
+                 .queues = 2,
+                 .id = "root"},
+                {.path = "data.raw", .format = "raw", .read_only = true}};
+  full.nets = {{.backend = kite::NetBackendKind::kUser,
+                .mac = "52:54:00:12:34:56",
+                .hostfwd = {"tcp::2222-:22"},
+                .id = "net0"},
+               {.backend = kite::NetBackendKind::kTap, .tap = "tap0"}};
+  full.pci_slots = {{"root", 3}, {"net0", 5}};
+  full.name = "vm1";
+  full.api_sock = "api.sock";
+  WriteText(dir / "written-full.json", kite::ConfigToJson(full).dump(2));
+  WriteText(dir / "hand-minimal.json", R"({"kernel": "vmlinux", "memory": "256M"})");
+  WriteText(dir / "hand-devices.json", R"({
+  "kernel": "/boot/vmlinux", "cmdline": "console=ttyS0 root=/dev/vda", "cpus": 2,
+  "memory": 536870912, "acpi": false, "on_reboot": "restart", "rng": false,
+  "disks": [{"path": "disk.qcow2", "format": "qcow2", "readonly": false, "cache": "unsafe"}],
+  "nets": [{"backend": "user", "hostfwd": ["tcp::8080-:80", "udp:127.0.0.1:5353-:53"]}],
+  "unplug_timeout_ms": 500, "paused": true, "stats": true, "host_quirks": false,
+  "cpu_template": "minimal"
+})");
+}
+
+// --- snapshot_state_fuzzer: a state body as kite writes it, from default states ---
+
+std::string StateBody() {
+  using namespace kite::snapshot;
+  nlohmann::json body;
+  MemoryFileLayout layout{{{0, 256 << 20, 0}}, 256 << 20};
+  body["memory"] = MemoryLayoutToJson(layout);
+  body["vm"] = ToJson(kite::VmState{});
+  body["vcpus"] = nlohmann::json::array({ToJson(kite::VcpuState{})});
+  body["devices"]["com1"] = UartStateToJson({});
+  body["devices"]["i8042"] = I8042StateToJson({});
+  body["devices"]["rtc"] = RtcStateToJson({});
+  body["devices"]["ged"] = GedStateToJson({});
+  kite::virtio::TransportState transport;
+  transport.device_id = 2;
+  transport.status = 15;
+  transport.driver_features = 1ull << 32;
+  transport.queues.resize(1);
+  body["devices"]["vda"] = TransportStateToJson(transport);
+  kite::virtio::PciTransportState pci;
+  pci.virtio = transport;
+  body["devices"]["vdb"] = PciTransportStateToJson(pci);
+  return body.dump(1);
+}
+
+// --- virtio_mmio_fuzzer: the handshake, chains and interrupt acks, per device kind ---
+
+// Mirrors Guest::Handshake's reads: the accepted-features mask, then a size exponent per queue.
+void Handshake(FdpInput& in, int queues) {
+  in.Int(4, 0, 8);
+  in.U64(~uint64_t{0});
+  for (int q = 0; q < queues; ++q) in.Int(4, 0, 8);  // 16 entries
+}
+
+// Mirrors Guest::Chain: one or two descriptors into the buffer area (kBufferBase 1 MiB).
+void Chain(FdpInput& in, uint32_t queue, uint16_t head, const uint8_t header[16],
+           const std::vector<std::pair<uint32_t, bool>>& bufs) {
+  in.Int(5, 0, 8);
+  in.Int(queue, 0, 1);
+  in.U16(head);
+  in.Int(bufs.size(), 1, 4);
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    in.Int(2, 0, 3);  // an address in the buffer area
+    in.Int(0x10000 * (i + 1) + head * 0x1000, 0, 0x2fffff);
+    in.Bool(true);  // a small length
+    in.Int(bufs[i].first, 0, 4096);
+    in.U8(bufs[i].second ? kite::virtio::kDescFlagWrite : 0);
+    if (i == 0) in.Front(header, 16);
+  }
+}
+
+Bytes MmioSeed(uint8_t kind) {
+  FdpInput in;
+  in.U8(kind);
+  int queues = kind % 4 == 3 ? 2 : 1;
+  Handshake(in, queues);
+  uint8_t header[16] = {};
+  if (kind % 4 == 1 || kind % 4 == 2) {  // virtio-blk: a read of sector 1, then a write
+    header[0] = 0;                       // VIRTIO_BLK_T_IN
+    header[8] = 1;
+    Chain(in, 0, 0, header, {{16, false}, {512, true}, {1, true}});
+    header[0] = 1;  // VIRTIO_BLK_T_OUT
+    Chain(in, 0, 3, header, {{16, false}, {512, false}, {1, true}});
+  } else if (kind % 4 == 0) {  // virtio-rng: fill a buffer
+    Chain(in, 0, 0, header, {{64, true}});
+  } else {  // virtio-net: a receive buffer, a frame to send
+    Chain(in, 0, 0, header, {{1526, true}});
+    Chain(in, 1, 0, header, {{12, false}, {60, false}});
+  }
+  in.Int(8, 0, 8);  // read InterruptStatus, ack it
+  in.Int(1, 0, 8);  // read a register: the status
+  in.Int(15, 0, 25);
+  return in.Build();
+}
+
+// --- virtio_net_fuzzer: header checks, then a TX frame, RX buffers and a received frame ---
+
+Bytes NetSeed(bool vnet, bool direct, bool mergeable) {
+  namespace net = kite::virtio::net;
+  using kite::virtio::FeatureBit;
+  FdpInput in;
+  net::Header tx{net::kHdrFlagNeedsCsum, net::kGsoTcpv4, 54, 1448, 34, 16, 0};
+  net::Header rx{};
+  in.Front(&tx, sizeof(tx));  // CheckHeaders: a TSO frame
+  uint64_t features = FeatureBit(net::kFeatureCsum) | FeatureBit(net::kFeatureHostTso4) |
+                      FeatureBit(net::kFeatureGuestCsum) | FeatureBit(net::kFeatureMrgRxbuf);
+  in.U64(features);
+  in.Int(2000, 0, 70000);
+  in.Bool(vnet);
+  in.Front(&rx, sizeof(rx));
+  in.Bool(vnet);  // the device
+  if (vnet) in.Bool(direct);
+  in.U64(~uint64_t{0});                                                   // backend offloads
+  in.U64(mergeable ? ~uint64_t{0} : ~FeatureBit(net::kFeatureMrgRxbuf));  // accepted features
+  // Two receive chains, one frame sent, one received.
+  for (int i = 0; i < 2; ++i) {
+    in.Int(1, 0, 7);  // AddRx
+    in.Int(1, 1, 3);
+    in.Bool(false);
+    in.Int(mergeable ? 1024 : 2048, 0, 4096);
+  }
+  in.Int(0, 0, 7);  // AddTx
+  in.Int(2, 1, 3);
+  in.Bool(false);
+  net::Header out{net::kHdrFlagNeedsCsum, 0, 0, 0, 34, 16, 0};
+  in.Front(&out, sizeof(out));
+  in.Bool(true);
+  in.Int(98, 0, 1600);
+  in.Int(12, 0, 110);  // the header alone in the first descriptor
+  in.U8(0);
+  in.U8(0);
+  in.Int(2, 0, 7);  // a frame from the network
+  net::Header got{net::kHdrFlagDataValid, 0, 0, 0, 0, 0, 0};
+  in.Front(&got, sizeof(got));
+  in.Bool(true);
+  in.Int(1514, 0, 1600);
+  in.Int(6, 0, 7);  // run the loop
+  in.Int(7, 0, 7);  // collect used entries
+  return in.Build();
+}
+
+// --- qcow2_image_fuzzer: an I/O program after the image ---
+
+Bytes Qcow2Program(const Bytes& image) {
+  FdpInput in;
+  in.Front(image.data(), image.size());
+  struct Op {
+    uint8_t kind;
+    bool from_end;
+    uint32_t offset, length;
+    uint8_t fill;
+  };
+  const Op ops[] = {
+      {0, false, 0, 8192, 0},         // read across the first clusters (L2, backing)
+      {1, false, 4096, 12288, 0xab},  // allocating write
+      {1, false, 6144, 512, 0xcd},    // partial rewrite (COPIED or copy-on-write)
+      {4, false, 0, 1 << 20, 0},      // block status
+      {3, false, 65536, 65536, 1},    // write zeroes, unmap
+      {2, false, 8192, 4096, 0},      // discard
+      {6, false, 131072, 0, 0x11},    // a compressed cluster
+      {0, true, 0, 4096, 0},          // read the last page
+      {8, false, 1 << 20, 0, 0},      // grow by 1 MiB
+      {5, false, 0, 0, 0},            // flush
+  };
+  in.Int(std::size(ops), 0, 12);
+  for (const Op& op : ops) {
+    in.Int(op.kind, 0, 8);
+    in.Bool(op.from_end);
+    in.U32(op.offset);
+    in.U32(op.length);
+    in.U8(op.fill);
+  }
+  in.U8(0x3f);  // snapshots: apply, delete, create, check with repair; info as JSON, chain
+  return in.Build();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--qcow2-program") {
+    std::ifstream f(argv[2], std::ios::binary);
+    Bytes image((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (image.empty()) return 1;
+    Write(argv[3], Qcow2Program(image));
+    return 0;
+  }
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds DIR | make_seeds --qcow2-program IN OUT\n");
+    return 2;
+  }
+  fs::path dir = argv[1];
+  Write(dir / "kernel_loader_fuzzer/elf64.bin", Elf(false));
+  Write(dir / "kernel_loader_fuzzer/elf-pvh.bin", Elf(true));
+  Write(dir / "kernel_loader_fuzzer/bzimage.bin", BzImage());
+  Configs(dir / "config_json_fuzzer");
+  WriteText(dir / "snapshot_state_fuzzer/body.json", StateBody());
+  const char* kinds[] = {"rng", "blk", "blk-ro", "net"};
+  for (uint8_t kind = 0; kind < 4; ++kind) {
+    Write(dir / "virtio_mmio_fuzzer" / (std::string(kinds[kind]) + ".bin"), MmioSeed(kind));
+  }
+  Write(dir / "virtio_net_fuzzer/plain.bin", NetSeed(false, false, false));
+  Write(dir / "virtio_net_fuzzer/vnet-mergeable.bin", NetSeed(true, false, true));
+  Write(dir / "virtio_net_fuzzer/tap-direct.bin", NetSeed(true, true, true));
+  Write(dir / "virtio_net_fuzzer/tap-direct-small.bin", NetSeed(true, true, false));
+  return 0;
+}
