@@ -45,6 +45,11 @@ for f in "$q"/*.qcow2; do
     "$corpus/qcow2_image_fuzzer/$(basename "$f" .qcow2)-io.bin"
 done
 
+# A regression input: a snapshot name that is not UTF-8, printed by kite-img info as JSON (the
+# program: no I/O, then snapshot byte 0x10: info as JSON only).
+img create -f qcow2 -o cluster_size=4096 "$q/name.qcow2" 1M
+img snapshot -c $'snap\xff' "$q/name.qcow2"
+{ cat "$q/name.qcow2"; printf '\x10\x00'; } >"$corpus/qcow2_image_fuzzer/snapshot-name-not-utf8.bin"
 mkdir -p "$corpus/qcow2_header_fuzzer"
 cp "$q"/*.qcow2 "$corpus/qcow2_header_fuzzer/"
 

@@ -97,7 +97,10 @@ int RunCheck(const CheckArgs& args, Console& console) {
   for (const std::string& m : report->messages) console.err << m << "\n";
   if (!args.quiet) {
     if (args.output == OutputFormat::kJson) {
-      console.out << CheckJson(*report, args.filename).dump(4) << "\n";
+      // The file name is bytes from the command line, not always UTF-8 (U+FFFD where not).
+      console.out
+          << CheckJson(*report, args.filename).dump(4, ' ', false, Json::error_handler_t::replace)
+          << "\n";
     } else {
       console.out << CheckText(*report);
     }

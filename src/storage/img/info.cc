@@ -17,6 +17,9 @@ namespace kite::img {
 namespace {
 
 using Json = nlohmann::ordered_json;
+// Names from the image (snapshot names, the backing file name) are bytes, not always UTF-8:
+// printed as JSON they get U+FFFD where they are not (a strict dump() would throw and abort).
+constexpr auto kReplace = Json::error_handler_t::replace;
 using storage::ImageFormat;
 
 Result<uint64_t> ActualSize(const std::string& path) {
@@ -154,7 +157,8 @@ std::string ImageInfoText(const Json& j) {
     for (const auto& [key, value] : j["format-specific"]["data"].items()) {
       std::string name = key;
       for (char& c : name) c = c == '-' ? ' ' : c;
-      t += "    " + name + ": " + (value.is_string() ? value.get<std::string>() : value.dump()) +
+      t += "    " + name + ": " +
+           (value.is_string() ? value.get<std::string>() : value.dump(-1, ' ', false, kReplace)) +
            "\n";
     }
   }
@@ -183,7 +187,7 @@ int RunInfo(const InfoArgs& args, Console& console) {
     format = next;
   }
   if (args.output == OutputFormat::kJson) {
-    console.out << (args.backing_chain ? chain : chain[0]).dump(4) << "\n";
+    console.out << (args.backing_chain ? chain : chain[0]).dump(4, ' ', false, kReplace) << "\n";
     return 0;
   }
   for (size_t i = 0; i < chain.size(); ++i) {
@@ -197,7 +201,7 @@ int RunSnapshotList(const std::string& path, OutputFormat output, Console& conso
   auto snaps = storage::ListSnapshots(path);
   if (!snaps) return Fail(console, snaps.error());
   if (output == OutputFormat::kJson) {
-    console.out << SnapshotsJson(*snaps).dump(4) << "\n";
+    console.out << SnapshotsJson(*snaps).dump(4, ' ', false, kReplace) << "\n";
     return 0;
   }
   console.out << "Snapshot list:\n" << SnapshotTableText(*snaps);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "img_test_util.h"
+#include "storage/qcow2/qcow2.h"
 #include "testing/temp_dir.h"
 #include "testing/tool_required.h"
 
@@ -124,6 +125,39 @@ TEST(ImgInfo, HumanText_AgreesWithQemu) {
   auto kite = Kite({"info", chain.top});
   ASSERT_EQ(kite.code, 0) << kite.err;
   EXPECT_EQ(kite.out, Shell("qemu-img info " + Q(chain.top)).out);
+}
+
+// Found by qcow2_image_fuzzer: a snapshot or backing file name that is not UTF-8 made the JSON
+// output throw (nlohmann type_error 316) and kite-img abort. Now such bytes print as U+FFFD.
+TEST(ImgInfo, Json_NamesNotUtf8_PrintedWithReplacementCharacter) {
+  TempDir dir;
+  std::string path = dir.File("a.qcow2");
+  ASSERT_TRUE(storage::CreateQcow2(path, {.size = 1 << 20}));
+  ASSERT_TRUE(storage::CreateSnapshot(path, "snap\xff"));
+  ASSERT_TRUE(storage::SetBackingFile(path, "base\xfe.raw", "raw"));
+  const std::string kFffd = "\xef\xbf\xbd";
+
+  auto info = Kite({"info", "--output=json", "-U", path});
+  ASSERT_EQ(info.code, 0) << info.err;
+  Json j = Json::parse(info.out);
+  EXPECT_EQ(j["snapshots"][0]["name"], "snap" + kFffd);
+  EXPECT_EQ(j["backing-filename"], "base" + kFffd + ".raw");
+
+  std::ostringstream out, err;
+  Console console{out, err, false};
+  SnapshotArgs list{
+      .action = SnapshotArgs::Action::kList, .output = OutputFormat::kJson, .filename = path};
+  ASSERT_EQ(RunSnapshot(list, console), 0) << err.str();
+  EXPECT_EQ(Json::parse(out.str())[0]["name"], "snap" + kFffd);
+}
+
+TEST(ImgCheck, Json_FileNameNotUtf8_PrintedWithReplacementCharacter) {
+  TempDir dir;
+  std::string path = dir.File("disk\xff.qcow2");
+  ASSERT_TRUE(storage::CreateQcow2(path, {.size = 1 << 20}));
+  auto check = Kite({"check", "--output=json", path});
+  ASSERT_EQ(check.code, 0) << check.err;
+  EXPECT_EQ(Json::parse(check.out)["filename"], dir.File("disk\xef\xbf\xbd.qcow2"));
 }
 
 TEST(ImgInfo, MissingFile_Fails) {
