@@ -127,12 +127,15 @@ TEST(ImgInfo, HumanText_AgreesWithQemu) {
   EXPECT_EQ(kite.out, Shell("qemu-img info " + Q(chain.top)).out);
 }
 
-// Found by qcow2_image_fuzzer: a snapshot or backing file name that is not UTF-8 made the JSON
-// output throw (nlohmann type_error 316) and kite-img abort. Now such bytes print as U+FFFD.
+// Seen while adding kite-img info to qcow2_image_fuzzer: a snapshot or backing file name that
+// is not UTF-8 made the JSON output throw (nlohmann type_error 316) and kite-img abort. Now
+// such bytes print as U+FFFD.
 TEST(ImgInfo, Json_NamesNotUtf8_PrintedWithReplacementCharacter) {
   TempDir dir;
   std::string path = dir.File("a.qcow2");
-  ASSERT_TRUE(storage::CreateQcow2(path, {.size = 1 << 20}));
+  storage::Qcow2CreateOptions create;
+  create.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(path, create));
   ASSERT_TRUE(storage::CreateSnapshot(path, "snap\xff"));
   ASSERT_TRUE(storage::SetBackingFile(path, "base\xfe.raw", "raw"));
   const std::string kFffd = "\xef\xbf\xbd";
@@ -145,8 +148,10 @@ TEST(ImgInfo, Json_NamesNotUtf8_PrintedWithReplacementCharacter) {
 
   std::ostringstream out, err;
   Console console{out, err, false};
-  SnapshotArgs list{
-      .action = SnapshotArgs::Action::kList, .output = OutputFormat::kJson, .filename = path};
+  SnapshotArgs list;
+  list.action = SnapshotArgs::Action::kList;
+  list.output = OutputFormat::kJson;
+  list.filename = path;
   ASSERT_EQ(RunSnapshot(list, console), 0) << err.str();
   EXPECT_EQ(Json::parse(out.str())[0]["name"], "snap" + kFffd);
 }
@@ -154,7 +159,9 @@ TEST(ImgInfo, Json_NamesNotUtf8_PrintedWithReplacementCharacter) {
 TEST(ImgCheck, Json_FileNameNotUtf8_PrintedWithReplacementCharacter) {
   TempDir dir;
   std::string path = dir.File("disk\xff.qcow2");
-  ASSERT_TRUE(storage::CreateQcow2(path, {.size = 1 << 20}));
+  storage::Qcow2CreateOptions create;
+  create.size = 1 << 20;
+  ASSERT_TRUE(storage::CreateQcow2(path, create));
   auto check = Kite({"check", "--output=json", path});
   ASSERT_EQ(check.code, 0) << check.err;
   EXPECT_EQ(Json::parse(check.out)["filename"], dir.File("disk\xef\xbf\xbd.qcow2"));
