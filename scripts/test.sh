@@ -49,9 +49,11 @@ if [[ ${KITE_SKIP_FUZZ:-0} != 1 ]]; then
   CC=clang CXX=clang++ cmake -S . -B "$fuzz_build" -G Ninja -DKITE_FUZZ=ON -DKITE_BUILD_TESTS=OFF \
     -DKITE_FUZZ_SECONDS="${KITE_FUZZ_SECONDS:-15}" \
     -DCMAKE_CXX_COMPILER_LAUNCHER="$(command -v ccache || true)" >/dev/null
-  ninja -C "$fuzz_build" qcow2_header_fuzzer virtqueue_fuzzer virtio_blk_fuzzer snapshot_state_fuzzer \
-    qmp_fuzzer kernel_loader_fuzzer vmdk_fuzzer qcow2_image_fuzzer config_json_fuzzer \
-    virtio_mmio_fuzzer virtio_net_fuzzer
+  # CCACHE_BASEDIR: paths relative to the clone, so a fresh clone in another folder can hit
+  # the cache (a cold build of the instrumented libraries is most of this step's time).
+  CCACHE_BASEDIR="$repo" ninja -C "$fuzz_build" qcow2_header_fuzzer virtqueue_fuzzer \
+    virtio_blk_fuzzer snapshot_state_fuzzer qmp_fuzzer kernel_loader_fuzzer vmdk_fuzzer \
+    qcow2_image_fuzzer config_json_fuzzer virtio_mmio_fuzzer virtio_net_fuzzer
   run_ctest ctest --test-dir "$fuzz_build" -L fuzz --output-on-failure -j2 || status=1
 fi
 
