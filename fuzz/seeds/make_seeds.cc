@@ -10,7 +10,6 @@
 // the END of the input (and byte strings from the front); FdpInput below writes inputs that way
 // and must follow each fuzzer's order of reads. A seed that drifts out of step is still a
 // valid input, only a less useful one.
-#include <elf.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -22,8 +21,8 @@
 #include <vector>
 
 #include "kite/kite.h"
+#include "unit/vmm/boot/test_images.h"
 #include "virtio/virtio_spec.h"
-#include "vmm/boot/boot_params.h"
 #include "vmm/config_json.h"
 #include "vmm/snapshot/device_state_json.h"
 #include "vmm/snapshot/kvm_state_json.h"
@@ -81,73 +80,24 @@ void WriteText(const fs::path& path, const std::string& text) {
   Write(path, Bytes(text.begin(), text.end()));
 }
 
-template <typename T>
-void Put(Bytes& image, size_t offset, const T& value) {
-  if (image.size() < offset + sizeof(T)) image.resize(offset + sizeof(T));
-  std::memcpy(image.data() + offset, &value, sizeof(T));
-}
-
 // --- kernel_loader_fuzzer: an ELF vmlinux (64-bit entry; with a PVH note) and a bzImage ---
 
+// Built with the boot tests' image builders (tests/unit/vmm/boot/kernel_images.cc).
 Bytes Elf(bool pvh) {
-  Bytes image(0x1000);
-  std::vector<Elf64_Phdr> phdrs;
-  if (pvh) {
-    Bytes note;
-    Put(note, 0, Elf64_Nhdr{4, 8, 18});  // XEN_ELFNOTE_PHYS32_ENTRY, name "Xen"
-    Put(note, 12, uint32_t{0x006e6558});
-    Put(note, 16, uint64_t{0x200010});
-    phdrs.push_back({PT_NOTE, PF_R, 0x200, 0, 0, note.size(), note.size(), 4});
-    std::copy(note.begin(), note.end(), image.begin() + 0x200);
-  }
-  // Two segments: text at 2 MiB (entry inside, with a virtual e_entry to translate when
-  // `pvh` is false) and data with bss.
-  phdrs.push_back(
-      {PT_LOAD, PF_R | PF_X, 0x1000, 0xffffffff80200000ull, 0x200000, 0x100, 0x2000, 0x1000});
-  phdrs.push_back(
-      {PT_LOAD, PF_R | PF_W, 0x2000, 0xffffffff80400000ull, 0x400000, 0x80, 0x10000, 0x1000});
-  image.resize(0x2080, 0x90);
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_EXEC;
-  eh.e_machine = EM_X86_64;
-  eh.e_version = EV_CURRENT;
-  eh.e_entry = pvh ? 0x200000 : 0xffffffff80200000ull;
-  eh.e_phoff = sizeof(Elf64_Ehdr);
-  eh.e_ehsize = sizeof(Elf64_Ehdr);
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = static_cast<uint16_t>(phdrs.size());
-  Put(image, 0, eh);
-  for (size_t i = 0; i < phdrs.size(); ++i) Put(image, 64 + i * sizeof(Elf64_Phdr), phdrs[i]);
-  return image;
+  kite::boot::testing::ElfOptions o;
+  o.pvh_note = pvh;
+  // Text at 2 MiB (the entry inside it; a virtual e_entry to translate when not PVH) and data
+  // with bss.
+  o.entry = pvh ? 0x200000 : 0xffffffff80200000ull;
+  o.segments = {{0x200000, std::string(0x100, '\x90'), 0x2000},
+                {0x400000, std::string(0x80, '\x90'), 0x10000}};
+  std::string image = kite::boot::testing::MakeElf(o);
+  return Bytes(image.begin(), image.end());
 }
 
 Bytes BzImage() {
-  using namespace kite::boot;
-  constexpr size_t kSetupSects = 3, kPayload = 0x1000;
-  Bytes image((kSetupSects + 1) * 512 + kPayload, 0);
-  for (size_t i = 0; i < kPayload; ++i) image[(kSetupSects + 1) * 512 + i] = uint8_t(i * 7 + 1);
-  image[0x201] = 0x6a;  // the setup header ends at 0x202 + 0x6a
-  SetupHeader h{};
-  std::memcpy(&h, image.data() + kSetupHeaderOffset, sizeof(h));
-  h.setup_sects = kSetupSects;
-  h.boot_flag = kBootFlag;
-  h.header = kHdrSMagic;
-  h.version = 0x020f;
-  h.loadflags = kLoadedHigh;
-  h.code32_start = 0x100000;
-  h.initrd_addr_max = 0x7fffffff;
-  h.kernel_alignment = 0x200000;
-  h.relocatable_kernel = 1;
-  h.xloadflags = kXlfKernel64;
-  h.cmdline_size = 255;
-  h.pref_address = 0x200000;
-  h.init_size = 0x100000;
-  Put(image, kSetupHeaderOffset, h);
-  return image;
+  std::string image = kite::boot::testing::MakeBzImage();
+  return Bytes(image.begin(), image.end());
 }
 
 // --- config_json_fuzzer: configs as kite writes them (ConfigToJson) and as people do ---

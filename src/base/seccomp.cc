@@ -120,27 +120,11 @@ void SetMode(Mode mode) {
   g_mode.store(mode);
 }
 
-Mode GetMode() {
-  return g_mode.load();
-}
-
 Result<Mode> ParseMode(std::string_view text) {
   if (text == "on" || text == "kill") return Mode::kKill;
   if (text == "log") return Mode::kLog;
   if (text == "off") return Mode::kOff;
   return Err("seccomp mode '" + std::string(text) + "' is not one of on, log, off");
-}
-
-const char* ModeName(Mode mode) {
-  switch (mode) {
-    case Mode::kOff:
-      return "off";
-    case Mode::kLog:
-      return "log";
-    case Mode::kKill:
-      break;
-  }
-  return "on";
 }
 
 const char* KindName(ThreadKind kind) {

@@ -53,10 +53,8 @@ struct ThreadNeeds {
 // The process-wide mode; set before the first Confine. Kill and Log install the SIGSYS
 // reporter once and cap malloc's arenas (see seccomp.cc).
 void SetMode(Mode mode);
-Mode GetMode();
 
 Result<Mode> ParseMode(std::string_view text);  // "on" (= kill), "kill", "log", "off"
-const char* ModeName(Mode mode);                // "on", "log", "off"
 const char* KindName(ThreadKind kind);          // "vcpu", "event-loop", ...
 
 // Installs `kind`'s filter on the calling thread (nothing when the mode is off). Fails only
