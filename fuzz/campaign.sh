@@ -4,8 +4,8 @@
 # corpus plus the corpus earlier campaigns left in the work directory. Nothing is written into
 # the repository: the build, the corpora, crash artifacts and logs all live in the work
 # directory. At the end a table gives, per target: executions, crashes (crash, leak, timeout
-# and out-of-memory artifacts of this run), libFuzzer's final coverage (cov: edges, ft:
-# features) and the corpus size.
+# and out-of-memory artifacts of this run), libFuzzer's final coverage (cov: edges reached, out
+# of the instrumented edges; ft: features) and the corpus size.
 #
 #   fuzz/campaign.sh [-n RUNS] [-j JOBS] [-w WORKDIR] [-b BUILD_DIR] [TARGET...]
 #     -n RUNS       executions per target (default 10000000, libFuzzer's -runs=)
@@ -80,13 +80,15 @@ done
 wait
 
 status=0
-printf '\n%-24s %12s %8s %8s %8s %8s %9s  %s\n' target executions crashes cov ft corpus seconds result
+printf '\n%-24s %12s %8s %14s %8s %8s %9s  %s\n' target executions crashes cov/edges ft corpus \
+  seconds result
 for t in "${targets[@]}"; do
   log=$work/logs/$t.log
   execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
   last=$(grep -E '(DONE|NEW|REDUCE|pulse|INITED|RELOAD).* cov: ' "$log" | tail -1 || true)
   cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
   ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
+  edges=$(grep -oE '\([0-9]+ inline 8-bit counters\)' "$log" | head -1 | grep -oE '[0-9]+' || true)
   crashes=$(find "$work/artifacts/$t" -type f -newer "$work/.started" | wc -l)
   corpus=$(find "$work/corpus/$t" -type f | wc -l)
   secs=$(grep -oE 'seconds=[0-9]+' "$log" | tail -1 | cut -d= -f2)
@@ -96,7 +98,7 @@ for t in "${targets[@]}"; do
     result="FAILED (exit $rc; see $log)"
     status=1
   fi
-  printf '%-24s %12s %8s %8s %8s %8s %9s  %s\n' "$t" "${execs:-?}" "$crashes" "${cov:-?}" \
-    "${ft:-?}" "$corpus" "${secs:-?}" "$result"
+  printf '%-24s %12s %8s %14s %8s %8s %9s  %s\n' "$t" "${execs:-?}" "$crashes" \
+    "${cov:-?}/${edges:-?}" "${ft:-?}" "$corpus" "${secs:-?}" "$result"
 done
 exit $status
