@@ -89,11 +89,14 @@ for t in "${targets[@]}"; do
   cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
   ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
   edges=$(grep -oE '\([0-9]+ inline 8-bit counters\)' "$log" | head -1 | grep -oE '[0-9]+' || true)
-  crashes=$(find "$work/artifacts/$t" -type f -newer "$work/.started" | wc -l)
+  crashes=$(find "$work/artifacts/$t" -type f -newer "$work/.started" \
+    \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+  slow=$(find "$work/artifacts/$t" -type f -newer "$work/.started" -name 'slow-unit-*' | wc -l)
   corpus=$(find "$work/corpus/$t" -type f | wc -l)
   secs=$(grep -oE 'seconds=[0-9]+' "$log" | tail -1 | cut -d= -f2)
   rc=$(grep -oE '^rc=[0-9]+' "$log" | tail -1 | cut -d= -f2)
   result=ok
+  ((slow == 0)) || result="ok ($slow slow-unit inputs kept)"
   if [[ $rc != 0 || $crashes != 0 ]]; then
     result="FAILED (exit $rc; see $log)"
     status=1
