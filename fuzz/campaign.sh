@@ -88,7 +88,8 @@ for t in "${targets[@]}"; do
   last=$(grep -E '(DONE|NEW|REDUCE|pulse|INITED|RELOAD).* cov: ' "$log" | tail -1 || true)
   cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
   ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
-  edges=$(grep -oE '\([0-9]+ inline 8-bit counters\)' "$log" | head -1 | grep -oE '[0-9]+' || true)
+  edges=$(grep -oE '\([0-9]+ inline 8-bit counters\)' "$log" | head -1 |
+    sed -E 's/\(([0-9]+) .*/\1/' || true)
   crashes=$(find "$work/artifacts/$t" -type f -newer "$work/.started" \
     \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
   slow=$(find "$work/artifacts/$t" -type f -newer "$work/.started" -name 'slow-unit-*' | wc -l)
