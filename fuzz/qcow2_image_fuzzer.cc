@@ -10,10 +10,12 @@
 // Input: the image, then the program at its end (FuzzedDataProvider takes integers from the
 // end), so any qcow2 file is a valid seed. The image lives in a private temporary directory
 // that is also the backing root, holding the only files a backing name may reach: base.raw
-// and base.qcow2 (a qcow2 over base.raw). Nothing may crash, hang or allocate without bound
-// (BAD_INPUTS I2-I31); every refusal is an Error.
+// and base.qcow2 (a qcow2 over base.raw); it is removed when the fuzzer ends, however it
+// ends. Nothing may crash, hang or allocate without bound (BAD_INPUTS I2-I31); every refusal
+// is an Error.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,13 +54,33 @@ struct Dir {
   std::string top;
 };
 
-// A private directory (on tmpfs when there is one) with the backing files, removed at exit.
+// Removes `dir` once this process is gone, however it ends: libFuzzer leaves with _Exit (no
+// atexit handlers) and crashes abort. A child in its own session waits for the end of a pipe
+// only this process holds, then runs rm -rf (nothing instrumented runs in it).
+void RemoveWhenGone(const std::string& dir) {
+  int fds[2];
+  if (pipe(fds) != 0) return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();  // a signal to the fuzzer's process group does not reach the cleaner
+    close(fds[1]);
+    char c;
+    while (read(fds[0], &c, 1) != 0) {
+    }
+    execlp("rm", "rm", "-rf", dir.c_str(), static_cast<char*>(nullptr));
+    _exit(1);
+  }
+  close(fds[0]);  // fds[1] stays open until this process ends
+}
+
+// A private directory (on tmpfs when there is one) with the backing files.
 const Dir& TheDir() {
   static Dir* dir = [] {
     std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
     if (const char* t = getenv("TMPDIR")) base = t;
     std::string tmpl = base + "/kite-qcow2-fuzz-XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp failed");
+    RemoveWhenGone(tmpl);
     auto* d = new Dir{tmpl, tmpl + "/top.qcow2"};
     std::vector<char> pattern(kBaseSize);
     for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<char>(i * 13 + 7);
@@ -68,7 +90,6 @@ const Dir& TheDir() {
                             .backing_file = "base.raw",
                             .backing_format = "raw"};
     if (!CreateQcow2(d->root + "/base.qcow2", opts)) Fail("creating base.qcow2");
-    std::atexit([] { std::filesystem::remove_all(TheDir().root); });
     return d;
   }();
   return *dir;
