@@ -72,8 +72,8 @@ HostQuirks DetectHostQuirksFromProc() {
   return DetectHostQuirks(text.str());
 }
 
-std::vector<std::string> EmulatedHostCmdlineItems() {
-  return {
+std::vector<std::string> EmulatedHostCmdlineItems(uint32_t cpus) {
+  std::vector<std::string> items = {
       // Instructions the emulator cannot execute (MACHINE.md): keep the guest off them.
       "noxsave",
       "clearcpuid=smap,smep,popcnt,rdrand,rdseed,fsgsbase,clflushopt,clwb,rdpid,bmi1,bmi2,adx,"
@@ -83,6 +83,15 @@ std::vector<std::string> EmulatedHostCmdlineItems() {
       "tsc=reliable",
       "no_timer_check",
   };
+  // The guest sees the host's CPUID (KVM_SET_CPUID2 is ignored), so on a host that is itself a
+  // KVM guest it finds the outer hypervisor's paravirtual features. With more than one vCPU,
+  // Linux then sends IPIs (and yields and kicks vCPUs) with the vmcall hypercall, which this
+  // KVM never completes: the vCPU executes the same vmcall forever, often holding a runqueue
+  // lock the other vCPU spins on with interrupts off, and the boot stops silently after
+  // "x86: Booting SMP configuration:". nopv makes Linux run as on bare hardware (no kvmclock,
+  // no PV IPIs); a single vCPU never makes those hypercalls and keeps kvmclock.
+  if (cpus > 1) items.push_back("nopv");
+  return items;
 }
 
 std::vector<std::string> AppendCmdlineItems(std::string& cmdline,

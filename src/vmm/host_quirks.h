@@ -5,6 +5,7 @@
 // minutes at emulation speed are skipped. Detection and editing are pure functions.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,8 +24,8 @@ HostQuirks DetectHostQuirks(std::string_view cpuinfo);
 // Reads /proc/cpuinfo; a host whose cpuinfo cannot be read is treated as a normal host.
 HostQuirks DetectHostQuirksFromProc();
 
-// Items an emulated-KVM host needs on a Linux command line.
-std::vector<std::string> EmulatedHostCmdlineItems();
+// Items an emulated-KVM host needs on a Linux command line of a guest with `cpus` vCPUs.
+std::vector<std::string> EmulatedHostCmdlineItems(uint32_t cpus);
 
 // Appends each item whose key (the part before '=') the command line does not already set.
 // Returns the items actually added, in order.

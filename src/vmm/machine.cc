@@ -17,7 +17,8 @@ std::string ApplyHostQuirks(VmConfig& config) {
   if (!config.host_quirks) return "";
   HostQuirks quirks = DetectHostQuirksFromProc();
   if (!quirks.emulated_kvm) return "";
-  std::vector<std::string> added = AppendCmdlineItems(config.cmdline, EmulatedHostCmdlineItems());
+  std::vector<std::string> added =
+      AppendCmdlineItems(config.cmdline, EmulatedHostCmdlineItems(config.cpus));
   if (added.empty()) return "";
   std::string items;
   for (const auto& item : added) items += " " + item;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace kite {
 namespace {
 
@@ -46,10 +48,21 @@ TEST(HostQuirks, NoFlagsLine_NormalHost) {
 }
 
 TEST(HostQuirks, Items_IncludeNoxsaveAndClearcpuid) {
-  auto items = EmulatedHostCmdlineItems();
+  auto items = EmulatedHostCmdlineItems(1);
   ASSERT_FALSE(items.empty());
   EXPECT_EQ(items[0], "noxsave");
   EXPECT_EQ(items[1].rfind("clearcpuid=smap,smep,popcnt", 0), 0u);
+}
+
+// Paravirtual hypercalls (PV IPIs) hang an SMP guest on such a host; one vCPU makes none.
+TEST(HostQuirks, Items_NopvOnlyWithSeveralCpus) {
+  auto has_nopv = [](uint32_t cpus) {
+    auto items = EmulatedHostCmdlineItems(cpus);
+    return std::find(items.begin(), items.end(), "nopv") != items.end();
+  };
+  EXPECT_FALSE(has_nopv(1));
+  EXPECT_TRUE(has_nopv(2));
+  EXPECT_TRUE(has_nopv(8));
 }
 
 TEST(HostQuirks, Append_ToEmptyCmdline) {
