@@ -11,7 +11,8 @@
 #   KITE_TEST_LABELS   ctest label regex for the KVM part (default: kvm|e2e|fault; fault: failing
 #                      devices via device-mapper, root, tests/fault)
 #   KITE_NO_KVM_VM=1   never use the nested VM
-#   KITE_SKIP_FUZZ=1   do not build and run the fuzzers (KITE_FUZZ_SECONDS: time per fuzzer, 15)
+#   KITE_SKIP_SANITIZERS=1  no ASan+UBSan, TSan and fuzz builds (KITE_FUZZ_SECONDS: time per
+#                      fuzzer, 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -40,24 +41,48 @@ status=0
 echo "== unit and stress tests (no KVM)"
 run_ctest ctest --test-dir "$build" -L "unit|stress|firmware" --output-on-failure -j2 || status=1
 
-# The libFuzzer targets (fuzz/), briefly: built with clang in their own build directory, then
-# each replays its committed seed corpus (fuzz/corpus/) and fuzzes for KITE_FUZZ_SECONDS (15 s
-# by default: 11 fuzzers, two at a time, about 1.5 minutes). Long runs: fuzz/campaign.sh.
-if [[ ${KITE_SKIP_FUZZ:-0} != 1 ]]; then
-  echo "== fuzzers (libFuzzer, ${KITE_FUZZ_SECONDS:-15} s each)"
-  fuzz_build="${build}-fuzz"
-  CC=clang CXX=clang++ cmake -S . -B "$fuzz_build" -G Ninja -DKITE_FUZZ=ON -DKITE_BUILD_TESTS=OFF \
-    -DKITE_FUZZ_SECONDS="${KITE_FUZZ_SECONDS:-15}" \
-    -DCMAKE_CXX_COMPILER_LAUNCHER="$(command -v ccache || true)" >/dev/null
+# Sanitizers and fuzzers (docs/SECURITY.md, "Sanitizers and fuzzing"). One clang build with
+# AddressSanitizer and UndefinedBehaviorSanitizer on everything (a UB finding aborts) runs the
+# unit tests here and the kvm tests below, and is also the fuzz build: its parser libraries
+# carry libFuzzer's coverage too, so they are compiled once for both. Each fuzzer replays its
+# committed seed corpus (fuzz/corpus/) and fuzzes for KITE_FUZZ_SECONDS (15 s by default: 11
+# fuzzers, two at a time, about 1.5 minutes); long runs: fuzz/campaign.sh. A gcc build with
+# ThreadSanitizer builds only the tests of the threaded parts (label threads: the async disk
+# layer and io_uring queue, virtio devices and transports, the control socket, block jobs, the
+# in-process VM lifecycle) and runs them. Sanitizer builds run without seccomp filters, so the
+# tests of the filters themselves (label seccomp) run in the plain build only.
+asan_build="${build}-asan" tsan_build="${build}-tsan"
+sanitizers=0
+if [[ ${KITE_SKIP_SANITIZERS:-0} != 1 ]]; then
+  sanitizers=1
+  ccache_launcher="$(command -v ccache || true)"
+  # -O1 (what the sanitizers' authors advise) and line tables only (enough for symbolized
+  # reports): both builds compile in much less time than with -O2 -g.
+  sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG")
+  echo "== AddressSanitizer + UBSan build (clang; also the fuzz targets)"
+  CC=clang CXX=clang++ cmake -S . -B "$asan_build" -G Ninja -DKITE_SANITIZE=ON -DKITE_FUZZ=ON \
+    -DKITE_FUZZ_SECONDS="${KITE_FUZZ_SECONDS:-15}" "${sanitizer_flags[@]}" \
+    -DCMAKE_CXX_COMPILER_LAUNCHER="$ccache_launcher" >/dev/null
   # CCACHE_BASEDIR: paths relative to the clone, so a fresh clone in another folder can hit
-  # the cache (a cold build of the instrumented libraries is most of this step's time).
-  CCACHE_BASEDIR="$repo" ninja -C "$fuzz_build" qcow2_header_fuzzer virtqueue_fuzzer \
-    virtio_blk_fuzzer snapshot_state_fuzzer qmp_fuzzer kernel_loader_fuzzer vmdk_fuzzer \
-    qcow2_image_fuzzer config_json_fuzzer virtio_mmio_fuzzer virtio_net_fuzzer
-  run_ctest ctest --test-dir "$fuzz_build" -L fuzz --output-on-failure -j2 || status=1
+  # the cache.
+  CCACHE_BASEDIR="$repo" ninja -C "$asan_build"
+  echo "== unit tests under AddressSanitizer + UBSan"
+  run_ctest ctest --test-dir "$asan_build" -L unit -LE seccomp --output-on-failure -j2 || status=1
+  echo "== fuzzers (libFuzzer, ${KITE_FUZZ_SECONDS:-15} s each)"
+  run_ctest ctest --test-dir "$asan_build" -L fuzz --output-on-failure -j2 || status=1
+
+  echo "== ThreadSanitizer build (gcc; the tests labelled threads)"
+  cmake -S . -B "$tsan_build" -G Ninja -DKITE_TSAN=ON "${sanitizer_flags[@]}" \
+    -DCMAKE_CXX_COMPILER_LAUNCHER="$ccache_launcher" >/dev/null
+  CCACHE_BASEDIR="$repo" ninja -C "$tsan_build" kite_threads_tests
+  echo "== the threaded parts under ThreadSanitizer"
+  run_ctest ctest --test-dir "$tsan_build" -L threads -LE kvm --output-on-failure -j2 || status=1
 fi
 
 labels=${KITE_TEST_LABELS:-kvm|e2e|fault}
+kvm_tests=(scripts/lib/kvm-tests.sh "$build" "$labels")
+((sanitizers)) && kvm_tests+=("$asan_build" "$tsan_build")
 source scripts/lib/kvm-host.sh
 kvm_host=$(kvm_host_kind)
 kvm_vm_ok=0
@@ -66,7 +91,7 @@ if [[ $kvm_host != hardware && ${KITE_NO_KVM_VM:-0} != 1 ]] && scripts/kvm-vm/se
 fi
 if [[ $kvm_host == hardware ]] || [[ $kvm_host == emulating && $kvm_vm_ok == 0 ]]; then
   echo "== KVM tests on this host's /dev/kvm ($kvm_host)"
-  run_ctest ctest --test-dir "$build" -L "$labels" --output-on-failure || status=1
+  run_ctest "${kvm_tests[@]}" || status=1
 elif ((kvm_vm_ok)); then
   if [[ $kvm_host == emulating ]]; then
     echo "== this host's /dev/kvm emulates guest code (no vmx/svm flag): KVM tests run in a nested VM (scripts/kvm-vm), which runs it natively under TCG's SVM"
@@ -82,15 +107,14 @@ elif ((kvm_vm_ok)); then
   export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1200}
   for attempt in 1 2 3; do
     rc=0
-    run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- \
-      ctest --test-dir "$build" -L "$labels" --output-on-failure || rc=$?
+    run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- "${kvm_tests[@]}" || rc=$?
     ((rc == 124 || rc == 125)) && ((attempt < 3)) && { echo "== the VM failed (status $rc): again"; continue; }
     break
   done
   ((rc == 0)) || status=1
 else
   echo "== no /dev/kvm and no nested VM: KVM tests report skipped (they fail under CI=true)"
-  run_ctest ctest --test-dir "$build" -L "$labels" --output-on-failure || status=1
+  run_ctest "${kvm_tests[@]}" || status=1
 fi
 
 # One closing line over every ctest run above ("N passed, N failed, N skipped").

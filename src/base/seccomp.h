@@ -43,6 +43,15 @@ enum class ThreadKind : uint8_t {
 };
 inline constexpr int kThreadKindCount = 12;
 
+// A sanitizer build (KITE_SANITIZE, KITE_TSAN, KITE_FUZZ): the sanitizer runtime makes system
+// calls no allow-list names (LeakSanitizer's ptrace at exit, ThreadSanitizer's background
+// thread), so the kite executable runs such a build with the filters off.
+#if defined(KITE_SANITIZER_BUILD)
+inline constexpr bool kSanitizerBuild = true;
+#else
+inline constexpr bool kSanitizerBuild = false;
+#endif
+
 // What a thread's filter depends on besides its kind.
 struct ThreadNeeds {
   // The event loop of a VM with a `user` network: libslirp opens AF_INET/AF_INET6 sockets

@@ -57,10 +57,7 @@ void StopControlSocket(std::unique_ptr<kite::qmp::QmpServer>& server) {
 template <typename MakeFn>
 int RunMachine(MakeFn make, kite::seccomp::Mode seccomp_mode) {
   using kite::seccomp::ThreadKind;
-#if defined(__SANITIZE_ADDRESS__)
-  // LeakSanitizer stops the process with ptrace at exit: a sanitizer build runs unfiltered.
-  seccomp_mode = kite::seccomp::Mode::kOff;
-#endif
+  if (kite::seccomp::kSanitizerBuild) seccomp_mode = kite::seccomp::Mode::kOff;
   kite::seccomp::SetMode(seccomp_mode);
   if (auto confined = kite::seccomp::ConfineThread(ThreadKind::kMain); !confined) {
     return Fail(confined.error().message() + " (--seccomp=off runs without filters)");

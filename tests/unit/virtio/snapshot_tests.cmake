@@ -2,7 +2,7 @@
 # and Unpop, the transport's restore validation (BAD_INPUTS F13), the shared device snapshot
 # suite (blk, net, rng) and quiesce under load.
 if(TARGET kite_testing_virtio AND EXISTS ${KITE_SRC_DIR}/virtio/transport_core_snapshot.cc)
-  kite_test(virtio_snapshot_tests LABEL unit
+  kite_test(virtio_snapshot_tests LABEL unit threads
     SOURCES snapshot_harness.cc device_snapshot_test.cc queue_snapshot_test.cc
             transport_snapshot_test.cc quiesce_test.cc block_test_util.cc net_test_frames.cc
     LIBS kite_testing_virtio kite_virtio kite_storage)

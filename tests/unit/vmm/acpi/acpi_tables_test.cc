@@ -168,7 +168,8 @@ TEST(AcpiTables, HotplugSlots_OneContainerWithAVirtioDeviceEach) {
 TEST(AcpiTables, VmGenId_DeviceWithAddrPackageAndGedNotify) {
   AcpiConfig c;
   c.vmgenid_addr = layout::kVmGenIdAddr;
-  const auto& dsdt = Table(Build(c), "DSDT");
+  auto tables = Build(c);  // (a reference into a temporary's table dangled: ASan)
+  const auto& dsdt = Table(tables, "DSDT");
   EXPECT_EQ(Count(dsdt, "VMGENCTR"), 1u);
   EXPECT_EQ(Count(dsdt, "VM_GEN_COUNTER"), 1u);
   EXPECT_EQ(Count(dsdt, "VGEN"), 2u) << "the device and the GED's Notify";
@@ -177,7 +178,8 @@ TEST(AcpiTables, VmGenId_DeviceWithAddrPackageAndGedNotify) {
 }
 
 TEST(AcpiTables, VmGenId_Unset_NoDevice) {
-  const auto& dsdt = Table(Build(TwoCpusTwoVirtio()), "DSDT");
+  auto tables = Build(TwoCpusTwoVirtio());
+  const auto& dsdt = Table(tables, "DSDT");
   EXPECT_EQ(Count(dsdt, "VGEN"), 0u);
   EXPECT_EQ(Count(dsdt, "VMGENCTR"), 0u);
 }

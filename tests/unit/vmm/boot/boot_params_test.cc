@@ -11,6 +11,8 @@
 namespace kite::boot {
 namespace {
 
+using testing::Unpacked;
+
 std::vector<MemoryRegion> Regions(uint64_t low, uint64_t high = 0) {
   std::vector<MemoryRegion> regions = {{GuestAddr(0), low, nullptr}};
   if (high) regions.push_back({GuestAddr(layout::kHighRamStart), high, nullptr});
@@ -18,9 +20,9 @@ std::vector<MemoryRegion> Regions(uint64_t low, uint64_t high = 0) {
 }
 
 void ExpectEntry(const E820Entry& e, uint64_t addr, uint64_t size, uint32_t type) {
-  EXPECT_EQ(e.addr, addr);
-  EXPECT_EQ(e.size, size);
-  EXPECT_EQ(e.type, type);
+  EXPECT_EQ(Unpacked(e.addr), addr);
+  EXPECT_EQ(Unpacked(e.size), size);
+  EXPECT_EQ(Unpacked(e.type), type);
 }
 
 TEST(E820Test, Build_SmallGuest_LowRamReservedBiosAreaHighRam) {
@@ -56,7 +58,7 @@ TEST(E820Test, Build_VmGenIdPage_Reserved) {
     bool covered = false;
     for (const E820Entry& e : map) {
       if (e.addr + e.size <= begin || e.addr >= end) continue;  // no overlap
-      EXPECT_EQ(e.type, kE820Reserved) << "entry at 0x" << std::hex << e.addr;
+      EXPECT_EQ(Unpacked(e.type), kE820Reserved) << "entry at 0x" << std::hex << e.addr;
       covered = covered || (e.addr <= begin && e.addr + e.size >= end);
     }
     EXPECT_TRUE(covered) << "one reserved entry covers the whole page";
@@ -90,15 +92,15 @@ TEST(ZeroPageTest, Build_ForVmlinux_MinimalHeaderAndInitrdSplitAcross32Bits) {
                                  .initrd = GuestAddr(0x1'2345'6000),
                                  .initrd_size = 0x1000,
                                  .e820 = map});
-  EXPECT_EQ(bp.hdr.boot_flag, kBootFlag);
-  EXPECT_EQ(bp.hdr.header, kHdrSMagic);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.cmdline_size, kLinuxCmdlineSize);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0x23456000u);
-  EXPECT_EQ(bp.ext_ramdisk_image, 1u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0x1000u);
-  EXPECT_EQ(bp.acpi_rsdp_addr, 0u);
-  ASSERT_EQ(bp.e820_entries, 3);
+  EXPECT_EQ(Unpacked(bp.hdr.boot_flag), kBootFlag);
+  EXPECT_EQ(Unpacked(bp.hdr.header), kHdrSMagic);
+  EXPECT_EQ(Unpacked(bp.hdr.type_of_loader), 0xff);
+  EXPECT_EQ(Unpacked(bp.hdr.cmdline_size), kLinuxCmdlineSize);
+  EXPECT_EQ(Unpacked(bp.hdr.ramdisk_image), 0x23456000u);
+  EXPECT_EQ(Unpacked(bp.ext_ramdisk_image), 1u);
+  EXPECT_EQ(Unpacked(bp.hdr.ramdisk_size), 0x1000u);
+  EXPECT_EQ(Unpacked(bp.acpi_rsdp_addr), 0u);
+  ASSERT_EQ(Unpacked(bp.e820_entries), 3);
   ExpectEntry(bp.e820_table[1], 0x9fc00, 0x100000 - 0x9fc00, kE820Reserved);
 }
 
@@ -106,11 +108,11 @@ TEST(ZeroPageTest, Build_ForBzImage_KeepsTheKernelsHeader) {
   std::string image = testing::MakeBzImage();
   SetupHeader hdr = *testing::BzHeader(image);
   BootParams bp = BuildZeroPage({.kernel_hdr = &hdr, .cmdline = GuestAddr(layout::kCmdlineAddr)});
-  EXPECT_EQ(bp.hdr.version, 0x020f);
-  EXPECT_EQ(bp.hdr.cmdline_size, 255u);
-  EXPECT_EQ(bp.hdr.init_size, 0x100000u);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
+  EXPECT_EQ(Unpacked(bp.hdr.version), 0x020f);
+  EXPECT_EQ(Unpacked(bp.hdr.cmdline_size), 255u);
+  EXPECT_EQ(Unpacked(bp.hdr.init_size), 0x100000u);
+  EXPECT_EQ(Unpacked(bp.hdr.type_of_loader), 0xff);
+  EXPECT_EQ(Unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 namespace kite::boot {
 namespace {
 
+using testing::Unpacked;
+
 using testing::BzHeader;
 using testing::MakeBzImage;
 
@@ -53,15 +55,15 @@ TEST_F(BzImageTest, Load_Valid_BootParamsFromTheFilesSetupHeader) {
   Result<BootPlan> plan = Load(MakeBzImage(), {.cmdline = "console=ttyS0", .acpi_rsdp = 0xe0000});
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
   BootParams bp = ZeroPage();
-  EXPECT_EQ(bp.hdr.header, kHdrSMagic);
-  EXPECT_EQ(bp.hdr.version, 0x020f);
-  EXPECT_EQ(bp.hdr.setup_sects, testing::kTestSetupSects);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0u);
-  EXPECT_EQ(bp.acpi_rsdp_addr, 0xe0000u);
-  EXPECT_EQ(bp.e820_entries, 3);
-  EXPECT_EQ(bp.hdr.setup_data, 0u);
+  EXPECT_EQ(Unpacked(bp.hdr.header), kHdrSMagic);
+  EXPECT_EQ(Unpacked(bp.hdr.version), 0x020f);
+  EXPECT_EQ(Unpacked(bp.hdr.setup_sects), testing::kTestSetupSects);
+  EXPECT_EQ(Unpacked(bp.hdr.type_of_loader), 0xff);
+  EXPECT_EQ(Unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
+  EXPECT_EQ(Unpacked(bp.hdr.ramdisk_image), 0u);
+  EXPECT_EQ(Unpacked(bp.acpi_rsdp_addr), 0xe0000u);
+  EXPECT_EQ(Unpacked(bp.e820_entries), 3);
+  EXPECT_EQ(Unpacked(bp.hdr.setup_data), 0u);
   char cmdline[14] = {};
   ASSERT_TRUE(memory_.Read(GuestAddr(layout::kCmdlineAddr), cmdline, 14).has_value());
   EXPECT_STREQ(cmdline, "console=ttyS0");
@@ -76,8 +78,8 @@ TEST_F(BzImageTest, Load_Initrd_PlacedAtTopOfRamPageAligned) {
   EXPECT_EQ(plan->initrd_addr, GuestAddr(expected));
   EXPECT_EQ(plan->initrd_size, initrd.size());
   BootParams bp = ZeroPage();
-  EXPECT_EQ(bp.hdr.ramdisk_image, expected);
-  EXPECT_EQ(bp.hdr.ramdisk_size, initrd.size());
+  EXPECT_EQ(Unpacked(bp.hdr.ramdisk_image), expected);
+  EXPECT_EQ(Unpacked(bp.hdr.ramdisk_size), initrd.size());
   std::string got(initrd.size(), '\0');
   ASSERT_TRUE(memory_.Read(GuestAddr(expected), got.data(), got.size()).has_value());
   EXPECT_EQ(got, initrd);
@@ -96,7 +98,7 @@ TEST_F(BzImageTest, Load_SetupDataFromFile_NotPassedOn) {
   std::string image = MakeBzImage();
   BzHeader(image)->setup_data = 0x12345678;
   ASSERT_TRUE(Load(image).has_value());
-  EXPECT_EQ(ZeroPage().hdr.setup_data, 0u);
+  EXPECT_EQ(Unpacked(ZeroPage().hdr.setup_data), 0u);
 }
 
 TEST_F(BzImageTest, K1_ZImageWithoutHdrS_Refused) {

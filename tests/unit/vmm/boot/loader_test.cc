@@ -21,6 +21,8 @@
 namespace kite::boot {
 namespace {
 
+using testing::Unpacked;
+
 // What the guest vmlinux's own headers say the loader must do, read here with <elf.h> (the
 // numbers depend on the kernel build, so they are not written into the test).
 struct VmlinuxFacts {
@@ -108,13 +110,13 @@ TEST_F(KernelLoaderTest, GuestVmlinux_Linux64EntryAtStartup64) {
   ASSERT_TRUE(memory.Read(GuestAddr(facts.first_paddr), loaded.data(), loaded.size()).has_value());
   EXPECT_EQ(loaded, file.substr(facts.first_offset, 4096));
   BootParams bp = memory.ReadObj<BootParams>(plan->boot_info).value();
-  EXPECT_EQ(bp.hdr.boot_flag, kBootFlag);
-  EXPECT_EQ(bp.hdr.header, kHdrSMagic);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
-  EXPECT_EQ(bp.hdr.cmdline_size, kLinuxCmdlineSize);
-  ASSERT_EQ(bp.e820_entries, 3);
-  EXPECT_EQ(bp.e820_table[2].addr, layout::kHighMemStart);
-  EXPECT_EQ(bp.e820_table[2].size, (256u << 20) - layout::kHighMemStart);
+  EXPECT_EQ(Unpacked(bp.hdr.boot_flag), kBootFlag);
+  EXPECT_EQ(Unpacked(bp.hdr.header), kHdrSMagic);
+  EXPECT_EQ(Unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
+  EXPECT_EQ(Unpacked(bp.hdr.cmdline_size), kLinuxCmdlineSize);
+  ASSERT_EQ(Unpacked(bp.e820_entries), 3);
+  EXPECT_EQ(Unpacked(bp.e820_table[2].addr), layout::kHighMemStart);
+  EXPECT_EQ(Unpacked(bp.e820_table[2].size), (256u << 20) - layout::kHighMemStart);
 }
 
 TEST_F(KernelLoaderTest, GuestVmlinux_PvhNoteFound) {
@@ -163,11 +165,11 @@ TEST_F(KernelLoaderTest, GuestBzImage_Loads) {
   EXPECT_EQ(plan->entry, GuestAddr(0x100200));
   EXPECT_EQ(plan->kernel_kind, "bzImage");
   BootParams bp = memory.ReadObj<BootParams>(plan->boot_info).value();
-  EXPECT_GE(bp.hdr.version, 0x020c);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.code32_start, 0x100000u);
-  EXPECT_TRUE(bp.hdr.xloadflags & kXlfKernel64);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineAddr);
+  EXPECT_GE(Unpacked(bp.hdr.version), 0x020c);
+  EXPECT_EQ(Unpacked(bp.hdr.type_of_loader), 0xff);
+  EXPECT_EQ(Unpacked(bp.hdr.code32_start), 0x100000u);
+  EXPECT_TRUE(Unpacked(bp.hdr.xloadflags) & kXlfKernel64);
+  EXPECT_EQ(Unpacked(bp.hdr.cmd_line_ptr), layout::kCmdlineAddr);
   char cmdline[14] = {};
   ASSERT_TRUE(memory.Read(GuestAddr(bp.hdr.cmd_line_ptr), cmdline, 14).has_value());
   EXPECT_STREQ(cmdline, "console=ttyS0");

@@ -14,6 +14,14 @@
 
 namespace kite::boot::testing {
 
+// A field of a packed struct (boot_params, its setup header, e820 entries) as a value: gtest's
+// EXPECT_EQ takes its arguments by reference, and a reference to a misaligned field is
+// undefined behaviour (UBSan in the sanitizer build).
+template <typename T>
+constexpr T Unpacked(T value) {
+  return value;
+}
+
 struct TestSegment {
   uint64_t paddr = 0;
   std::string data;
