@@ -86,6 +86,11 @@ ProcessOptions Options(std::vector<std::string> argv, const std::string& env = "
   return options;
 }
 
+std::vector<std::string> With(std::vector<std::string> args, std::vector<std::string> more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
 // "kite: jail probe: KEY: VALUE" lines.
 std::map<std::string, std::string> ProbeLines(const std::string& err) {
   std::map<std::string, std::string> probe;
@@ -152,6 +157,19 @@ std::map<std::string, std::string> ProcStatus(int pid) {
     if (colon != std::string::npos) fields[line.substr(0, colon)] = line.substr(colon + 2);
   }
   return fields;
+}
+
+// The jailed kite's mounts (/proc/PID/mountinfo): mount point -> its per-mount options.
+std::map<std::string, std::string> Mounts(int pid) {
+  std::map<std::string, std::string> mounts;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point, options;
+    fields >> id >> parent >> dev >> root >> point >> options;
+    mounts[point] = options;
+  }
+  return mounts;
 }
 
 std::string NsLink(const std::string& pid, const char* ns) {
@@ -226,9 +244,16 @@ TEST(Jail, FromOutside_UnprivilegedOwnNamespacesSnapshotIntoJail_HotAddFromJail)
   WriteFile(d.dir + "/hot.raw", std::string(1 << 20, '\0'));
   ASSERT_EQ(::chown((d.dir + "/hot.raw").c_str(), 65534, 65534), 0);
   WriteFile(d.secret + ".raw", std::string(1 << 20, '\0'));  // outside the jail
-  std::vector<std::string> args = JailArgs(d, "counter");
-  for (const char* a : {"--api-sock", "", "--transport", "pci"}) args.push_back(a);
-  args[args.size() - 3] = d.Sock();
+  // A qcow2 disk in the jail on a backing file outside it.
+  std::string base = d.base.File("base.raw"), overlay = d.dir + "/disk.qcow2";
+  WriteFile(base, std::string(1 << 20, '\0'));
+  ProcessResult img =
+      RunTool({KITE_IMG_BINARY, "create", "-f", "qcow2", "-b", base, "-F", "raw", overlay});
+  ASSERT_EQ(img.exit_status, 0) << img.Describe();
+  ASSERT_EQ(::chown(overlay.c_str(), 65534, 65534), 0);
+  std::vector<std::string> args =
+      With(JailArgs(d, "counter"), {"--api-sock", d.Sock(), "--transport", "pci", "--disk",
+                                    "path=" + overlay + ",format=qcow2"});
   ProcessResult r =
       RunAndInspect(Options(args), d.Sock(), [&](int outer, int jailed, QmpClient& qmp) {
         ASSERT_GT(jailed, 0) << "no child of " << outer;
@@ -250,6 +275,24 @@ TEST(Jail, FromOutside_UnprivilegedOwnNamespacesSnapshotIntoJail_HotAddFromJail)
         EXPECT_EQ(NsLink(child, "net"), NsLink(self, "net")) << "no --netns: the host's";
         // The outer kite stays outside, in the test's namespaces.
         EXPECT_EQ(NsLink(std::to_string(outer), "mnt"), NsLink(self, "mnt"));
+        // Its mounts: the root, /dev, the kernel, /proc/cpuinfo, the backing file (read-only) and
+        // DIR (read-write; the overlay in it needs no mount of its own). Nothing else.
+        std::map<std::string, std::string> mounts = Mounts(jailed);
+        std::string dir = fs::canonical(d.dir).string(), backing = fs::canonical(base).string();
+        std::set<std::string> points;
+        for (const auto& [point, options] : mounts) points.insert(point);
+        EXPECT_EQ(points, (std::set<std::string>{"/", "/dev", fs::canonical(Firmware("counter")),
+                                                 "/proc/cpuinfo", backing, dir}));
+        EXPECT_EQ(mounts["/"].substr(0, 3), "ro,");
+        EXPECT_EQ(mounts["/dev"].substr(0, 3), "ro,");
+        EXPECT_EQ(mounts[backing].substr(0, 3), "ro,") << "a backing file";
+        EXPECT_EQ(mounts[dir].substr(0, 3), "rw,");
+        for (const char* option : {"nosuid", "nodev", "noexec"}) {
+          EXPECT_NE(mounts[dir].find(option), std::string::npos) << option;
+        }
+        nlohmann::json block = qmp.Run(R"({"execute":"query-block"})");
+        EXPECT_EQ(block["return"][0]["inserted"]["image"]["backing-image"]["filename"], base)
+            << block.dump();
 
         // A snapshot into the jail (the same path inside and out), by the root client.
         nlohmann::json reply = qmp.Run(R"({"execute":"stop"})");
@@ -353,11 +396,6 @@ TEST_P(JailBadSetting, ClearErrorNoGuest) {
   EXPECT_EQ(r.exit_status, 1) << r.Describe();
   EXPECT_NE(r.err.find(GetParam().message), std::string::npos) << r.Describe();
   EXPECT_EQ(r.out.find("alive"), std::string::npos) << r.Describe();
-}
-
-std::vector<std::string> With(std::vector<std::string> args, std::vector<std::string> more) {
-  args.insert(args.end(), more.begin(), more.end());
-  return args;
 }
 
 INSTANTIATE_TEST_SUITE_P(
