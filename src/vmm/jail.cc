@@ -44,6 +44,16 @@ std::string Absolute(const std::string& path) {
   return fs::absolute(path).lexically_normal().string();
 }
 
+// A file kite creates (the control socket, a serial file): its folder's real path and its name,
+// so that DIR named through a symbolic link still holds it. Unchanged when the folder is missing.
+std::string RealFolder(const std::string& path) {
+  if (path.empty()) return path;
+  fs::path p(path);
+  std::error_code ec;
+  fs::path folder = fs::canonical(p.parent_path(), ec);
+  return ec ? path : (folder / p.filename()).string();
+}
+
 // The files the jail will hold, deduplicated by target.
 class BindList {
  public:
@@ -274,6 +284,8 @@ Result<Plan> Prepare(const JailConfig& jail, VmConfig& config) {
     *path = Absolute(*path);
   }
   for (DiskConfig& disk : config.disks) disk.path = Absolute(disk.path);
+  config.api_sock = RealFolder(config.api_sock);
+  if (config.serial == SerialMode::kFile) config.serial_path = RealFolder(config.serial_path);
   BindList binds(plan.dir);
   TRY(AddVmFiles(config, plan.dir, binds));
   plan.binds = binds.Take();

@@ -365,9 +365,13 @@ TEST(Jail, SeccompViolationAsPid1_KilledWithSigsys) {
 TEST(Jail, SigtermToTheOuterKite_StopsTheJailedOne) {
   KITE_REQUIRE_ROOT();
   JailDirs d;
+  // DIR and the socket named through a symbolic link to DIR: still inside the jail.
+  std::string link = d.base.File("link");
+  fs::create_directory_symlink(d.dir, link);
   std::vector<std::string> args = JailArgs(d, "counter");
+  args[5] = link;
   args.push_back("--api-sock");
-  args.push_back(d.Sock());
+  args.push_back(link + "/api.sock");
   ProcessResult r = RunAndInspect(
       Options(args), d.Sock(), [&](int outer, int, QmpClient&) { ::kill(outer, SIGTERM); },
       /*quit=*/false);
