@@ -63,7 +63,7 @@ Result<void> MountBind(const std::string& root, const Bind& bind) {
 }
 
 // The jail's /dev: a tmpfs of its own (the root's is nodev) with the VM's device nodes, owned
-// by the jail's user, then read-only.
+// by the jail's user (made read-only once the binds are in).
 Result<void> MakeDevices(const std::string& root, const Plan& plan) {
   std::string dev = root + "/dev";
   TRY(MakeMountPoint(dev, true));
@@ -78,9 +78,7 @@ Result<void> MakeDevices(const std::string& root, const Plan& plan) {
     TRY(Check(::mknod(path.c_str(), S_IFCHR | 0600, node.rdev), "mknod " + node.path));
     TRY(Check(::chown(path.c_str(), plan.uid, plan.gid), "chown " + node.path));
   }
-  return Check(::mount(nullptr, dev.c_str(), nullptr,
-                       MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr),
-               "making the jail's /dev read-only");
+  return {};
 }
 
 // A tmpfs over DIR (this mount namespace only) becomes the jail's root: the binds go in, then
@@ -98,8 +96,11 @@ Result<void> BuildRootAndPivot(Plan& plan) {
   TRY(Check(::mount("kite-jail", root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     "mode=0755,size=1m,nr_inodes=4096"),
             "mounting the tmpfs root over " + root));
+  TRY(MakeDevices(root, plan));  // first: a host block device as a disk is bound into it
   for (const Bind& bind : plan.binds) TRY(MountBind(root, bind));
-  TRY(MakeDevices(root, plan));
+  TRY(Check(::mount(nullptr, (root + "/dev").c_str(), nullptr,
+                    MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr),
+            "making the jail's /dev read-only"));
   TRY(Check(::mount(nullptr, root.c_str(), nullptr,
                     MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr),
             "making the jail's root read-only"));
