@@ -379,6 +379,30 @@ TEST(Jail, SigtermToTheOuterKite_StopsTheJailedOne) {
   EXPECT_EQ(r.exit_status, 130) << r.Describe();
 }
 
+// A host block device as a disk is bound at its /dev path, inside the jail's own /dev.
+TEST(Jail, BlockDeviceDisk_ReachableInTheJailsDev) {
+  KITE_REQUIRE_ROOT();
+  JailDirs d;
+  std::string image = d.base.File("loop.img");
+  WriteFile(image, std::string(1 << 20, '\0'));
+  ProcessResult loop = RunTool({"/usr/sbin/losetup", "-f", "--show", image});
+  if (loop.exit_status != 0) {
+    if (RunningInCi()) FAIL() << "CI=true but no loop device: " << loop.Describe();
+    GTEST_SKIP() << "skipped: no loop device here (" << loop.err << ")";
+  }
+  std::string device = loop.out.substr(0, loop.out.find('\n'));
+  struct stat st {};
+  ASSERT_EQ(::stat(device.c_str(), &st), 0);
+  ASSERT_EQ(::chown(device.c_str(), 65534, st.st_gid), 0);
+  ProcessResult r = *RunProcess(
+      Options(With(JailArgs(d, "hello"), {"--disk", "path=" + device + ",format=raw"})));
+  (void)::chown(device.c_str(), st.st_uid, st.st_gid);
+  RunTool({"/usr/sbin/losetup", "-d", device});
+  ASSERT_TRUE(r.exited) << r.Describe();
+  EXPECT_EQ(r.exit_status, 0) << r.Describe();
+  EXPECT_NE(r.out.find("hello: kite guest is alive"), std::string::npos) << r.Describe();
+}
+
 // Each bad setting: exit 1, one line naming it, no guest.
 struct BadSetting {
   const char* name;
