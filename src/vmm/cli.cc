@@ -325,6 +325,8 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
 // kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
 Result<Command> ParseRestore(std::span<const std::string> args) {
   Restore restore;
+  JailConfig jail;
+  std::string jail_option;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> Result<std::string> {
@@ -348,6 +350,10 @@ Result<Command> ParseRestore(std::span<const std::string> args) {
       restore.options.override_serial = true;
       restore.options.serial = serial.serial;
       restore.options.serial_path = serial.serial_path;
+    } else if (std::string name = a.substr(0, a.find('=')); IsJailOption(name)) {
+      std::string v = name.size() < a.size() ? a.substr(name.size() + 1) : TRY(value());
+      TRY(ApplyJailOption(name, v, jail));
+      if (jail_option.empty()) jail_option = name;
     } else if (a.rfind("--", 0) == 0) {
       return Err("unknown option " + a + " of kite restore (try kite --help)");
     } else if (restore.options.path.empty()) {
@@ -357,6 +363,14 @@ Result<Command> ParseRestore(std::span<const std::string> args) {
     }
   }
   if (restore.options.path.empty()) return Err("kite restore needs a snapshot directory");
+  if (!jail_option.empty()) {
+    if (jail.dir.empty()) return Err(jail_option + " needs --jail DIR");
+    if (restore.options.disk_overlays) {
+      return Err("--disk-overlays is not supported with --jail (the overlays go to $TMPDIR)");
+    }
+    TRY(ValidateJailConfig(jail));
+    restore.jail = std::move(jail);
+  }
   return Command(std::move(restore));
 }
 
@@ -493,6 +507,9 @@ Options of kite restore:
   --api-sock PATH        the control socket (the snapshot's is not reused)
   --serial MODE          the console, as for kite run (default: the snapshot's)
   --seccomp MODE         as for kite run (default on)
+  --jail DIR ...         as for kite run, with --jail-uid, --jail-gid, --netns, --cgroup and
+                           --rlimit; the snapshot directory is bound read-only (not with
+                           --disk-overlays)
 
 Exit status: 0 guest powered off, 1 kite failed, 2 guest reset, 3 guest crashed,
 130 stopped by the user (Ctrl-A x, SIGINT, SIGTERM). See docs/CLI.md.

@@ -10,7 +10,7 @@
 //             [--rlimit LIMITS]]
 //            (device specs: vmm/device_options.h)
 //   kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
-//                    [--seccomp on|log|off]
+//                    [--seccomp on|log|off] [--jail DIR ... as for run]
 //   kite ctl [--json] SOCKET COMMAND [key=value ...]   (vmm/control/ctl.h)
 //   kite --help | kite --version
 //
@@ -46,6 +46,7 @@ struct Run {
 struct Restore {
   RestoreOptions options;
   seccomp::Mode seccomp = kDefaultSeccomp;
+  std::optional<JailConfig> jail;  // as for Run
 };
 struct Ctl {
   std::vector<std::string> args;  // after "ctl"

@@ -72,11 +72,11 @@ class BindList {
     return {};
   }
 
-  Result<void> AddDirectory(const std::string& dir) {
+  Result<void> AddDirectory(const std::string& dir, bool writable) {
     Bind bind;
     bind.target = dir;
     bind.source_path = dir;
-    bind.writable = true;
+    bind.writable = writable;
     bind.directory = true;
     binds_.push_back(std::move(bind));
     return {};
@@ -150,7 +150,7 @@ Result<void> AddVmFiles(const VmConfig& config, const std::string& dir, BindList
   if (HasNet(config, NetBackendKind::kUser) && ::access("/etc/resolv.conf", R_OK) == 0) {
     TRY(binds.AddFile("/etc/resolv.conf", false, "/etc/resolv.conf"));
   }
-  return binds.AddDirectory(dir);
+  return binds.AddDirectory(dir, true);
 }
 
 // A character device the VM needs, made afresh in the jail's /dev with the host's numbers.
@@ -259,7 +259,7 @@ void RemoveCgroup(const std::string& group) {
   }
 }
 
-Result<Plan> Prepare(const JailConfig& jail, VmConfig& config) {
+Result<Plan> Prepare(const JailConfig& jail, VmConfig& config, const std::string& snapshot_dir) {
   if (::geteuid() != 0) {
     return Err("--jail needs root: kite makes namespaces, mounts and changes its user");
   }
@@ -288,6 +288,13 @@ Result<Plan> Prepare(const JailConfig& jail, VmConfig& config) {
   if (config.serial == SerialMode::kFile) config.serial_path = RealFolder(config.serial_path);
   BindList binds(plan.dir);
   TRY(AddVmFiles(config, plan.dir, binds));
+  if (!snapshot_dir.empty()) {
+    char* real = ::realpath(snapshot_dir.c_str(), nullptr);
+    if (real == nullptr) return SysErr("jail: the snapshot " + snapshot_dir);
+    std::string snapshot(real);
+    std::free(real);
+    if (!IsInside(snapshot, plan.dir)) TRY(binds.AddDirectory(snapshot, false));
+  }
   plan.binds = binds.Take();
   TRY(AddDevice("/dev/kvm", true, plan));
   TRY(AddDevice("/dev/net/tun", HasNet(config, NetBackendKind::kTap), plan));
@@ -332,10 +339,10 @@ int WaitForChild(pid_t child, const sigset_t& signals, const std::string& cgroup
 
 }  // namespace
 
-Result<Entered> Enter(const JailConfig& jail, VmConfig& config) {
+Result<Entered> Enter(const JailConfig& jail, VmConfig& config, const std::string& snapshot_dir) {
   // Nothing the caller of kite left open crosses into the jail.
   ::close_range(3, ~0U, 0);
-  Plan plan = TRY(Prepare(jail, config));
+  Plan plan = TRY(Prepare(jail, config, snapshot_dir));
   int alive[2];
   if (::pipe2(alive, O_CLOEXEC) != 0) return SysErr("jail: pipe");
   plan.parent_alive = UniqueFd(alive[0]);

@@ -34,7 +34,9 @@ struct Entered {
 // Makes `config`'s paths absolute (the jail's working directory is DIR) and enters the jail.
 // Errors before the fork are returned; the outer process returns once the child has ended
 // (re-raising the signal that killed it, if one did); the child returns once confined.
-Result<Entered> Enter(const JailConfig& jail, VmConfig& config);
+// `snapshot_dir` (kite restore): a directory the jail also holds, read-only, at its path.
+Result<Entered> Enter(const JailConfig& jail, VmConfig& config,
+                      const std::string& snapshot_dir = "");
 
 // Test hook: with KITE_TEST_JAIL_PROBE=file=PATH,pid=N,connect=IP:PORT in the environment, the
 // jailed kite reports on stderr, one line "kite: jail probe: KEY: VALUE" each, what it can

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -138,7 +139,30 @@ int RunCommand(kite::cli::Run& run) {
       run.seccomp);
 }
 
-int RestoreCommand(const kite::cli::Restore& restore) {
+// kite restore --jail: the jail holds the files of the snapshot's config and the snapshot.
+int RestoreCommand(kite::cli::Restore& restore) {
+  if (restore.jail) {
+    kite::RestoreOptions& options = restore.options;
+    kite::VmConfig config;
+    std::string config_file = options.path + "/config.json";
+    auto text = kite::cli::ReadConfigFile(config_file);
+    if (!text) return Fail(text.error().message());
+    if (auto applied = kite::cli::ApplyConfigJson(*text, "", config); !applied) {
+      return Fail(config_file + ": " + applied.error().message());
+    }
+    config.api_sock = options.api_sock;
+    if (options.override_serial) {
+      config.serial = options.serial;
+      config.serial_path = options.serial_path;
+    }
+    g_starter_uid = ::getuid();
+    options.path = std::filesystem::absolute(options.path).lexically_normal().string();
+    auto entered = kite::jail::Enter(*restore.jail, config, options.path);
+    if (!entered) return Fail(entered.error().message());
+    if (!entered->jailed) return entered->exit_status;
+    options.api_sock = config.api_sock;  // made absolute by the jail
+    options.serial_path = config.serial_path;
+  }
   return RunMachine([&] { return kite::Machine::Restore(restore.options); }, restore.seccomp);
 }
 

@@ -379,6 +379,40 @@ TEST(Jail, SigtermToTheOuterKite_StopsTheJailedOne) {
   EXPECT_EQ(r.exit_status, 130) << r.Describe();
 }
 
+// kite restore --jail: a snapshot taken in a jail, moved out of DIR (so the jail binds it
+// read-only), comes back to life in a jail.
+TEST(Jail, RestoreInAJail_SnapshotOutsideDirBoundReadOnly) {
+  KITE_REQUIRE_ROOT();
+  JailDirs d;
+  ProcessResult saved =
+      RunAndInspect(Options(With(JailArgs(d, "counter"), {"--api-sock", d.Sock()})), d.Sock(),
+                    [&](int, int, QmpClient& qmp) {
+                      EXPECT_TRUE(qmp.Run(R"({"execute":"stop"})").contains("return"));
+                      nlohmann::json reply = qmp.Run(nlohmann::json{
+                          {"execute", "x-vm-snapshot-save"},
+                          {"arguments",
+                           {{"path", d.dir + "/snap"}}}}.dump());
+                      EXPECT_TRUE(reply.contains("return")) << reply.dump();
+                    });
+  ASSERT_EQ(saved.exit_status, 130) << saved.Describe();
+  std::string snap = d.base.File("snap");
+  fs::rename(d.dir + "/snap", snap);
+  std::vector<std::string> args = {KITE_BINARY, "restore",    snap,    "--jail",
+                                   d.dir,       "--jail-uid", kUid,    "--jail-gid",
+                                   kGid,        "--api-sock", d.Sock()};
+  ProcessResult r = RunAndInspect(Options(args), d.Sock(), [&](int, int jailed, QmpClient& qmp) {
+    nlohmann::json status = qmp.Run(R"({"execute":"query-status"})");
+    EXPECT_EQ(status["return"]["status"], "running") << status.dump();
+    EXPECT_EQ(ProcStatus(jailed)["Uid"], "65534\t65534\t65534\t65534");
+    std::map<std::string, std::string> mounts = Mounts(jailed);
+    std::string real = fs::canonical(snap).string();
+    ASSERT_TRUE(mounts.count(real)) << "the snapshot is not mounted in the jail";
+    EXPECT_EQ(mounts[real].substr(0, 3), "ro,");
+  });
+  ASSERT_TRUE(r.exited) << r.Describe();
+  EXPECT_EQ(r.exit_status, 130) << r.Describe();
+}
+
 // A host block device as a disk is bound at its /dev path, inside the jail's own /dev.
 TEST(Jail, BlockDeviceDisk_ReachableInTheJailsDev) {
   KITE_REQUIRE_ROOT();

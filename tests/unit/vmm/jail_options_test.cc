@@ -105,6 +105,23 @@ TEST(JailOptions, ConfigFile_BadJail_NamedErrors) {
             "config /cfg/vm.json: key 'jail' must be an object");
 }
 
+TEST(JailOptions, Restore_JailOptions) {
+  auto r = Parse({"restore", "snap", "--jail=/srv/vm1", "--jail-uid", "7", "--jail-gid", "8",
+                  "--rlimit", "nofile=99"});
+  ASSERT_TRUE(r) << r.error().message();
+  const auto& restore = std::get<cli::Restore>(*r);
+  ASSERT_TRUE(restore.jail.has_value());
+  EXPECT_EQ(restore.jail->dir, "/srv/vm1");
+  EXPECT_EQ(restore.jail->uid, "7");
+  EXPECT_EQ(restore.jail->nofile, 99u);
+  EXPECT_FALSE(std::get<cli::Restore>(*Parse({"restore", "snap"})).jail.has_value());
+  EXPECT_EQ(ParseError({"restore", "snap", "--netns", "/x"}), "--netns needs --jail DIR");
+  EXPECT_NE(ParseError({"restore", "snap", "--jail", "/j", "--jail-uid", "1", "--jail-gid", "1",
+                        "--disk-overlays"})
+                .find("--disk-overlays is not supported with --jail"),
+            std::string::npos);
+}
+
 TEST(JailOptions, CpuMax_Forms) {
   JailConfig j;
   ASSERT_TRUE(ParseCgroupLimits("cpu.max=max", j));
