@@ -33,6 +33,9 @@ mount -t overlay -o lowerdir=/lower,upperdir=/upper/up,workdir=/upper/work overl
 r=/newroot
 mount -t proc proc $r/proc
 mount -t sysfs sys $r/sys
+# cgroup v2 for the jail's tests (kite run --jail --cgroup, docs/SECURITY.md).
+# A failure is only reported: the jail's cgroup test then fails (CI=true) and says why.
+mount -t cgroup2 none $r/sys/fs/cgroup || log "cannot mount cgroup2 at /sys/fs/cgroup"
 mount -t devtmpfs dev $r/dev
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts

@@ -62,7 +62,10 @@ void AppendNumber(char* buf, size_t* len, long value) {
 
 // SIGSYS from a filter (SA_RESETHAND: the handler is the default again once we are here, and
 // SIGSYS stays blocked until we return). Says who called what, then sends SIGSYS again, which
-// the default action turns into the process's death when the handler returns.
+// the default action turns into the process's death when the handler returns. A jailed kite
+// is PID 1 of its namespace (vmm/jail.h), and the kernel drops a signal its init sends itself
+// with the default action: there the handler rewinds to the refused call instead, which the
+// filter refuses again, now with no handler, and that kills even an init.
 void OnSigsys(int, siginfo_t* info, void* context) {
   char line[kLine];
   size_t len = 0;
@@ -91,7 +94,14 @@ void OnSigsys(int, siginfo_t* info, void* context) {
          "), which its filter does not allow: ending kite with SIGSYS "
          "(--seccomp=log lets it run and logs it instead)\n");
   (void)!::write(STDERR_FILENO, line, len);
-  ::syscall(SYS_tgkill, ::getpid(), ::gettid(), SIGSYS);
+  if (::getpid() != 1) {
+    ::syscall(SYS_tgkill, ::getpid(), ::gettid(), SIGSYS);
+    return;
+  }
+  // si_call_addr is just past the 2-byte `syscall` instruction; rax held the call's number.
+  greg_t* gregs = static_cast<ucontext_t*>(context)->uc_mcontext.gregs;
+  gregs[REG_RIP] = reinterpret_cast<greg_t>(info->si_call_addr) - 2;
+  gregs[REG_RAX] = nr;
 }
 
 void InstallReporter() {

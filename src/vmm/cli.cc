@@ -49,7 +49,47 @@ constexpr OptionSpec kRunOptions[] = {
     {"--transport", true},
     {"--unplug-timeout", true},
     {"--seccomp", true},
+    {"--jail", true},
+    {"--jail-uid", true},
+    {"--jail-gid", true},
+    {"--netns", true},
+    {"--cgroup", true},
+    {"--rlimit", true},
 };
+
+bool IsJailOption(std::string_view name) {
+  return name == "--jail" || name == "--jail-uid" || name == "--jail-gid" || name == "--netns" ||
+         name == "--cgroup" || name == "--rlimit";
+}
+
+Result<void> ApplyJailOption(std::string_view name, std::string_view value, JailConfig& jail) {
+  if (value.empty()) return Err("option " + std::string(name) + " needs a value");
+  if (name == "--jail") {
+    jail.dir = value;
+  } else if (name == "--jail-uid") {
+    jail.uid = value;
+  } else if (name == "--jail-gid") {
+    jail.gid = value;
+  } else if (name == "--netns") {
+    jail.netns = value;
+  } else if (name == "--cgroup") {
+    TRY(ParseCgroupLimits(value, jail));
+  } else {
+    TRY(ParseRlimits(value, jail));
+  }
+  return {};
+}
+
+// Takes the "jail" object out of a config file's text (it is not a VmConfig setting: the
+// snapshot's config.json never has one); nullopt when there is none.
+Result<std::optional<JailConfig>> TakeJailJson(std::string& text, const std::string& base_dir) {
+  nlohmann::json root = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!root.is_object() || !root.contains("jail")) return std::optional<JailConfig>();
+  JailConfig jail = TRY(JailFromJson(root["jail"], base_dir));
+  root.erase("jail");
+  text = root.dump();
+  return std::optional<JailConfig>(std::move(jail));
+}
 
 Result<VirtioTransportKind> ParseTransport(std::string_view value) {
   if (value == "mmio") return VirtioTransportKind::kMmio;
@@ -285,6 +325,8 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
 // kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
 Result<Command> ParseRestore(std::span<const std::string> args) {
   Restore restore;
+  JailConfig jail;
+  std::string jail_option;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> Result<std::string> {
@@ -308,6 +350,10 @@ Result<Command> ParseRestore(std::span<const std::string> args) {
       restore.options.override_serial = true;
       restore.options.serial = serial.serial;
       restore.options.serial_path = serial.serial_path;
+    } else if (std::string name = a.substr(0, a.find('=')); IsJailOption(name)) {
+      std::string v = name.size() < a.size() ? a.substr(name.size() + 1) : TRY(value());
+      TRY(ApplyJailOption(name, v, jail));
+      if (jail_option.empty()) jail_option = name;
     } else if (a.rfind("--", 0) == 0) {
       return Err("unknown option " + a + " of kite restore (try kite --help)");
     } else if (restore.options.path.empty()) {
@@ -317,6 +363,14 @@ Result<Command> ParseRestore(std::span<const std::string> args) {
     }
   }
   if (restore.options.path.empty()) return Err("kite restore needs a snapshot directory");
+  if (!jail_option.empty()) {
+    if (jail.dir.empty()) return Err(jail_option + " needs --jail DIR");
+    if (restore.options.disk_overlays) {
+      return Err("--disk-overlays is not supported with --jail (the overlays go to $TMPDIR)");
+    }
+    TRY(ValidateJailConfig(jail));
+    restore.jail = std::move(jail);
+  }
   return Command(std::move(restore));
 }
 
@@ -331,6 +385,8 @@ Result<Command> ParseCommandLine(std::span<const std::string> args, const FileRe
   std::vector<std::pair<std::string, std::string>> options;
   std::optional<std::string> config_path;
   seccomp::Mode seccomp_mode = kDefaultSeccomp;
+  std::vector<std::pair<std::string, std::string>> jail_options;
+  std::string jail_option;  // the first jail option given, for the error without --jail
   for (size_t i = 1; i < args.size(); ++i) {
     std::string name = args[i], value;
     if (name == "--help" || name == "-h") return Command(Help{});
@@ -352,6 +408,9 @@ Result<Command> ParseCommandLine(std::span<const std::string> args, const FileRe
       config_path = value;
     } else if (name == "--seccomp") {
       seccomp_mode = TRY_CTX(seccomp::ParseMode(value), "--seccomp");
+    } else if (IsJailOption(name)) {
+      jail_options.emplace_back(name, value);
+      if (jail_option.empty()) jail_option = name;
     } else {
       options.emplace_back(name, value);
     }
@@ -359,10 +418,22 @@ Result<Command> ParseCommandLine(std::span<const std::string> args, const FileRe
 
   Run run;
   run.seccomp = seccomp_mode;
+  std::optional<JailConfig> file_jail;
   if (config_path) {
     std::string text = TRY_CTX(read_file(*config_path), "config " + *config_path);
     std::string base_dir = std::filesystem::path(*config_path).parent_path().string();
+    file_jail = TRY_CTX(TakeJailJson(text, base_dir), "config " + *config_path);
     TRY_CTX(ApplyConfigJson(text, base_dir, run.config), "config " + *config_path);
+  }
+  if (file_jail || !jail_option.empty()) {
+    // The command line's jail settings win over the file's, one by one.
+    JailConfig merged = file_jail.value_or(JailConfig{});
+    for (const auto& [name, value] : jail_options) TRY(ApplyJailOption(name, value, merged));
+    if (merged.dir.empty()) {
+      return Err((jail_option.empty() ? "config key 'jail'" : jail_option) + " needs --jail DIR");
+    }
+    TRY(ValidateJailConfig(merged));
+    run.jail = std::move(merged);
   }
   // Devices given on the command line replace the config file's list of that kind.
   auto given = [&](std::string_view n) {
@@ -419,6 +490,16 @@ Options of kite run:
   --seccomp MODE         system-call filters on kite's threads: on (default; a call outside
                            a thread's list ends kite with SIGSYS), log (the kernel logs it and
                            lets it run), off. See docs/SECURITY.md
+  --jail DIR             (as root) confine kite before it builds the VM: own mount, PID, IPC
+                           and UTS namespaces, a root holding only the VM's files, /dev/kvm,
+                           /dev/net/tun and DIR (read-write, at its own path), no
+                           capabilities, no_new_privs. See docs/SECURITY.md "The jail"
+  --jail-uid U, --jail-gid G
+                         the user and group kite becomes in the jail (number or name; not 0)
+  --netns PATH           in the jail: join this network namespace (/var/run/netns/NAME)
+  --cgroup LIMITS        in the jail: cpu.max=QUOTA [PERIOD]|max,memory.max=SIZE|max, set in
+                           a cgroup v2 group of its own (/sys/fs/cgroup/kite/PID)
+  --rlimit LIMITS        in the jail: fsize=SIZE,nofile=N
 
 Options of kite restore:
   --paused               leave the restored VM paused until `cont`
@@ -426,6 +507,9 @@ Options of kite restore:
   --api-sock PATH        the control socket (the snapshot's is not reused)
   --serial MODE          the console, as for kite run (default: the snapshot's)
   --seccomp MODE         as for kite run (default on)
+  --jail DIR ...         as for kite run, with --jail-uid, --jail-gid, --netns, --cgroup and
+                           --rlimit; the snapshot directory is bound read-only (not with
+                           --disk-overlays)
 
 Exit status: 0 guest powered off, 1 kite failed, 2 guest reset, 3 guest crashed,
 130 stopped by the user (Ctrl-A x, SIGINT, SIGTERM). See docs/CLI.md.

@@ -6,9 +6,11 @@
 //            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
 //            [--net SPEC]... [--no-rng] [--name NAME] [--api-sock PATH] [--paused]
 //            [--transport mmio|pci] [--seccomp on|log|off]
+//            [--jail DIR --jail-uid U --jail-gid G [--netns PATH] [--cgroup LIMITS]
+//             [--rlimit LIMITS]]
 //            (device specs: vmm/device_options.h)
 //   kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
-//                    [--seccomp on|log|off]
+//                    [--seccomp on|log|off] [--jail DIR ... as for run]
 //   kite ctl [--json] SOCKET COMMAND [key=value ...]   (vmm/control/ctl.h)
 //   kite --help | kite --version
 //
@@ -16,6 +18,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +28,7 @@
 #include "base/result.h"
 #include "base/seccomp.h"
 #include "kite/kite.h"
+#include "vmm/jail_options.h"
 
 namespace kite::cli {
 
@@ -36,10 +40,13 @@ inline constexpr seccomp::Mode kDefaultSeccomp = seccomp::Mode::kKill;
 struct Run {
   VmConfig config;
   seccomp::Mode seccomp = kDefaultSeccomp;
+  // --jail and its settings: like --seccomp, a property of the process (vmm/jail.h).
+  std::optional<JailConfig> jail;
 };
 struct Restore {
   RestoreOptions options;
   seccomp::Mode seccomp = kDefaultSeccomp;
+  std::optional<JailConfig> jail;  // as for Run
 };
 struct Ctl {
   std::vector<std::string> args;  // after "ctl"

@@ -3,11 +3,14 @@
 // SIGINT and SIGTERM are taken by a dedicated thread (sigwait) and stop the VM (status 130).
 // Every thread runs under its seccomp filter (base/seccomp.h): the main thread's goes in
 // before the VM is built, so no guest instruction runs while a kite thread is unfiltered.
+// With --jail (vmm/jail.h) kite confines itself before that: the jailed child runs the VM.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "vmm/cli.h"
 #include "vmm/control/ctl.h"
 #include "vmm/control/qmp_server.h"
+#include "vmm/jail.h"
 
 namespace {
 
@@ -43,9 +47,14 @@ int ReportOutcome(const kite::VmOutcome& outcome) {
 }
 
 // The QMP control socket, when the configuration asks for one (--api-sock, "api_sock").
+// A jailed kite also serves the uid that started it (root), which it no longer is.
+int64_t g_starter_uid = -1;
+
 kite::Result<std::unique_ptr<kite::qmp::QmpServer>> StartControlSocket(kite::Machine& machine) {
   if (machine.config().api_sock.empty()) return std::unique_ptr<kite::qmp::QmpServer>();
-  return kite::qmp::QmpServer::Start(machine, machine.config().api_sock);
+  kite::qmp::ServerOptions options;
+  options.also_allowed_uid = g_starter_uid;
+  return kite::qmp::QmpServer::Start(machine, machine.config().api_sock, options);
 }
 
 void StopControlSocket(std::unique_ptr<kite::qmp::QmpServer>& server) {
@@ -110,7 +119,14 @@ int RunMachine(MakeFn make, kite::seccomp::Mode seccomp_mode) {
   return status;
 }
 
-int RunCommand(const kite::cli::Run& run) {
+int RunCommand(kite::cli::Run& run) {
+  if (run.jail) {
+    // As root: confine this process (a child of it) before anything of the VM exists.
+    g_starter_uid = ::getuid();
+    auto entered = kite::jail::Enter(*run.jail, run.config);
+    if (!entered) return Fail(entered.error().message());
+    if (!entered->jailed) return entered->exit_status;
+  }
   return RunMachine(
       [&]() -> kite::Result<std::unique_ptr<kite::Machine>> {
         std::unique_ptr<kite::Machine> machine = TRY(kite::Machine::Create(run.config));
@@ -120,7 +136,30 @@ int RunCommand(const kite::cli::Run& run) {
       run.seccomp);
 }
 
-int RestoreCommand(const kite::cli::Restore& restore) {
+// kite restore --jail: the jail holds the files of the snapshot's config and the snapshot.
+int RestoreCommand(kite::cli::Restore& restore) {
+  if (restore.jail) {
+    kite::RestoreOptions& options = restore.options;
+    kite::VmConfig config;
+    std::string config_file = options.path + "/config.json";
+    auto text = kite::cli::ReadConfigFile(config_file);
+    if (!text) return Fail(text.error().message());
+    if (auto applied = kite::cli::ApplyConfigJson(*text, "", config); !applied) {
+      return Fail(config_file + ": " + applied.error().message());
+    }
+    config.api_sock = options.api_sock;
+    if (options.override_serial) {
+      config.serial = options.serial;
+      config.serial_path = options.serial_path;
+    }
+    g_starter_uid = ::getuid();
+    options.path = std::filesystem::absolute(options.path).lexically_normal().string();
+    auto entered = kite::jail::Enter(*restore.jail, config, options.path);
+    if (!entered) return Fail(entered.error().message());
+    if (!entered->jailed) return entered->exit_status;
+    options.api_sock = config.api_sock;  // made absolute by the jail
+    options.serial_path = config.serial_path;
+  }
   return RunMachine([&] { return kite::Machine::Restore(restore.options); }, restore.seccomp);
 }
 

@@ -235,7 +235,7 @@ void QmpServer::AddConnection(asio::local::stream_protocol::socket socket) {
   Impl& impl = *impl_;
   int fd = socket.native_handle();
   int64_t uid = PeerUid(fd);
-  if (uid != static_cast<int64_t>(::geteuid())) {
+  if (uid != static_cast<int64_t>(::geteuid()) && (uid < 0 || uid != options_.also_allowed_uid)) {
     KITE_LOG_RATELIMITED(Warn, "qmp: refused a connection from uid %lld (kite runs as uid %u)",
                          static_cast<long long>(uid), ::geteuid());
     return;  // the socket closes here

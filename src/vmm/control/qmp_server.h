@@ -36,6 +36,9 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{10000};
   size_t max_output = 4 << 20;  // unsent bytes to one client before it is dropped
   FramerLimits limits;          // message size and nesting depth
+  // Served besides kite's own effective uid: the uid that started a jailed kite (vmm/jail.h),
+  // which then runs as another user. -1: nobody else.
+  int64_t also_allowed_uid = -1;
   // For tests: runs on the command thread before each slow command.
   std::function<void()> before_slow_command;
 };
