@@ -67,6 +67,12 @@ void TokenBucket::Charge(uint64_t n, uint64_t now_ns) {
   level_ = std::max(level_ - static_cast<int64_t>(rest), -static_cast<int64_t>(kMaxTokens));
 }
 
+void TokenBucket::Refund(uint64_t n) {
+  if (unlimited()) return;
+  uint64_t room = static_cast<uint64_t>(static_cast<int64_t>(capacity_) - level_);
+  level_ += static_cast<int64_t>(std::min(n, room));
+}
+
 uint64_t TokenBucket::WaitNs(uint64_t n, uint64_t now_ns) {
   if (unlimited()) return 0;
   Refill(now_ns);

@@ -41,6 +41,8 @@ class TokenBucket {
   // Takes `n` tokens whether they are there or not (a debt the refill pays first): for a cost
   // known only after the fact, such as a received frame's length.
   void Charge(uint64_t n, uint64_t now_ns);
+  // Gives back `n` tokens taken for something that did not happen (never above the capacity).
+  void Refund(uint64_t n);
   // How long from `now_ns` until TryConsume(n) succeeds (0: now). Unlimited: 0.
   uint64_t WaitNs(uint64_t n, uint64_t now_ns);
 

@@ -40,9 +40,9 @@ struct BlockOptions {
   storage::AsyncBackend backend = storage::AsyncBackend::kAuto;  // io_uring for raw images
   // The disk's rate limit (all queues together): bytes are the data of reads and writes, an
   // operation is any request. Unlimited by default.
-  RateLimitParams throttle;
+  RateLimitParams throttle{};
   // The limiter's clock and timer; null: the loop's (std::chrono::steady_clock). For tests.
-  std::function<std::unique_ptr<ThrottleTime>()> throttle_time;
+  std::function<std::unique_ptr<ThrottleTime>()> throttle_time{};
 };
 
 // What the VMM does to a running disk besides I/O: live snapshots, block jobs and

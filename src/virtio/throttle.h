@@ -51,6 +51,12 @@ class ThrottleGate {
   bool Admit(uint64_t bytes, const std::function<void(uint64_t epoch)>& wake);
   // Adds `bytes` to what an admitted request cost (known only once it was read: a frame).
   void Charge(uint64_t bytes) { limiter_.bytes().Charge(bytes, time_->NowNs()); }
+  // Gives back what Admit(bytes) took for a request that turned out not to exist (a read of
+  // the tap that found no frame).
+  void Refund(uint64_t bytes) {
+    limiter_.bytes().Refund(bytes);
+    limiter_.ops().Refund(1);
+  }
   // A wake arrived: true when it is the pending one (the device then retries its requests).
   bool Woken(uint64_t epoch);
   bool waiting() const { return waiting_; }

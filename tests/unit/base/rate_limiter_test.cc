@@ -109,6 +109,15 @@ TEST(TokenBucket, LongRunRate_IsTheConfiguredRate) {
   EXPECT_GE(taken, 100'000 + 10'000'000 - 4096u);
 }
 
+TEST(TokenBucket, Refund_GivesBack_NeverAboveCapacity) {
+  TokenBucket bucket({.rate = 1, .capacity = 10, .one_time_burst = 0}, kStart);
+  ASSERT_TRUE(bucket.TryConsume(4, kStart));
+  bucket.Refund(3);
+  EXPECT_EQ(bucket.Level(kStart), 9);
+  bucket.Refund(100);
+  EXPECT_EQ(bucket.Level(kStart), 10);
+}
+
 TEST(RateLimiter, NeedsBothBuckets_AndTakesFromBothOrNeither) {
   RateLimiter limiter({.rate = 10, .capacity = 1000, .one_time_burst = 0},
                       {.rate = 2, .capacity = 2, .one_time_burst = 0}, kStart);

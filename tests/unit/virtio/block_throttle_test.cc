@@ -8,50 +8,18 @@
 #include <future>
 
 #include "block_test_util.h"
+#include "fake_throttle_time.h"
 
 namespace kite::virtio {
 namespace {
 
+using kite::testing::FakeClock;
+using kite::testing::FakeTime;
+using kite::testing::kMs;
 using testing::BlkReq;
 using testing::BlockHarness;
 using testing::HarnessOptions;
 using testing::MemDisk;
-
-constexpr uint64_t kMs = 1'000'000;
-
-// The device's clock and timer, in the test's hands.
-struct FakeClock {
-  uint64_t now = 1000 * kMs;
-  uint64_t armed_at = 0;  // `now` when the timer was armed
-  uint64_t delay = 0;
-  int arms = 0;
-  std::function<void()> fn;
-
-  // Moves time to the armed deadline and runs the timer's function (on the test thread, which
-  // is the harness's loop thread).
-  void Fire() {
-    ASSERT_TRUE(fn) << "no timer armed";
-    now = armed_at + delay;
-    auto f = std::move(fn);
-    fn = nullptr;
-    f();
-  }
-};
-
-class FakeTime final : public ThrottleTime {
- public:
-  explicit FakeTime(std::shared_ptr<FakeClock> clock) : clock_(std::move(clock)) {}
-  uint64_t NowNs() override { return clock_->now; }
-  void RunAfter(uint64_t delay_ns, std::function<void()> fn) override {
-    clock_->armed_at = clock_->now;
-    clock_->delay = delay_ns;
-    clock_->fn = std::move(fn);
-    ++clock_->arms;
-  }
-
- private:
-  std::shared_ptr<FakeClock> clock_;
-};
 
 HarnessOptions Throttled(const RateLimitParams& limit, std::shared_ptr<FakeClock> clock) {
   HarnessOptions o;
