@@ -76,13 +76,16 @@ bool VirtioNet::OnFrame(std::span<const uint8_t> frame) {
     // Over the rate limit: the backend keeps the frame until the limiter's wake resumes it.
     // (Frames for a device that is not live or whose link is down are dropped, not limited.)
     size_t header = backend_->has_vnet_header() ? kNetHeaderSize : 0;
-    if (rx_queue_ != nullptr && LinkUpLocked() &&
-        !rx_throttle_.Admit(frame.size() - std::min(frame.size(), header), rx_wake_)) {
+    size_t bytes = frame.size() - std::min(frame.size(), header);
+    bool limited = rx_queue_ != nullptr && LinkUpLocked();
+    if (limited && !rx_throttle_.Admit(bytes, rx_wake_)) {
       rx_throttled_ = true;
       throttled_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
     verdict = ReceiveCopyLocked(frame);
+    // No room: the backend offers the frame again later; it is charged then, not twice.
+    if (limited && verdict == RxVerdict::kNoRoom) rx_throttle_.Refund(bytes);
     if (verdict == RxVerdict::kBroken)
       BreakLocked("the guest broke the receive queue", &mark_broken);
     // Delivered frames, and chains returned with length 0 on the way, want an interrupt.

@@ -641,6 +641,20 @@ TEST_F(NetTest, Throttle_Rx_OverTheLimit_BackendKeepsTheFrame_ResumedOnTheTimer)
   EXPECT_TRUE(rx_driver_.PopUsed().has_value());
 }
 
+TEST_F(NetTest, Throttle_Rx_NoRoom_FrameNotChargedTwice) {
+  auto clock = std::make_shared<testing::FakeClock>();
+  options_.rx_throttle = OneFramePerSecond();
+  options_.throttle_time = testing::FakeTimeFactory(clock);
+  Start(true);
+  EXPECT_FALSE(Receive(TestFrame(60)));  // no guest buffers: refused, its token given back
+  AddRxBuffer(2048);
+  device_->ProcessQueue(0);
+  EXPECT_EQ(backend_->resumes, 1);
+  EXPECT_TRUE(Receive(TestFrame(60)));  // the same second: the one token is still there
+  EXPECT_EQ(clock->arms, 0);
+  EXPECT_TRUE(rx_driver_.PopUsed().has_value());
+}
+
 TEST_F(NetTest, Throttle_SetThrottle_Unlimited_ResumesAtOnce) {
   auto clock = std::make_shared<testing::FakeClock>();
   options_.rx_throttle = options_.tx_throttle = OneFramePerSecond();
