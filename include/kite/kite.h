@@ -36,6 +36,20 @@ enum class OnReboot { kExit, kRestart };
 enum class VirtioTransportKind { kMmio, kPci };
 
 // A virtio-blk disk (--disk path=FILE,format=raw|qcow2,readonly=on,cache=MODE,serial=ID).
+// A device's rate limit (docs/CLI.md "Rate limits"): two token buckets, bytes and operations
+// (a disk's requests, a NIC's frames). A rate of 0 is no limit. `*_max` is the bucket's size —
+// what may go at once after an idle spell — (0: a tenth of a second's worth) and `*_burst` an
+// extra allowance spent once, at the start (Firecracker's one_time_burst).
+struct Throttle {
+  uint64_t bps = 0;  // bytes per second
+  uint64_t bps_max = 0;
+  uint64_t bps_burst = 0;
+  uint64_t ops = 0;  // operations per second: iops (disk), pps (NIC)
+  uint64_t ops_max = 0;
+  uint64_t ops_burst = 0;
+  bool operator==(const Throttle&) const = default;
+};
+
 struct DiskConfig {
   std::string path;
   // "raw" or "qcow2". Required for a writable disk: kite never guesses the format of an image
@@ -46,6 +60,7 @@ struct DiskConfig {
   std::string serial;               // VIRTIO_BLK_T_GET_ID answer, at most 20 bytes
   uint32_t queues = 1;              // 1..16 virtqueues (multi-queue when > 1)
   std::string id;                   // the device id (query-block, snapshots); empty: vda, vdb, ...
+  Throttle throttle{};              // bps=, iops=, ...; block_set_io_throttle changes it
 };
 
 // A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT
@@ -57,6 +72,7 @@ struct NetConfig {
   std::string mac;                   // "52:54:00:12:34:56"; empty: generated
   std::vector<std::string> hostfwd;  // kUser: QEMU hostfwd rules, "tcp::2222-:22"
   std::string id;                    // the device id; empty: net0, net1, ...
+  Throttle throttle{};               // bps=, pps=, ...: each direction (RX, TX) on its own
 };
 
 struct VmConfig {
@@ -170,6 +186,7 @@ struct BlockInfo {
   std::string cache;             // DiskConfig::cache
   std::vector<ImageInfo> chain;  // the disk's image first, then its backing files
   bool io_error = false;         // the device reported an I/O error to the guest
+  Throttle throttle{};           // the disk's rate limit now (block_set_io_throttle)
 };
 
 // query-blockstats: one entry per disk.
@@ -290,6 +307,10 @@ class Machine {
   Result<void> ResizeDisk(const std::string& device, uint64_t size);
   // set_link: the NIC's link status as the guest sees it.
   Result<void> SetLink(const std::string& nic, bool up);
+  // block_set_io_throttle / x-kite-set-net-throttle: a disk's or NIC's rate limit from now on
+  // (checked as --disk/--net's; kept in the configuration, so snapshots and restarts keep it).
+  Result<void> SetDiskThrottle(const std::string& device, const Throttle& limit);
+  Result<void> SetNetThrottle(const std::string& nic, const Throttle& limit);
   Result<void> StartBlockJob(const BlockJobRequest& request);
   Result<void> ControlBlockJob(const std::string& id, BlockJobAction action);
   Result<void> SetBlockJobSpeed(const std::string& id, uint64_t speed);

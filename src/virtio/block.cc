@@ -23,6 +23,12 @@
 // under `mu_`, then drains the AsyncDisk: when it returns no worker touches guest memory and
 // every late completion sees a stale generation and writes nothing (G33). Reset waits for at
 // most one run of the loop (one queue's worth of pops) and for the I/O in flight.
+// Rate limit (throttle.h, BlockOptions::throttle): one ThrottleGate for the disk, under mu_. A
+// popped chain is parsed, then admitted (bytes: the data of a read or write; every request is
+// one operation) or put back with Queue::Unpop — the queue is flagged and pops again when the
+// gate's timer fires, when the limit changes (SetThrottle, posted to the loop) or at Unquiesce.
+// A held-back chain is not in flight, so a quiesce does not wait for it and the snapshot saves
+// it as available.
 // Snapshot state: none beyond the queues. Quiesce (block_quiesce.cc) stops popping, waits until
 // every request in flight completed and its used entry is pushed (completions still arrive on
 // the loop), then flushes the image, so guest memory and the disk form a consistent pair.
@@ -77,7 +83,11 @@ const char* CacheName(storage::CacheMode cache) {
 
 VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockOptions& options,
                          asio::io_context* loop)
-    : image_(std::move(image)), options_(options), loop_(loop) {
+    : image_(std::move(image)),
+      options_(options),
+      loop_(loop),
+      throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
+                options.throttle) {
   bool ro = image_->read_only();
   uint32_t seg_max = SegMax(options_.queue_size);
   features_ = FeatureBit(kFeatureVersion1) | FeatureBit(kFeatureIndirectDesc) |
@@ -113,6 +123,10 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
 
 void VirtioBlock::StartDisk() {
   disk_ = MakeDisk(image_);
+  std::weak_ptr<VirtioBlock> weak = weak_from_this();
+  throttle_wake_ = [weak](uint64_t epoch) {
+    if (auto self = weak.lock()) self->OnThrottleWake(epoch);
+  };
 }
 
 std::shared_ptr<storage::AsyncDisk> VirtioBlock::MakeDisk(
@@ -239,7 +253,16 @@ VirtioBlock::RunResult VirtioBlock::RunLocked(uint16_t index, uint32_t generatio
     Queue::PopResult pop = queue->Pop(&chain_);
     if (pop == Queue::PopResult::kEmpty) break;
     if (pop == Queue::PopResult::kBroken) result = RunResult::kBroken;
-    if (pop == Queue::PopResult::kChain) pushed |= StartRequestLocked(index, generation);
+    if (pop != Queue::PopResult::kChain) continue;
+    ParseBlockRequest(chain_.readable(), chain_.writable(), active_limits_, &request_);
+    // Over the rate limit: the chain goes back to the ring (it was the last one popped, so
+    // Unpop cannot fail) and the queue waits for the limiter's wake; nothing is dropped.
+    if (!AdmitLocked() && queue->Unpop(1)) {
+      queues_[index].throttled = true;
+      throttled_.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    pushed |= StartRequestLocked(index, generation);
   }
   if (pushed && active_.signal_used) active_.signal_used(index);
   return result;
@@ -249,7 +272,6 @@ bool VirtioBlock::StartRequestLocked(uint16_t index, uint32_t generation) {
   QueueState& qs = queues_[index];
   uint16_t head = chain_.head();
   requests_.fetch_add(1, std::memory_order_relaxed);
-  ParseBlockRequest(chain_.readable(), chain_.writable(), active_limits_, &request_);
   switch (request_.action) {
     case BlockAction::kReject:
       drops_.fetch_add(1, std::memory_order_relaxed);
@@ -325,6 +347,61 @@ void VirtioBlock::FlushSignal(uint16_t index, uint32_t generation) {
   if (!quiesced_ && active_.signal_used) active_.signal_used(index);
 }
 
+bool VirtioBlock::AdmitLocked() {
+  uint64_t bytes = 0;
+  if (request_.action == BlockAction::kDisk &&
+      (request_.disk.op == DiskOp::kRead || request_.disk.op == DiskOp::kWrite)) {
+    for (const iovec& v : request_.disk.iov) bytes += v.iov_len;
+  }
+  return throttle_.Admit(bytes, throttle_wake_);
+}
+
+std::vector<uint16_t> VirtioBlock::TakeThrottledLocked() {
+  std::vector<uint16_t> out;
+  if (quiesced_) return out;
+  for (size_t q = 0; q < queues_.size(); ++q) {
+    if (queues_[q].throttled) out.push_back(static_cast<uint16_t>(q));
+    queues_[q].throttled = false;
+  }
+  return out;
+}
+
+void VirtioBlock::RunQueues(const std::vector<uint16_t>& queues) {
+  uint32_t generation;
+  {
+    std::lock_guard lock(mu_);
+    generation = generation_;
+  }
+  for (uint16_t q : queues) Run(q, generation);
+}
+
+void VirtioBlock::OnThrottleWake(uint64_t epoch) {
+  std::vector<uint16_t> queues;
+  {
+    std::lock_guard lock(mu_);
+    if (!throttle_.Woken(epoch)) return;
+    queues = TakeThrottledLocked();
+  }
+  RunQueues(queues);
+}
+
+void VirtioBlock::SetThrottle(const RateLimitParams& params) {
+  Post([params](VirtioBlock& self) {
+    std::vector<uint16_t> queues;
+    {
+      std::lock_guard lock(self.mu_);
+      self.throttle_.Set(params);
+      queues = self.TakeThrottledLocked();
+    }
+    self.RunQueues(queues);
+  });
+}
+
+RateLimitParams VirtioBlock::throttle() const {
+  std::lock_guard lock(mu_);
+  return throttle_.params();
+}
+
 std::string VirtioBlock::description() const {
   std::lock_guard lock(mu_);
   if (!image_) return "virtio-blk: (image being replaced)";
@@ -344,6 +421,7 @@ DeviceCounters VirtioBlock::counters() const {
   c.bytes_written = bytes_written_.load(std::memory_order_relaxed);
   c.errors = errors_.load(std::memory_order_relaxed);
   c.drops = drops_.load(std::memory_order_relaxed);
+  c.throttled = throttled_.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -26,6 +26,7 @@
 #include "base/result.h"
 #include "storage/async_disk.h"
 #include "storage/disk_image.h"
+#include "virtio/throttle.h"
 #include "virtio/virtio_device.h"
 
 namespace kite::virtio {
@@ -37,6 +38,11 @@ struct BlockOptions {
   uint16_t queue_size = 256;
   int io_workers = 8;                                            // AsyncDisk workers
   storage::AsyncBackend backend = storage::AsyncBackend::kAuto;  // io_uring for raw images
+  // The disk's rate limit (all queues together): bytes are the data of reads and writes, an
+  // operation is any request. Unlimited by default.
+  RateLimitParams throttle{};
+  // The limiter's clock and timer; null: the loop's (std::chrono::steady_clock). For tests.
+  std::function<std::unique_ptr<ThrottleTime>()> throttle_time{};
 };
 
 // What the VMM does to a running disk besides I/O: live snapshots, block jobs and
@@ -54,6 +60,10 @@ class BlockDevice : public VirtioDevice {
   // an image and fails every request with IOERR until the next replacement (never a crash).
   using ImageChange = std::function<Result<void>(std::shared_ptr<storage::DiskImage>& image)>;
   virtual Result<void> ReplaceImage(const ImageChange& change) = 0;
+  // block_set_io_throttle: new limits from now on (the buckets start full). Any thread: the
+  // change is posted to the event loop, so it applies to the requests popped after it.
+  virtual void SetThrottle(const RateLimitParams& params) = 0;
+  virtual RateLimitParams throttle() const = 0;
 };
 
 // Creates the device for an image opened by the caller (read-only when image->read_only()).

@@ -47,6 +47,9 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   Result<void> ReplaceImage(const ImageChange& change) override;
   std::string description() const override;
   DeviceCounters counters() const override;
+  // Rate limit (block.cc).
+  void SetThrottle(const RateLimitParams& params) override;
+  RateLimitParams throttle() const override;
 
  private:
   // A request handed to the AsyncDisk, indexed by head: where its status goes.
@@ -60,6 +63,7 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
     Queue* queue = nullptr;
     bool stopped = false;         // the ring broke: pop nothing more until reset
     bool signal_pending = false;  // a FlushSignal is posted
+    bool throttled = false;       // a chain went back to the ring: retry on the limiter's wake
     std::vector<Slot> slots;
   };
   enum class RunResult { kIdle, kMore, kBroken };
@@ -70,6 +74,15 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   bool StartRequestLocked(uint16_t index, uint32_t generation);
   void OnDiskDone(uint16_t index, uint16_t head, uint32_t generation, Result<void> result);
   void FlushSignal(uint16_t index, uint32_t generation);
+  // The rate limiter: may the request in request_ go now? Its bytes: the data of a read or a
+  // write; flush, discard, write-zeroes, GET_ID and bad requests are operations of 0 bytes.
+  bool AdmitLocked();
+  // The limiter's timer fired (or its settings changed): the waiting queues pop again.
+  void OnThrottleWake(uint64_t epoch);
+  // The queues that wait for the limiter, their flags cleared; none while quiesced (Unquiesce
+  // retries them).
+  std::vector<uint16_t> TakeThrottledLocked();
+  void RunQueues(const std::vector<uint16_t>& queues);
   // While quiesced: true when no request of the activation is waiting for the disk.
   bool DrainedLocked() const;
   // Posts `fn` to the loop; it runs only while the device is alive.
@@ -99,14 +112,17 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   ActiveQueues active_;
   BlockLimits active_limits_;
   std::vector<QueueState> queues_;
-  DescriptorChain chain_;  // reused between pops
-  BlockRequest request_;   // reused between parses
+  DescriptorChain chain_;                        // reused between pops
+  BlockRequest request_;                         // reused between parses
+  ThrottleGate throttle_;                        // the disk's rate limit, on the loop
+  std::function<void(uint64_t)> throttle_wake_;  // OnThrottleWake through a weak pointer
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> bytes_written_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> drops_{0};
+  std::atomic<uint64_t> throttled_{0};          // requests the rate limit held back (counted once)
   std::array<std::atomic<uint64_t>, 5> ops_{};  // completed disk requests, by DiskOp
   // Last member: destroyed first, so its drain runs while everything above is intact.
   // Replaced with image_ (under mu_); Reset() drains a copy of the pointer.

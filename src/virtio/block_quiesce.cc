@@ -64,6 +64,18 @@ Result<void> VirtioBlock::Quiesce() {
 void VirtioBlock::Unquiesce() {
   std::lock_guard lock(mu_);
   quiesced_ = false;
+  // Queues the rate limit held back (their chains are in the ring, not in flight) pop again,
+  // on the loop.
+  if (live_) {
+    Post([](VirtioBlock& self) {
+      std::vector<uint16_t> queues;
+      {
+        std::lock_guard lock(self.mu_);
+        queues = self.TakeThrottledLocked();
+      }
+      self.RunQueues(queues);
+    });
+  }
   // Completions of a quiesce that failed were not signalled (FlushSignal stays silent while
   // quiesced); NeedsInterrupt() is false where nothing is new.
   if (live_ && active_.signal_used) {

@@ -50,7 +50,11 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, const NetOptions& opti
       loop_(loop),
       queue_size_(options.queue_size),
       features_offered_(
-          NetDeviceFeatures(backend_->has_vnet_header(), backend_->offload_features())) {
+          NetDeviceFeatures(backend_->has_vnet_header(), backend_->offload_features())),
+      rx_throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
+                   options.rx_throttle),
+      tx_throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
+                   options.tx_throttle) {
   MacAddress mac = IsZeroMac(options.mac) ? GenerateMac() : options.mac;
   std::memcpy(config_.mac, mac.data(), mac.size());
   config_.status = net::kStatusLinkUp;
@@ -62,6 +66,16 @@ VirtioNet::~VirtioNet() {
 }
 
 void VirtioNet::Start() {
+  std::weak_ptr<VirtioNet> weak = weak_from_this();
+  {
+    std::lock_guard lock(mu_);
+    rx_wake_ = [weak](uint64_t epoch) {
+      if (auto self = weak.lock()) self->OnThrottleWake(true, epoch);
+    };
+    tx_wake_ = [weak](uint64_t epoch) {
+      if (auto self = weak.lock()) self->OnThrottleWake(false, epoch);
+    };
+  }
   // The backend is owned by this device and stopped in its destructor, so `this` outlives
   // every callback it makes.
   auto on_writable = [this] {
@@ -179,6 +193,7 @@ DeviceCounters VirtioNet::counters() const {
   c.bytes_written = tx_bytes_.load(std::memory_order_relaxed);
   c.errors = errors_.load(std::memory_order_relaxed);
   c.drops = drops_.load(std::memory_order_relaxed);
+  c.throttled = throttled_.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -223,13 +238,21 @@ VirtioNet::TxRun VirtioNet::RunTxLocked() {
         result = TxRun::kBroken;
         break;
       }
-      requests_.fetch_add(1, std::memory_order_relaxed);
       if (!PrepareTxLocked()) {
+        requests_.fetch_add(1, std::memory_order_relaxed);
         drops_.fetch_add(1, std::memory_order_relaxed);
         tx_queue_->PushUsed(tx_chain_.head(), 0);
         pushed = true;
         continue;
       }
+      // Over the rate limit: the chain goes back to the ring (the last one popped: Unpop
+      // cannot fail) until the limiter's wake.
+      if (!tx_throttle_.Admit(tx_frame_len_, tx_wake_) && tx_queue_->Unpop(1)) {
+        tx_throttled_ = true;
+        throttled_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+      requests_.fetch_add(1, std::memory_order_relaxed);
     }
     if (!SendTxLocked()) {
       tx_pending_ = true;
@@ -292,6 +315,54 @@ bool VirtioNet::SendTxLocked() {
   }
   if (*sent) tx_bytes_.fetch_add(tx_frame_len_, std::memory_order_relaxed);
   return *sent;
+}
+
+void VirtioNet::SetThrottle(const RateLimitParams& rx, const RateLimitParams& tx) {
+  std::weak_ptr<VirtioNet> weak = weak_from_this();
+  asio::post(*loop_, [weak, rx, tx] {
+    auto self = weak.lock();
+    if (!self) return;
+    std::lock_guard lock(self->mu_);
+    self->rx_throttle_.Set(rx);
+    self->tx_throttle_.Set(tx);
+    self->RetryThrottledLocked(true, true);
+  });
+}
+
+RateLimitParams VirtioNet::rx_throttle() const {
+  std::lock_guard lock(mu_);
+  return rx_throttle_.params();
+}
+
+RateLimitParams VirtioNet::tx_throttle() const {
+  std::lock_guard lock(mu_);
+  return tx_throttle_.params();
+}
+
+void VirtioNet::OnThrottleWake(bool rx, uint64_t epoch) {
+  std::lock_guard lock(mu_);
+  if (!(rx ? rx_throttle_ : tx_throttle_).Woken(epoch)) return;
+  RetryThrottledLocked(rx, !rx);
+}
+
+void VirtioNet::RetryThrottledLocked(bool rx, bool tx) {
+  if (rx && rx_throttled_) {
+    rx_throttled_ = false;
+    // Quiesced: Unquiesce() resumes the backend (rx_waiting_).
+    if (quiesced_) {
+      rx_waiting_ = true;
+    } else {
+      PostRxResumeLocked();
+    }
+  }
+  // Quiesced: the flag stays, Unquiesce() runs the queue.
+  if (tx && tx_throttled_ && !quiesced_) {
+    tx_throttled_ = false;
+    std::weak_ptr<VirtioNet> weak = weak_from_this();
+    asio::post(*loop_, [weak, generation = generation_] {
+      if (auto self = weak.lock()) self->RunTx(generation);
+    });
+  }
 }
 
 Result<std::shared_ptr<NetDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,

@@ -21,6 +21,7 @@
 
 #include "base/result.h"
 #include "virtio/net_backend.h"
+#include "virtio/throttle.h"
 #include "virtio/virtio_device.h"
 
 namespace kite::virtio {
@@ -36,6 +37,12 @@ MacAddress GenerateMac();
 struct NetOptions {
   MacAddress mac{};
   uint16_t queue_size = 256;
+  // Rate limits per direction (bytes: frame payloads without the virtio-net header; an
+  // operation: a frame). Unlimited by default.
+  RateLimitParams rx_throttle{};
+  RateLimitParams tx_throttle{};
+  // The limiters' clock and timer; null: the loop's. For tests.
+  std::function<std::unique_ptr<ThrottleTime>()> throttle_time{};
 };
 
 // set_link: the link status the guest reads in the configuration space (VIRTIO_NET_S_LINK_UP;
@@ -45,6 +52,11 @@ class NetDevice : public VirtioDevice {
  public:
   virtual void SetLink(bool up) = 0;
   virtual bool link_up() const = 0;
+  // x-kite-set-net-throttle: new limits from now on (full buckets). Any thread: posted to the
+  // event loop.
+  virtual void SetThrottle(const RateLimitParams& rx, const RateLimitParams& tx) = 0;
+  virtual RateLimitParams rx_throttle() const = 0;
+  virtual RateLimitParams tx_throttle() const = 0;
 };
 
 Result<std::shared_ptr<NetDevice>> CreateVirtioNet(std::unique_ptr<NetBackend> backend,

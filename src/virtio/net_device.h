@@ -44,6 +44,9 @@ class VirtioNet final : public NetDevice, public std::enable_shared_from_this<Vi
   std::string name() const override { return "virtio-net"; }
   void SetLink(bool up) override;
   bool link_up() const override;
+  void SetThrottle(const RateLimitParams& rx, const RateLimitParams& tx) override;
+  RateLimitParams rx_throttle() const override;
+  RateLimitParams tx_throttle() const override;
   std::string description() const override;
   DeviceCounters counters() const override;
   // Frames received through a host buffer and copied into the guest (the FrameSink path, or
@@ -54,7 +57,7 @@ class VirtioNet final : public NetDevice, public std::enable_shared_from_this<Vi
  private:
   enum class TxRun { kIdle, kMore, kBlocked, kBroken };
   enum class RxVerdict { kDelivered, kDropped, kNoRoom, kBroken };
-  enum class RxStep { kNext, kEmpty, kWait, kGone, kBroken };
+  enum class RxStep { kNext, kEmpty, kWait, kGone, kBroken, kThrottled };
 
   // --- transmit (net.cc) ---
   void RunTx(uint64_t generation);
@@ -88,6 +91,10 @@ class VirtioNet final : public NetDevice, public std::enable_shared_from_this<Vi
   void BreakLocked(const char* why, std::function<void(const std::string&)>* mark_broken);
   // The backend stopped delivering for us (rx_waiting_): let it go on, on the loop.
   void PostRxResumeLocked();
+  // --- rate limits (net.cc) ---
+  // The limiters' timers fired, or their settings changed: what waited goes on.
+  void OnThrottleWake(bool rx, uint64_t epoch);
+  void RetryThrottledLocked(bool rx, bool tx);
   // --- quiesce (net_snapshot.cc) ---
   // Gives the held receive chains back to the ring (Queue::Unpop); the ones that cannot be
   // (a returned chain is in the way) are returned unused. True when a used entry was pushed.
@@ -133,7 +140,16 @@ class VirtioNet final : public NetDevice, public std::enable_shared_from_this<Vi
   size_t rx_pending_len_ = 0;
   size_t rx_pending_in_guest_ = 0;
 
+  // Rate limits (mu_): a frame over the limit stays where it is — a TX chain back in the ring
+  // (Unpop), an RX frame in the backend — until the gate's wake.
+  ThrottleGate rx_throttle_;
+  ThrottleGate tx_throttle_;
+  std::function<void(uint64_t)> rx_wake_, tx_wake_;
+  bool rx_throttled_ = false;
+  bool tx_throttled_ = false;
+
   std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> throttled_{0};
   std::atomic<uint64_t> rx_bytes_{0};
   std::atomic<uint64_t> tx_bytes_{0};
   std::atomic<uint64_t> errors_{0};

@@ -73,7 +73,19 @@ bool VirtioNet::OnFrame(std::span<const uint8_t> frame) {
       rx_waiting_ = true;
       return false;
     }
+    // Over the rate limit: the backend keeps the frame until the limiter's wake resumes it.
+    // (Frames for a device that is not live or whose link is down are dropped, not limited.)
+    size_t header = backend_->has_vnet_header() ? kNetHeaderSize : 0;
+    size_t bytes = frame.size() - std::min(frame.size(), header);
+    bool limited = rx_queue_ != nullptr && LinkUpLocked();
+    if (limited && !rx_throttle_.Admit(bytes, rx_wake_)) {
+      rx_throttled_ = true;
+      throttled_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
     verdict = ReceiveCopyLocked(frame);
+    // No room: the backend offers the frame again later; it is charged then, not twice.
+    if (limited && verdict == RxVerdict::kNoRoom) rx_throttle_.Refund(bytes);
     if (verdict == RxVerdict::kBroken)
       BreakLocked("the guest broke the receive queue", &mark_broken);
     // Delivered frames, and chains returned with length 0 on the way, want an interrupt.
@@ -245,6 +257,13 @@ void VirtioNet::RunRx() {
 VirtioNet::RxStep VirtioNet::ReadLocked() {
   bool live = rx_queue_ != nullptr && LinkUpLocked();
   bool mergeable = (features_ & FeatureBit(net::kFeatureMrgRxbuf)) != 0;
+  // Over the rate limit: the frame stays in the tap until the limiter's wake. Its length is
+  // known only once read: one byte is asked for now, the rest charged after the read.
+  if (live && !rx_throttle_.Admit(1, rx_wake_)) {
+    rx_throttled_ = true;
+    throttled_.fetch_add(1, std::memory_order_relaxed);
+    return RxStep::kThrottled;
+  }
   if (live) {
     // Hold chains for the frame we expect; short (queue empty, or all of it held) is fine:
     // what does not fit spills into rx_buffer_.
@@ -259,7 +278,10 @@ VirtioNet::RxStep VirtioNet::ReadLocked() {
   rx_iov_.push_back({rx_buffer_.data(), rx_buffer_.size()});
   Result<std::optional<size_t>> read = backend_->ReadFrame(rx_iov_);
   if (!read) return RxStep::kGone;
-  if (!read->has_value()) return RxStep::kEmpty;
+  if (!read->has_value()) {
+    if (live) rx_throttle_.Refund(1);  // no frame: the operation did not happen
+    return RxStep::kEmpty;
+  }
   size_t len = **read;
   if (!live || len < kNetHeaderSize || len >= kNetHeaderSize + in_guest + rx_buffer_.size()) {
     // Link down, shorter than the header, or it filled even the spill buffer, which is larger
@@ -272,6 +294,7 @@ VirtioNet::RxStep VirtioNet::ReadLocked() {
     drops_.fetch_add(1, std::memory_order_relaxed);
     return RxStep::kNext;
   }
+  rx_throttle_.Charge(len - kNetHeaderSize - std::min<size_t>(len - kNetHeaderSize, 1));
   // Expect frames like the recent ones: jump up at once, decay slowly.
   rx_expect_ = len >= rx_expect_ ? len : rx_expect_ - (rx_expect_ - len) / 16;
   rx_pending_len_ = len;

@@ -88,6 +88,7 @@ void VirtioNet::Unquiesce() {
   std::lock_guard lock(mu_);
   quiesced_ = false;
   if (rx_waiting_) PostRxResumeLocked();
+  RetryThrottledLocked(false, true);  // a transmit the rate limit held back
 }
 
 std::vector<uint8_t> VirtioNet::SaveDeviceState() const {

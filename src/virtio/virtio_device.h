@@ -54,7 +54,8 @@ struct DeviceCounters {
   uint64_t reads = 0;
   uint64_t writes = 0;
   uint64_t flushes = 0;
-  uint64_t discards = 0;  // DISCARD and WRITE_ZEROES
+  uint64_t discards = 0;   // DISCARD and WRITE_ZEROES
+  uint64_t throttled = 0;  // times the rate limit made a request wait (blk chains, net frames)
 };
 
 class VirtioDevice {

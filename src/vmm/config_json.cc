@@ -19,6 +19,18 @@ std::string SerialText(const VmConfig& c) {
   return "none";
 }
 
+// The rate limit's keys that are set (none: an unlimited device looks as before).
+void ThrottleToJson(const Throttle& r, const std::string& ops, json& out) {
+  for (auto [key, value] : {std::pair<std::string, uint64_t>{"bps", r.bps},
+                            {"bps_max", r.bps_max},
+                            {"bps_burst", r.bps_burst},
+                            {ops, r.ops},
+                            {ops + "_max", r.ops_max},
+                            {ops + "_burst", r.ops_burst}}) {
+    if (value != 0) out[key] = value;
+  }
+}
+
 json DiskToJson(const DiskConfig& d) {
   json out = {
       {"path", d.path}, {"readonly", d.read_only}, {"cache", d.cache}, {"queues", d.queues}};
@@ -26,6 +38,7 @@ json DiskToJson(const DiskConfig& d) {
   if (!d.format.empty()) out["format"] = d.format;
   if (!d.serial.empty()) out["serial"] = d.serial;
   if (!d.id.empty()) out["id"] = d.id;  // empty: the default name (vda, vdb, ...)
+  ThrottleToJson(d.throttle, "iops", out);
   return out;
 }
 
@@ -35,6 +48,7 @@ json NetToJson(const NetConfig& n) {
   if (!n.mac.empty()) out["mac"] = n.mac;
   if (!n.hostfwd.empty()) out["hostfwd"] = n.hostfwd;
   if (!n.id.empty()) out["id"] = n.id;  // empty: the default name (net0, net1, ...)
+  ThrottleToJson(n.throttle, "pps", out);
   return out;
 }
 

@@ -59,8 +59,41 @@ Result<uint32_t> ParseQueues(const std::string& value) {
   return n;
 }
 
+// The rate limit keys: kite's names, and for disks QEMU's throttling.* aliases. Returns the
+// field `key` sets, or nullptr.
+uint64_t* ThrottleField(const std::string& key, bool disk, Throttle& r) {
+  const std::string ops = disk ? "iops" : "pps";
+  if (key == "bps" || (disk && key == "throttling.bps-total")) return &r.bps;
+  if (key == "bps_max" || (disk && key == "throttling.bps-total-max")) return &r.bps_max;
+  if (key == "bps_burst") return &r.bps_burst;
+  if (key == ops || (disk && key == "throttling.iops-total")) return &r.ops;
+  if (key == ops + "_max" || (disk && key == "throttling.iops-total-max")) return &r.ops_max;
+  if (key == ops + "_burst") return &r.ops_burst;
+  return nullptr;
+}
+
+Result<uint64_t> ParseCount(const std::string& key, const std::string& value) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec == std::errc::result_out_of_range) return Err(key + "=" + value + ": out of range");
+  if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
+    return Err(key + "=" + value + ": not a non-negative integer");
+  }
+  return n;
+}
+
+// A JSON config's rate limit value: a non-negative integer.
+Result<uint64_t> JsonCount(const json& v, const std::string& key) {
+  if (!v.is_number_unsigned()) return Err("'" + key + "' must be a non-negative integer");
+  return v.get<uint64_t>();
+}
+
 Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
   if (!kv.has_value) return Err("'" + kv.key + "' needs a value (" + kv.key + "=...)");
+  if (uint64_t* field = ThrottleField(kv.key, true, disk.throttle)) {
+    *field = TRY(ParseCount(kv.key, kv.value));
+    return {};
+  }
   if (kv.key == "path") {
     disk.path = kv.value;
   } else if (kv.key == "format") {
@@ -77,7 +110,8 @@ Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
     disk.id = kv.value;
   } else {
     return Err("unknown disk setting '" + kv.key +
-               "' (expected path, format, readonly, cache, serial, queues, id)");
+               "' (expected path, format, readonly, cache, serial, queues, id, bps, bps_max, "
+               "bps_burst, iops, iops_max, iops_burst)");
   }
   return {};
 }
@@ -97,8 +131,13 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     net.hostfwd.push_back(kv.value);
   } else if (kv.key == "id" && kv.has_value) {
     net.id = kv.value;
+  } else if (uint64_t* field = ThrottleField(kv.key, false, net.throttle)) {
+    if (!kv.has_value) return Err("'" + kv.key + "' needs a value (" + kv.key + "=...)");
+    *field = TRY(ParseCount(kv.key, kv.value));
   } else {
-    return Err("unknown network setting '" + kv.key + "' (expected mac=, hostfwd=, id=)");
+    return Err("unknown network setting '" + kv.key +
+               "' (expected mac=, hostfwd=, id=, bps=, bps_max=, bps_burst=, pps=, pps_max=, "
+               "pps_burst=)");
   }
   return {};
 }
@@ -140,6 +179,8 @@ Result<DiskConfig> DiskFromJson(const json& v, const std::string& base_dir) {
     } else if (key == "queues") {
       if (!it->is_number_unsigned()) return Err("'queues' must be a positive integer");
       disk.queues = static_cast<uint32_t>(std::min<uint64_t>(it->get<uint64_t>(), UINT32_MAX));
+    } else if (uint64_t* field = ThrottleField(key, true, disk.throttle)) {
+      *field = TRY(JsonCount(*it, key));
     } else {
       // Not TRY inside the braces: returning from there would skip the destructor of the
       // key already copied into the half-built KeyValue (a leak, found by config_json_fuzzer).
@@ -174,8 +215,12 @@ Result<NetConfig> NetFromJson(const json& v) {
     } else if (key == "hostfwd") {
       if (!it->is_array()) return Err("'hostfwd' must be an array of strings");
       for (const json& rule : *it) net.hostfwd.push_back(TRY(JsonText(rule, "hostfwd")));
+    } else if (uint64_t* field = ThrottleField(key, false, net.throttle)) {
+      *field = TRY(JsonCount(*it, key));
     } else {
-      return Err("unknown network key '" + key + "' (expected backend, tap, mac, hostfwd, id)");
+      return Err("unknown network key '" + key +
+                 "' (expected backend, tap, mac, hostfwd, id, bps, bps_max, bps_burst, pps, "
+                 "pps_max, pps_burst)");
     }
   }
   if (!have_backend) return Err("a network needs \"backend\": \"user\" or \"tap\"");
@@ -270,6 +315,33 @@ Result<void> ValidateDisk(const DiskConfig& disk) {
   if (disk.queues < 1 || disk.queues > kMaxDiskQueues) {
     return Err(who + "queues=" + std::to_string(disk.queues) + " is out of range (1 to 16)");
   }
+  TRY_CTX(ValidateRateLimit(disk.throttle, "iops"), "disk " + disk.path);
+  return {};
+}
+
+Result<void> ValidateRateLimit(const Throttle& r, const std::string& ops) {
+  struct Bucket {
+    std::string name;
+    uint64_t rate, max, burst;
+  };
+  for (const Bucket& b :
+       {Bucket{"bps", r.bps, r.bps_max, r.bps_burst}, Bucket{ops, r.ops, r.ops_max, r.ops_burst}}) {
+    for (auto [suffix, value] :
+         {std::pair<const char*, uint64_t>{"", b.rate}, {"_max", b.max}, {"_burst", b.burst}}) {
+      if (value > kMaxRateLimitValue) {
+        return Err(b.name + suffix + "=" + std::to_string(value) + " is out of range (0 to " +
+                   std::to_string(kMaxRateLimitValue) + ")");
+      }
+    }
+    if ((b.max != 0 || b.burst != 0) && b.rate == 0) {
+      return Err(b.name + (b.max != 0 ? "_max" : "_burst") + " needs " + b.name +
+                 " (a rate to refill at)");
+    }
+    if (b.max != 0 && b.max < b.rate) {
+      return Err(b.name + "_max=" + std::to_string(b.max) + " is lower than " + b.name + "=" +
+                 std::to_string(b.rate) + " (the bucket holds at least one second's worth)");
+    }
+  }
   return {};
 }
 
@@ -302,6 +374,7 @@ Result<void> ValidateNet(const NetConfig& net) {
     return Err("net: mac '" + net.mac +
                "' is not a unicast address like 52:54:00:12:34:56 (six hex bytes)");
   }
+  TRY_CTX(ValidateRateLimit(net.throttle, "pps"), "net");
   return {};
 }
 

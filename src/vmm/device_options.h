@@ -6,6 +6,8 @@
 //          [,id=ID]
 //   --net user[,hostfwd=tcp::2222-:22][,hostfwd=...][,mac=52:54:00:12:34:56][,id=ID]
 //   --net tap=NAME[,mac=...][,id=ID]
+//   rate limits: --disk ...,bps=,bps_max=,bps_burst=,iops=,iops_max=,iops_burst= (and QEMU's
+//   throttling.bps-total[-max], throttling.iops-total[-max]); --net ...,bps=...,pps=...
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -29,6 +31,11 @@ Result<NetConfig> NetFromJson(const nlohmann::json& v);
 // The checks ValidateVmConfig applies to each device (the message names the setting).
 Result<void> ValidateDisk(const DiskConfig& disk);
 Result<void> ValidateNet(const NetConfig& net);
+// A rate limit's values (the message names the option: bps..., and `ops` — "iops" or "pps"):
+// each at most kMaxRateLimitValue (QEMU's limit), a bucket size or burst only with a rate, a
+// bucket size not below the rate (as QEMU's bps_max).
+inline constexpr uint64_t kMaxRateLimitValue = 1'000'000'000'000'000;
+Result<void> ValidateRateLimit(const Throttle& limit, const std::string& ops);
 // Device ids: "vda", "vdb", ... and "net0", "net1", ... unless the config names them (id=).
 std::string DiskId(const VmConfig& config, size_t index);
 std::string NetId(const VmConfig& config, size_t index);

@@ -150,6 +150,37 @@ Result<void> Machine::SetLink(const std::string& nic, bool up) {
   return SetNetLink(current->registry(), nic, up);
 }
 
+Result<void> Machine::SetDiskThrottle(const std::string& device, const Throttle& limit) {
+  TRY(cli::ValidateRateLimit(limit, "iops"));
+  std::lock_guard control(impl_->control);
+  Vm* current = impl_->CurrentVm();
+  int index = impl_->DiskIndex(device);
+  if (!current || index < 0) {
+    return Err(ErrorKind::kDeviceNotFound, "Device '" + device + "' not found");
+  }
+  TRY(kite::SetDiskThrottle(current->registry(), device, limit));
+  std::lock_guard lock(impl_->mutex);
+  impl_->config.disks[index].throttle = limit;
+  return {};
+}
+
+Result<void> Machine::SetNetThrottle(const std::string& nic, const Throttle& limit) {
+  TRY(cli::ValidateRateLimit(limit, "pps"));
+  std::lock_guard control(impl_->control);
+  Vm* current = impl_->CurrentVm();
+  int index = -1;
+  for (size_t i = 0; i < impl_->config.nets.size(); ++i) {
+    if (cli::NetId(impl_->config, i) == nic) index = static_cast<int>(i);
+  }
+  if (!current || index < 0) {
+    return Err(ErrorKind::kDeviceNotFound, "Device '" + nic + "' not found");
+  }
+  TRY(kite::SetNetThrottle(current->registry(), nic, limit));
+  std::lock_guard lock(impl_->mutex);
+  impl_->config.nets[index].throttle = limit;
+  return {};
+}
+
 Result<void> Machine::StartBlockJob(const BlockJobRequest& request) {
   std::shared_ptr<storage::DiskImage> image;
   {

@@ -74,6 +74,7 @@ Result<std::shared_ptr<virtio::BlockDevice>> CreateDisk(const DiskConfig& disk,
   options.serial = disk.serial;
   options.cache = TRY(storage::ParseCacheMode(disk.cache));
   options.num_queues = static_cast<uint16_t>(disk.queues);
+  options.throttle = RateLimitToParams(disk.throttle);
   return virtio::CreateVirtioBlock(std::move(image), options, loop);
 }
 
@@ -104,6 +105,7 @@ Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio:
   }
   virtio::NetOptions options;
   options.mac = net.mac.empty() ? virtio::GenerateMac() : TRY(virtio::ParseMac(net.mac));
+  options.rx_throttle = options.tx_throttle = RateLimitToParams(net.throttle);
   return virtio::CreateVirtioNet(std::move(backend), options, loop);
 }
 
@@ -190,6 +192,7 @@ class VirtioEntry : public VmDevice, public LiveDisk {
             {"bytes_written", d.bytes_written},
             {"errors", d.errors},
             {"drops", d.drops},
+            {"throttled", d.throttled},
             {"kicks", t.notifications},
             {"interrupts", t.interrupts},
             {"resets", t.resets},
@@ -418,6 +421,40 @@ Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, b
   return {};
 }
 
+RateLimitParams RateLimitToParams(const Throttle& r) {
+  return {.bytes = {.rate = r.bps, .capacity = r.bps_max, .one_time_burst = r.bps_burst},
+          .ops = {.rate = r.ops, .capacity = r.ops_max, .one_time_burst = r.ops_burst}};
+}
+
+Throttle ParamsToRateLimit(const RateLimitParams& p) {
+  return {.bps = p.bytes.rate,
+          .bps_max = p.bytes.capacity,
+          .bps_burst = p.bytes.one_time_burst,
+          .ops = p.ops.rate,
+          .ops_max = p.ops.capacity,
+          .ops_burst = p.ops.one_time_burst};
+}
+
+Result<void> SetDiskThrottle(const DeviceRegistry& registry, const std::string& id,
+                             const Throttle& limit) {
+  VirtioEntry* entry = FindEntry(registry, id);
+  if (!entry || !entry->block) {
+    return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
+  }
+  entry->block->SetThrottle(RateLimitToParams(limit));
+  return {};
+}
+
+Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& id,
+                            const Throttle& limit) {
+  VirtioEntry* entry = FindEntry(registry, id);
+  if (!entry || !entry->net) {
+    return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
+  }
+  entry->net->SetThrottle(RateLimitToParams(limit), RateLimitToParams(limit));
+  return {};
+}
+
 std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
   std::vector<BlockInfo> out;
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
@@ -428,6 +465,7 @@ std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
     info.read_only = image->read_only();
     info.cache = v.disk.cache;
     info.io_error = image->failed();
+    if (v.block) info.throttle = ParamsToRateLimit(v.block->throttle());
     for (const storage::DiskImage* layer = image.get(); layer; layer = layer->backing()) {
       ImageInfo image;
       image.filename = layer->path();

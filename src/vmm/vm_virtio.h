@@ -100,6 +100,16 @@ LiveDisk* FindLiveDisk(const DeviceRegistry& registry, const std::string& id);
 // No such NIC: "Device 'id' not found" (DeviceNotFound).
 Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, bool up);
 
+// Rate limits: the device's settings from the configuration's, and back.
+RateLimitParams RateLimitToParams(const Throttle& limit);
+Throttle ParamsToRateLimit(const RateLimitParams& params);
+// block_set_io_throttle and x-kite-set-net-throttle: the device's new limits (applied on the
+// event loop; NICs: both directions). No such disk or NIC: "Device 'id' not found".
+Result<void> SetDiskThrottle(const DeviceRegistry& registry, const std::string& id,
+                             const Throttle& limit);
+Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& id,
+                            const Throttle& limit);
+
 // query-block and query-blockstats.
 std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry);
 std::vector<BlockStats> QueryBlockStats(const DeviceRegistry& registry);

@@ -201,6 +201,8 @@ const CommandSpec kCommands[] = {
     {"blockdev-snapshot-sync", kSnapshotSyncArgs, kSlow, kLive, kNotLive, BlockdevSnapshotSync},
     {"block_resize", kResizeArgs, kSlow, kLive, kNotLive, BlockResize},
     {"set_link", kSetLinkArgs, kSlow, kLive, kNotLive, SetLink},
+    {"block_set_io_throttle", kBlockThrottleArgs, kSlow, kLive, kNotLive, BlockSetIoThrottle},
+    {"x-kite-set-net-throttle", kNetThrottleArgs, kSlow, kLive, kNotLive, SetNetThrottle},
     {"device_add", kDeviceAddArgs, kSlow, kLive, kNotLive, DeviceAdd},
     {"device_del", kDeviceDelArgs, kSlow, kLive, kNotLive, DeviceDel},
     {"block-commit", kCommitArgs, kSlow, kLive, kNotLive, BlockCommit},

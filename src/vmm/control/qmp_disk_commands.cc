@@ -154,6 +154,40 @@ Result<json> SetLink(Machine& machine, const json& args) {
   return json::object();
 }
 
+Result<json> BlockSetIoThrottle(Machine& machine, const json& args) {
+  if (args.contains("device") == args.contains("id")) {
+    return Err("Need exactly one of 'device' and 'id'");
+  }
+  Throttle limit;
+  limit.bps = TRY(Unsigned(args, "bps"));
+  limit.ops = TRY(Unsigned(args, "iops"));
+  limit.bps_max = TRY(Unsigned(args, "bps_max"));
+  limit.ops_max = TRY(Unsigned(args, "iops_max"));
+  limit.bps_burst = TRY(Unsigned(args, "x-kite-bps-burst"));
+  limit.ops_burst = TRY(Unsigned(args, "x-kite-iops-burst"));
+  for (const char* split : {"bps_rd", "bps_wr", "iops_rd", "iops_wr"}) {
+    if (TRY(Unsigned(args, split)) != 0) {
+      return Err(std::string("Parameter '") + split +
+                 "': kite limits reads and writes together (use bps and iops; this must be 0)");
+    }
+  }
+  std::string device = args.contains("id") ? Str(args, "id") : Str(args, "device");
+  TRY(machine.SetDiskThrottle(device, limit));
+  return json::object();
+}
+
+Result<json> SetNetThrottle(Machine& machine, const json& args) {
+  Throttle limit;
+  limit.bps = TRY(Unsigned(args, "bps"));
+  limit.ops = TRY(Unsigned(args, "pps"));
+  limit.bps_max = TRY(Unsigned(args, "bps_max"));
+  limit.ops_max = TRY(Unsigned(args, "pps_max"));
+  limit.bps_burst = TRY(Unsigned(args, "bps_burst"));
+  limit.ops_burst = TRY(Unsigned(args, "pps_burst"));
+  TRY(machine.SetNetThrottle(Str(args, "id"), limit));
+  return json::object();
+}
+
 Result<json> BlockCommit(Machine& machine, const json& args) {
   BlockJobRequest request = TRY(JobRequest(BlockJobType::kCommit, args));
   request.base = Str(args, "base");

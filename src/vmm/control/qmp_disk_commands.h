@@ -16,6 +16,9 @@ namespace kite::qmp {
 Result<nlohmann::json> BlockdevSnapshotSync(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockResize(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> SetLink(Machine& machine, const nlohmann::json& args);
+// Rate limits: QEMU's block_set_io_throttle, and kite's NIC equivalent.
+Result<nlohmann::json> BlockSetIoThrottle(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> SetNetThrottle(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockCommit(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockStream(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> DriveBackup(Machine& machine, const nlohmann::json& args);
@@ -54,6 +57,30 @@ inline constexpr std::array<ArgSpec, 2> kResizeArgs = {
     {{"device", ArgType::kString, true}, {"size", ArgType::kInteger, true}}};
 inline constexpr std::array<ArgSpec, 2> kSetLinkArgs = {
     {{"name", ArgType::kString, true}, {"up", ArgType::kBoolean, true}}};
+// QEMU's BlockIOThrottle: the six base values are required. kite limits reads and writes
+// together (bps_rd, bps_wr, iops_rd, iops_wr must be 0) and has no *_length, iops_size or
+// group; the one-time bursts are kite's (x-kite-*).
+inline constexpr std::array<ArgSpec, 12> kBlockThrottleArgs = {
+    {{"device", ArgType::kString, false},
+     {"id", ArgType::kString, false},
+     {"bps", ArgType::kInteger, true},
+     {"bps_rd", ArgType::kInteger, true},
+     {"bps_wr", ArgType::kInteger, true},
+     {"iops", ArgType::kInteger, true},
+     {"iops_rd", ArgType::kInteger, true},
+     {"iops_wr", ArgType::kInteger, true},
+     {"bps_max", ArgType::kInteger, false},
+     {"iops_max", ArgType::kInteger, false},
+     {"x-kite-bps-burst", ArgType::kInteger, false},
+     {"x-kite-iops-burst", ArgType::kInteger, false}}};
+inline constexpr std::array<ArgSpec, 7> kNetThrottleArgs = {
+    {{"id", ArgType::kString, true},
+     {"bps", ArgType::kInteger, true},
+     {"pps", ArgType::kInteger, true},
+     {"bps_max", ArgType::kInteger, false},
+     {"pps_max", ArgType::kInteger, false},
+     {"bps_burst", ArgType::kInteger, false},
+     {"pps_burst", ArgType::kInteger, false}}};
 inline constexpr std::array<ArgSpec, 5> kCommitArgs = {{{"job-id", ArgType::kString, false},
                                                         {"device", ArgType::kString, true},
                                                         {"base", ArgType::kString, false},

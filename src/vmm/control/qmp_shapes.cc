@@ -67,9 +67,15 @@ json InsertedJson(const BlockInfo& block) {
         {"direct", block.cache == "none"},
         {"no-flush", block.cache == "unsafe"}}},
   };
-  for (const char* limit : {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"}) {
-    inserted[limit] = 0;
-  }
+  // QEMU's throttle values: kite's limits are totals (reads and writes together); bps_max and
+  // iops_max only when set, as QEMU; the one-time bursts are kite's.
+  for (const char* limit : {"bps_rd", "bps_wr", "iops_rd", "iops_wr"}) inserted[limit] = 0;
+  inserted["bps"] = block.throttle.bps;
+  inserted["iops"] = block.throttle.ops;
+  if (block.throttle.bps_max != 0) inserted["bps_max"] = block.throttle.bps_max;
+  if (block.throttle.ops_max != 0) inserted["iops_max"] = block.throttle.ops_max;
+  if (block.throttle.bps_burst != 0) inserted["x-kite-bps-burst"] = block.throttle.bps_burst;
+  if (block.throttle.ops_burst != 0) inserted["x-kite-iops-burst"] = block.throttle.ops_burst;
   if (!top.backing_filename.empty()) inserted["backing_file"] = top.backing_filename;
   return inserted;
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fake_throttle_time.h"
 #include "net_test_frames.h"
 #include "testing/virtio/fake_driver.h"
 #include "virtio/net_header.h"
@@ -85,7 +86,9 @@ class NetTest : public ::testing::Test {
  protected:
   void Create(bool vnet = true) {
     backend_->vnet = vnet;
-    NetOptions options{.mac = nettest::kGuestMac, .queue_size = kSize};
+    NetOptions options = options_;
+    options.mac = nettest::kGuestMac;
+    options.queue_size = kSize;
     auto dev = CreateVirtioNet(std::make_unique<FakeBackend>(backend_), options, &loop_);
     ASSERT_TRUE(dev.has_value()) << dev.error().message();
     device_ = *dev;
@@ -150,6 +153,7 @@ class NetTest : public ::testing::Test {
     loop_.poll();
   }
 
+  NetOptions options_;  // rate limits and their fake clock, for the tests that set them
   asio::io_context loop_;
   std::shared_ptr<BackendState> backend_ = std::make_shared<BackendState>();
   FakeDriver rx_driver_{{.queue_size = kSize}};
@@ -580,6 +584,93 @@ TEST_F(NetTest, Reset_PendingTxDroppedNotCompleted) {
   Run();
   EXPECT_TRUE(backend_->sent.empty());
   EXPECT_FALSE(tx_driver_.PopUsed().has_value());
+}
+
+// --- Rate limits (R1): a frame over the limit stays where it is, and goes on the timer ---
+
+RateLimitParams OneFramePerSecond() {
+  return {.bytes = {}, .ops = {.rate = 1, .capacity = 1, .one_time_burst = 0}};
+}
+
+TEST_F(NetTest, Throttle_Tx_OverTheLimit_ChainBackInTheRing_SentOnTheTimer) {
+  auto clock = std::make_shared<testing::FakeClock>();
+  options_.tx_throttle = OneFramePerSecond();
+  options_.throttle_time = testing::FakeTimeFactory(clock);
+  Start(true);
+  Transmit({}, TestFrame(60, 1));
+  Transmit({}, TestFrame(60, 2));
+  ASSERT_EQ(backend_->sent.size(), 1u);
+  EXPECT_EQ(tx_queue_.in_flight(), 0);  // the second chain is back in the ring, not held
+  EXPECT_EQ(clock->delay, 1000 * testing::kMs);
+  clock->Fire();
+  Run();
+  ASSERT_EQ(backend_->sent.size(), 2u);
+  EXPECT_EQ(backend_->sent[1].back(), TestFrame(60, 2).back());
+  EXPECT_EQ(device_->counters().requests, 2u);  // counted once
+  EXPECT_EQ(device_->counters().throttled, 1u);
+}
+
+TEST_F(NetTest, Throttle_Tx_Bps_WaitFollowsTheFrameLength) {
+  auto clock = std::make_shared<testing::FakeClock>();
+  // 1000 bytes/s, a 100-byte bucket: a 100-byte frame empties it, the next waits 100 ms.
+  options_.tx_throttle = {.bytes = {.rate = 1000, .capacity = 100, .one_time_burst = 0}, .ops = {}};
+  options_.throttle_time = testing::FakeTimeFactory(clock);
+  Start(true);
+  Transmit({}, TestFrame(100, 1));
+  Transmit({}, TestFrame(100, 2));
+  EXPECT_EQ(backend_->sent.size(), 1u);
+  EXPECT_EQ(clock->delay, 100 * testing::kMs);
+}
+
+TEST_F(NetTest, Throttle_Rx_OverTheLimit_BackendKeepsTheFrame_ResumedOnTheTimer) {
+  auto clock = std::make_shared<testing::FakeClock>();
+  options_.rx_throttle = OneFramePerSecond();
+  options_.throttle_time = testing::FakeTimeFactory(clock);
+  Start(true, Bit(net::kFeatureMrgRxbuf));
+  AddRxBuffer(2048);
+  AddRxBuffer(2048);
+  EXPECT_TRUE(Receive(TestFrame(60, 1)));
+  EXPECT_FALSE(Receive(TestFrame(60, 2)));  // refused: the backend keeps it
+  EXPECT_EQ(backend_->resumes, 0);
+  EXPECT_EQ(device_->counters().drops, 0u);
+  clock->Fire();
+  Run();
+  EXPECT_EQ(backend_->resumes, 1);
+  EXPECT_TRUE(Receive(TestFrame(60, 2)));  // the backend delivers it again
+  EXPECT_TRUE(rx_driver_.PopUsed().has_value());
+  EXPECT_TRUE(rx_driver_.PopUsed().has_value());
+}
+
+TEST_F(NetTest, Throttle_Rx_NoRoom_FrameNotChargedTwice) {
+  auto clock = std::make_shared<testing::FakeClock>();
+  options_.rx_throttle = OneFramePerSecond();
+  options_.throttle_time = testing::FakeTimeFactory(clock);
+  Start(true);
+  EXPECT_FALSE(Receive(TestFrame(60)));  // no guest buffers: refused, its token given back
+  AddRxBuffer(2048);
+  device_->ProcessQueue(0);
+  EXPECT_EQ(backend_->resumes, 1);
+  EXPECT_TRUE(Receive(TestFrame(60)));  // the same second: the one token is still there
+  EXPECT_EQ(clock->arms, 0);
+  EXPECT_TRUE(rx_driver_.PopUsed().has_value());
+}
+
+TEST_F(NetTest, Throttle_SetThrottle_Unlimited_ResumesAtOnce) {
+  auto clock = std::make_shared<testing::FakeClock>();
+  options_.rx_throttle = options_.tx_throttle = OneFramePerSecond();
+  options_.throttle_time = testing::FakeTimeFactory(clock);
+  Start(true);
+  Transmit({}, TestFrame(60, 1));
+  Transmit({}, TestFrame(60, 2));
+  ASSERT_EQ(backend_->sent.size(), 1u);
+  auto* net = static_cast<NetDevice*>(device_.get());
+  net->SetThrottle({}, {});
+  Run();
+  EXPECT_EQ(backend_->sent.size(), 2u);
+  EXPECT_EQ(net->tx_throttle(), RateLimitParams{});
+  clock->Fire();  // the old timer: refused, nothing happens twice
+  Run();
+  EXPECT_EQ(backend_->sent.size(), 2u);
 }
 
 }  // namespace

@@ -127,8 +127,7 @@ TEST(Cli, Seccomp_DefaultOn_LogOffAccepted_OtherRefused) {
   restore = Parse({"restore", "--seccomp", "log", "snap"});
   ASSERT_TRUE(restore) << restore.error().message();
   EXPECT_EQ(std::get<cli::Restore>(*restore).seccomp, seccomp::Mode::kLog);
-  EXPECT_NE(ParseError({"restore", "snap", "--seccomp", "x"}).find("--seccomp"),
-            std::string::npos);
+  EXPECT_NE(ParseError({"restore", "snap", "--seccomp", "x"}).find("--seccomp"), std::string::npos);
 }
 
 TEST(Cli, Restore_NoDirOrTwoDirs_Refused) {
@@ -364,6 +363,34 @@ TEST(Cli, PciSlots_FromJson_CheckedAndRoundTrip) {
     ASSERT_FALSE(r) << json;
     EXPECT_NE(r.error().message().find("pci_slots"), std::string::npos) << r.error().message();
   }
+}
+
+// Rate limits survive the JSON config (and with it a snapshot's config.json); an unlimited
+// device writes no rate keys.
+TEST(Cli, RateLimits_JsonRoundTrip) {
+  VmConfig c = WithKernel({});
+  DiskConfig disk;
+  disk.path = "/d.raw";
+  disk.format = "raw";
+  c.disks.push_back(disk);
+  c.disks.push_back(disk);
+  c.disks[1].path = "/e.raw";
+  c.disks[0].throttle = {
+      .bps = 1 << 20, .bps_max = 2 << 20, .bps_burst = 3, .ops = 50, .ops_max = 60, .ops_burst = 4};
+  c.nets.push_back({});
+  c.nets[0].throttle = {
+      .bps = 125000, .bps_max = 0, .bps_burst = 0, .ops = 1000, .ops_max = 0, .ops_burst = 9};
+  nlohmann::json j = ConfigToJson(c);
+  EXPECT_EQ(j["disks"][0]["iops_burst"], 4);
+  EXPECT_EQ(j["nets"][0]["pps"], 1000);
+  EXPECT_FALSE(j["disks"][1].contains("bps"));
+  VmConfig back;
+  ASSERT_TRUE(ApplyConfigJson(j.dump(), "", back));
+  ASSERT_EQ(back.disks.size(), 2u);
+  EXPECT_EQ(back.disks[0].throttle, c.disks[0].throttle);
+  EXPECT_EQ(back.disks[1].throttle, Throttle{});
+  ASSERT_EQ(back.nets.size(), 1u);
+  EXPECT_EQ(back.nets[0].throttle, c.nets[0].throttle);
 }
 
 TEST(Cli, UnplugTimeout_SecondsOption_MillisecondsJson) {

@@ -43,6 +43,93 @@ TEST(DiskOption, WritableWithoutFormat_RefusedNeverGuessed) {
   EXPECT_NE(ErrorOf(d).find("needs format=raw or format=qcow2"), std::string::npos) << ErrorOf(d);
 }
 
+// Rate limits (R1): kite's names, QEMU's throttling.* aliases, and the checks.
+TEST(DiskOption, RateLimit_AllSettings_Parsed) {
+  auto d = ParseDiskOption(
+      "path=a,format=raw,bps=1000000,bps_max=2000000,bps_burst=5000,iops=100,iops_max=150,"
+      "iops_burst=7");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->throttle, (Throttle{.bps = 1000000,
+                                   .bps_max = 2000000,
+                                   .bps_burst = 5000,
+                                   .ops = 100,
+                                   .ops_max = 150,
+                                   .ops_burst = 7}));
+}
+
+TEST(DiskOption, RateLimit_QemuAliases) {
+  auto d = ParseDiskOption(
+      "path=a,format=raw,throttling.bps-total=4096,throttling.bps-total-max=8192,"
+      "throttling.iops-total=10,throttling.iops-total-max=20");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->throttle.bps, 4096u);
+  EXPECT_EQ(d->throttle.bps_max, 8192u);
+  EXPECT_EQ(d->throttle.ops, 10u);
+  EXPECT_EQ(d->throttle.ops_max, 20u);
+}
+
+TEST(DiskOption, RateLimit_BadValues_RefusedNamingTheOption) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"bps=-1", "bps=-1: not a non-negative integer"},
+      {"iops=ten", "iops=ten: not a non-negative integer"},
+      {"bps=12x", "bps=12x: not a non-negative integer"},
+      {"bps=", "bps=: not a non-negative integer"},
+      {"bps=99999999999999999999", "bps=99999999999999999999: out of range"},
+      {"bps=1000000000000001", "bps=1000000000000001 is out of range"},
+      {"iops_burst=1000000000000001", "iops_burst=1000000000000001 is out of range"},
+      {"bps_max=100", "bps_max needs bps"},
+      {"iops_burst=5", "iops_burst needs iops"},
+      {"bps=1000,bps_max=999", "bps_max=999 is lower than bps=1000"},
+      {"iops=10,iops_max=9", "iops_max=9 is lower than iops=10"},
+      {"pps=10", "unknown disk setting 'pps'"},
+  };
+  for (const auto& [option, message] : cases) {
+    std::string error = ErrorOf(ParseDiskOption(std::string("path=a,format=raw,") + option));
+    EXPECT_NE(error.find(message), std::string::npos) << option << ": " << error;
+  }
+}
+
+TEST(NetOption, RateLimit_ParsedAndChecked) {
+  auto n = ParseNetOption("user,bps=125000,pps=1000,pps_max=2000,bps_burst=1");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->throttle, (Throttle{.bps = 125000,
+                                   .bps_max = 0,
+                                   .bps_burst = 1,
+                                   .ops = 1000,
+                                   .ops_max = 2000,
+                                   .ops_burst = 0}));
+  auto bad = ParseNetOption("user,pps_max=5");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("pps_max needs pps"), std::string::npos);
+  auto iops = ParseNetOption("user,iops=5");
+  ASSERT_FALSE(iops);
+  EXPECT_NE(iops.error().message().find("unknown network setting 'iops'"), std::string::npos);
+  auto negative = ParseNetOption("tap=t0,bps=-5");
+  ASSERT_FALSE(negative);
+  EXPECT_NE(negative.error().message().find("bps=-5"), std::string::npos);
+}
+
+TEST(DiskOption, RateLimit_Json_NumbersOnly) {
+  auto d = DiskFromJson(nlohmann::json::parse(
+                            R"({"path": "/a", "format": "raw", "bps": 4096, "iops_max": 20,
+                                "iops": 10})"),
+                        "");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->throttle.bps, 4096u);
+  EXPECT_EQ(d->throttle.ops_max, 20u);
+  for (const char* bad : {R"({"path": "/a", "format": "raw", "bps": -1})",
+                          R"({"path": "/a", "format": "raw", "bps": "4096"})",
+                          R"({"path": "/a", "format": "raw", "iops": 1.5})"}) {
+    auto r = DiskFromJson(nlohmann::json::parse(bad), "");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message().find("must be a non-negative integer"), std::string::npos)
+        << r.error().message();
+  }
+  auto n = NetFromJson(nlohmann::json::parse(R"({"backend": "user", "pps": 100, "bps": -3})"));
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().message().find("'bps' must be a non-negative integer"), std::string::npos);
+}
+
 TEST(DiskOption, ReadOnlyWithoutFormat_Accepted) {
   auto d = ParseDiskOption("path=a.img,readonly=on");
   ASSERT_TRUE(d) << d.error().message();

@@ -229,6 +229,56 @@ TEST_F(DispatcherTest, DiskCommands_BadValues_Refused) {
               "GenericError", "Parameter 'on-error' is unexpected");
 }
 
+// block_set_io_throttle (QEMU's arguments) and x-kite-set-net-throttle: every check happens
+// before a device is looked up; an unknown device is DeviceNotFound.
+TEST_F(DispatcherTest, Throttle_ArgumentsChecked_UnknownDeviceNotFound) {
+  const std::string all6 = R"("bps":0,"bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0)";
+  auto block = [&](const std::string& args) {
+    return Negotiated(R"({"execute":"block_set_io_throttle","arguments":{)" + args + "}}");
+  };
+  ExpectError(block(R"("id":"vda",)" + all6), "DeviceNotFound", "Device 'vda' not found");
+  ExpectError(block(R"("device":"vdb",)" + all6), "DeviceNotFound", "Device 'vdb' not found");
+  ExpectError(block(all6), "GenericError", "Need exactly one of 'device' and 'id'");
+  ExpectError(block(R"("id":"vda","device":"vda",)" + all6), "GenericError",
+              "Need exactly one of 'device' and 'id'");
+  // QEMU requires all six base values.
+  ExpectError(block(R"("id":"vda","bps":0,"bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0)"),
+              "GenericError", "Parameter 'iops_wr' is missing");
+  ExpectError(block(R"("id":"vda","bps":-1,"bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,)"
+                    R"("iops_wr":0)"),
+              "GenericError", "Parameter 'bps' expects a non-negative value");
+  ExpectError(block(R"("id":"vda","bps":"1","bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,)"
+                    R"("iops_wr":0)"),
+              "GenericError", "Invalid parameter type for 'bps', expected: integer");
+  ExpectError(block(R"("id":"vda","bps":0,"bps_rd":5,"bps_wr":0,"iops":0,"iops_rd":0,)"
+                    R"("iops_wr":0)"),
+              "GenericError",
+              "Parameter 'bps_rd': kite limits reads and writes together (use bps and iops; "
+              "this must be 0)");
+  ExpectError(block(R"("id":"vda","group":"g",)" + all6), "GenericError",
+              "Parameter 'group' is unexpected");
+  ExpectError(block(R"("id":"vda","bps_max":10,)" + all6), "GenericError",
+              "bps_max needs bps (a rate to refill at)");
+  ExpectError(block(R"("id":"vda","bps":0,"bps_rd":0,"bps_wr":0,"iops":100,"iops_rd":0,)"
+                    R"("iops_wr":0,"iops_max":50)"),
+              "GenericError",
+              "iops_max=50 is lower than iops=100 (the bucket holds at least one second's worth)");
+  ExpectError(block(R"("id":"vda","bps":1000000000000001,"bps_rd":0,"bps_wr":0,"iops":0,)"
+                    R"("iops_rd":0,"iops_wr":0)"),
+              "GenericError", "bps=1000000000000001 is out of range (0 to 1000000000000000)");
+
+  auto net = [&](const std::string& args) {
+    return Negotiated(R"({"execute":"x-kite-set-net-throttle","arguments":{)" + args + "}}");
+  };
+  ExpectError(net(R"("id":"net0","bps":1000,"pps":10)"), "DeviceNotFound",
+              "Device 'net0' not found");
+  ExpectError(net(R"("id":"net0","bps":1000)"), "GenericError", "Parameter 'pps' is missing");
+  ExpectError(net(R"("id":"net0","bps":0,"pps":0,"pps_burst":4)"), "GenericError",
+              "pps_burst needs pps (a rate to refill at)");
+  ExpectError(net(R"("id":"net0","bps":0,"pps":-2)"), "GenericError",
+              "Parameter 'pps' expects a non-negative value");
+}
+
 TEST_F(DispatcherTest, HumanMonitor_InfoStatus_OthersRefused) {
   EXPECT_EQ(Negotiated(
                 R"({"execute":"human-monitor-command","arguments":{"command-line":"info status"}})")

@@ -1,0 +1,183 @@
+// Rate limits on a running kite (BAD_INPUTS R1, docs/SECURITY.md "Rate limits"): the `busy`
+// guest saturates a disk limited to LIMIT requests/s (one 4 KiB request at a time, writes and
+// reads); the rate seen through query-blockstats stays at the limit, the control socket keeps
+// answering meanwhile, block_set_io_throttle changes the limit live (query-block shows it) and
+// 0 lifts it. Real time on a shared host: the bounds are generous here; the 5 % figure is the
+// benchmark's (bench/r1-rate-limit.sh).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "testing/kite_process.h"
+#include "testing/kvm_required.h"
+#include "testing/qmp_client.h"
+#include "testing/temp_dir.h"
+
+namespace kite::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kLimit = 20;  // requests per second: far below what the guest does unlimited
+
+// Completed requests of the first disk so far.
+uint64_t Operations(QmpClient& client) {
+  nlohmann::json r = client.Run(R"({"execute":"query-blockstats"})");
+  if (!r.contains("return") || r["return"].empty()) return 0;
+  const nlohmann::json& s = r["return"][0]["stats"];
+  return s["rd_operations"].get<uint64_t>() + s["wr_operations"].get<uint64_t>();
+}
+
+// Requests per second over `span`, with the longest query-status round trip meanwhile.
+struct Sample {
+  double rate = 0;
+  std::chrono::milliseconds worst_status{0};
+};
+Sample Measure(QmpClient& client, std::chrono::milliseconds span) {
+  Sample s;
+  uint64_t n0 = Operations(client);
+  auto t0 = Clock::now();
+  while (Clock::now() - t0 < span) {
+    auto q0 = Clock::now();
+    nlohmann::json r = client.Run(R"({"execute":"query-status"})");
+    EXPECT_TRUE(r.contains("return")) << r;
+    s.worst_status = std::max(
+        s.worst_status, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - q0));
+    std::this_thread::sleep_for(50ms);
+  }
+  uint64_t n1 = Operations(client);
+  double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  s.rate = static_cast<double>(n1 - n0) / seconds;
+  return s;
+}
+
+TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
+  KITE_REQUIRE_KVM();
+  TempDir dir;
+  {
+    std::ofstream disk(dir.File("disk.raw"), std::ios::binary);
+    disk.seekp((8 << 20) - 1);
+    disk.put('\0');
+  }
+  std::promise<int> spawned;
+  ProcessOptions options;
+  options.argv = {
+      KITE_BINARY,  "run",
+      "--kernel",   std::string(KITE_GUEST_FIRMWARE_DIR) + "/busy.elf",
+      "--serial",   "none",
+      "--disk",     "path=" + dir.File("disk.raw") + ",format=raw,iops=" + std::to_string(kLimit),
+      "--api-sock", dir.File("api.sock")};
+  options.timeout = 120s;
+  options.on_spawn = [&](int pid) { spawned.set_value(pid); };
+  auto run = std::async(std::launch::async, [&] { return RunProcess(options); });
+  spawned.get_future().get();
+  QmpClient client;
+  ASSERT_TRUE(client.Connect(dir.File("api.sock"), 30000ms));
+  ASSERT_TRUE(client.Negotiate());
+
+  // The limit from the command line, as QEMU reports it.
+  nlohmann::json block = client.Run(R"({"execute":"query-block"})");
+  ASSERT_TRUE(block.contains("return")) << block;
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], kLimit);
+  EXPECT_EQ(block["return"][0]["inserted"]["bps"], 0);
+
+  // Wait for the guest's I/O to start, then measure past the initial bucket.
+  auto until = Clock::now() + 60s;
+  while (Operations(client) < 2 * kLimit && Clock::now() < until)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_GE(Operations(client), 2u * kLimit) << "the guest did no disk I/O";
+  Sample limited = Measure(client, 4000ms);
+  EXPECT_LE(limited.rate, kLimit * 1.1);
+  EXPECT_GE(limited.rate, kLimit * 0.5);
+  EXPECT_LT(limited.worst_status, 2000ms);
+
+  // Twice the limit, live: visible in query-block, and the rate follows.
+  nlohmann::json set =
+      client.Run(R"({"execute":"block_set_io_throttle","arguments":{"id":"vda","bps":0,"bps_rd":0,)"
+                 R"("bps_wr":0,"iops":)" +
+                 std::to_string(2 * kLimit) + R"(,"iops_rd":0,"iops_wr":0,"iops_max":)" +
+                 std::to_string(2 * kLimit) + "}}");
+  EXPECT_EQ(set, nlohmann::json({{"return", nlohmann::json::object()}}));
+  block = client.Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], 2 * kLimit);
+  EXPECT_EQ(block["return"][0]["inserted"]["iops_max"], 2 * kLimit);
+  std::this_thread::sleep_for(1500ms);  // the new bucket (one second's worth) drained
+  Sample doubled = Measure(client, 4000ms);
+  EXPECT_LE(doubled.rate, 2 * kLimit * 1.1);
+  EXPECT_GT(doubled.rate, limited.rate * 1.4);
+
+  // 0 lifts it.
+  set = client.Run(
+      R"({"execute":"block_set_io_throttle","arguments":{"device":"vda","bps":0,"bps_rd":0,)"
+      R"("bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0}})");
+  EXPECT_TRUE(set.contains("return")) << set;
+  block = client.Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], 0);
+  EXPECT_FALSE(block["return"][0]["inserted"].contains("iops_max"));
+  Sample free = Measure(client, 2000ms);
+  EXPECT_GT(free.rate, doubled.rate);
+
+  std::printf(
+      "rates (requests/s): limit %d: %.1f; limit %d: %.1f; none: %.1f; worst "
+      "query-status %lld ms\n",
+      kLimit, limited.rate, 2 * kLimit, doubled.rate, free.rate,
+      static_cast<long long>(limited.worst_status.count()));
+
+  // A snapshot keeps the limit: it is in the saved configuration, and a restore has it.
+  set =
+      client.Run(R"({"execute":"block_set_io_throttle","arguments":{"id":"vda","bps":0,"bps_rd":0,)"
+                 R"("bps_wr":0,"iops":)" +
+                 std::to_string(kLimit) + R"(,"iops_rd":0,"iops_wr":0,"x-kite-iops-burst":7}})");
+  EXPECT_TRUE(set.contains("return")) << set;
+  EXPECT_TRUE(client.Run(R"({"execute":"stop"})").contains("return"));
+  nlohmann::json saved = client.Run(R"({"execute":"x-vm-snapshot-save","arguments":{"path":")" +
+                                    dir.File("snap") + R"("}})");
+  EXPECT_TRUE(saved.contains("return")) << saved;
+  client.Send(R"({"execute":"quit"})");
+  Result<ProcessResult> result = run.get();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->exited) << result->Describe();
+  {
+    std::ifstream config(dir.File("snap") + "/config.json");
+    nlohmann::json saved_config = nlohmann::json::parse(config, nullptr, false);
+    ASSERT_TRUE(saved_config.is_object());
+    EXPECT_EQ(saved_config["disks"][0]["iops"], kLimit);
+    EXPECT_EQ(saved_config["disks"][0]["iops_burst"], 7);
+  }
+  ProcessOptions restore;
+  restore.argv = {KITE_BINARY, "restore", dir.File("snap"), "--paused",
+                  "--serial",  "none",    "--api-sock",     dir.File("api2.sock")};
+  restore.timeout = 60s;
+  auto restored = std::async(std::launch::async, [&] { return RunProcess(restore); });
+  QmpClient second;
+  if (!second.Connect(dir.File("api2.sock"), 30000ms)) {
+    Result<ProcessResult> failed = restored.get();
+    ASSERT_TRUE(failed.has_value()) << failed.error().message();
+    // A host whose /dev/kvm emulates guest code refuses every restore of a `host` CPU template
+    // (the saved CPUID has bits its KVM does not list): not this test's subject. Where KVM is
+    // real (the nested VM of scripts/kvm-vm) the restore is checked.
+    if (failed->err.find("this host's KVM does not support") != std::string::npos) {
+      std::printf("restore not checked on this host: %s\n", failed->err.c_str());
+      return;
+    }
+    FAIL() << "kite restore: " << failed->Describe();
+  }
+  ASSERT_TRUE(second.Negotiate());
+  block = second.Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], kLimit) << block;
+  EXPECT_EQ(block["return"][0]["inserted"]["x-kite-iops-burst"], 7) << block;
+  second.Send(R"({"execute":"quit"})");
+  Result<ProcessResult> second_result = restored.get();
+  ASSERT_TRUE(second_result.has_value());
+  EXPECT_TRUE(second_result->exited) << second_result->Describe();
+}
+
+}  // namespace
+}  // namespace kite::testing

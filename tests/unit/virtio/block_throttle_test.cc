@@ -1,0 +1,182 @@
+// virtio-blk under a rate limit (BAD_INPUTS R1), with a fake clock and timer: requests over the
+// limit go back to the ring (nothing dropped, nothing popped twice), one timer is armed for
+// exactly when the next may go, N requests take exactly the time the rate gives, flushes cost
+// no bytes, a new limit applies at once, and a quiesce with a held-back queue keeps the chain
+// in the ring for the snapshot.
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "block_test_util.h"
+#include "fake_throttle_time.h"
+
+namespace kite::virtio {
+namespace {
+
+using kite::testing::FakeClock;
+using kite::testing::FakeTime;
+using kite::testing::kMs;
+using testing::BlkReq;
+using testing::BlockHarness;
+using testing::HarnessOptions;
+using testing::MemDisk;
+
+HarnessOptions Throttled(const RateLimitParams& limit, std::shared_ptr<FakeClock> clock) {
+  HarnessOptions o;
+  o.block.queue_size = 32;
+  o.block.throttle = limit;
+  o.block.throttle_time = [clock] { return std::make_unique<FakeTime>(clock); };
+  return o;
+}
+
+// Collects used entries until `n` arrived or the loop went quiet for a moment.
+size_t CollectUsed(BlockHarness& h, size_t n, std::vector<UsedElement>& used) {
+  h.RunUntil(
+      [&] {
+        while (auto u = h.driver().PopUsed()) used.push_back(*u);
+        return used.size() >= n;
+      },
+      200);
+  return used.size();
+}
+
+TEST(BlockThrottleTest, Iops_OneRequestPerTick_TheRestWaitInTheRing) {
+  auto clock = std::make_shared<FakeClock>();
+  // 10 operations/s, bucket of 1: one request now, then one every 100 ms.
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled({.bytes = {}, .ops = {.rate = 10, .capacity = 1, .one_time_burst = 0}}, clock));
+  std::vector<BlkReq> reqs;
+  for (int i = 0; i < 5; ++i) reqs.push_back(h.Read(i, 512));
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 1, used), 1u);
+  EXPECT_EQ(CollectUsed(h, 2, used), 1u);  // no more without time passing
+  EXPECT_EQ(h.queue().in_flight(), 0);     // the waiting chain went back to the ring
+  EXPECT_EQ(clock->arms, 1);
+  EXPECT_EQ(clock->delay, 100 * kMs);
+  uint64_t start = clock->now;
+  for (size_t n = 2; n <= 5; ++n) {
+    clock->Fire();
+    EXPECT_EQ(CollectUsed(h, n, used), n);
+  }
+  // Four waits of exactly 100 ms each; every request completed once, in order.
+  EXPECT_EQ(clock->now - start, 400 * kMs);
+  ASSERT_EQ(used.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(used[i].id, reqs[i].head);
+  for (const BlkReq& r : reqs) EXPECT_EQ(h.Status(r), blk::kStatusOk);
+  EXPECT_EQ(h.device().counters().requests, 5u);  // never counted twice
+  EXPECT_EQ(h.device().counters().throttled, 4u);
+  EXPECT_TRUE(h.broken().empty());
+}
+
+TEST(BlockThrottleTest, Bps_TimeFollowsTheBytes) {
+  auto clock = std::make_shared<FakeClock>();
+  // 40 KiB/s with a 4 KiB bucket: each 4 KiB read after the first waits 100 ms, an 8 KiB one
+  // (larger than the bucket) waits for a full bucket, then the next one pays its debt.
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled({.bytes = {.rate = 40960, .capacity = 4096, .one_time_burst = 0}, .ops = {}},
+                clock));
+  h.Read(0, 4096);
+  h.Read(8, 4096);
+  h.Read(16, 8192);
+  h.Read(32, 4096);
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 1, used), 1u);
+  EXPECT_EQ(clock->delay, 100 * kMs);
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 2, used), 2u);
+  EXPECT_EQ(clock->delay, 100 * kMs);  // the 8 KiB read: a full bucket (4 KiB) lets it go
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 3, used), 3u);
+  EXPECT_EQ(clock->delay, 200 * kMs);  // the last read: the 4 KiB owed plus its own 4 KiB
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 4, used), 4u);
+  EXPECT_EQ(clock->arms, 3);
+}
+
+TEST(BlockThrottleTest, Flush_CostsAnOperationButNoBytes) {
+  auto clock = std::make_shared<FakeClock>();
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled({.bytes = {.rate = 1, .capacity = 1, .one_time_burst = 0}, .ops = {}}, clock));
+  for (int i = 0; i < 4; ++i) h.Flush();
+  std::vector<UsedElement> used = h.Complete(4);
+  EXPECT_EQ(used.size(), 4u);
+  EXPECT_EQ(clock->arms, 0);
+}
+
+TEST(BlockThrottleTest, OneTimeBurst_LetsTheFirstRequestsThrough) {
+  auto clock = std::make_shared<FakeClock>();
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled({.bytes = {}, .ops = {.rate = 1, .capacity = 1, .one_time_burst = 3}}, clock));
+  for (int i = 0; i < 6; ++i) h.Read(i, 512);
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 4, used), 4u);  // 3 from the burst, 1 from the bucket
+  EXPECT_EQ(CollectUsed(h, 5, used), 4u);
+  EXPECT_EQ(clock->delay, 1000 * kMs);
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 5, used), 5u);
+}
+
+TEST(BlockThrottleTest, SetThrottle_Unlimited_ReleasesTheWaitingQueueAtOnce) {
+  auto clock = std::make_shared<FakeClock>();
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled({.bytes = {}, .ops = {.rate = 1, .capacity = 1, .one_time_burst = 0}}, clock));
+  for (int i = 0; i < 4; ++i) h.Read(i, 512);
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 2, used), 1u);
+  h.block().SetThrottle({});
+  EXPECT_EQ(CollectUsed(h, 4, used), 4u);  // no timer fired
+  EXPECT_EQ(h.block().throttle(), RateLimitParams{});
+  // The old timer's wake is refused: nothing breaks when it comes late.
+  clock->Fire();
+  EXPECT_TRUE(h.broken().empty());
+}
+
+TEST(BlockThrottleTest, SetThrottle_Tighter_AppliesToTheNextRequests) {
+  auto clock = std::make_shared<FakeClock>();
+  BlockHarness h(std::make_shared<MemDisk>(1 << 20), Throttled({}, clock));
+  h.block().SetThrottle({.bytes = {}, .ops = {.rate = 2, .capacity = 1, .one_time_burst = 0}});
+  h.RunUntil([] { return false; }, 20);
+  for (int i = 0; i < 3; ++i) h.Read(i, 512);
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 3, used), 1u);
+  EXPECT_EQ(clock->delay, 500 * kMs);
+}
+
+TEST(BlockThrottleTest, Quiesce_WithAWaitingChain_ItStaysInTheRingForTheSnapshot) {
+  auto clock = std::make_shared<FakeClock>();
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled({.bytes = {}, .ops = {.rate = 1, .capacity = 1, .one_time_burst = 0}}, clock));
+  h.Read(0, 512);
+  BlkReq second = h.Read(1, 512);
+  h.Kick();
+  std::vector<UsedElement> used;
+  ASSERT_EQ(CollectUsed(h, 1, used), 1u);
+  // Quiesce on another thread while the loop runs (as the control thread does).
+  auto quiesced = std::async(std::launch::async, [&] { return h.device().Quiesce(); });
+  h.RunUntil(
+      [&] { return quiesced.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+  ASSERT_TRUE(quiesced.get());
+  // Nothing in flight: the queue saves, with the waiting chain still available.
+  Result<QueueState> saved = h.queue().Save();
+  ASSERT_TRUE(saved) << saved.error().message();
+  EXPECT_EQ(saved->next_avail, 1);
+  clock->Fire();  // the limiter's wake while quiesced pops nothing
+  EXPECT_EQ(CollectUsed(h, 2, used), 1u);
+  h.device().Unquiesce();
+  EXPECT_EQ(CollectUsed(h, 2, used), 2u);
+  EXPECT_EQ(used[1].id, second.head);
+}
+
+}  // namespace
+}  // namespace kite::virtio
