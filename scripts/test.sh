@@ -98,13 +98,13 @@ elif ((kvm_vm_ok)); then
   else
     echo "== no /dev/kvm on this host: KVM tests run in a nested VM (scripts/kvm-vm)"
   fi
-  # The whole run takes about 6 minutes (the snapshot e2e tests boot and restore Linux five
-  # times). The nested VM (kvm_amd on QEMU's emulated SVM, one
+  # The plain build's labels take about 6 minutes (the snapshot e2e tests boot and restore
+  # Linux five times), the sanitizer builds' kvm tests a few more. The nested VM (kvm_amd on QEMU's emulated SVM, one
   # vCPU: scripts/kvm-vm/README.md) may still wedge its own kernel now and then: a
   # VM that stalls (the runner exits 124 on its timeout, 125 when the VM died before the
   # command finished) is retried, up to three attempts: that is the test machinery failing,
   # not a test. A test failure (ctest's own status) is never retried.
-  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1200}
+  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1500}
   for attempt in 1 2 3; do
     rc=0
     run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- "${kvm_tests[@]}" || rc=$?
