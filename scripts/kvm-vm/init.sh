@@ -21,6 +21,9 @@ for m in $(cat /modules/order); do
   insmod "/modules/$m" $(grep "^${m%.ko} " /modules/params | cut -d' ' -f2-) || log "insmod $m failed"
 done
 
+# Loopback up, as on any host: tests listen and connect on 127.0.0.1 (the jail's network walls).
+ip link set lo up || log "cannot bring up lo"
+
 p9="trans=virtio,version=9p2000.L,msize=512000"
 mkdir -p /ctl /lower /upper /newroot
 mount -t 9p -o "$p9,cache=none" ctl /ctl || die "cannot mount the ctl share"
