@@ -101,7 +101,8 @@ elif ((kvm_vm_ok)); then
   # The plain build's labels take about 6 minutes (the snapshot e2e tests boot and restore
   # Linux five times), the sanitizer builds' kvm tests a few more. The nested VM (kvm_amd on QEMU's emulated SVM, one
   # vCPU: scripts/kvm-vm/README.md) may still wedge its own kernel now and then: a
-  # VM that stalls (the runner exits 124 on its timeout, 125 when the VM died before the
+  # VM that stalls (the runner exits 124 on its timeout or when the VM sat idle, no CPU and no
+  # output, for KITE_VM_IDLE_TIMEOUT = 300 s; 125 when the VM died before the
   # command finished) is retried, up to three attempts: that is the test machinery failing,
   # not a test. A test failure (ctest's own status) is never retried.
   export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1500}

@@ -7,6 +7,8 @@
 # KITE_VM_ENV passed through. Its stdout+stderr stream to our stdout; we exit with its
 # status, 124 on timeout, 125 when the VM failed before COMMAND finished.
 #   KITE_VM_TIMEOUT  seconds before QEMU is killed (default 1800)
+#   KITE_VM_IDLE_TIMEOUT  seconds of an idle VM (QEMU under 2 s of CPU, no output) before it
+#                    is taken for wedged and killed, exit 124 (default 300; 0: never)
 #   KITE_VM_CPUS     vCPUs (default 1: with 2, multi-threaded TCG's nested SVM sometimes wedged
 #                    the VM or corrupted a nested guest's state; 1 ran clean and as fast)
 #   KITE_VM_MEM      MiB (default 2048)
@@ -126,13 +128,42 @@ if [[ ${KITE_VM_VERBOSE:-0} == 1 ]]; then
 fi
 tail -c +1 -f --pid="$qemu_pid" "$tmp/ctl/output" &
 tail_pid=$!
+# The wedge watchdog: a VM whose QEMU used under 2 s of CPU while the command wrote nothing for
+# KITE_VM_IDLE_TIMEOUT seconds (default 300) has wedged (its kernel sits halted; seen now and
+# then under TCG's nested SVM): it is killed and reported as timed out (exit 124, which
+# scripts/test.sh retries), instead of idling until KITE_VM_TIMEOUT.
+idle_limit=${KITE_VM_IDLE_TIMEOUT:-300}
+if [[ $interactive != 1 ]] && ((idle_limit > 0)); then
+  (
+    cpu() { ps -o times= --ppid "$1" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+    last_cpu=$(cpu "$qemu_pid") last_size=-1 since=$SECONDS
+    while kill -0 "$qemu_pid" 2>/dev/null; do
+      sleep 10
+      now_cpu=$(cpu "$qemu_pid") size=$(stat -c %s "$tmp/ctl/output" 2>/dev/null || echo 0)
+      if ((size != last_size || now_cpu - last_cpu >= 2)); then
+        last_cpu=$now_cpu last_size=$size since=$SECONDS
+      elif ((SECONDS - since >= idle_limit)); then
+        : > "$tmp/idle"
+        pkill -KILL --parent "$qemu_pid" qemu-system-x86 2>/dev/null || kill -KILL "$qemu_pid"
+        break
+      fi
+    done
+  ) &
+  watchdog_pid=$!
+fi
 rc=0
 wait "$qemu_pid" || rc=$?
 qemu_pid=""
+if [[ -n ${watchdog_pid:-} ]]; then kill "$watchdog_pid" 2>/dev/null || true; fi
 wait "$tail_pid" || true
 wait || true
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 
+if [[ -e $tmp/idle ]]; then
+  echo "kite-vm: WEDGED: the VM used no CPU and the command wrote nothing for ${idle_limit} s (KITE_VM_IDLE_TIMEOUT); killed it; console tail:" >&2
+  tail -n 20 "$tmp/console.log" >&2 || true
+  exit 124
+fi
 if ((rc == 124 || rc == 137)); then
   echo "kite-vm: TIMEOUT: killed the VM after ${timeout_s} s (KITE_VM_TIMEOUT); console tail:" >&2
   tail -n 20 "$tmp/console.log" >&2 || true
