@@ -154,17 +154,32 @@ Result<json> SetLink(Machine& machine, const json& args) {
   return json::object();
 }
 
+namespace {
+
+// A Throttle from the six arguments named (bytes and ops rate, bucket size, burst), each
+// optional and unsigned.
+struct ThrottleNames {
+  const char *bps, *ops, *bps_max, *ops_max, *bps_burst, *ops_burst;
+};
+Result<Throttle> ThrottleArgs(const json& args, const ThrottleNames& n) {
+  Throttle limit;
+  limit.bps = TRY(Unsigned(args, n.bps));
+  limit.ops = TRY(Unsigned(args, n.ops));
+  limit.bps_max = TRY(Unsigned(args, n.bps_max));
+  limit.ops_max = TRY(Unsigned(args, n.ops_max));
+  limit.bps_burst = TRY(Unsigned(args, n.bps_burst));
+  limit.ops_burst = TRY(Unsigned(args, n.ops_burst));
+  return limit;
+}
+
+}  // namespace
+
 Result<json> BlockSetIoThrottle(Machine& machine, const json& args) {
   if (args.contains("device") == args.contains("id")) {
     return Err("Need exactly one of 'device' and 'id'");
   }
-  Throttle limit;
-  limit.bps = TRY(Unsigned(args, "bps"));
-  limit.ops = TRY(Unsigned(args, "iops"));
-  limit.bps_max = TRY(Unsigned(args, "bps_max"));
-  limit.ops_max = TRY(Unsigned(args, "iops_max"));
-  limit.bps_burst = TRY(Unsigned(args, "x-kite-bps-burst"));
-  limit.ops_burst = TRY(Unsigned(args, "x-kite-iops-burst"));
+  Throttle limit = TRY(ThrottleArgs(
+      args, {"bps", "iops", "bps_max", "iops_max", "x-kite-bps-burst", "x-kite-iops-burst"}));
   for (const char* split : {"bps_rd", "bps_wr", "iops_rd", "iops_wr"}) {
     if (TRY(Unsigned(args, split)) != 0) {
       return Err(std::string("Parameter '") + split +
@@ -177,13 +192,8 @@ Result<json> BlockSetIoThrottle(Machine& machine, const json& args) {
 }
 
 Result<json> SetNetThrottle(Machine& machine, const json& args) {
-  Throttle limit;
-  limit.bps = TRY(Unsigned(args, "bps"));
-  limit.ops = TRY(Unsigned(args, "pps"));
-  limit.bps_max = TRY(Unsigned(args, "bps_max"));
-  limit.ops_max = TRY(Unsigned(args, "pps_max"));
-  limit.bps_burst = TRY(Unsigned(args, "bps_burst"));
-  limit.ops_burst = TRY(Unsigned(args, "pps_burst"));
+  Throttle limit =
+      TRY(ThrottleArgs(args, {"bps", "pps", "bps_max", "pps_max", "bps_burst", "pps_burst"}));
   TRY(machine.SetNetThrottle(Str(args, "id"), limit));
   return json::object();
 }
