@@ -110,6 +110,11 @@ fi
 quiet="quiet loglevel=4"
 [[ ${KITE_VM_VERBOSE:-0} == 1 ]] && quiet=""
 virtfs=security_model=none,multidevs=remap
+# QEMU's human monitor on two FIFOs (the pipe chardev: mon.in, mon.out): the wedge watchdog
+# below reads the vCPU's registers and local APIC through it, and kicks the VM.
+mkfifo "$tmp/mon.in" "$tmp/mon.out"
+monitor=()
+[[ $interactive != 1 ]] && monitor=(-monitor "pipe:$tmp/mon")
 start=$(date +%s.%N)
 timeout -k 5 "$timeout_s" qemu-system-x86_64 \
   -accel tcg -cpu "${KITE_VM_CPU:-max}" -smp "${KITE_VM_CPUS:-1}" -m "${KITE_VM_MEM:-2048}" \
@@ -120,7 +125,7 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 \
   -virtfs "local,path=/,mount_tag=hostroot,readonly=on,$virtfs" \
   -virtfs "local,path=${dir//,/,,},mount_tag=work,$virtfs" \
   -virtfs "local,path=${tmp//,/,,}/ctl,mount_tag=ctl,$virtfs" \
-  "${terminal[@]}" < "$qemu_in" > "$qemu_out" 2>> "$tmp/qemu.log" &
+  "${terminal[@]}" "${monitor[@]}" < "$qemu_in" > "$qemu_out" 2>> "$tmp/qemu.log" &
 qemu_pid=$!
 if [[ ${KITE_VM_VERBOSE:-0} == 1 ]]; then
   touch "$tmp/console.log"
@@ -128,20 +133,38 @@ if [[ ${KITE_VM_VERBOSE:-0} == 1 ]]; then
 fi
 tail -c +1 -f --pid="$qemu_pid" "$tmp/ctl/output" &
 tail_pid=$!
-# The wedge watchdog: a VM whose QEMU used under 2 s of CPU while the command wrote nothing for
-# KITE_VM_IDLE_TIMEOUT seconds (default 300) has wedged (its kernel sits halted; seen now and
-# then under TCG's nested SVM): it is killed and reported as timed out (exit 124, which
-# scripts/test.sh retries), instead of idling until KITE_VM_TIMEOUT.
+# The wedge watchdog: a VM whose QEMU used under 2 s of CPU while the command wrote nothing has
+# wedged (its kernel sits halted; seen now and then under TCG's nested SVM). After
+# KITE_VM_KICK_AFTER seconds (60) the watchdog saves the vCPU's registers and local APIC
+# (into the report) and kicks the VM: an NMI and a key press on the PS/2 keyboard, whose
+# interrupt makes QEMU look at the local APIC again (a wedge with an interrupt pending in the
+# APIC but never delivered would end there). A VM still idle after KITE_VM_IDLE_TIMEOUT
+# seconds (default 300) is killed and reported as timed out (exit 124, which scripts/test.sh
+# retries), instead of idling until KITE_VM_TIMEOUT.
 idle_limit=${KITE_VM_IDLE_TIMEOUT:-300}
+kick_after=${KITE_VM_KICK_AFTER:-60}
+if [[ $interactive != 1 ]]; then
+  # QEMU's monitor replies; opened read-write so that opening never blocks.
+  cat 0<>"$tmp/mon.out" > "$tmp/monitor.log" &
+  monitor_reader=$!
+fi
 if [[ $interactive != 1 ]] && ((idle_limit > 0)); then
   (
     cpu() { ps -o times= --ppid "$1" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
-    last_cpu=$(cpu "$qemu_pid") last_size=-1 since=$SECONDS
+    hmp() { printf '%s\n' "$@" 1<>"$tmp/mon.in"; }
+    last_cpu=$(cpu "$qemu_pid") last_size=-1 since=$SECONDS kicked=0
     while kill -0 "$qemu_pid" 2>/dev/null; do
       sleep 10
       now_cpu=$(cpu "$qemu_pid") size=$(stat -c %s "$tmp/ctl/output" 2>/dev/null || echo 0)
       if ((size != last_size || now_cpu - last_cpu >= 2)); then
-        last_cpu=$now_cpu last_size=$size since=$SECONDS
+        ((kicked)) && echo "kite-vm: the VM woke up after the kick ($((SECONDS - since)) s idle)" >> "$tmp/kicks"
+        last_cpu=$now_cpu last_size=$size since=$SECONDS kicked=0
+      elif ((!kicked && kick_after > 0 && SECONDS - since >= kick_after)); then
+        kicked=1
+        echo "kite-vm: the VM sat idle for $((SECONDS - since)) s: its state, then an NMI and a key press" >> "$tmp/kicks"
+        hmp "info registers" "info lapic" "info pic" "info irq"
+        sleep 2
+        hmp "nmi" "sendkey shift"
       elif ((SECONDS - since >= idle_limit)); then
         : > "$tmp/idle"
         pkill -KILL --parent "$qemu_pid" qemu-system-x86 2>/dev/null || kill -KILL "$qemu_pid"
@@ -155,6 +178,15 @@ rc=0
 wait "$qemu_pid" || rc=$?
 qemu_pid=""
 if [[ -n ${watchdog_pid:-} ]]; then kill "$watchdog_pid" 2>/dev/null || true; fi
+if [[ -n ${monitor_reader:-} ]]; then kill "$monitor_reader" 2>/dev/null || true; fi
+# Kicks and what the monitor said: kept where the next wedge can be studied.
+if [[ -s $tmp/kicks ]]; then
+  cat "$tmp/kicks" >&2
+  keep=${KITE_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/kite-kvm-vm}/wedges
+  mkdir -p "$keep" && cat "$tmp/kicks" "$tmp/monitor.log" "$tmp/console.log" \
+    > "$keep/$(date +%Y%m%d-%H%M%S).log" 2>/dev/null || true
+  echo "kite-vm: the VM's registers and local APIC at the kick: $keep" >&2
+fi
 wait "$tail_pid" || true
 wait || true
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
