@@ -50,6 +50,18 @@ struct Throttle {
   bool operator==(const Throttle&) const = default;
 };
 
+// A disk's rate limits, QEMU's block I/O throttling: reads and writes together (`total`: bps=,
+// iops=, ...) and each on their own (`read`: bps_rd=, iops_rd=, ...; `write`: bps_wr=, ...). A
+// request goes when `total` and its own direction's limit both let it (flushes and other
+// requests count against `total` only). As in QEMU, a total and a per-direction value of the
+// same kind (bytes, operations) are never set together.
+struct DiskThrottle {
+  Throttle total;
+  Throttle read;
+  Throttle write;
+  bool operator==(const DiskThrottle&) const = default;
+};
+
 struct DiskConfig {
   std::string path;
   // "raw" or "qcow2". Required for a writable disk: kite never guesses the format of an image
@@ -60,7 +72,7 @@ struct DiskConfig {
   std::string serial;               // VIRTIO_BLK_T_GET_ID answer, at most 20 bytes
   uint32_t queues = 1;              // 1..16 virtqueues (multi-queue when > 1)
   std::string id;                   // the device id (query-block, snapshots); empty: vda, vdb, ...
-  Throttle throttle{};              // bps=, iops=, ...; block_set_io_throttle changes it
+  DiskThrottle throttle{};          // bps=, iops=, bps_rd=, ...; block_set_io_throttle changes it
 };
 
 // A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT
@@ -186,7 +198,13 @@ struct BlockInfo {
   std::string cache;             // DiskConfig::cache
   std::vector<ImageInfo> chain;  // the disk's image first, then its backing files
   bool io_error = false;         // the device reported an I/O error to the guest
-  Throttle throttle{};           // the disk's rate limit now (block_set_io_throttle)
+  DiskThrottle throttle{};       // the disk's rate limits now (block_set_io_throttle)
+};
+
+// x-kite-query-net-throttle: one entry per NIC.
+struct NetThrottleInfo {
+  std::string id;     // "net0" or NetConfig::id
+  Throttle throttle;  // the limit of each direction now (x-kite-set-net-throttle)
 };
 
 // query-blockstats: one entry per disk.
@@ -309,7 +327,7 @@ class Machine {
   Result<void> SetLink(const std::string& nic, bool up);
   // block_set_io_throttle / x-kite-set-net-throttle: a disk's or NIC's rate limit from now on
   // (checked as --disk/--net's; kept in the configuration, so snapshots and restarts keep it).
-  Result<void> SetDiskThrottle(const std::string& device, const Throttle& limit);
+  Result<void> SetDiskThrottle(const std::string& device, const DiskThrottle& limit);
   Result<void> SetNetThrottle(const std::string& nic, const Throttle& limit);
   Result<void> StartBlockJob(const BlockJobRequest& request);
   Result<void> ControlBlockJob(const std::string& id, BlockJobAction action);
@@ -332,6 +350,7 @@ class Machine {
   std::vector<CpuInfo> Cpus() const;
   std::vector<BlockInfo> Blocks() const;
   std::vector<BlockStats> BlockStatistics() const;
+  std::vector<NetThrottleInfo> NetThrottles() const;
   // kite's own counters (VM exits, buses, devices) as a JSON object (x-query-kite-stats).
   nlohmann::json Counters() const;
 

@@ -135,14 +135,14 @@ tail -c +1 -f --pid="$qemu_pid" "$tmp/ctl/output" &
 tail_pid=$!
 # The wedge watchdog: a VM whose QEMU used under 2 s of CPU while the command wrote nothing has
 # wedged (its kernel sits halted; seen now and then under TCG's nested SVM). After
-# KITE_VM_KICK_AFTER seconds (60) the watchdog saves the vCPU's registers and local APIC
+# KITE_VM_KICK_AFTER seconds (20) the watchdog saves the vCPU's registers and local APIC
 # (into the report) and kicks the VM: an NMI and a key press on the PS/2 keyboard, whose
 # interrupt makes QEMU look at the local APIC again (a wedge with an interrupt pending in the
 # APIC but never delivered would end there). A VM still idle after KITE_VM_IDLE_TIMEOUT
 # seconds (default 300) is killed and reported as timed out (exit 124, which scripts/test.sh
 # retries), instead of idling until KITE_VM_TIMEOUT.
 idle_limit=${KITE_VM_IDLE_TIMEOUT:-300}
-kick_after=${KITE_VM_KICK_AFTER:-60}
+kick_after=${KITE_VM_KICK_AFTER:-20}
 if [[ $interactive != 1 ]]; then
   # QEMU's monitor replies; opened read-write so that opening never blocks.
   cat 0<>"$tmp/mon.out" > "$tmp/monitor.log" &

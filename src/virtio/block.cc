@@ -25,7 +25,8 @@
 // most one run of the loop (one queue's worth of pops) and for the I/O in flight.
 // Rate limit (throttle.h, BlockOptions::throttle): one ThrottleGate for the disk, under mu_. A
 // popped chain is parsed, then admitted (bytes: the data of a read or write; every request is
-// one operation) or put back with Queue::Unpop — the queue is flagged and pops again when the
+// one operation; a read also takes from the read limit and a write from the write one, as QEMU's
+// bps_rd / bps_wr) or put back with Queue::Unpop — the queue is flagged and pops again when the
 // gate's timer fires, when the limit changes (SetThrottle, posted to the loop) or at Unquiesce.
 // A held-back chain is not in flight, so a quiesce does not wait for it and the snapshot saves
 // it as available.
@@ -349,11 +350,13 @@ void VirtioBlock::FlushSignal(uint16_t index, uint32_t generation) {
 
 bool VirtioBlock::AdmitLocked() {
   uint64_t bytes = 0;
+  ThrottleDir dir = ThrottleDir::kOther;
   if (request_.action == BlockAction::kDisk &&
       (request_.disk.op == DiskOp::kRead || request_.disk.op == DiskOp::kWrite)) {
     for (const iovec& v : request_.disk.iov) bytes += v.iov_len;
+    dir = request_.disk.op == DiskOp::kRead ? ThrottleDir::kRead : ThrottleDir::kWrite;
   }
-  return throttle_.Admit(bytes, throttle_wake_);
+  return throttle_.Admit(bytes, dir, throttle_wake_);
 }
 
 std::vector<uint16_t> VirtioBlock::TakeThrottledLocked() {
@@ -385,21 +388,21 @@ void VirtioBlock::OnThrottleWake(uint64_t epoch) {
   RunQueues(queues);
 }
 
-void VirtioBlock::SetThrottle(const RateLimitParams& params) {
-  Post([params](VirtioBlock& self) {
+void VirtioBlock::SetThrottle(const ThrottleLimits& limits) {
+  Post([limits](VirtioBlock& self) {
     std::vector<uint16_t> queues;
     {
       std::lock_guard lock(self.mu_);
-      self.throttle_.Set(params);
+      self.throttle_.Set(limits);
       queues = self.TakeThrottledLocked();
     }
     self.RunQueues(queues);
   });
 }
 
-RateLimitParams VirtioBlock::throttle() const {
+ThrottleLimits VirtioBlock::throttle() const {
   std::lock_guard lock(mu_);
-  return throttle_.params();
+  return throttle_.limits();
 }
 
 std::string VirtioBlock::description() const {

@@ -38,9 +38,10 @@ struct BlockOptions {
   uint16_t queue_size = 256;
   int io_workers = 8;                                            // AsyncDisk workers
   storage::AsyncBackend backend = storage::AsyncBackend::kAuto;  // io_uring for raw images
-  // The disk's rate limit (all queues together): bytes are the data of reads and writes, an
-  // operation is any request. Unlimited by default.
-  RateLimitParams throttle{};
+  // The disk's rate limits (all queues together): `total` for every request (bytes are the data
+  // of reads and writes, an operation is any request), `read` and `write` for reads and writes
+  // on their own. Unlimited by default.
+  ThrottleLimits throttle{};
   // The limiter's clock and timer; null: the loop's (std::chrono::steady_clock). For tests.
   std::function<std::unique_ptr<ThrottleTime>()> throttle_time{};
 };
@@ -62,8 +63,8 @@ class BlockDevice : public VirtioDevice {
   virtual Result<void> ReplaceImage(const ImageChange& change) = 0;
   // block_set_io_throttle: new limits from now on (the buckets start full). Any thread: the
   // change is posted to the event loop, so it applies to the requests popped after it.
-  virtual void SetThrottle(const RateLimitParams& params) = 0;
-  virtual RateLimitParams throttle() const = 0;
+  virtual void SetThrottle(const ThrottleLimits& limits) = 0;
+  virtual ThrottleLimits throttle() const = 0;
 };
 
 // Creates the device for an image opened by the caller (read-only when image->read_only()).

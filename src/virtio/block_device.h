@@ -48,8 +48,8 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   std::string description() const override;
   DeviceCounters counters() const override;
   // Rate limit (block.cc).
-  void SetThrottle(const RateLimitParams& params) override;
-  RateLimitParams throttle() const override;
+  void SetThrottle(const ThrottleLimits& limits) override;
+  ThrottleLimits throttle() const override;
 
  private:
   // A request handed to the AsyncDisk, indexed by head: where its status goes.

@@ -1,6 +1,7 @@
 // A device's rate limiter on its event loop. See throttle.h.
 #include "virtio/throttle.h"
 
+#include <algorithm>
 #include <asio/steady_timer.hpp>
 #include <chrono>
 
@@ -36,27 +37,51 @@ std::unique_ptr<ThrottleTime> LoopThrottleTime(asio::io_context* loop) {
   return std::make_unique<SteadyThrottleTime>(loop);
 }
 
-ThrottleGate::ThrottleGate(std::unique_ptr<ThrottleTime> time, const RateLimitParams& params)
+ThrottleGate::ThrottleGate(std::unique_ptr<ThrottleTime> time, const ThrottleLimits& limits)
     : time_(std::move(time)) {
-  Set(params);
+  Set(limits);
 }
 
-void ThrottleGate::Set(const RateLimitParams& params) {
-  params_ = params;
-  limiter_ = RateLimiter(params, time_->NowNs());
+void ThrottleGate::Set(const ThrottleLimits& limits) {
+  limits_ = limits;
+  uint64_t now = time_->NowNs();
+  total_ = RateLimiter(limits.total, now);
+  read_ = RateLimiter(limits.read, now);
+  write_ = RateLimiter(limits.write, now);
+  unlimited_ = total_.unlimited() && read_.unlimited() && write_.unlimited();
   ++epoch_;  // a wake armed for the old settings is refused
   waiting_ = false;
 }
 
-bool ThrottleGate::Admit(uint64_t bytes, const std::function<void(uint64_t)>& wake) {
-  if (limiter_.unlimited()) return true;
+RateLimiter* ThrottleGate::DirLimiter(ThrottleDir dir) {
+  switch (dir) {
+    case ThrottleDir::kRead:
+      return &read_;
+    case ThrottleDir::kWrite:
+      return &write_;
+    case ThrottleDir::kOther:
+      break;
+  }
+  return nullptr;
+}
+
+bool ThrottleGate::Admit(uint64_t bytes, ThrottleDir dir,
+                         const std::function<void(uint64_t)>& wake) {
+  if (unlimited_) return true;
   uint64_t now = time_->NowNs();
-  if (!waiting_ && limiter_.TryConsume(bytes, now)) return true;
+  RateLimiter* own = DirLimiter(dir);
+  // The request goes when both limits have its tokens; it waits for the later of the two.
+  uint64_t wait = std::max(total_.WaitNs(bytes, now), own ? own->WaitNs(bytes, now) : 0);
+  if (!waiting_ && wait == 0) {
+    (void)total_.TryConsume(bytes, now);  // both succeed: WaitNs said the tokens are there
+    if (own) (void)own->TryConsume(bytes, now);
+    return true;
+  }
   ++throttled_;
   if (!waiting_) {
     waiting_ = true;
     uint64_t epoch = epoch_;
-    time_->RunAfter(limiter_.WaitNs(bytes, now), [wake, epoch] { wake(epoch); });
+    time_->RunAfter(wait, [wake, epoch] { wake(epoch); });
   }
   return false;
 }

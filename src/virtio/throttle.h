@@ -35,27 +35,47 @@ class ThrottleTime {
 // std::chrono::steady_clock and an asio::steady_timer on `loop`.
 std::unique_ptr<ThrottleTime> LoopThrottleTime(asio::io_context* loop);
 
+// A gate's limits: one for every request (`total`), and for a disk one each for its reads and
+// its writes (QEMU's bps / bps_rd / bps_wr): a read goes when both `total` and `read` let it.
+struct ThrottleLimits {
+  RateLimitParams total;
+  RateLimitParams read;
+  RateLimitParams write;
+  bool operator==(const ThrottleLimits&) const = default;
+};
+
+// What a request is to a gate with per-direction limits.
+enum class ThrottleDir { kOther, kRead, kWrite };
+
 class ThrottleGate {
  public:
-  explicit ThrottleGate(std::unique_ptr<ThrottleTime> time, const RateLimitParams& params = {});
+  explicit ThrottleGate(std::unique_ptr<ThrottleTime> time, const ThrottleLimits& limits = {});
+  ThrottleGate(std::unique_ptr<ThrottleTime> time, const RateLimitParams& total)
+      : ThrottleGate(std::move(time), ThrottleLimits{total, {}, {}}) {}
 
   // New settings, with full buckets. A pending wake is forgotten (Woken refuses it): the caller
   // retries its waiting requests itself.
-  void Set(const RateLimitParams& params);
-  const RateLimitParams& params() const { return params_; }
-  bool unlimited() const { return limiter_.unlimited(); }
+  void Set(const ThrottleLimits& limits);
+  void Set(const RateLimitParams& total) { Set(ThrottleLimits{total, {}, {}}); }
+  const ThrottleLimits& limits() const { return limits_; }
+  const RateLimitParams& params() const { return limits_.total; }
+  bool unlimited() const { return unlimited_; }
 
-  // A request of `bytes` bytes (one operation): true when it may go (its tokens taken). False:
-  // it must wait; `wake(epoch)` runs on the loop when it could go, unless a wake is already
-  // pending (one timer per gate).
-  bool Admit(uint64_t bytes, const std::function<void(uint64_t epoch)>& wake);
+  // A request of `bytes` bytes (one operation) going `dir`: true when it may go (its tokens
+  // taken from `total` and from its direction's limit). False: it must wait; `wake(epoch)` runs
+  // on the loop when it could go, unless a wake is already pending (one timer per gate).
+  bool Admit(uint64_t bytes, ThrottleDir dir, const std::function<void(uint64_t epoch)>& wake);
+  bool Admit(uint64_t bytes, const std::function<void(uint64_t epoch)>& wake) {
+    return Admit(bytes, ThrottleDir::kOther, wake);
+  }
   // Adds `bytes` to what an admitted request cost (known only once it was read: a frame).
-  void Charge(uint64_t bytes) { limiter_.bytes().Charge(bytes, time_->NowNs()); }
+  // For gates with a total limit only (a NIC direction).
+  void Charge(uint64_t bytes) { total_.bytes().Charge(bytes, time_->NowNs()); }
   // Gives back what Admit(bytes) took for a request that turned out not to exist (a read of
-  // the tap that found no frame).
+  // the tap that found no frame). For gates with a total limit only.
   void Refund(uint64_t bytes) {
-    limiter_.bytes().Refund(bytes);
-    limiter_.ops().Refund(1);
+    total_.bytes().Refund(bytes);
+    total_.ops().Refund(1);
   }
   // A wake arrived: true when it is the pending one (the device then retries its requests).
   bool Woken(uint64_t epoch);
@@ -65,9 +85,15 @@ class ThrottleGate {
   uint64_t throttled() const { return throttled_; }
 
  private:
+  // The limiter for `dir`'s own limit, or null.
+  RateLimiter* DirLimiter(ThrottleDir dir);
+
   std::unique_ptr<ThrottleTime> time_;
-  RateLimitParams params_;
-  RateLimiter limiter_;
+  ThrottleLimits limits_;
+  RateLimiter total_;
+  RateLimiter read_;
+  RateLimiter write_;
+  bool unlimited_ = true;
   uint64_t epoch_ = 0;
   bool waiting_ = false;
   uint64_t throttled_ = 0;

@@ -20,10 +20,11 @@ std::string SerialText(const VmConfig& c) {
 }
 
 // The rate limit's keys that are set (none: an unlimited device looks as before).
-void ThrottleToJson(const Throttle& r, const std::string& ops, json& out) {
-  for (auto [key, value] : {std::pair<std::string, uint64_t>{"bps", r.bps},
-                            {"bps_max", r.bps_max},
-                            {"bps_burst", r.bps_burst},
+void ThrottleToJson(const Throttle& r, const std::string& bytes, const std::string& ops,
+                    json& out) {
+  for (auto [key, value] : {std::pair<std::string, uint64_t>{bytes, r.bps},
+                            {bytes + "_max", r.bps_max},
+                            {bytes + "_burst", r.bps_burst},
                             {ops, r.ops},
                             {ops + "_max", r.ops_max},
                             {ops + "_burst", r.ops_burst}}) {
@@ -38,7 +39,9 @@ json DiskToJson(const DiskConfig& d) {
   if (!d.format.empty()) out["format"] = d.format;
   if (!d.serial.empty()) out["serial"] = d.serial;
   if (!d.id.empty()) out["id"] = d.id;  // empty: the default name (vda, vdb, ...)
-  ThrottleToJson(d.throttle, "iops", out);
+  ThrottleToJson(d.throttle.total, "bps", "iops", out);
+  ThrottleToJson(d.throttle.read, "bps_rd", "iops_rd", out);
+  ThrottleToJson(d.throttle.write, "bps_wr", "iops_wr", out);
   return out;
 }
 
@@ -48,7 +51,7 @@ json NetToJson(const NetConfig& n) {
   if (!n.mac.empty()) out["mac"] = n.mac;
   if (!n.hostfwd.empty()) out["hostfwd"] = n.hostfwd;
   if (!n.id.empty()) out["id"] = n.id;  // empty: the default name (net0, net1, ...)
-  ThrottleToJson(n.throttle, "pps", out);
+  ThrottleToJson(n.throttle, "bps", "pps", out);
   return out;
 }
 

@@ -59,17 +59,42 @@ Result<uint32_t> ParseQueues(const std::string& value) {
   return n;
 }
 
-// The rate limit keys: kite's names, and for disks QEMU's throttling.* aliases. Returns the
-// field `key` sets, or nullptr.
-uint64_t* ThrottleField(const std::string& key, bool disk, Throttle& r) {
-  const std::string ops = disk ? "iops" : "pps";
-  if (key == "bps" || (disk && key == "throttling.bps-total")) return &r.bps;
-  if (key == "bps_max" || (disk && key == "throttling.bps-total-max")) return &r.bps_max;
-  if (key == "bps_burst") return &r.bps_burst;
-  if (key == ops || (disk && key == "throttling.iops-total")) return &r.ops;
-  if (key == ops + "_max" || (disk && key == "throttling.iops-total-max")) return &r.ops_max;
+// A rate limit's keys: BYTES (bps, bps_rd, ...), OPS (iops, pps, iops_rd, ...), each with _max
+// and _burst. Returns the field `key` sets, or nullptr.
+uint64_t* ThrottleField(const std::string& key, const std::string& bytes, const std::string& ops,
+                        Throttle& r) {
+  if (key == bytes) return &r.bps;
+  if (key == bytes + "_max") return &r.bps_max;
+  if (key == bytes + "_burst") return &r.bps_burst;
+  if (key == ops) return &r.ops;
+  if (key == ops + "_max") return &r.ops_max;
   if (key == ops + "_burst") return &r.ops_burst;
   return nullptr;
+}
+
+// A disk's rate limit keys: kite's names (QEMU's block_set_io_throttle names: bps, bps_rd,
+// bps_wr, iops, ..., each with _max; kite's _burst), and QEMU's -drive throttling.* aliases.
+uint64_t* DiskThrottleField(const std::string& key, DiskThrottle& t) {
+  struct Part {
+    const char* qemu;  // throttling.bps-QEMU, throttling.iops-QEMU
+    const char* kite;  // bpsKITE, iopsKITE
+    Throttle& limit;
+  };
+  for (const Part& p :
+       {Part{"total", "", t.total}, Part{"read", "_rd", t.read}, Part{"write", "_wr", t.write}}) {
+    const std::string bps = std::string("bps") + p.kite, iops = std::string("iops") + p.kite;
+    if (uint64_t* field = ThrottleField(key, bps, iops, p.limit)) return field;
+    const std::string alias = std::string("-") + p.qemu;
+    if (key == "throttling.bps" + alias) return &p.limit.bps;
+    if (key == "throttling.bps" + alias + "-max") return &p.limit.bps_max;
+    if (key == "throttling.iops" + alias) return &p.limit.ops;
+    if (key == "throttling.iops" + alias + "-max") return &p.limit.ops_max;
+  }
+  return nullptr;
+}
+
+uint64_t* NetThrottleField(const std::string& key, Throttle& r) {
+  return ThrottleField(key, "bps", "pps", r);
 }
 
 Result<uint64_t> ParseCount(const std::string& key, const std::string& value) {
@@ -90,7 +115,7 @@ Result<uint64_t> JsonCount(const json& v, const std::string& key) {
 
 Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
   if (!kv.has_value) return Err("'" + kv.key + "' needs a value (" + kv.key + "=...)");
-  if (uint64_t* field = ThrottleField(kv.key, true, disk.throttle)) {
+  if (uint64_t* field = DiskThrottleField(kv.key, disk.throttle)) {
     *field = TRY(ParseCount(kv.key, kv.value));
     return {};
   }
@@ -110,8 +135,8 @@ Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
     disk.id = kv.value;
   } else {
     return Err("unknown disk setting '" + kv.key +
-               "' (expected path, format, readonly, cache, serial, queues, id, bps, bps_max, "
-               "bps_burst, iops, iops_max, iops_burst)");
+               "' (expected path, format, readonly, cache, serial, queues, id, bps, iops, "
+               "bps_rd, iops_rd, bps_wr, iops_wr, each also with _max and _burst)");
   }
   return {};
 }
@@ -131,7 +156,7 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     net.hostfwd.push_back(kv.value);
   } else if (kv.key == "id" && kv.has_value) {
     net.id = kv.value;
-  } else if (uint64_t* field = ThrottleField(kv.key, false, net.throttle)) {
+  } else if (uint64_t* field = NetThrottleField(kv.key, net.throttle)) {
     if (!kv.has_value) return Err("'" + kv.key + "' needs a value (" + kv.key + "=...)");
     *field = TRY(ParseCount(kv.key, kv.value));
   } else {
@@ -179,7 +204,7 @@ Result<DiskConfig> DiskFromJson(const json& v, const std::string& base_dir) {
     } else if (key == "queues") {
       if (!it->is_number_unsigned()) return Err("'queues' must be a positive integer");
       disk.queues = static_cast<uint32_t>(std::min<uint64_t>(it->get<uint64_t>(), UINT32_MAX));
-    } else if (uint64_t* field = ThrottleField(key, true, disk.throttle)) {
+    } else if (uint64_t* field = DiskThrottleField(key, disk.throttle)) {
       *field = TRY(JsonCount(*it, key));
     } else {
       // Not TRY inside the braces: returning from there would skip the destructor of the
@@ -215,7 +240,7 @@ Result<NetConfig> NetFromJson(const json& v) {
     } else if (key == "hostfwd") {
       if (!it->is_array()) return Err("'hostfwd' must be an array of strings");
       for (const json& rule : *it) net.hostfwd.push_back(TRY(JsonText(rule, "hostfwd")));
-    } else if (uint64_t* field = ThrottleField(key, false, net.throttle)) {
+    } else if (uint64_t* field = NetThrottleField(key, net.throttle)) {
       *field = TRY(JsonCount(*it, key));
     } else {
       return Err("unknown network key '" + key +
@@ -315,17 +340,18 @@ Result<void> ValidateDisk(const DiskConfig& disk) {
   if (disk.queues < 1 || disk.queues > kMaxDiskQueues) {
     return Err(who + "queues=" + std::to_string(disk.queues) + " is out of range (1 to 16)");
   }
-  TRY_CTX(ValidateRateLimit(disk.throttle, "iops"), "disk " + disk.path);
+  TRY_CTX(ValidateDiskThrottle(disk.throttle), "disk " + disk.path);
   return {};
 }
 
-Result<void> ValidateRateLimit(const Throttle& r, const std::string& ops) {
+Result<void> ValidateRateLimit(const Throttle& r, const std::string& bytes,
+                               const std::string& ops) {
   struct Bucket {
     std::string name;
     uint64_t rate, max, burst;
   };
   for (const Bucket& b :
-       {Bucket{"bps", r.bps, r.bps_max, r.bps_burst}, Bucket{ops, r.ops, r.ops_max, r.ops_burst}}) {
+       {Bucket{bytes, r.bps, r.bps_max, r.bps_burst}, Bucket{ops, r.ops, r.ops_max, r.ops_burst}}) {
     for (auto [suffix, value] :
          {std::pair<const char*, uint64_t>{"", b.rate}, {"_max", b.max}, {"_burst", b.burst}}) {
       if (value > kMaxRateLimitValue) {
@@ -341,6 +367,20 @@ Result<void> ValidateRateLimit(const Throttle& r, const std::string& ops) {
       return Err(b.name + "_max=" + std::to_string(b.max) + " is lower than " + b.name + "=" +
                  std::to_string(b.rate) + " (the bucket holds at least one second's worth)");
     }
+  }
+  return {};
+}
+
+Result<void> ValidateDiskThrottle(const DiskThrottle& t) {
+  TRY(ValidateRateLimit(t.total, "bps", "iops"));
+  TRY(ValidateRateLimit(t.read, "bps_rd", "iops_rd"));
+  TRY(ValidateRateLimit(t.write, "bps_wr", "iops_wr"));
+  // QEMU's rule: one kind (bytes, operations) is limited either in total or per direction.
+  if (t.total.bps != 0 && (t.read.bps != 0 || t.write.bps != 0)) {
+    return Err("bps and bps_rd/bps_wr cannot be used at the same time");
+  }
+  if (t.total.ops != 0 && (t.read.ops != 0 || t.write.ops != 0)) {
+    return Err("iops and iops_rd/iops_wr cannot be used at the same time");
   }
   return {};
 }
@@ -374,7 +414,7 @@ Result<void> ValidateNet(const NetConfig& net) {
     return Err("net: mac '" + net.mac +
                "' is not a unicast address like 52:54:00:12:34:56 (six hex bytes)");
   }
-  TRY_CTX(ValidateRateLimit(net.throttle, "pps"), "net");
+  TRY_CTX(ValidateRateLimit(net.throttle, "bps", "pps"), "net");
   return {};
 }
 

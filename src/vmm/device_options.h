@@ -6,8 +6,9 @@
 //          [,id=ID]
 //   --net user[,hostfwd=tcp::2222-:22][,hostfwd=...][,mac=52:54:00:12:34:56][,id=ID]
 //   --net tap=NAME[,mac=...][,id=ID]
-//   rate limits: --disk ...,bps=,bps_max=,bps_burst=,iops=,iops_max=,iops_burst= (and QEMU's
-//   throttling.bps-total[-max], throttling.iops-total[-max]); --net ...,bps=...,pps=...
+//   rate limits: --disk ...,bps=,bps_max=,bps_burst=,iops=,iops_max=,iops_burst= and the same
+//   per direction with bps_rd, iops_rd, bps_wr, iops_wr (and QEMU's throttling.bps-total[-max],
+//   throttling.bps-read[-max], ..., throttling.iops-write[-max]); --net ...,bps=...,pps=...
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -31,11 +32,15 @@ Result<NetConfig> NetFromJson(const nlohmann::json& v);
 // The checks ValidateVmConfig applies to each device (the message names the setting).
 Result<void> ValidateDisk(const DiskConfig& disk);
 Result<void> ValidateNet(const NetConfig& net);
-// A rate limit's values (the message names the option: bps..., and `ops` — "iops" or "pps"):
-// each at most kMaxRateLimitValue (QEMU's limit), a bucket size or burst only with a rate, a
-// bucket size not below the rate (as QEMU's bps_max).
+// A rate limit's values (the message names the option: `bytes` — "bps", "bps_rd", ... — and
+// `ops` — "iops", "pps", "iops_rd", ...): each at most kMaxRateLimitValue (QEMU's limit), a
+// bucket size or burst only with a rate, a bucket size not below the rate (as QEMU's bps_max).
 inline constexpr uint64_t kMaxRateLimitValue = 1'000'000'000'000'000;
-Result<void> ValidateRateLimit(const Throttle& limit, const std::string& ops);
+Result<void> ValidateRateLimit(const Throttle& limit, const std::string& bytes,
+                               const std::string& ops);
+// A disk's three limits, and QEMU's rule that a kind (bytes, operations) is limited either in
+// total or per direction, never both.
+Result<void> ValidateDiskThrottle(const DiskThrottle& limit);
 // Device ids: "vda", "vdb", ... and "net0", "net1", ... unless the config names them (id=).
 std::string DiskId(const VmConfig& config, size_t index);
 std::string NetId(const VmConfig& config, size_t index);

@@ -262,6 +262,11 @@ std::vector<BlockStats> Machine::BlockStatistics() const {
   return impl_->vm ? QueryBlockStats(impl_->vm->registry()) : std::vector<BlockStats>{};
 }
 
+std::vector<NetThrottleInfo> Machine::NetThrottles() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->vm ? QueryNetThrottles(impl_->vm->registry()) : std::vector<NetThrottleInfo>{};
+}
+
 nlohmann::json Machine::Counters() const {
   std::lock_guard lock(impl_->mutex);
   nlohmann::json out = impl_->vm ? impl_->vm->Counters() : nlohmann::json::object();

@@ -150,8 +150,8 @@ Result<void> Machine::SetLink(const std::string& nic, bool up) {
   return SetNetLink(current->registry(), nic, up);
 }
 
-Result<void> Machine::SetDiskThrottle(const std::string& device, const Throttle& limit) {
-  TRY(cli::ValidateRateLimit(limit, "iops"));
+Result<void> Machine::SetDiskThrottle(const std::string& device, const DiskThrottle& limit) {
+  TRY(cli::ValidateDiskThrottle(limit));
   std::lock_guard control(impl_->control);
   Vm* current = impl_->CurrentVm();
   int index = impl_->DiskIndex(device);
@@ -165,7 +165,7 @@ Result<void> Machine::SetDiskThrottle(const std::string& device, const Throttle&
 }
 
 Result<void> Machine::SetNetThrottle(const std::string& nic, const Throttle& limit) {
-  TRY(cli::ValidateRateLimit(limit, "pps"));
+  TRY(cli::ValidateRateLimit(limit, "bps", "pps"));
   std::lock_guard control(impl_->control);
   Vm* current = impl_->CurrentVm();
   int index = -1;

@@ -74,7 +74,7 @@ Result<std::shared_ptr<virtio::BlockDevice>> CreateDisk(const DiskConfig& disk,
   options.serial = disk.serial;
   options.cache = TRY(storage::ParseCacheMode(disk.cache));
   options.num_queues = static_cast<uint16_t>(disk.queues);
-  options.throttle = RateLimitToParams(disk.throttle);
+  options.throttle = DiskThrottleToLimits(disk.throttle);
   return virtio::CreateVirtioBlock(std::move(image), options, loop);
 }
 
@@ -435,13 +435,21 @@ Throttle ParamsToRateLimit(const RateLimitParams& p) {
           .ops_burst = p.ops.one_time_burst};
 }
 
+virtio::ThrottleLimits DiskThrottleToLimits(const DiskThrottle& t) {
+  return {RateLimitToParams(t.total), RateLimitToParams(t.read), RateLimitToParams(t.write)};
+}
+
+DiskThrottle LimitsToDiskThrottle(const virtio::ThrottleLimits& l) {
+  return {ParamsToRateLimit(l.total), ParamsToRateLimit(l.read), ParamsToRateLimit(l.write)};
+}
+
 Result<void> SetDiskThrottle(const DeviceRegistry& registry, const std::string& id,
-                             const Throttle& limit) {
+                             const DiskThrottle& limit) {
   VirtioEntry* entry = FindEntry(registry, id);
   if (!entry || !entry->block) {
     return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
   }
-  entry->block->SetThrottle(RateLimitToParams(limit));
+  entry->block->SetThrottle(DiskThrottleToLimits(limit));
   return {};
 }
 
@@ -455,6 +463,14 @@ Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& i
   return {};
 }
 
+std::vector<NetThrottleInfo> QueryNetThrottles(const DeviceRegistry& registry) {
+  std::vector<NetThrottleInfo> out;
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
+    if (v.net) out.push_back({e.id, ParamsToRateLimit(v.net->tx_throttle())});
+  });
+  return out;
+}
+
 std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
   std::vector<BlockInfo> out;
   ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
@@ -465,7 +481,7 @@ std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
     info.read_only = image->read_only();
     info.cache = v.disk.cache;
     info.io_error = image->failed();
-    if (v.block) info.throttle = ParamsToRateLimit(v.block->throttle());
+    if (v.block) info.throttle = LimitsToDiskThrottle(v.block->throttle());
     for (const storage::DiskImage* layer = image.get(); layer; layer = layer->backing()) {
       ImageInfo image;
       image.filename = layer->path();

@@ -103,13 +103,17 @@ Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, b
 // Rate limits: the device's settings from the configuration's, and back.
 RateLimitParams RateLimitToParams(const Throttle& limit);
 Throttle ParamsToRateLimit(const RateLimitParams& params);
+virtio::ThrottleLimits DiskThrottleToLimits(const DiskThrottle& limit);
+DiskThrottle LimitsToDiskThrottle(const virtio::ThrottleLimits& limits);
 // block_set_io_throttle and x-kite-set-net-throttle: the device's new limits (applied on the
 // event loop; NICs: both directions). No such disk or NIC: "Device 'id' not found".
 Result<void> SetDiskThrottle(const DeviceRegistry& registry, const std::string& id,
-                             const Throttle& limit);
+                             const DiskThrottle& limit);
 Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& id,
                             const Throttle& limit);
 
+// x-kite-query-net-throttle: every NIC's limit (its TX one; both directions have the same).
+std::vector<NetThrottleInfo> QueryNetThrottles(const DeviceRegistry& registry);
 // query-block and query-blockstats.
 std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry);
 std::vector<BlockStats> QueryBlockStats(const DeviceRegistry& registry);

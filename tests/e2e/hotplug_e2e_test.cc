@@ -103,13 +103,18 @@ TEST_F(HotplugE2e, DiskAndNic_FoundUsedAndReleasedByTheGuest_Errors) {
   ASSERT_TRUE(Sh(std::string(KITE_IMG_BINARY) + " create -f qcow2 " + Path("data.qcow2") + " 32M"));
 
   // The disk: found, formatted and written by the guest on its own.
+  // With a rate limit on its writes, as --disk takes it (high enough not to slow the test).
   json added = Run(R"({"execute":"device_add","arguments":{"driver":"virtio-blk-pci",)"
                    R"("id":"disk1","path":")" +
-                   Path("data.qcow2") + R"(","format":"qcow2"}})");
+                   Path("data.qcow2") + R"(","format":"qcow2","bps_wr":67108864,"iops_wr":5000}})");
   ASSERT_EQ(added, json({{"return", json::object()}})) << added;
   ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb added size 65536"));
   ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb written"));
   EXPECT_EQ(BlockIds(), (std::vector<std::string>{"vda", "disk1"}));
+  json blocks = Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(blocks["return"][1]["inserted"]["bps_wr"], 67108864) << blocks;
+  EXPECT_EQ(blocks["return"][1]["inserted"]["iops_wr"], 5000) << blocks;
+  EXPECT_EQ(blocks["return"][1]["inserted"]["bps"], 0) << blocks;
 
   // C10, C11 while it is there.
   EXPECT_EQ(Error(Run(R"({"execute":"device_add","arguments":{"driver":"virtio-blk-pci",)"
@@ -142,9 +147,11 @@ TEST_F(HotplugE2e, DiskAndNic_FoundUsedAndReleasedByTheGuest_Errors) {
   // The NIC: DHCP and a ping through it; removed, the interface is gone.
   size_t mark = Slurp(serial_).size();
   ASSERT_EQ(Run(R"({"execute":"device_add","arguments":{"driver":"virtio-net-pci","id":"nic1",)"
-                R"("backend":"user","mac":"52:54:00:12:34:99"}})"),
+                R"("backend":"user","mac":"52:54:00:12:34:99","pps":10000}})"),
             json({{"return", json::object()}}));
   ASSERT_TRUE(WaitConsole("kite-hotplug: nic eth0 ip 10.0.2.15 ping ok", mark));
+  json nic = Run(R"({"execute":"x-kite-query-net-throttle","arguments":{"id":"nic1"}})");
+  EXPECT_EQ(nic["return"][0]["pps"], 10000) << nic;
   EXPECT_NE(Error(Run(R"({"execute":"device_add","arguments":{"driver":"virtio-net-pci",)"
                       R"("id":"nic2","mac":"52:54:00:12:34:99"}})"))
                 .find("already used"),

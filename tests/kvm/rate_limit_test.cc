@@ -27,12 +27,19 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kLimit = 20;  // requests per second: far below what the guest does unlimited
 
-// Completed requests of the first disk so far.
-uint64_t Operations(QmpClient& client) {
+// Completed reads and writes of the first disk so far.
+struct Ops {
+  uint64_t rd = 0, wr = 0;
+};
+Ops OperationsByKind(QmpClient& client) {
   nlohmann::json r = client.Run(R"({"execute":"query-blockstats"})");
-  if (!r.contains("return") || r["return"].empty()) return 0;
+  if (!r.contains("return") || r["return"].empty()) return {};
   const nlohmann::json& s = r["return"][0]["stats"];
-  return s["rd_operations"].get<uint64_t>() + s["wr_operations"].get<uint64_t>();
+  return {s["rd_operations"].get<uint64_t>(), s["wr_operations"].get<uint64_t>()};
+}
+uint64_t Operations(QmpClient& client) {
+  Ops ops = OperationsByKind(client);
+  return ops.rd + ops.wr;
 }
 
 // Requests per second over `span`, with the longest query-status round trip meanwhile.
@@ -73,6 +80,7 @@ TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
       "--kernel",   std::string(KITE_GUEST_FIRMWARE_DIR) + "/busy.elf",
       "--serial",   "none",
       "--disk",     "path=" + dir.File("disk.raw") + ",format=raw,iops=" + std::to_string(kLimit),
+      "--net",      "user,bps=125000,pps=100",
       "--api-sock", dir.File("api.sock")};
   options.timeout = 120s;
   options.on_spawn = [&](int pid) { spawned.set_value(pid); };
@@ -87,6 +95,21 @@ TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
   ASSERT_TRUE(block.contains("return")) << block;
   EXPECT_EQ(block["return"][0]["inserted"]["iops"], kLimit);
   EXPECT_EQ(block["return"][0]["inserted"]["bps"], 0);
+
+  // The NIC's limit from the command line, then changed live (one limit per direction).
+  EXPECT_EQ(client.Run(R"({"execute":"x-kite-query-net-throttle"})"),
+            nlohmann::json::parse(R"({"return":[{"id":"net0","bps":125000,"bps_max":0,)"
+                                  R"("bps_burst":0,"pps":100,"pps_max":0,"pps_burst":0}]})"));
+  EXPECT_TRUE(client
+                  .Run(R"({"execute":"x-kite-set-net-throttle","arguments":{"id":"net0","bps":0,)"
+                       R"("pps":50,"pps_burst":3}})")
+                  .contains("return"));
+  EXPECT_EQ(client.Run(R"({"execute":"x-kite-query-net-throttle","arguments":{"id":"net0"}})"),
+            nlohmann::json::parse(R"({"return":[{"id":"net0","bps":0,"bps_max":0,"bps_burst":0,)"
+                                  R"("pps":50,"pps_max":0,"pps_burst":3}]})"));
+  nlohmann::json none =
+      client.Run(R"({"execute":"x-kite-query-net-throttle","arguments":{"id":"vda"}})");
+  EXPECT_EQ(none["error"]["class"], "DeviceNotFound") << none;
 
   // Wait for the guest's I/O to start, then measure past the initial bucket.
   auto until = Clock::now() + 60s;
@@ -124,10 +147,32 @@ TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
   Sample free = Measure(client, 2000ms);
   EXPECT_GT(free.rate, doubled.rate);
 
+  // Writes alone limited (QEMU's iops_wr): the guest writes a block, then reads it back, so
+  // writes keep to the limit and reads follow them one for one, unlimited themselves.
+  set =
+      client.Run(R"({"execute":"block_set_io_throttle","arguments":{"id":"vda","bps":0,"bps_rd":0,)"
+                 R"("bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":)" +
+                 std::to_string(kLimit) + "}}");
+  EXPECT_TRUE(set.contains("return")) << set;
+  block = client.Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(block["return"][0]["inserted"]["iops_wr"], kLimit);
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], 0);
+  std::this_thread::sleep_for(1500ms);
+  Ops w0 = OperationsByKind(client);
+  auto t0 = Clock::now();
+  std::this_thread::sleep_for(4000ms);
+  Ops w1 = OperationsByKind(client);
+  double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  double writes = static_cast<double>(w1.wr - w0.wr) / seconds;
+  double reads = static_cast<double>(w1.rd - w0.rd) / seconds;
+  EXPECT_LE(writes, kLimit * 1.1);
+  EXPECT_GE(writes, kLimit * 0.5);
+  EXPECT_NEAR(reads, writes, 2.0);
+
   std::printf(
-      "rates (requests/s): limit %d: %.1f; limit %d: %.1f; none: %.1f; worst "
-      "query-status %lld ms\n",
-      kLimit, limited.rate, 2 * kLimit, doubled.rate, free.rate,
+      "rates (requests/s): limit %d: %.1f; limit %d: %.1f; none: %.1f; iops_wr %d: %.1f "
+      "writes, %.1f reads; worst query-status %lld ms\n",
+      kLimit, limited.rate, 2 * kLimit, doubled.rate, free.rate, kLimit, writes, reads,
       static_cast<long long>(limited.worst_status.count()));
 
   // A snapshot keeps the limit: it is in the saved configuration, and a restore has it.
@@ -150,6 +195,8 @@ TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
     ASSERT_TRUE(saved_config.is_object());
     EXPECT_EQ(saved_config["disks"][0]["iops"], kLimit);
     EXPECT_EQ(saved_config["disks"][0]["iops_burst"], 7);
+    EXPECT_EQ(saved_config["nets"][0]["pps"], 50);
+    EXPECT_EQ(saved_config["nets"][0]["pps_burst"], 3);
   }
   ProcessOptions restore;
   restore.argv = {KITE_BINARY, "restore", dir.File("snap"), "--paused",

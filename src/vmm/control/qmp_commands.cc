@@ -203,6 +203,7 @@ const CommandSpec kCommands[] = {
     {"set_link", kSetLinkArgs, kSlow, kLive, kNotLive, SetLink},
     {"block_set_io_throttle", kBlockThrottleArgs, kSlow, kLive, kNotLive, BlockSetIoThrottle},
     {"x-kite-set-net-throttle", kNetThrottleArgs, kSlow, kLive, kNotLive, SetNetThrottle},
+    {"x-kite-query-net-throttle", kNetThrottleQueryArgs, kFast, kAnyState, "", QueryNetThrottle},
     {"device_add", kDeviceAddArgs, kSlow, kLive, kNotLive, DeviceAdd},
     {"device_del", kDeviceDelArgs, kSlow, kLive, kNotLive, DeviceDel},
     {"block-commit", kCommitArgs, kSlow, kLive, kNotLive, BlockCommit},

@@ -85,9 +85,14 @@ Result<void> CheckDiskPath(const std::string& path) {
 
 Result<json> DeviceAdd(Machine& machine, const json& args) {
   const std::string driver = args["driver"].get<std::string>();
-  static constexpr std::array<const char*, 6> kDiskKeys = {"path",  "format", "readonly",
-                                                           "cache", "serial", "queues"};
-  static constexpr std::array<const char*, 4> kNetKeys = {"backend", "tap", "mac", "hostfwd"};
+  static constexpr std::array<const char*, 24> kDiskKeys = {
+      "path",   "format",     "readonly",     "cache",   "serial",      "queues",
+      "bps",    "bps_max",    "bps_burst",    "iops",    "iops_max",    "iops_burst",
+      "bps_rd", "bps_rd_max", "bps_rd_burst", "iops_rd", "iops_rd_max", "iops_rd_burst",
+      "bps_wr", "bps_wr_max", "bps_wr_burst", "iops_wr", "iops_wr_max", "iops_wr_burst"};
+  static constexpr std::array<const char*, 10> kNetKeys = {
+      "backend", "tap",       "mac", "hostfwd", "bps",
+      "bps_max", "bps_burst", "pps", "pps_max", "pps_burst"};
   DeviceAddRequest request;
   std::span<const char* const> keys;
   if (driver == "virtio-blk-pci") {
@@ -178,14 +183,13 @@ Result<json> BlockSetIoThrottle(Machine& machine, const json& args) {
   if (args.contains("device") == args.contains("id")) {
     return Err("Need exactly one of 'device' and 'id'");
   }
-  Throttle limit = TRY(ThrottleArgs(
+  DiskThrottle limit;
+  limit.total = TRY(ThrottleArgs(
       args, {"bps", "iops", "bps_max", "iops_max", "x-kite-bps-burst", "x-kite-iops-burst"}));
-  for (const char* split : {"bps_rd", "bps_wr", "iops_rd", "iops_wr"}) {
-    if (TRY(Unsigned(args, split)) != 0) {
-      return Err(std::string("Parameter '") + split +
-                 "': kite limits reads and writes together (use bps and iops; this must be 0)");
-    }
-  }
+  limit.read = TRY(ThrottleArgs(args, {"bps_rd", "iops_rd", "bps_rd_max", "iops_rd_max",
+                                       "x-kite-bps-rd-burst", "x-kite-iops-rd-burst"}));
+  limit.write = TRY(ThrottleArgs(args, {"bps_wr", "iops_wr", "bps_wr_max", "iops_wr_max",
+                                        "x-kite-bps-wr-burst", "x-kite-iops-wr-burst"}));
   std::string device = args.contains("id") ? Str(args, "id") : Str(args, "device");
   TRY(machine.SetDiskThrottle(device, limit));
   return json::object();
@@ -196,6 +200,26 @@ Result<json> SetNetThrottle(Machine& machine, const json& args) {
       TRY(ThrottleArgs(args, {"bps", "pps", "bps_max", "pps_max", "bps_burst", "pps_burst"}));
   TRY(machine.SetNetThrottle(Str(args, "id"), limit));
   return json::object();
+}
+
+Result<json> QueryNetThrottle(Machine& machine, const json& args) {
+  const std::string id = Str(args, "id");
+  json list = json::array();
+  for (const NetThrottleInfo& nic : machine.NetThrottles()) {
+    if (!id.empty() && nic.id != id) continue;
+    const Throttle& t = nic.throttle;
+    list.push_back({{"id", nic.id},
+                    {"bps", t.bps},
+                    {"bps_max", t.bps_max},
+                    {"bps_burst", t.bps_burst},
+                    {"pps", t.ops},
+                    {"pps_max", t.ops_max},
+                    {"pps_burst", t.ops_burst}});
+  }
+  if (!id.empty() && list.empty()) {
+    return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
+  }
+  return list;
 }
 
 Result<json> BlockCommit(Machine& machine, const json& args) {

@@ -19,6 +19,7 @@ Result<nlohmann::json> SetLink(Machine& machine, const nlohmann::json& args);
 // Rate limits: QEMU's block_set_io_throttle, and kite's NIC equivalent.
 Result<nlohmann::json> BlockSetIoThrottle(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> SetNetThrottle(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> QueryNetThrottle(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockCommit(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockStream(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> DriveBackup(Machine& machine, const nlohmann::json& args);
@@ -32,20 +33,27 @@ Result<nlohmann::json> BlockJobSetSpeed(Machine& machine, const nlohmann::json& 
 Result<nlohmann::json> DeviceAdd(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> DeviceDel(Machine& machine, const nlohmann::json& args);
 
-inline constexpr std::array<ArgSpec, 14> kDeviceAddArgs = {{{"driver", ArgType::kString, true},
-                                                            {"id", ArgType::kString, false},
-                                                            {"bus", ArgType::kString, false},
-                                                            {"addr", ArgType::kString, false},
-                                                            {"path", ArgType::kString, false},
-                                                            {"format", ArgType::kString, false},
-                                                            {"readonly", ArgType::kBoolean, false},
-                                                            {"cache", ArgType::kString, false},
-                                                            {"serial", ArgType::kString, false},
-                                                            {"queues", ArgType::kInteger, false},
-                                                            {"backend", ArgType::kString, false},
-                                                            {"tap", ArgType::kString, false},
-                                                            {"mac", ArgType::kString, false},
-                                                            {"hostfwd", ArgType::kArray, false}}};
+// The settings of --disk or --net, inline; their rate limits too (bps, iops, bps_rd, ...; pps
+// for a NIC).
+inline constexpr std::array<ArgSpec, 35> kDeviceAddArgs = {
+    {{"driver", ArgType::kString, true},         {"id", ArgType::kString, false},
+     {"bus", ArgType::kString, false},           {"addr", ArgType::kString, false},
+     {"path", ArgType::kString, false},          {"format", ArgType::kString, false},
+     {"readonly", ArgType::kBoolean, false},     {"cache", ArgType::kString, false},
+     {"serial", ArgType::kString, false},        {"queues", ArgType::kInteger, false},
+     {"backend", ArgType::kString, false},       {"tap", ArgType::kString, false},
+     {"mac", ArgType::kString, false},           {"hostfwd", ArgType::kArray, false},
+     {"bps", ArgType::kInteger, false},          {"bps_max", ArgType::kInteger, false},
+     {"bps_burst", ArgType::kInteger, false},    {"iops", ArgType::kInteger, false},
+     {"iops_max", ArgType::kInteger, false},     {"iops_burst", ArgType::kInteger, false},
+     {"bps_rd", ArgType::kInteger, false},       {"bps_rd_max", ArgType::kInteger, false},
+     {"bps_rd_burst", ArgType::kInteger, false}, {"iops_rd", ArgType::kInteger, false},
+     {"iops_rd_max", ArgType::kInteger, false},  {"iops_rd_burst", ArgType::kInteger, false},
+     {"bps_wr", ArgType::kInteger, false},       {"bps_wr_max", ArgType::kInteger, false},
+     {"bps_wr_burst", ArgType::kInteger, false}, {"iops_wr", ArgType::kInteger, false},
+     {"iops_wr_max", ArgType::kInteger, false},  {"iops_wr_burst", ArgType::kInteger, false},
+     {"pps", ArgType::kInteger, false},          {"pps_max", ArgType::kInteger, false},
+     {"pps_burst", ArgType::kInteger, false}}};
 inline constexpr std::array<ArgSpec, 1> kDeviceDelArgs = {{{"id", ArgType::kString, true}}};
 
 inline constexpr std::array<ArgSpec, 4> kSnapshotSyncArgs = {
@@ -57,10 +65,9 @@ inline constexpr std::array<ArgSpec, 2> kResizeArgs = {
     {{"device", ArgType::kString, true}, {"size", ArgType::kInteger, true}}};
 inline constexpr std::array<ArgSpec, 2> kSetLinkArgs = {
     {{"name", ArgType::kString, true}, {"up", ArgType::kBoolean, true}}};
-// QEMU's BlockIOThrottle: the six base values are required. kite limits reads and writes
-// together (bps_rd, bps_wr, iops_rd, iops_wr must be 0) and has no *_length, iops_size or
-// group; the one-time bursts are kite's (x-kite-*).
-inline constexpr std::array<ArgSpec, 12> kBlockThrottleArgs = {
+// QEMU's BlockIOThrottle: the six base values are required, the bucket sizes (*_max) not.
+// kite has no *_length, iops_size or group; the one-time bursts are kite's (x-kite-*).
+inline constexpr std::array<ArgSpec, 20> kBlockThrottleArgs = {
     {{"device", ArgType::kString, false},
      {"id", ArgType::kString, false},
      {"bps", ArgType::kInteger, true},
@@ -70,9 +77,17 @@ inline constexpr std::array<ArgSpec, 12> kBlockThrottleArgs = {
      {"iops_rd", ArgType::kInteger, true},
      {"iops_wr", ArgType::kInteger, true},
      {"bps_max", ArgType::kInteger, false},
+     {"bps_rd_max", ArgType::kInteger, false},
+     {"bps_wr_max", ArgType::kInteger, false},
      {"iops_max", ArgType::kInteger, false},
+     {"iops_rd_max", ArgType::kInteger, false},
+     {"iops_wr_max", ArgType::kInteger, false},
      {"x-kite-bps-burst", ArgType::kInteger, false},
-     {"x-kite-iops-burst", ArgType::kInteger, false}}};
+     {"x-kite-bps-rd-burst", ArgType::kInteger, false},
+     {"x-kite-bps-wr-burst", ArgType::kInteger, false},
+     {"x-kite-iops-burst", ArgType::kInteger, false},
+     {"x-kite-iops-rd-burst", ArgType::kInteger, false},
+     {"x-kite-iops-wr-burst", ArgType::kInteger, false}}};
 inline constexpr std::array<ArgSpec, 7> kNetThrottleArgs = {
     {{"id", ArgType::kString, true},
      {"bps", ArgType::kInteger, true},
@@ -81,6 +96,7 @@ inline constexpr std::array<ArgSpec, 7> kNetThrottleArgs = {
      {"pps_max", ArgType::kInteger, false},
      {"bps_burst", ArgType::kInteger, false},
      {"pps_burst", ArgType::kInteger, false}}};
+inline constexpr std::array<ArgSpec, 1> kNetThrottleQueryArgs = {{{"id", ArgType::kString, false}}};
 inline constexpr std::array<ArgSpec, 5> kCommitArgs = {{{"job-id", ArgType::kString, false},
                                                         {"device", ArgType::kString, true},
                                                         {"base", ArgType::kString, false},

@@ -67,15 +67,27 @@ json InsertedJson(const BlockInfo& block) {
         {"direct", block.cache == "none"},
         {"no-flush", block.cache == "unsafe"}}},
   };
-  // QEMU's throttle values: kite's limits are totals (reads and writes together); bps_max and
-  // iops_max only when set, as QEMU; the one-time bursts are kite's.
-  for (const char* limit : {"bps_rd", "bps_wr", "iops_rd", "iops_wr"}) inserted[limit] = 0;
-  inserted["bps"] = block.throttle.bps;
-  inserted["iops"] = block.throttle.ops;
-  if (block.throttle.bps_max != 0) inserted["bps_max"] = block.throttle.bps_max;
-  if (block.throttle.ops_max != 0) inserted["iops_max"] = block.throttle.ops_max;
-  if (block.throttle.bps_burst != 0) inserted["x-kite-bps-burst"] = block.throttle.bps_burst;
-  if (block.throttle.ops_burst != 0) inserted["x-kite-iops-burst"] = block.throttle.ops_burst;
+  // QEMU's throttle values: the six rates always, the bucket sizes (*_max) only when set, as
+  // QEMU; the one-time bursts are kite's.
+  struct Part {
+    const char* qemu;  // bps<qemu>, iops<qemu>_max, ...
+    const char* kite;  // x-kite-bps<kite>-burst
+    const Throttle& limit;
+  };
+  for (const Part& p : {Part{"", "", block.throttle.total}, Part{"_rd", "-rd", block.throttle.read},
+                        Part{"_wr", "-wr", block.throttle.write}}) {
+    const std::string bps = std::string("bps") + p.qemu, iops = std::string("iops") + p.qemu;
+    inserted[bps] = p.limit.bps;
+    inserted[iops] = p.limit.ops;
+    if (p.limit.bps_max != 0) inserted[bps + "_max"] = p.limit.bps_max;
+    if (p.limit.ops_max != 0) inserted[iops + "_max"] = p.limit.ops_max;
+    if (p.limit.bps_burst != 0) {
+      inserted[std::string("x-kite-bps") + p.kite + "-burst"] = p.limit.bps_burst;
+    }
+    if (p.limit.ops_burst != 0) {
+      inserted[std::string("x-kite-iops") + p.kite + "-burst"] = p.limit.ops_burst;
+    }
+  }
   if (!top.backing_filename.empty()) inserted["backing_file"] = top.backing_filename;
   return inserted;
 }

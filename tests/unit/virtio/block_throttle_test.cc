@@ -21,12 +21,21 @@ using testing::BlockHarness;
 using testing::HarnessOptions;
 using testing::MemDisk;
 
-HarnessOptions Throttled(const RateLimitParams& limit, std::shared_ptr<FakeClock> clock) {
+HarnessOptions Throttled(const ThrottleLimits& limits, std::shared_ptr<FakeClock> clock) {
   HarnessOptions o;
   o.block.queue_size = 32;
-  o.block.throttle = limit;
+  o.block.throttle = limits;
   o.block.throttle_time = [clock] { return std::make_unique<FakeTime>(clock); };
   return o;
+}
+
+HarnessOptions Throttled(const RateLimitParams& total, std::shared_ptr<FakeClock> clock) {
+  return Throttled(ThrottleLimits{total, {}, {}}, std::move(clock));
+}
+
+// `rate` operations per second, a bucket of one.
+RateLimitParams OpsPerSecond(uint64_t rate) {
+  return {.bytes = {}, .ops = {.rate = rate, .capacity = 1, .one_time_burst = 0}};
 }
 
 // Collects used entries until `n` arrived or the loop went quiet for a moment.
@@ -97,6 +106,62 @@ TEST(BlockThrottleTest, Bps_TimeFollowsTheBytes) {
   EXPECT_EQ(clock->arms, 3);
 }
 
+TEST(BlockThrottleTest, ReadLimit_HoldsReadsOnly_WritesAndFlushesGo) {
+  auto clock = std::make_shared<FakeClock>();
+  // QEMU's iops_rd: one read per second; writes and flushes are not limited.
+  BlockHarness h(std::make_shared<MemDisk>(1 << 20),
+                 Throttled(ThrottleLimits{{}, OpsPerSecond(1), {}}, clock));
+  h.Write(0, std::vector<uint8_t>(512, 1));
+  h.Write(1, std::vector<uint8_t>(512, 2));
+  h.Flush();
+  h.Read(0, 512);
+  BlkReq held = h.Read(1, 512);
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 5, used), 4u);  // both writes, the flush, the first read
+  EXPECT_EQ(clock->delay, 1000 * kMs);
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 5, used), 5u);
+  EXPECT_EQ(used.back().id, held.head);
+  EXPECT_EQ(h.block().throttle().read, OpsPerSecond(1));
+  EXPECT_EQ(h.device().counters().throttled, 1u);
+}
+
+TEST(BlockThrottleTest, TotalAndWriteLimits_AWriteWaitsForTheLaterOfTheTwo) {
+  auto clock = std::make_shared<FakeClock>();
+  // Total: 20 operations/s (an operation every 50 ms); writes alone: 40 KiB/s with a 4 KiB
+  // bucket (4 KiB every 100 ms). A write waits for the later of its two buckets; a read only
+  // for the total's; the 8 KiB write's debt is paid by writes only.
+  BlockHarness h(
+      std::make_shared<MemDisk>(1 << 20),
+      Throttled(ThrottleLimits{OpsPerSecond(20),
+                               {},
+                               {.bytes = {.rate = 40960, .capacity = 4096, .one_time_burst = 0},
+                                .ops = {}}},
+                clock));
+  h.Write(0, std::vector<uint8_t>(4096, 1));
+  h.Write(8, std::vector<uint8_t>(4096, 2));
+  h.Write(16, std::vector<uint8_t>(8192, 3));
+  h.Read(0, 4096);
+  h.Write(40, std::vector<uint8_t>(4096, 4));
+  h.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(h, 2, used), 1u);
+  EXPECT_EQ(clock->delay, 100 * kMs);  // the bytes' 100 ms, not the operation's 50
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 3, used), 2u);
+  EXPECT_EQ(clock->delay, 100 * kMs);  // the 8 KiB write: a full bucket lets it go
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 4, used), 3u);
+  EXPECT_EQ(clock->delay, 50 * kMs);  // the read: the total's operation only
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 5, used), 4u);
+  EXPECT_EQ(clock->delay, 150 * kMs);  // the last write: 2 KiB still owed plus its own 4 KiB
+  clock->Fire();
+  EXPECT_EQ(CollectUsed(h, 5, used), 5u);
+  EXPECT_TRUE(h.broken().empty());
+}
+
 TEST(BlockThrottleTest, Flush_CostsAnOperationButNoBytes) {
   auto clock = std::make_shared<FakeClock>();
   BlockHarness h(
@@ -134,7 +199,7 @@ TEST(BlockThrottleTest, SetThrottle_Unlimited_ReleasesTheWaitingQueueAtOnce) {
   EXPECT_EQ(CollectUsed(h, 2, used), 1u);
   h.block().SetThrottle({});
   EXPECT_EQ(CollectUsed(h, 4, used), 4u);  // no timer fired
-  EXPECT_EQ(h.block().throttle(), RateLimitParams{});
+  EXPECT_EQ(h.block().throttle(), ThrottleLimits{});
   // The old timer's wake is refused: nothing breaks when it comes late.
   clock->Fire();
   EXPECT_TRUE(h.broken().empty());
@@ -142,8 +207,8 @@ TEST(BlockThrottleTest, SetThrottle_Unlimited_ReleasesTheWaitingQueueAtOnce) {
 
 TEST(BlockThrottleTest, SetThrottle_Tighter_AppliesToTheNextRequests) {
   auto clock = std::make_shared<FakeClock>();
-  BlockHarness h(std::make_shared<MemDisk>(1 << 20), Throttled({}, clock));
-  h.block().SetThrottle({.bytes = {}, .ops = {.rate = 2, .capacity = 1, .one_time_burst = 0}});
+  BlockHarness h(std::make_shared<MemDisk>(1 << 20), Throttled(ThrottleLimits{}, clock));
+  h.block().SetThrottle(ThrottleLimits{OpsPerSecond(2), {}, {}});
   h.RunUntil([] { return false; }, 20);
   for (int i = 0; i < 3; ++i) h.Read(i, 512);
   h.Kick();

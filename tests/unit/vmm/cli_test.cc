@@ -375,8 +375,12 @@ TEST(Cli, RateLimits_JsonRoundTrip) {
   c.disks.push_back(disk);
   c.disks.push_back(disk);
   c.disks[1].path = "/e.raw";
-  c.disks[0].throttle = {
+  c.disks[0].throttle.total = {
       .bps = 1 << 20, .bps_max = 2 << 20, .bps_burst = 3, .ops = 50, .ops_max = 60, .ops_burst = 4};
+  c.disks[1].throttle.read = {
+      .bps = 100, .bps_max = 200, .bps_burst = 1, .ops = 5, .ops_max = 6, .ops_burst = 2};
+  c.disks[1].throttle.write = {
+      .bps = 300, .bps_max = 0, .bps_burst = 0, .ops = 7, .ops_max = 0, .ops_burst = 3};
   c.nets.push_back({});
   c.nets[0].throttle = {
       .bps = 125000, .bps_max = 0, .bps_burst = 0, .ops = 1000, .ops_max = 0, .ops_burst = 9};
@@ -384,11 +388,14 @@ TEST(Cli, RateLimits_JsonRoundTrip) {
   EXPECT_EQ(j["disks"][0]["iops_burst"], 4);
   EXPECT_EQ(j["nets"][0]["pps"], 1000);
   EXPECT_FALSE(j["disks"][1].contains("bps"));
+  EXPECT_EQ(j["disks"][1]["bps_rd_max"], 200);
+  EXPECT_EQ(j["disks"][1]["iops_wr_burst"], 3);
   VmConfig back;
   ASSERT_TRUE(ApplyConfigJson(j.dump(), "", back));
   ASSERT_EQ(back.disks.size(), 2u);
   EXPECT_EQ(back.disks[0].throttle, c.disks[0].throttle);
-  EXPECT_EQ(back.disks[1].throttle, Throttle{});
+  EXPECT_EQ(back.disks[1].throttle, c.disks[1].throttle);
+  EXPECT_EQ(back.disks[1].throttle.total, Throttle{});
   ASSERT_EQ(back.nets.size(), 1u);
   EXPECT_EQ(back.nets[0].throttle, c.nets[0].throttle);
 }

@@ -49,12 +49,31 @@ TEST(DiskOption, RateLimit_AllSettings_Parsed) {
       "path=a,format=raw,bps=1000000,bps_max=2000000,bps_burst=5000,iops=100,iops_max=150,"
       "iops_burst=7");
   ASSERT_TRUE(d) << d.error().message();
-  EXPECT_EQ(d->throttle, (Throttle{.bps = 1000000,
-                                   .bps_max = 2000000,
-                                   .bps_burst = 5000,
-                                   .ops = 100,
-                                   .ops_max = 150,
-                                   .ops_burst = 7}));
+  EXPECT_EQ(d->throttle.total, (Throttle{.bps = 1000000,
+                                         .bps_max = 2000000,
+                                         .bps_burst = 5000,
+                                         .ops = 100,
+                                         .ops_max = 150,
+                                         .ops_burst = 7}));
+  EXPECT_EQ(d->throttle.read, Throttle{});
+  EXPECT_EQ(d->throttle.write, Throttle{});
+}
+
+TEST(DiskOption, RateLimit_ReadsAndWritesOnTheirOwn) {
+  auto d = ParseDiskOption(
+      "path=a,format=raw,bps_rd=1000,bps_rd_max=2000,bps_rd_burst=3,iops_rd=10,bps_wr=500,"
+      "iops_wr=5,iops_wr_max=6,iops_wr_burst=7");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->throttle.total, Throttle{});
+  EXPECT_EQ(
+      d->throttle.read,
+      (Throttle{
+          .bps = 1000, .bps_max = 2000, .bps_burst = 3, .ops = 10, .ops_max = 0, .ops_burst = 0}));
+  EXPECT_EQ(
+      d->throttle.write,
+      (Throttle{.bps = 500, .bps_max = 0, .bps_burst = 0, .ops = 5, .ops_max = 6, .ops_burst = 7}));
+  // A total byte limit with per-direction operation limits is fine (QEMU's rule is per kind).
+  EXPECT_TRUE(ParseDiskOption("path=a,format=raw,bps=1000,iops_rd=5,iops_wr=6"));
 }
 
 TEST(DiskOption, RateLimit_QemuAliases) {
@@ -62,10 +81,23 @@ TEST(DiskOption, RateLimit_QemuAliases) {
       "path=a,format=raw,throttling.bps-total=4096,throttling.bps-total-max=8192,"
       "throttling.iops-total=10,throttling.iops-total-max=20");
   ASSERT_TRUE(d) << d.error().message();
-  EXPECT_EQ(d->throttle.bps, 4096u);
-  EXPECT_EQ(d->throttle.bps_max, 8192u);
-  EXPECT_EQ(d->throttle.ops, 10u);
-  EXPECT_EQ(d->throttle.ops_max, 20u);
+  EXPECT_EQ(d->throttle.total.bps, 4096u);
+  EXPECT_EQ(d->throttle.total.bps_max, 8192u);
+  EXPECT_EQ(d->throttle.total.ops, 10u);
+  EXPECT_EQ(d->throttle.total.ops_max, 20u);
+  auto split = ParseDiskOption(
+      "path=a,format=raw,throttling.bps-read=100,throttling.bps-read-max=200,"
+      "throttling.bps-write=300,throttling.bps-write-max=400,throttling.iops-read=5,"
+      "throttling.iops-read-max=6,throttling.iops-write=7,throttling.iops-write-max=8");
+  ASSERT_TRUE(split) << split.error().message();
+  EXPECT_EQ(split->throttle.read.bps, 100u);
+  EXPECT_EQ(split->throttle.read.bps_max, 200u);
+  EXPECT_EQ(split->throttle.write.bps, 300u);
+  EXPECT_EQ(split->throttle.write.bps_max, 400u);
+  EXPECT_EQ(split->throttle.read.ops, 5u);
+  EXPECT_EQ(split->throttle.read.ops_max, 6u);
+  EXPECT_EQ(split->throttle.write.ops, 7u);
+  EXPECT_EQ(split->throttle.write.ops_max, 8u);
 }
 
 TEST(DiskOption, RateLimit_BadValues_RefusedNamingTheOption) {
@@ -82,6 +114,14 @@ TEST(DiskOption, RateLimit_BadValues_RefusedNamingTheOption) {
       {"bps=1000,bps_max=999", "bps_max=999 is lower than bps=1000"},
       {"iops=10,iops_max=9", "iops_max=9 is lower than iops=10"},
       {"pps=10", "unknown disk setting 'pps'"},
+      // Per direction, and QEMU's rule: a kind limited in total or per direction, not both.
+      {"bps=1000,bps_rd=10", "bps and bps_rd/bps_wr cannot be used at the same time"},
+      {"bps=1000,bps_wr=10", "bps and bps_rd/bps_wr cannot be used at the same time"},
+      {"iops=10,iops_wr=1", "iops and iops_rd/iops_wr cannot be used at the same time"},
+      {"bps_rd_max=10", "bps_rd_max needs bps_rd"},
+      {"iops_wr_burst=10", "iops_wr_burst needs iops_wr"},
+      {"bps_wr=100,bps_wr_max=99", "bps_wr_max=99 is lower than bps_wr=100"},
+      {"iops_rd=1000000000000001", "iops_rd=1000000000000001 is out of range"},
   };
   for (const auto& [option, message] : cases) {
     std::string error = ErrorOf(ParseDiskOption(std::string("path=a,format=raw,") + option));
@@ -115,8 +155,8 @@ TEST(DiskOption, RateLimit_Json_NumbersOnly) {
                                 "iops": 10})"),
                         "");
   ASSERT_TRUE(d) << d.error().message();
-  EXPECT_EQ(d->throttle.bps, 4096u);
-  EXPECT_EQ(d->throttle.ops_max, 20u);
+  EXPECT_EQ(d->throttle.total.bps, 4096u);
+  EXPECT_EQ(d->throttle.total.ops_max, 20u);
   for (const char* bad : {R"({"path": "/a", "format": "raw", "bps": -1})",
                           R"({"path": "/a", "format": "raw", "bps": "4096"})",
                           R"({"path": "/a", "format": "raw", "iops": 1.5})"}) {

@@ -250,11 +250,19 @@ TEST_F(DispatcherTest, Throttle_ArgumentsChecked_UnknownDeviceNotFound) {
   ExpectError(block(R"("id":"vda","bps":"1","bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,)"
                     R"("iops_wr":0)"),
               "GenericError", "Invalid parameter type for 'bps', expected: integer");
-  ExpectError(block(R"("id":"vda","bps":0,"bps_rd":5,"bps_wr":0,"iops":0,"iops_rd":0,)"
+  // QEMU's rule: bytes (or operations) limited in total or per direction, not both.
+  ExpectError(block(R"("id":"vda","bps":10,"bps_rd":5,"bps_wr":0,"iops":0,"iops_rd":0,)"
                     R"("iops_wr":0)"),
-              "GenericError",
-              "Parameter 'bps_rd': kite limits reads and writes together (use bps and iops; "
-              "this must be 0)");
+              "GenericError", "bps and bps_rd/bps_wr cannot be used at the same time");
+  ExpectError(block(R"("id":"vda","bps":0,"bps_rd":0,"bps_wr":0,"iops":3,"iops_rd":0,)"
+                    R"("iops_wr":4)"),
+              "GenericError", "iops and iops_rd/iops_wr cannot be used at the same time");
+  ExpectError(block(R"("id":"vda","bps_wr_max":10,)" + all6), "GenericError",
+              "bps_wr_max needs bps_wr (a rate to refill at)");
+  // Per-direction limits alone are accepted (the device is then looked up).
+  ExpectError(block(R"("id":"vda","bps":0,"bps_rd":5,"bps_wr":6,"iops":0,"iops_rd":7,)"
+                    R"("iops_wr":8,"bps_rd_max":9,"x-kite-iops-wr-burst":1)"),
+              "DeviceNotFound", "Device 'vda' not found");
   ExpectError(block(R"("id":"vda","group":"g",)" + all6), "GenericError",
               "Parameter 'group' is unexpected");
   ExpectError(block(R"("id":"vda","bps_max":10,)" + all6), "GenericError",
@@ -277,6 +285,11 @@ TEST_F(DispatcherTest, Throttle_ArgumentsChecked_UnknownDeviceNotFound) {
               "pps_burst needs pps (a rate to refill at)");
   ExpectError(net(R"("id":"net0","bps":0,"pps":-2)"), "GenericError",
               "Parameter 'pps' expects a non-negative value");
+  // The query: every NIC (none here), or the one named.
+  EXPECT_EQ(Negotiated(R"({"execute":"x-kite-query-net-throttle"})"),
+            json({{"return", json::array()}}));
+  ExpectError(Negotiated(R"({"execute":"x-kite-query-net-throttle","arguments":{"id":"net0"}})"),
+              "DeviceNotFound", "Device 'net0' not found");
 }
 
 TEST_F(DispatcherTest, HumanMonitor_InfoStatus_OthersRefused) {
