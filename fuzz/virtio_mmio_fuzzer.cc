@@ -20,14 +20,9 @@
 #include <vector>
 
 #include "base/log.h"
-#include "fuzz_net_backend.h"
-#include "fuzz_ram_disk.h"
+#include "fuzz_guest.h"
 #include "testing/fake_irq_line.h"
-#include "testing/virtio/fake_driver.h"
-#include "virtio/block.h"
 #include "virtio/mmio_transport.h"
-#include "virtio/net.h"
-#include "virtio/rng.h"
 #include "virtio/virtio_spec.h"
 
 namespace {
@@ -38,8 +33,6 @@ using namespace kite::virtio::mmio;
 
 constexpr uint64_t kRingBase = 0x10000;   // queue q's rings at kRingBase + q * kRingStride
 constexpr uint64_t kRingStride = 0x4000;  // desc +0, avail +0x1000, used +0x2000
-constexpr uint64_t kBufferBase = 0x100000;
-constexpr uint64_t kBufferSpan = 0x300000;
 
 constexpr uint64_t kRegisters[] = {
     kMagicValue,     kVersion,           kDeviceId,       kVendorId,
@@ -124,39 +117,10 @@ class Guest {
   // A chain of up to four descriptors in queue q (as set up by Handshake), then a kick.
   void Chain(FuzzedDataProvider& in) {
     uint32_t q = in.ConsumeIntegralInRange(0, 1);
-    uint16_t size = sizes_[q];
-    if (size == 0) return;
-    uint64_t base = kRingBase + q * kRingStride;
-    uint16_t head = in.ConsumeIntegral<uint16_t>() % size;
-    int n = in.ConsumeIntegralInRange(1, 4);
-    for (int i = 0; i < n; ++i) {
-      uint16_t index = static_cast<uint16_t>((head + i) % size);
-      bool last = i + 1 == n;
-      uint64_t addr = Address(in);
-      uint32_t len = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint32_t>(0, 4096)
-                                      : in.ConsumeIntegral<uint32_t>();
-      uint16_t flags = in.ConsumeIntegral<uint8_t>() & (kDescFlagWrite | kDescFlagIndirect);
-      if (!last) flags |= kDescFlagNext;
-      Descriptor d{addr, len, flags, static_cast<uint16_t>((index + 1) % size)};
-      mem_->WriteObj(base + 16 * index, d);
-      if (i == 0 && addr >= kBufferBase && addr <= kBufferBase + kBufferSpan - 16) {
-        uint8_t first[16];  // the request header or frame header, if this is one
-        in.ConsumeData(first, sizeof(first));
-        mem_->WriteBytes(addr, first, sizeof(first));
-      }
-    }
-    uint64_t avail = base + 0x1000;
-    mem_->WriteObj<uint16_t>(avail + 4 + 2 * (avail_idx_[q] % size), head);
-    mem_->WriteObj<uint16_t>(avail + 2, ++avail_idx_[q]);
+    if (sizes_[q] == 0) return;
+    fuzz::WriteChain(in, *mem_, kRingBase + q * kRingStride, sizes_[q], &avail_idx_[q]);
     Write32(kQueueNotify, q);
     Poll();
-  }
-
-  void Poke(FuzzedDataProvider& in) {
-    uint64_t addr = Address(in);
-    std::vector<uint8_t> bytes = in.ConsumeBytes<uint8_t>(in.ConsumeIntegralInRange(1, 32));
-    if (bytes.empty() || !mem_->memory().IsValidRange(GuestAddr(addr), bytes.size())) return;
-    mem_->WriteBytes(addr, bytes.data(), bytes.size());
   }
 
  private:
@@ -164,45 +128,12 @@ class Guest {
     Write32(low, static_cast<uint32_t>(v));
     Write32(low + 4, static_cast<uint32_t>(v >> 32));
   }
-  // Mostly inside the buffer area; sometimes anywhere, or around the end of RAM and the hole.
-  uint64_t Address(FuzzedDataProvider& in) {
-    switch (in.ConsumeIntegralInRange(0, 3)) {
-      case 0:
-        return in.ConsumeIntegral<uint64_t>();
-      case 1:
-        return mem_->HoleAddr() - 64 + in.ConsumeIntegralInRange(0, 127);
-      default:
-        return kBufferBase + in.ConsumeIntegralInRange<uint64_t>(0, kBufferSpan - 1);
-    }
-  }
-
   MmioTransport* t_;
   testing::FakeDriver* mem_;
   asio::io_context* loop_;
   uint16_t sizes_[2] = {0, 0};
   uint16_t avail_idx_[2] = {0, 0};
 };
-
-Result<std::shared_ptr<VirtioDevice>> MakeDevice(uint8_t kind, asio::io_context* loop) {
-  switch (kind % 4) {
-    case 0:
-      return CreateVirtioRng(loop);
-    case 1:
-    case 2: {
-      BlockOptions options;
-      options.queue_size = 64;
-      options.io_workers = 1;
-      auto disk = std::make_shared<fuzz::FuzzRamDisk>(1 << 20, kind % 4 == 2);
-      return std::shared_ptr<VirtioDevice>(TRY(CreateVirtioBlock(disk, options, loop)));
-    }
-    default: {
-      auto state = std::make_shared<fuzz::FuzzNetState>();
-      NetOptions options{.mac = {0x52, 0x54, 0, 1, 2, 3}, .queue_size = 64};
-      auto backend = std::make_unique<fuzz::FuzzNetBackend>(state);
-      return std::shared_ptr<VirtioDevice>(TRY(CreateVirtioNet(std::move(backend), options, loop)));
-    }
-  }
-}
 
 }  // namespace
 
@@ -214,7 +145,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
   asio::io_context loop;
-  auto device = MakeDevice(in.ConsumeIntegral<uint8_t>(), &loop);
+  auto device = fuzz::MakeVirtioDevice(in.ConsumeIntegral<uint8_t>(), &loop);
   if (!device) std::abort();
   testing::FakeDriver memory;  // only its guest RAM: 4 MiB, a 1 MiB hole, 4 MiB
   auto irq = std::make_shared<testing::FakeIrqLine>();
@@ -255,7 +186,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         guest.Chain(in);
         break;
       case 6:
-        guest.Poke(in);
+        fuzz::PokeRam(in, memory);
         break;
       case 7:
         guest.Write32(kQueueNotify, in.ConsumeIntegralInRange<uint32_t>(0, 2));

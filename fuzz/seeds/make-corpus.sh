@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Rewrites the committed seed corpora in fuzz/corpus/ (docs/FUZZING.md): qcow2 and VMDK images
-# made with qemu-img, and the kernel, config, virtio-mmio and virtio-net seeds that
+# made with qemu-img, and the kernel, config, virtio-mmio, virtio-pci and virtio-net seeds that
 # fuzz/seeds/make_seeds.cc writes. Needs qemu-img and the fuzz build (make_seeds):
 #   fuzz/seeds/make-corpus.sh [BUILD_DIR]        (default build-fuzz)
 # The seeds of virtqueue_fuzzer and virtio_blk_fuzzer are kept from campaigns (libFuzzer's
-# -merge=1) and are left alone.
+# -merge=1) and are left alone, as are virtio_pci_fuzzer's inputs from a campaign (named by SHA-1;
+# make_seeds rewrites the others there).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-fuzz}

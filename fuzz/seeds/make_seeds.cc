@@ -1,8 +1,8 @@
 // make_seeds: writes the hand-made seed inputs of the fuzzers into fuzz/corpus/ (run by
 // fuzz/seeds/make-corpus.sh, which also makes the qcow2 and VMDK images with qemu-img).
 //
-//   make_seeds DIR                      the kernel, config, virtio-mmio and virtio-net seeds,
-//                                       each into DIR/<fuzzer>/
+//   make_seeds DIR                      the kernel, config, virtio-mmio, virtio-pci and
+//                                       virtio-net seeds, each into DIR/<fuzzer>/
 //   make_seeds --qcow2-program IN OUT   IN (a qcow2 image) with an I/O program appended, as
 //                                       qcow2_image_fuzzer reads it
 //
@@ -174,11 +174,21 @@ void Handshake(FdpInput& in, int queues) {
   for (int q = 0; q < queues; ++q) in.Int(4, 0, 8);  // 16 entries
 }
 
-// Mirrors Guest::Chain: one or two descriptors into the buffer area (kBufferBase 1 MiB).
-void Chain(FdpInput& in, uint32_t queue, uint16_t head, const uint8_t header[16],
-           const std::vector<std::pair<uint32_t, bool>>& bufs) {
-  in.Int(5, 0, 8);
-  in.Int(queue, 0, 1);
+// Which program step a chain is in a fuzzer: its op code, the last op code, the last queue.
+struct ChainStep {
+  uint64_t op;
+  uint64_t last_op;
+  uint32_t last_queue;
+};
+constexpr ChainStep kMmioChain{5, 8, 1};
+constexpr ChainStep kPciChain{11, 13, 3};
+
+// Mirrors Guest::Chain and fuzz::WriteChain: descriptors into the buffer area (kBufferBase
+// 1 MiB).
+void Chain(FdpInput& in, const ChainStep& step, uint32_t queue, uint16_t head,
+           const uint8_t header[16], const std::vector<std::pair<uint32_t, bool>>& bufs) {
+  in.Int(step.op, 0, step.last_op);
+  in.Int(queue, 0, step.last_queue);
   in.U16(head);
   in.Int(bufs.size(), 1, 4);
   for (size_t i = 0; i < bufs.size(); ++i) {
@@ -200,18 +210,75 @@ Bytes MmioSeed(uint8_t kind) {
   if (kind % 4 == 1 || kind % 4 == 2) {  // virtio-blk: a read of sector 1, then a write
     header[0] = 0;                       // VIRTIO_BLK_T_IN
     header[8] = 1;
-    Chain(in, 0, 0, header, {{16, false}, {512, true}, {1, true}});
+    Chain(in, kMmioChain, 0, 0, header, {{16, false}, {512, true}, {1, true}});
     header[0] = 1;  // VIRTIO_BLK_T_OUT
-    Chain(in, 0, 3, header, {{16, false}, {512, false}, {1, true}});
+    Chain(in, kMmioChain, 0, 3, header, {{16, false}, {512, false}, {1, true}});
   } else if (kind % 4 == 0) {  // virtio-rng: fill a buffer
-    Chain(in, 0, 0, header, {{64, true}});
+    Chain(in, kMmioChain, 0, 0, header, {{64, true}});
   } else {  // virtio-net: a receive buffer, a frame to send
-    Chain(in, 0, 0, header, {{1526, true}});
-    Chain(in, 1, 0, header, {{12, false}, {60, false}});
+    Chain(in, kMmioChain, 0, 0, header, {{1526, true}});
+    Chain(in, kMmioChain, 1, 0, header, {{12, false}, {60, false}});
   }
   in.Int(8, 0, 8);  // read InterruptStatus, ack it
   in.Int(1, 0, 8);  // read a register: the status
   in.Int(15, 0, 25);
+  return in.Build();
+}
+
+// --- virtio_pci_fuzzer: Linux's probe, chains and acknowledgements, per device kind ---
+
+// Mirrors Guest::Probe for the only function (Pick reads nothing then): the mechanism, kite's
+// BAR address, the accepted features, a size exponent per queue.
+void PciProbe(FdpInput& in, bool ecam, int queues) {
+  in.Int(10, 0, 13);
+  in.Bool(ecam);
+  in.Int(0, 0, 7);
+  in.U64(~uint64_t{0});
+  for (int q = 0; q < queues; ++q) in.Int(4, 0, 8);  // 16 entries
+}
+
+Bytes PciSeed(uint8_t kind, bool ecam) {
+  FdpInput in;
+  in.U8(kind);
+  PciProbe(in, ecam, kind % 4 == 3 ? 2 : 1);
+  uint8_t header[16] = {};
+  if (kind % 4 == 1 || kind % 4 == 2) {  // virtio-blk: a read of sector 1, then a write
+    header[8] = 1;
+    Chain(in, kPciChain, 0, 0, header, {{16, false}, {512, true}, {1, true}});
+    header[0] = 1;  // VIRTIO_BLK_T_OUT
+    Chain(in, kPciChain, 0, 3, header, {{16, false}, {512, false}, {1, true}});
+  } else if (kind % 4 == 0) {  // virtio-rng: fill a buffer
+    Chain(in, kPciChain, 0, 0, header, {{64, true}});
+  } else {  // virtio-net: a receive buffer, a frame to send
+    Chain(in, kPciChain, 0, 0, header, {{1526, true}});
+    Chain(in, kPciChain, 1, 0, header, {{12, false}, {60, false}});
+  }
+  in.Int(13, 0, 13);  // poll, read ISR and the PBA
+  return in.Build();
+}
+
+// A second function hot-added (GED), probed, its slot read from the GED, then ejected by the
+// guest (_EJ0 writes slot 2).
+Bytes PciHotplugSeed() {
+  FdpInput in;
+  in.U8(0);  // virtio-rng in slot 1
+  in.Int(9, 0, 13);
+  in.Int(2, 0, 4);
+  in.U8(1);  // a virtio-blk in slot 2
+  in.Int(10, 0, 13);
+  in.Int(1, 0, 1);  // the second function
+  in.Bool(true);
+  in.Int(0, 0, 7);
+  in.U64(~uint64_t{0});
+  in.Int(4, 0, 8);
+  in.Int(9, 0, 13);  // the GED's SLOT_CHECK, 32 bits
+  in.Int(1, 0, 4);
+  in.Int(2, 0, 4);
+  in.Int(2, 0, 2);
+  in.Int(9, 0, 13);  // _EJ0 of slot 2
+  in.Int(0, 0, 4);
+  in.Bool(true);
+  in.Int(2, 0, 5);
   return in.Build();
 }
 
@@ -320,6 +387,12 @@ int main(int argc, char** argv) {
   for (uint8_t kind = 0; kind < 4; ++kind) {
     Write(dir / "virtio_mmio_fuzzer" / (std::string(kinds[kind]) + ".bin"), MmioSeed(kind));
   }
+  for (uint8_t kind = 0; kind < 4; ++kind) {
+    Write(dir / "virtio_pci_fuzzer" / (std::string(kinds[kind]) + ".bin"), PciSeed(kind, true));
+    Write(dir / "virtio_pci_fuzzer" / (std::string(kinds[kind]) + "-cf8.bin"),
+          PciSeed(kind, false));
+  }
+  Write(dir / "virtio_pci_fuzzer/hotplug.bin", PciHotplugSeed());
   Write(dir / "virtio_net_fuzzer/plain.bin", NetSeed(false, false, false));
   Write(dir / "virtio_net_fuzzer/vnet-mergeable.bin", NetSeed(true, false, true));
   Write(dir / "virtio_net_fuzzer/tap-direct.bin", NetSeed(true, true, true));
