@@ -145,9 +145,12 @@ Result<void> AddVmFiles(const VmConfig& config, const std::string& dir, BindList
     return Err("jail: the control socket " + config.api_sock + " must be inside the jail's " +
                "directory " + dir + " (the host reaches it there)");
   }
-  // The emulated-KVM check reads /proc/cpuinfo; libslirp reads the host's DNS servers.
+  // The emulated-KVM check reads /proc/cpuinfo; libslirp reads the host's DNS servers, for a
+  // user network given now or one device_add may bring later (a pci machine).
   if (config.host_quirks) TRY(binds.AddFile("/proc/cpuinfo", false, "/proc/cpuinfo"));
-  if (HasNet(config, NetBackendKind::kUser) && ::access("/etc/resolv.conf", R_OK) == 0) {
+  bool user_net = HasNet(config, NetBackendKind::kUser) ||
+                  config.transport == VirtioTransportKind::kPci;
+  if (user_net && ::access("/etc/resolv.conf", R_OK) == 0) {
     TRY(binds.AddFile("/etc/resolv.conf", false, "/etc/resolv.conf"));
   }
   return binds.AddDirectory(dir, true);

@@ -275,14 +275,21 @@ TEST(Jail, FromOutside_UnprivilegedOwnNamespacesSnapshotIntoJail_HotAddFromJail)
         EXPECT_EQ(NsLink(child, "net"), NsLink(self, "net")) << "no --netns: the host's";
         // The outer kite stays outside, in the test's namespaces.
         EXPECT_EQ(NsLink(std::to_string(outer), "mnt"), NsLink(self, "mnt"));
-        // Its mounts: the root, /dev, the kernel, /proc/cpuinfo, the backing file (read-only) and
-        // DIR (read-write; the overlay in it needs no mount of its own). Nothing else.
+        // Its mounts: the root, /dev, the kernel, /proc/cpuinfo, the backing file (read-only),
+        // the host's /etc/resolv.conf (read-only: a pci machine may get a user network from
+        // device_add) and DIR (read-write; the overlay in it needs no mount of its own).
+        // Nothing else.
         std::map<std::string, std::string> mounts = Mounts(jailed);
         std::string dir = fs::canonical(d.dir).string(), backing = fs::canonical(base).string();
         std::set<std::string> points;
         for (const auto& [point, options] : mounts) points.insert(point);
-        EXPECT_EQ(points, (std::set<std::string>{"/", "/dev", fs::canonical(Firmware("counter")),
-                                                 "/proc/cpuinfo", backing, dir}));
+        std::set<std::string> expected = {"/", "/dev", fs::canonical(Firmware("counter")),
+                                          "/proc/cpuinfo", backing, dir};
+        if (::access("/etc/resolv.conf", R_OK) == 0) {
+          expected.insert("/etc/resolv.conf");
+          EXPECT_EQ(mounts["/etc/resolv.conf"].substr(0, 3), "ro,");
+        }
+        EXPECT_EQ(points, expected);
         EXPECT_EQ(mounts["/"].substr(0, 3), "ro,");
         EXPECT_EQ(mounts["/dev"].substr(0, 3), "ro,");
         EXPECT_EQ(mounts[backing].substr(0, 3), "ro,") << "a backing file";
