@@ -227,7 +227,10 @@ struct RestoreOptions {
   std::string path;
   bool paused = false;         // leave it in "inmigrate" until Resume(); default: resume at once
   bool disk_overlays = false;  // each writable disk gets a fresh qcow2 overlay (clones)
-  std::string api_sock;        // override the snapshot's (empty: none)
+  // Where the overlays go: a new kite-clone-XXXXXX directory in it (empty: $TMPDIR, else
+  // /var/tmp). A jailed restore puts them in the jail's directory.
+  std::string overlay_parent;
+  std::string api_sock;  // override the snapshot's (empty: none)
   // The console: the snapshot's setting unless overridden.
   bool override_serial = false;
   SerialMode serial = SerialMode::kStdio;

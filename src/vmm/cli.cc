@@ -365,9 +365,8 @@ Result<Command> ParseRestore(std::span<const std::string> args) {
   if (restore.options.path.empty()) return Err("kite restore needs a snapshot directory");
   if (!jail_option.empty()) {
     if (jail.dir.empty()) return Err(jail_option + " needs --jail DIR");
-    if (restore.options.disk_overlays) {
-      return Err("--disk-overlays is not supported with --jail (the overlays go to $TMPDIR)");
-    }
+    // The clones' overlays go into the jail's directory, where the jailed kite may write.
+    if (restore.options.disk_overlays) restore.options.overlay_parent = jail.dir;
     TRY(ValidateJailConfig(jail));
     restore.jail = std::move(jail);
   }

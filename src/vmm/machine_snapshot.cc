@@ -133,9 +133,10 @@ Result<void> MakeOverlays(VmConfig& config, const std::string& dir) {
   return {};
 }
 
-Result<std::string> MakeOverlayDir() {
+Result<std::string> MakeOverlayDir(const std::string& parent) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp && *tmp ? tmp : "/var/tmp") + "/kite-clone-XXXXXX";
+  std::string base = !parent.empty() ? parent : tmp && *tmp ? tmp : "/var/tmp";
+  std::string pattern = base + "/kite-clone-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) return SysErr("creating " + pattern);
   return pattern;
 }
@@ -206,7 +207,9 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
                " bytes but the config says " + std::to_string(config.memory));
   }
   GuestMemory memory = TRY(snapshot::MapMemoryFile(dir + "/" + snapshot::kMemoryFileName, layout));
-  if (options.disk_overlays) TRY(MakeOverlays(config, TRY(MakeOverlayDir())));
+  if (options.disk_overlays) {
+    TRY(MakeOverlays(config, TRY(MakeOverlayDir(options.overlay_parent))));
+  }
 
   auto impl = std::make_unique<Impl>();
   impl->config = config;

@@ -283,8 +283,8 @@ TEST(Jail, FromOutside_UnprivilegedOwnNamespacesSnapshotIntoJail_HotAddFromJail)
         std::string dir = fs::canonical(d.dir).string(), backing = fs::canonical(base).string();
         std::set<std::string> points;
         for (const auto& [point, options] : mounts) points.insert(point);
-        std::set<std::string> expected = {"/", "/dev", fs::canonical(Firmware("counter")),
-                                          "/proc/cpuinfo", backing, dir};
+        std::set<std::string> expected = {
+            "/", "/dev", fs::canonical(Firmware("counter")), "/proc/cpuinfo", backing, dir};
         if (::access("/etc/resolv.conf", R_OK) == 0) {
           expected.insert("/etc/resolv.conf");
           EXPECT_EQ(mounts["/etc/resolv.conf"].substr(0, 3), "ro,");
@@ -415,6 +415,45 @@ TEST(Jail, RestoreInAJail_SnapshotOutsideDirBoundReadOnly) {
     std::string real = fs::canonical(snap).string();
     ASSERT_TRUE(mounts.count(real)) << "the snapshot is not mounted in the jail";
     EXPECT_EQ(mounts[real].substr(0, 3), "ro,");
+  });
+  ASSERT_TRUE(r.exited) << r.Describe();
+  EXPECT_EQ(r.exit_status, 130) << r.Describe();
+}
+
+// Clones in a jail (kite restore --disk-overlays): the overlay goes into the jail's directory,
+// made and owned by the jail's user, over the snapshot's disk; the clone runs on it.
+TEST(Jail, RestoreClonesInAJail_OverlaysInTheJailsDirectory) {
+  KITE_REQUIRE_ROOT();
+  JailDirs d;
+  std::string disk = d.dir + "/disk.raw";
+  WriteFile(disk, std::string(1 << 20, '\0'));
+  ASSERT_EQ(::chown(disk.c_str(), 65534, 65534), 0);
+  ProcessResult saved = RunAndInspect(
+      Options(With(JailArgs(d, "counter"),
+                   {"--api-sock", d.Sock(), "--disk", "path=" + disk + ",format=raw"})),
+      d.Sock(), [&](int, int, QmpClient& qmp) {
+        EXPECT_TRUE(qmp.Run(R"({"execute":"stop"})").contains("return"));
+        nlohmann::json reply = qmp.Run(nlohmann::json{
+            {"execute", "x-vm-snapshot-save"},
+            {"arguments",
+             {{"path", d.dir + "/snap"}}}}.dump());
+        EXPECT_TRUE(reply.contains("return")) << reply.dump();
+      });
+  ASSERT_EQ(saved.exit_status, 130) << saved.Describe();
+  std::vector<std::string> args = {KITE_BINARY,  "restore", d.dir + "/snap", "--disk-overlays",
+                                   "--jail",     d.dir,     "--jail-uid",    kUid,
+                                   "--jail-gid", kGid,      "--api-sock",    d.Sock()};
+  ProcessResult r = RunAndInspect(Options(args), d.Sock(), [&](int, int, QmpClient& qmp) {
+    nlohmann::json status = qmp.Run(R"({"execute":"query-status"})");
+    EXPECT_EQ(status["return"]["status"], "running") << status.dump();
+    nlohmann::json block = qmp.Run(R"({"execute":"query-block"})");
+    const nlohmann::json& image = block["return"][0]["inserted"]["image"];
+    std::string overlay = image.value("filename", "");
+    EXPECT_EQ(overlay.rfind(d.dir + "/kite-clone-", 0), 0u) << block.dump();
+    EXPECT_EQ(image["backing-image"]["filename"], disk) << block.dump();
+    struct stat st {};
+    ASSERT_EQ(::stat(overlay.c_str(), &st), 0) << overlay;
+    EXPECT_EQ(st.st_uid, 65534u) << "made by the jailed kite";
   });
   ASSERT_TRUE(r.exited) << r.Describe();
   EXPECT_EQ(r.exit_status, 130) << r.Describe();

@@ -116,10 +116,15 @@ TEST(JailOptions, Restore_JailOptions) {
   EXPECT_EQ(restore.jail->nofile, 99u);
   EXPECT_FALSE(std::get<cli::Restore>(*Parse({"restore", "snap"})).jail.has_value());
   EXPECT_EQ(ParseError({"restore", "snap", "--netns", "/x"}), "--netns needs --jail DIR");
-  EXPECT_NE(ParseError({"restore", "snap", "--jail", "/j", "--jail-uid", "1", "--jail-gid", "1",
-                        "--disk-overlays"})
-                .find("--disk-overlays is not supported with --jail"),
-            std::string::npos);
+  // Clones in a jail: their overlays go into the jail's directory.
+  auto clones = Parse(
+      {"restore", "snap", "--jail", "/j", "--jail-uid", "1", "--jail-gid", "1", "--disk-overlays"});
+  ASSERT_TRUE(clones) << clones.error().message();
+  EXPECT_TRUE(std::get<cli::Restore>(*clones).options.disk_overlays);
+  EXPECT_EQ(std::get<cli::Restore>(*clones).options.overlay_parent, "/j");
+  EXPECT_EQ(
+      std::get<cli::Restore>(*Parse({"restore", "snap", "--disk-overlays"})).options.overlay_parent,
+      "");
 }
 
 TEST(JailOptions, CpuMax_Forms) {
