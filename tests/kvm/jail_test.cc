@@ -386,22 +386,29 @@ TEST(Jail, SigtermToTheOuterKite_StopsTheJailedOne) {
   EXPECT_EQ(r.exit_status, 130) << r.Describe();
 }
 
+// Runs the counter guest jailed with `extra` settings, stops it and saves a snapshot to
+// DIR/snap from the root client, then ends it (SIGINT: 130).
+void SnapshotJailedCounter(const JailDirs& d, const std::vector<std::string>& extra) {
+  std::vector<std::string> settings = {"--api-sock", d.Sock()};
+  settings.insert(settings.end(), extra.begin(), extra.end());
+  ProcessResult saved = RunAndInspect(
+      Options(With(JailArgs(d, "counter"), settings)), d.Sock(), [&](int, int, QmpClient& qmp) {
+        EXPECT_TRUE(qmp.Run(R"({"execute":"stop"})").contains("return"));
+        nlohmann::json reply = qmp.Run(nlohmann::json{
+            {"execute", "x-vm-snapshot-save"},
+            {"arguments",
+             {{"path", d.dir + "/snap"}}}}.dump());
+        EXPECT_TRUE(reply.contains("return")) << reply.dump();
+      });
+  ASSERT_EQ(saved.exit_status, 130) << saved.Describe();
+}
+
 // kite restore --jail: a snapshot taken in a jail, moved out of DIR (so the jail binds it
 // read-only), comes back to life in a jail.
 TEST(Jail, RestoreInAJail_SnapshotOutsideDirBoundReadOnly) {
   KITE_REQUIRE_ROOT();
   JailDirs d;
-  ProcessResult saved =
-      RunAndInspect(Options(With(JailArgs(d, "counter"), {"--api-sock", d.Sock()})), d.Sock(),
-                    [&](int, int, QmpClient& qmp) {
-                      EXPECT_TRUE(qmp.Run(R"({"execute":"stop"})").contains("return"));
-                      nlohmann::json reply = qmp.Run(nlohmann::json{
-                          {"execute", "x-vm-snapshot-save"},
-                          {"arguments",
-                           {{"path", d.dir + "/snap"}}}}.dump());
-                      EXPECT_TRUE(reply.contains("return")) << reply.dump();
-                    });
-  ASSERT_EQ(saved.exit_status, 130) << saved.Describe();
+  ASSERT_NO_FATAL_FAILURE(SnapshotJailedCounter(d, {}));
   std::string snap = d.base.File("snap");
   fs::rename(d.dir + "/snap", snap);
   std::vector<std::string> args = {KITE_BINARY, "restore",    snap,    "--jail",
@@ -428,18 +435,7 @@ TEST(Jail, RestoreClonesInAJail_OverlaysInTheJailsDirectory) {
   std::string disk = d.dir + "/disk.raw";
   WriteFile(disk, std::string(1 << 20, '\0'));
   ASSERT_EQ(::chown(disk.c_str(), 65534, 65534), 0);
-  ProcessResult saved = RunAndInspect(
-      Options(With(JailArgs(d, "counter"),
-                   {"--api-sock", d.Sock(), "--disk", "path=" + disk + ",format=raw"})),
-      d.Sock(), [&](int, int, QmpClient& qmp) {
-        EXPECT_TRUE(qmp.Run(R"({"execute":"stop"})").contains("return"));
-        nlohmann::json reply = qmp.Run(nlohmann::json{
-            {"execute", "x-vm-snapshot-save"},
-            {"arguments",
-             {{"path", d.dir + "/snap"}}}}.dump());
-        EXPECT_TRUE(reply.contains("return")) << reply.dump();
-      });
-  ASSERT_EQ(saved.exit_status, 130) << saved.Describe();
+  ASSERT_NO_FATAL_FAILURE(SnapshotJailedCounter(d, {"--disk", "path=" + disk + ",format=raw"}));
   std::vector<std::string> args = {KITE_BINARY,  "restore", d.dir + "/snap", "--disk-overlays",
                                    "--jail",     d.dir,     "--jail-uid",    kUid,
                                    "--jail-gid", kGid,      "--api-sock",    d.Sock()};
