@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "base/key_values.h"
+
 namespace kite::cli {
 namespace {
 
@@ -16,33 +18,6 @@ using json = nlohmann::json;
 constexpr uint32_t kMaxDiskQueues = 16;
 constexpr size_t kMaxSerialBytes = 20;  // VIRTIO_BLK_ID_BYTES
 constexpr size_t kMaxIfNameBytes = 15;  // IFNAMSIZ - 1
-
-struct KeyValue {
-  std::string key;
-  std::string value;
-  bool has_value = false;
-};
-
-// "a=1,b,c=x" → {a,1} {b} {c,x}. Values cannot contain commas (as in QEMU without escaping).
-std::vector<KeyValue> SplitKeyValues(std::string_view text) {
-  std::vector<KeyValue> out;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string_view::npos) comma = text.size();
-    std::string_view item = text.substr(pos, comma - pos);
-    size_t eq = item.find('=');
-    KeyValue kv;
-    kv.key = std::string(item.substr(0, eq));
-    if (eq != std::string_view::npos) {
-      kv.value = std::string(item.substr(eq + 1));
-      kv.has_value = true;
-    }
-    out.push_back(std::move(kv));
-    pos = comma + 1;
-  }
-  return out;
-}
 
 Result<bool> ParseOnOff(const std::string& key, const std::string& value) {
   if (value == "on" || value == "true" || value == "yes") return true;

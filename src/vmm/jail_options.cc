@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "base/key_values.h"
 #include "base/units.h"
 
 namespace kite {
@@ -16,18 +17,6 @@ constexpr uint64_t kMaxCpuPeriod = 1000000;
 constexpr uint64_t kMinCpuQuota = 1000;
 constexpr uint64_t kDefaultCpuPeriod = 100000;
 constexpr uint64_t kMaxNofile = 1 << 20;  // the kernel's default fs.nr_open
-
-std::vector<std::string_view> SplitCommas(std::string_view text) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t comma = text.find(',', start);
-    parts.push_back(text.substr(start, comma - start));
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return parts;
-}
 
 Result<uint64_t> ParseNumber(std::string_view text) {
   uint64_t value = 0;
@@ -62,21 +51,21 @@ Result<std::string> ParseMemoryMax(std::string_view text) {
   return std::to_string(bytes);
 }
 
-// Splits "KEY=VALUE"; the error names `option`.
-Result<std::pair<std::string_view, std::string_view>> KeyValue(std::string_view item,
-                                                               std::string_view option) {
-  size_t eq = item.find('=');
-  if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size()) {
-    return Err(std::string(option) + ": '" + std::string(item) + "' is not KEY=VALUE");
+// The settings of `option` (--cgroup, --rlimit): each KEY=VALUE, neither empty.
+Result<std::vector<KeyValue>> Settings(std::string_view text, std::string_view option) {
+  std::vector<KeyValue> items = SplitKeyValues(text);
+  for (const KeyValue& kv : items) {
+    if (!kv.has_value || kv.key.empty() || kv.value.empty()) {
+      return Err(std::string(option) + ": '" + kv.text() + "' is not KEY=VALUE");
+    }
   }
-  return std::pair{item.substr(0, eq), item.substr(eq + 1)};
+  return items;
 }
 
 }  // namespace
 
 Result<void> ParseCgroupLimits(std::string_view text, JailConfig& jail) {
-  for (std::string_view item : SplitCommas(text)) {
-    auto [key, value] = TRY(KeyValue(item, "--cgroup"));
+  for (const auto& [key, value, has_value] : TRY(Settings(text, "--cgroup"))) {
     std::string ctx = "--cgroup " + std::string(key);
     if (key == "cpu.max") {
       jail.cpu_max = TRY_CTX(ParseCpuMax(value), ctx);
@@ -91,8 +80,7 @@ Result<void> ParseCgroupLimits(std::string_view text, JailConfig& jail) {
 }
 
 Result<void> ParseRlimits(std::string_view text, JailConfig& jail) {
-  for (std::string_view item : SplitCommas(text)) {
-    auto [key, value] = TRY(KeyValue(item, "--rlimit"));
+  for (const auto& [key, value, has_value] : TRY(Settings(text, "--rlimit"))) {
     std::string ctx = "--rlimit " + std::string(key);
     if (key == "fsize") {
       jail.fsize = TRY_CTX(ParseSize(value), ctx);
