@@ -16,24 +16,10 @@
 # No peer runs in this script yet: QEMU's q35 with ACPI hotplug beside it is still to be added.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${BUILD:-$repo/build}
-kite=${KITE:-$build/src/vmm/kite}
-kite_img=$build/src/storage/img/kite-img
+bench_name=b10
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs=${1:-3}
-die() { echo "b10: $*" >&2; exit 1; }
-
-[[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is missing or not usable here"
-[[ -x "$kite" && -x "$kite_img" ]] || die "no kite or kite-img under $build (set BUILD)"
-kernel=${KITE_GUEST_KERNEL:-$("$repo/guest-firmware/linux/guest-kernel.sh")}
-initrd=$("$repo/guest-firmware/linux/build-initramfs.sh")
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_linux_guest
 
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

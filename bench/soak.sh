@@ -21,28 +21,14 @@
 # largest.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${BUILD:-$repo/build}
-kite=${KITE:-$build/src/vmm/kite}
-kite_img=$build/src/storage/img/kite-img
+bench_name=soak
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 vms=${1:-3}
 seconds=${2:-600}
 interval=${INTERVAL:-10}
 memory_mib=${MEMORY:-128}
-die() { echo "soak: $*" >&2; exit 1; }
-
-[[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is missing or not usable here"
-[[ -x "$kite" && -x "$kite_img" ]] || die "no kite or kite-img under $build (set BUILD)"
 command -v qemu-img >/dev/null || die "qemu-img is missing (Debian package qemu-utils)"
-kernel=${KITE_GUEST_KERNEL:-$("$repo/guest-firmware/linux/guest-kernel.sh")}
-initrd=$("$repo/guest-firmware/linux/build-initramfs.sh")
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_linux_guest
 failures=()
 fail() { failures+=("$*"); echo "soak: FAIL: $*" >&2; }
 
