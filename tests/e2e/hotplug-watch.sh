@@ -2,7 +2,8 @@
 # /bin/hotplug-watch of the "counter" guest (make-rootfs.sh), for tests/e2e/hotplug_e2e_test.cc.
 # A disk vdX other than vda that appears gets an ext2 file system holding /hello.txt
 # ("hello from vdX"), synced and unmounted, and is read (page cache dropped) every round while
-# it is there; an ethN that appears is brought up with DHCP and pings 10.0.2.2 through itself.
+# it is there (a disk whose serial is "busy" is read without a pause instead, until it is
+# gone); an ethN that appears is brought up with DHCP and pings 10.0.2.2 through itself.
 # Each step is one "kite-hotplug: ..." line on the console, and so is each device's removal.
 disks=" "
 nics=" "
@@ -14,6 +15,12 @@ while true; do
     case "$disks" in *" $n "*) continue ;; esac
     disks="$disks$n "
     echo "kite-hotplug: disk $n added size $(cat "$d/size")"
+    if [ "$(cat "$d/serial" 2>/dev/null)" = busy ]; then
+      # A disk with serial "busy": direct reads of all of it, over and over, until it is gone.
+      (while [ -e "$d" ]; do dd if="/dev/$n" of=/dev/null bs=65536 iflag=direct 2>/dev/null; done) &
+      echo "kite-hotplug: disk $n reading"
+      continue
+    fi
     mkdir -p "/mnt/$n"
     if mke2fs -q "/dev/$n" && mount "/dev/$n" "/mnt/$n" && echo "hello from $n" >"/mnt/$n/hello.txt" &&
       sync && umount "/mnt/$n"; then

@@ -11,6 +11,8 @@
 //     the same slot, the guest goes on, and the disk can be removed from the restored VM.
 //   * a guest that ignores the unplug request (acpiphp.disable=1): DEVICE_UNPLUG_GUEST_ERROR
 //     after --unplug-timeout, and the device stays and keeps serving the guest.
+//   * a disk removed while the guest reads it without a pause (C11): the requests in flight are
+//     drained, DEVICE_DELETED comes, the guest lets go and goes on, the image is clean.
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -212,6 +214,44 @@ TEST_F(HotplugE2e, HotAddedDisk_InSnapshot_RestoredInItsSlot_RemovableThere) {
             std::string::npos)
       << kite_->Join().Describe();
   EXPECT_EQ(HelloOnImage(Path("data.qcow2")), "hello from vdb\n");
+}
+
+TEST_F(HotplugE2e, UnplugDuringGuestIo_Drained_Deleted_GuestGoesOn) {
+  Start({});
+  ASSERT_TRUE(WaitConsole("kite-counter: 2 "));
+  ASSERT_TRUE(Sh(std::string(KITE_IMG_BINARY) + " create -f qcow2 " + Path("busy.qcow2") + " 32M"));
+  json added = Run(R"({"execute":"device_add","arguments":{"driver":"virtio-blk-pci",)"
+                   R"("id":"busy","serial":"busy","path":")" +
+                   Path("busy.qcow2") + R"(","format":"qcow2"}})");
+  ASSERT_EQ(added, json({{"return", json::object()}})) << added;
+  ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb reading"));
+  // The guest's reads are flowing before the unplug.
+  uint64_t reads = ReadOps("busy");
+  auto until = std::chrono::steady_clock::now() + 30s;
+  while (ReadOps("busy") < reads + 100 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GE(ReadOps("busy"), reads + 100) << "the guest is not reading vdb\n" << Slurp(serial_);
+
+  ASSERT_EQ(Run(R"({"execute":"device_del","arguments":{"id":"busy"}})"),
+            json({{"return", json::object()}}));
+  json deleted = qmp_.WaitEvent("DEVICE_DELETED", 30s);
+  ASSERT_FALSE(deleted.is_null()) << Slurp(serial_);
+  EXPECT_EQ(deleted["data"]["device"], "busy");
+  ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb removed"));
+  EXPECT_EQ(BlockIds(), std::vector<std::string>{"vda"});
+  // The guest goes on: its counter keeps counting on vda, and its kernel did not oops.
+  size_t mark = Slurp(serial_).size();
+  int last = CounterLines(Slurp(serial_)).back().n;
+  ASSERT_TRUE(WaitConsole("kite-counter: " + std::to_string(last + 2) + " ", mark));
+  std::string console = Slurp(serial_);
+  for (const char* bad : {"BUG:", "Oops", "Call Trace", "hung_task"}) {
+    EXPECT_EQ(console.find(bad), std::string::npos) << bad << "\n" << console;
+  }
+  EXPECT_TRUE(Sh("qemu-img check " + Path("busy.qcow2")));
+  Run(R"({"execute":"system_powerdown"})");
+  const ProcessResult& r = kite_->Join();
+  EXPECT_TRUE(r.exited && r.exit_status == 0) << r.Describe();
 }
 
 TEST_F(HotplugE2e, GuestIgnoresUnplug_ErrorEvent_DeviceStaysAndServes) {
