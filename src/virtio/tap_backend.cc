@@ -298,11 +298,15 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
   std::strncpy(ifr.ifr_name, options.name.c_str(), IFNAMSIZ - 1);
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
   if (ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
+    int err = errno;
     Error error = SysErr("TUNSETIFF");
-    std::string hint = exists ? " (the interface must belong to this user, or run with "
-                                "CAP_NET_ADMIN)"
-                              : " (creating a tap needs CAP_NET_ADMIN; or create it first: ip "
-                                "tuntap add NAME mode tap user $USER)";
+    // EBUSY: a single-queue tap that another NIC or process has open (BAD_INPUTS C11).
+    std::string hint = !exists ? " (creating a tap needs CAP_NET_ADMIN; or create it first: ip "
+                                 "tuntap add NAME mode tap user $USER)"
+                       : err == EBUSY ? " is in use (another NIC of this VM or another process "
+                                        "has it open)"
+                                      : " (the interface must belong to this user, or run with "
+                                        "CAP_NET_ADMIN)";
     return std::move(error).Context("tap '" + options.name + "'" + hint);
   }
   std::string name(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
