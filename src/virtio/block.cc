@@ -88,7 +88,8 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
       options_(options),
       loop_(loop),
       throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
-                options.throttle) {
+                options.throttle),
+      throttle_limits_(options.throttle) {
   bool ro = image_->read_only();
   uint32_t seg_max = SegMax(options_.queue_size);
   features_ = FeatureBit(kFeatureVersion1) | FeatureBit(kFeatureIndirectDesc) |
@@ -389,6 +390,10 @@ void VirtioBlock::OnThrottleWake(uint64_t epoch) {
 }
 
 void VirtioBlock::SetThrottle(const ThrottleLimits& limits) {
+  {
+    std::lock_guard lock(mu_);
+    throttle_limits_ = limits;
+  }
   Post([limits](VirtioBlock& self) {
     std::vector<uint16_t> queues;
     {
@@ -402,7 +407,7 @@ void VirtioBlock::SetThrottle(const ThrottleLimits& limits) {
 
 ThrottleLimits VirtioBlock::throttle() const {
   std::lock_guard lock(mu_);
-  return throttle_.limits();
+  return throttle_limits_;
 }
 
 std::string VirtioBlock::description() const {

@@ -112,9 +112,12 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   ActiveQueues active_;
   BlockLimits active_limits_;
   std::vector<QueueState> queues_;
-  DescriptorChain chain_;                        // reused between pops
-  BlockRequest request_;                         // reused between parses
-  ThrottleGate throttle_;                        // the disk's rate limit, on the loop
+  DescriptorChain chain_;  // reused between pops
+  BlockRequest request_;   // reused between parses
+  ThrottleGate throttle_;  // the disk's rate limit, on the loop
+  // The limits as last set (SetThrottle stores them at once, the gate gets them on the loop):
+  // what throttle() reports, so a query right after a change sees it.
+  ThrottleLimits throttle_limits_;
   std::function<void(uint64_t)> throttle_wake_;  // OnThrottleWake through a weak pointer
 
   std::atomic<uint64_t> requests_{0};

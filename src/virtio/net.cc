@@ -54,7 +54,9 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, const NetOptions& opti
       rx_throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
                    options.rx_throttle),
       tx_throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
-                   options.tx_throttle) {
+                   options.tx_throttle),
+      rx_limit_(options.rx_throttle),
+      tx_limit_(options.tx_throttle) {
   MacAddress mac = IsZeroMac(options.mac) ? GenerateMac() : options.mac;
   std::memcpy(config_.mac, mac.data(), mac.size());
   config_.status = net::kStatusLinkUp;
@@ -318,6 +320,11 @@ bool VirtioNet::SendTxLocked() {
 }
 
 void VirtioNet::SetThrottle(const RateLimitParams& rx, const RateLimitParams& tx) {
+  {
+    std::lock_guard lock(mu_);
+    rx_limit_ = rx;
+    tx_limit_ = tx;
+  }
   std::weak_ptr<VirtioNet> weak = weak_from_this();
   asio::post(*loop_, [weak, rx, tx] {
     auto self = weak.lock();
@@ -331,12 +338,12 @@ void VirtioNet::SetThrottle(const RateLimitParams& rx, const RateLimitParams& tx
 
 RateLimitParams VirtioNet::rx_throttle() const {
   std::lock_guard lock(mu_);
-  return rx_throttle_.params();
+  return rx_limit_;
 }
 
 RateLimitParams VirtioNet::tx_throttle() const {
   std::lock_guard lock(mu_);
-  return tx_throttle_.params();
+  return tx_limit_;
 }
 
 void VirtioNet::OnThrottleWake(bool rx, uint64_t epoch) {

@@ -144,6 +144,10 @@ class VirtioNet final : public NetDevice, public std::enable_shared_from_this<Vi
   // (Unpop), an RX frame in the backend — until the gate's wake.
   ThrottleGate rx_throttle_;
   ThrottleGate tx_throttle_;
+  // The limits as last set (SetThrottle stores them at once, the gates get them on the loop):
+  // what rx_throttle() and tx_throttle() report, so a query right after a change sees it.
+  RateLimitParams rx_limit_;
+  RateLimitParams tx_limit_;
   std::function<void(uint64_t)> rx_wake_, tx_wake_;
   bool rx_throttled_ = false;
   bool tx_throttled_ = false;

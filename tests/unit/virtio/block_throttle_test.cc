@@ -205,6 +205,18 @@ TEST(BlockThrottleTest, SetThrottle_Unlimited_ReleasesTheWaitingQueueAtOnce) {
   EXPECT_TRUE(h.broken().empty());
 }
 
+// A query right after a change sees it (query-block after block_set_io_throttle), though the
+// gate gets the new limits on the loop: nothing runs the loop between the two calls here.
+TEST(BlockThrottleTest, SetThrottle_ReportedAtOnce_BeforeTheLoopRuns) {
+  auto clock = std::make_shared<FakeClock>();
+  BlockHarness h(std::make_shared<MemDisk>(1 << 20), Throttled(ThrottleLimits{}, clock));
+  const ThrottleLimits limits{{}, {}, OpsPerSecond(20)};
+  h.block().SetThrottle(limits);
+  EXPECT_EQ(h.block().throttle(), limits);
+  h.RunUntil([] { return false; }, 20);
+  EXPECT_EQ(h.block().throttle(), limits);
+}
+
 TEST(BlockThrottleTest, SetThrottle_Tighter_AppliesToTheNextRequests) {
   auto clock = std::make_shared<FakeClock>();
   BlockHarness h(std::make_shared<MemDisk>(1 << 20), Throttled(ThrottleLimits{}, clock));

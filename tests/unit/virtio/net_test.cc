@@ -655,6 +655,18 @@ TEST_F(NetTest, Throttle_Rx_NoRoom_FrameNotChargedTwice) {
   EXPECT_TRUE(rx_driver_.PopUsed().has_value());
 }
 
+// A query right after a change sees it (x-kite-query-net-throttle after
+// x-kite-set-net-throttle), though the gates get the new limits on the loop.
+TEST_F(NetTest, Throttle_SetThrottle_ReportedAtOnce_BeforeTheLoopRuns) {
+  Start(true);
+  auto* net = static_cast<NetDevice*>(device_.get());
+  net->SetThrottle(OneFramePerSecond(), RateLimitParams{});
+  EXPECT_EQ(net->rx_throttle(), OneFramePerSecond());
+  EXPECT_EQ(net->tx_throttle(), RateLimitParams{});
+  Run();
+  EXPECT_EQ(net->rx_throttle(), OneFramePerSecond());
+}
+
 TEST_F(NetTest, Throttle_SetThrottle_Unlimited_ResumesAtOnce) {
   auto clock = std::make_shared<testing::FakeClock>();
   options_.rx_throttle = options_.tx_throttle = OneFramePerSecond();
