@@ -43,7 +43,6 @@ ThrottleGate::ThrottleGate(std::unique_ptr<ThrottleTime> time, const ThrottleLim
 }
 
 void ThrottleGate::Set(const ThrottleLimits& limits) {
-  limits_ = limits;
   uint64_t now = time_->NowNs();
   total_ = RateLimiter(limits.total, now);
   read_ = RateLimiter(limits.read, now);
@@ -68,21 +67,21 @@ RateLimiter* ThrottleGate::DirLimiter(ThrottleDir dir) {
 bool ThrottleGate::Admit(uint64_t bytes, ThrottleDir dir,
                          const std::function<void(uint64_t)>& wake) {
   if (unlimited_) return true;
-  uint64_t now = time_->NowNs();
-  RateLimiter* own = DirLimiter(dir);
-  // The request goes when both limits have its tokens; it waits for the later of the two.
-  uint64_t wait = std::max(total_.WaitNs(bytes, now), own ? own->WaitNs(bytes, now) : 0);
-  if (!waiting_ && wait == 0) {
-    (void)total_.TryConsume(bytes, now);  // both succeed: WaitNs said the tokens are there
-    if (own) (void)own->TryConsume(bytes, now);
-    return true;
-  }
-  ++throttled_;
-  if (!waiting_) {
+  if (!waiting_) {  // else it queues behind the request the timer is armed for
+    uint64_t now = time_->NowNs();
+    RateLimiter* own = DirLimiter(dir);
+    // The request goes when both limits have its tokens; it waits for the later of the two.
+    uint64_t wait = std::max(total_.WaitNs(bytes, now), own ? own->WaitNs(bytes, now) : 0);
+    if (wait == 0) {
+      (void)total_.TryConsume(bytes, now);  // both succeed: WaitNs said the tokens are there
+      if (own) (void)own->TryConsume(bytes, now);
+      return true;
+    }
     waiting_ = true;
     uint64_t epoch = epoch_;
     time_->RunAfter(wait, [wake, epoch] { wake(epoch); });
   }
+  ++throttled_;
   return false;
 }
 

@@ -57,9 +57,6 @@ class ThrottleGate {
   // retries its waiting requests itself.
   void Set(const ThrottleLimits& limits);
   void Set(const RateLimitParams& total) { Set(ThrottleLimits{total, {}, {}}); }
-  const ThrottleLimits& limits() const { return limits_; }
-  const RateLimitParams& params() const { return limits_.total; }
-  bool unlimited() const { return unlimited_; }
 
   // A request of `bytes` bytes (one operation) going `dir`: true when it may go (its tokens
   // taken from `total` and from its direction's limit). False: it must wait; `wake(epoch)` runs
@@ -89,7 +86,6 @@ class ThrottleGate {
   RateLimiter* DirLimiter(ThrottleDir dir);
 
   std::unique_ptr<ThrottleTime> time_;
-  ThrottleLimits limits_;
   RateLimiter total_;
   RateLimiter read_;
   RateLimiter write_;

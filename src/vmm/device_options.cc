@@ -168,6 +168,18 @@ Result<NetConfig> ParseNetOption(std::string_view text) {
   return net;
 }
 
+bool IsDiskSetting(const std::string& key) {
+  DiskThrottle scratch;
+  return key == "path" || key == "format" || key == "readonly" || key == "cache" ||
+         key == "serial" || key == "queues" || DiskThrottleField(key, scratch) != nullptr;
+}
+
+bool IsNetSetting(const std::string& key) {
+  Throttle scratch;
+  return key == "backend" || key == "tap" || key == "mac" || key == "hostfwd" ||
+         NetThrottleField(key, scratch) != nullptr;
+}
+
 Result<DiskConfig> DiskFromJson(const json& v, const std::string& base_dir) {
   if (!v.is_object()) return Err("each disk must be an object");
   DiskConfig disk;

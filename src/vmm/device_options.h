@@ -29,6 +29,11 @@ Result<NetConfig> ParseNetOption(std::string_view text);
 Result<DiskConfig> DiskFromJson(const nlohmann::json& v, const std::string& base_dir);
 Result<NetConfig> NetFromJson(const nlohmann::json& v);
 
+// The keys of a disk's or a NIC's JSON object (DiskFromJson, NetFromJson) other than "id":
+// what device_add takes for each driver.
+bool IsDiskSetting(const std::string& key);
+bool IsNetSetting(const std::string& key);
+
 // The checks ValidateVmConfig applies to each device (the message names the setting).
 Result<void> ValidateDisk(const DiskConfig& disk);
 Result<void> ValidateNet(const NetConfig& net);

@@ -85,22 +85,14 @@ Result<void> CheckDiskPath(const std::string& path) {
 
 Result<json> DeviceAdd(Machine& machine, const json& args) {
   const std::string driver = args["driver"].get<std::string>();
-  static constexpr std::array<const char*, 24> kDiskKeys = {
-      "path",   "format",     "readonly",     "cache",   "serial",      "queues",
-      "bps",    "bps_max",    "bps_burst",    "iops",    "iops_max",    "iops_burst",
-      "bps_rd", "bps_rd_max", "bps_rd_burst", "iops_rd", "iops_rd_max", "iops_rd_burst",
-      "bps_wr", "bps_wr_max", "bps_wr_burst", "iops_wr", "iops_wr_max", "iops_wr_burst"};
-  static constexpr std::array<const char*, 10> kNetKeys = {
-      "backend", "tap",       "mac", "hostfwd", "bps",
-      "bps_max", "bps_burst", "pps", "pps_max", "pps_burst"};
   DeviceAddRequest request;
-  std::span<const char* const> keys;
+  bool (*takes)(const std::string& key) = nullptr;  // the settings this driver takes
   if (driver == "virtio-blk-pci") {
     request.driver = HotplugDriver::kVirtioBlk;
-    keys = kDiskKeys;
+    takes = cli::IsDiskSetting;
   } else if (driver == "virtio-net-pci") {
     request.driver = HotplugDriver::kVirtioNet;
-    keys = kNetKeys;
+    takes = cli::IsNetSetting;
   } else {
     return Err("'" + driver +
                "' is not a valid device model name (kite hot-adds virtio-blk-pci and "
@@ -109,7 +101,7 @@ Result<json> DeviceAdd(Machine& machine, const json& args) {
   json settings = json::object();
   for (const auto& [key, value] : args.items()) {
     if (key == "driver" || key == "id" || key == "bus" || key == "addr") continue;
-    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+    if (!takes(key)) {
       return Err("Property '" + driver + "." + key + "' not found");
     }
     settings[key] = value;

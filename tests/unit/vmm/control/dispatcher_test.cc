@@ -473,6 +473,11 @@ TEST_F(DispatcherTest, DeviceAddDel_BadArguments_QemuTexts) {
               "GenericError", "Property 'virtio-blk-pci.tap' not found");
   ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","path":"/x"})"), "GenericError",
               "Property 'virtio-net-pci.path' not found");
+  // Rate limits: each driver takes its own kind (pps is a NIC's, the per-direction ones a disk's).
+  ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","pps":5})"), "GenericError",
+              "Property 'virtio-blk-pci.pps' not found");
+  ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","iops_rd":5})"), "GenericError",
+              "Property 'virtio-net-pci.iops_rd' not found");
   ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","drive":"d"})"),
               "GenericError", "Parameter 'drive' is unexpected");
   ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","bus":"pcie.1"})"),
