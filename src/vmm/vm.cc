@@ -232,6 +232,10 @@ Result<void> Vm::Resume() {
     TRY(vm_.SetClock(clock));
     held_clock_.reset();
   }
+  if (devices_held_) {
+    registry_.ResumeAll();
+    devices_held_ = false;
+  }
   control_.Set(VcpuControl::Want::kRun);
   return {};
 }
@@ -241,7 +245,7 @@ Result<nlohmann::json> Vm::SaveState() {
     return Err("the VM must be paused");
   }
   // Devices first: draining them may raise interrupts the irqchip state must hold (FC).
-  TRY(registry_.QuiesceAll());
+  if (!devices_held_) TRY(registry_.QuiesceAll());
   nlohmann::json out;
   auto saved = [&]() -> Result<void> {
     out["devices"] = TRY(registry_.SaveAll());
@@ -256,8 +260,11 @@ Result<nlohmann::json> Vm::SaveState() {
     }
     return {};
   }();
-  registry_.ResumeAll();
-  if (!saved) return std::move(saved).error();
+  if (!saved) {
+    if (!devices_held_) registry_.ResumeAll();
+    return std::move(saved).error();
+  }
+  devices_held_ = true;  // until Resume
   return out;
 }
 

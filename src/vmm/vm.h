@@ -133,6 +133,10 @@ class Vm {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   VcpuControl control_;
   std::optional<kvm_clock_data> held_clock_;  // the guest clock while paused
+  // The devices stay quiesced from a snapshot of the paused VM until Resume: a request the
+  // snapshot saved as not yet taken (one a rate limit held back) must not reach the disks
+  // while the VM stays paused, or the snapshot's disks no longer match its memory.
+  bool devices_held_ = false;
   bool started_ = false;
   bool restored_ = false;
   bool torn_down_ = false;
