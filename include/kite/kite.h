@@ -87,12 +87,28 @@ struct NetConfig {
   Throttle throttle{};               // bps=, pps=, ...: each direction (RX, TX) on its own
 };
 
+// How guest RAM is backed (--memory SIZE,hugepages=2M,prealloc=on,shared=on).
+struct MemoryBacking {
+  uint64_t hugepage_size = 0;  // 0: the host's normal pages; 2 MiB or 1 GiB (the hugetlb pool)
+  bool prealloc = false;       // every page faulted in at start: a short host fails there
+  bool shared = false;         // a memfd mapped shared (for another process, vhost-user)
+  bool operator==(const MemoryBacking&) const = default;
+};
+
 struct VmConfig {
   std::string kernel;  // ELF vmlinux (64-bit or PVH entry) or bzImage
   std::string initrd;  // empty: none
   std::string cmdline = "console=ttyS0 reboot=k panic=1";
   uint32_t cpus = 1;               // 1 .. kMaxCpus
-  uint64_t memory = 512ull << 20;  // bytes, a multiple of 4 KiB
+  uint64_t memory = 512ull << 20;  // bytes, a multiple of 4 KiB (of the huge page size)
+  MemoryBacking memory_backing{};
+  // Host CPUs per vCPU (--cpus N,pin=LIST; "cpu_affinity" in the JSON config): empty, or one
+  // non-empty list per vCPU. A vCPU thread runs only on its list.
+  std::vector<std::vector<uint32_t>> cpu_affinity;
+  // Host CPUs for kite's other threads (--emulator-pin LIST, libvirt's emulatorpin): the
+  // thread that builds the machine and every thread it starts; vCPUs without a list of their
+  // own keep the CPUs the process had. Empty: not pinned.
+  std::vector<uint32_t> emulator_affinity;
   SerialMode serial = SerialMode::kStdio;
   std::string serial_path;  // for SerialMode::kFile
   bool acpi = true;         // ACPI tables; false: MP table, no ACPI

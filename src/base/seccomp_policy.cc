@@ -262,6 +262,10 @@ void Control(Rules& r) {
   r.AllowArg("socket", 0, {AF_UNIX, AF_INET, AF_INET6});
   r.AllowArg("socketpair", 0, {AF_UNIX});
   r.Allow({"connect", "bind", "listen", "accept", "accept4"});
+  // Guest RAM made when a machine is built (a memfd when shared), and --emulator-pin: the
+  // building thread pins itself only (pid 0).
+  r.Allow({"memfd_create"});
+  r.AllowArg("sched_setaffinity", 0, {0});
   // dlopen of libslirp maps code.
   r.AllowMasked("mmap", 2, PROT_EXEC, PROT_EXEC);
   r.AllowMasked("mprotect", 2, PROT_EXEC, PROT_EXEC);

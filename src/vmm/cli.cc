@@ -16,6 +16,7 @@
 #include "base/unique_fd.h"
 #include "base/units.h"
 #include "vmm/device_options.h"
+#include "vmm/host_resources.h"
 
 namespace kite::cli {
 namespace {
@@ -27,12 +28,15 @@ struct OptionSpec {
   std::string_view name;
   bool takes_value;
 };
+// One option per line.
+// clang-format off
 constexpr OptionSpec kRunOptions[] = {
     {"--kernel", true},
     {"--initrd", true},
     {"--cmdline", true},
     {"--cpus", true},
     {"--memory", true},
+    {"--emulator-pin", true},
     {"--serial", true},
     {"--no-acpi", false},
     {"--on-reboot", true},
@@ -56,6 +60,7 @@ constexpr OptionSpec kRunOptions[] = {
     {"--cgroup", true},
     {"--rlimit", true},
 };
+// clang-format on
 
 bool IsJailOption(std::string_view name) {
   return name == "--jail" || name == "--jail-uid" || name == "--jail-gid" || name == "--netns" ||
@@ -168,6 +173,28 @@ Result<bool> JsonBool(const json& v, const std::string& key) {
   return v.get<bool>();
 }
 
+// [2, 3] (numbers) or "2-3" (a list as --emulator-pin takes it).
+Result<std::vector<uint32_t>> JsonCpuList(const json& v, const std::string& key) {
+  if (v.is_string()) return TRY_CTX(ParseCpuList(v.get<std::string>()), "key '" + key + "'");
+  if (!v.is_array()) return Err("key '" + key + "' must be a list of host CPUs");
+  std::string text;
+  for (const json& cpu : v) {
+    if (!cpu.is_number_unsigned()) return Err("key '" + key + "': CPUs are numbers from 0");
+    if (!text.empty()) text += ',';
+    text += std::to_string(cpu.get<uint64_t>());
+  }
+  if (text.empty()) return Err("key '" + key + "': an empty CPU list");
+  return TRY_CTX(ParseCpuList(text), "key '" + key + "'");
+}
+Result<std::vector<std::vector<uint32_t>>> JsonCpuLists(const json& v, const std::string& key) {
+  if (!v.is_array()) return Err("key '" + key + "' must be a list of CPU lists, one per vCPU");
+  std::vector<std::vector<uint32_t>> lists;
+  for (size_t i = 0; i < v.size(); ++i) {
+    lists.push_back(TRY(JsonCpuList(v[i], key + "[" + std::to_string(i) + "]")));
+  }
+  return lists;
+}
+
 Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::string& base_dir,
                           VmConfig& c) {
   if (key == "kernel") {
@@ -183,10 +210,15 @@ Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::stri
     if (v.is_number_unsigned()) {
       c.memory = v.get<uint64_t>();
     } else if (v.is_string()) {
-      c.memory = TRY_CTX(ParseSize(v.get<std::string>()), "key 'memory'");
+      TRY_CTX(ParseMemoryOption(v.get<std::string>(), c), "key 'memory'");
     } else {
-      return Err("key 'memory' must be a size string (\"512M\") or a number of bytes");
+      return Err("key 'memory' must be a size string (\"512M\", \"2G,hugepages=2M\") or a " +
+                 std::string("number of bytes"));
     }
+  } else if (key == "cpu_affinity") {
+    c.cpu_affinity = TRY(JsonCpuLists(v, key));
+  } else if (key == "emulator_affinity") {
+    c.emulator_affinity = TRY(JsonCpuList(v, key));
   } else if (key == "serial") {
     std::string s = TRY(JsonString(v, key));
     if (s.substr(0, 5) == "file:") s = "file:" + ResolvePath(s.substr(5), base_dir);
@@ -285,9 +317,11 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
   } else if (name == "--cmdline") {
     c.cmdline = value;
   } else if (name == "--cpus") {
-    c.cpus = TRY_CTX(ParseCpus(value), ctx);
+    TRY_CTX(ParseCpusOption(value, c), ctx);
   } else if (name == "--memory") {
-    c.memory = TRY_CTX(ParseSize(value), ctx);
+    TRY_CTX(ParseMemoryOption(value, c), ctx);
+  } else if (name == "--emulator-pin") {
+    c.emulator_affinity = TRY_CTX(ParseCpuList(value), ctx);
   } else if (name == "--serial") {
     TRY_CTX(ParseSerial(value, c), ctx);
   } else if (name == "--no-acpi") {
@@ -464,7 +498,11 @@ Options of kite run:
   --initrd PATH          initial ramdisk
   --cmdline STR          kernel command line (default "console=ttyS0 reboot=k panic=1")
   --cpus N               vCPUs, 1 to 254 (default 1)
+  --cpus N,pin=LIST      ... each vCPU on one host CPU of LIST (e.g. 4,pin=2-5)
   --memory SIZE          guest RAM, e.g. 512M, 2G (default 512M)
+  --memory SIZE,hugepages=2M|1G,prealloc=on,shared=on
+                         ... from the huge page pool, faulted in at start, a shared memfd
+  --emulator-pin LIST    run kite's threads other than the vCPUs on these host CPUs
   --serial MODE          stdio (default), file:PATH or none; Ctrl-A x quits on stdio
   --no-acpi              describe the machine with an MP table instead of ACPI
   --on-reboot ACTION     exit (default, status 2) or restart when the guest resets

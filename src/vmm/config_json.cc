@@ -2,6 +2,8 @@
 // vmm/device_options.cc, and every key here must be one they accept.
 #include "vmm/config_json.h"
 
+#include "vmm/host_resources.h"
+
 namespace kite {
 namespace {
 
@@ -66,7 +68,8 @@ json ConfigToJson(const VmConfig& c) {
               {"initrd", c.initrd},
               {"cmdline", c.cmdline},
               {"cpus", c.cpus},
-              {"memory", c.memory},
+              {"memory",
+               c.memory_backing == MemoryBacking{} ? json(c.memory) : json(FormatMemoryOption(c))},
               {"serial", SerialText(c)},
               {"acpi", c.acpi},
               {"on_reboot", c.on_reboot == OnReboot::kRestart ? "restart" : "exit"},
@@ -79,6 +82,8 @@ json ConfigToJson(const VmConfig& c) {
               {"transport", c.transport == VirtioTransportKind::kPci ? "pci" : "mmio"},
               {"paused", c.start_paused}};
   if (!c.pci_slots.empty()) out["pci_slots"] = c.pci_slots;
+  if (!c.cpu_affinity.empty()) out["cpu_affinity"] = c.cpu_affinity;
+  if (!c.emulator_affinity.empty()) out["emulator_affinity"] = c.emulator_affinity;
   if (c.unplug_timeout_ms != VmConfig{}.unplug_timeout_ms) {
     out["unplug_timeout_ms"] = c.unplug_timeout_ms;
   }

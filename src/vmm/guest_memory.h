@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace kite {
 
@@ -39,9 +40,18 @@ struct MemoryRegion {
 
 class GuestMemory {
  public:
-  // Maps anonymous memory (MAP_NORESERVE, lazily populated) for `size` bytes of RAM laid out
-  // below and above the 32-bit MMIO hole [kMmioHoleStart, 4 GiB) — see vmm/layout.h.
-  static Result<GuestMemory> Create(uint64_t size);
+  // How the RAM is backed (VmConfig::memory_backing).
+  struct Backing {
+    uint64_t hugepage_size = 0;  // 0, 2 MiB or 1 GiB: pages from the host's hugetlb pool
+    bool prealloc = false;       // fault every page in now (MADV_POPULATE_WRITE)
+    bool shared = false;         // a memfd mapped MAP_SHARED (memfd())
+  };
+  // Maps memory for `size` bytes of RAM laid out below and above the 32-bit MMIO hole
+  // [kMmioHoleStart, 4 GiB) — see vmm/layout.h. By default anonymous, MAP_NORESERVE and
+  // populated lazily. Huge pages are reserved now: a pool too small for the guest is an error
+  // here (naming the pool), never a SIGBUS when the guest first touches a page.
+  static Result<GuestMemory> Create(uint64_t size, const Backing& backing);
+  static Result<GuestMemory> Create(uint64_t size) { return Create(size, Backing()); }
   // Wraps memory the caller owns (tests, snapshot restore with a file mapping). Regions must
   // not overlap; they are not unmapped by the destructor.
   static Result<GuestMemory> FromRegions(std::vector<MemoryRegion> regions);
@@ -63,6 +73,9 @@ class GuestMemory {
   // memory). A snapshot must never be written over it (BAD_INPUTS.md C13).
   const std::string& backing_path() const { return backing_path_; }
   uint64_t total_size() const;
+  // The memfd of shared memory (Backing::shared), -1 otherwise; regions lie in it one after
+  // another, each at an offset aligned to the page size.
+  int memfd() const { return memfd_.get(); }
   // One past the highest guest-physical RAM address.
   GuestAddr end() const;
 
@@ -97,6 +110,8 @@ class GuestMemory {
 
   std::vector<MemoryRegion> regions_;  // sorted by guest_base
   bool owned_ = false;
+  uint64_t map_align_ = 4096;  // munmap lengths are rounded up to this (the huge page size)
+  UniqueFd memfd_;
   std::string backing_path_;
 };
 

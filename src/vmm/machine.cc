@@ -33,7 +33,7 @@ Result<void> Machine::Impl::Boot(bool paused) {
     old = std::move(vm);
   }
   old.reset();  // stop and free the previous VM before mapping new guest memory
-  std::unique_ptr<Vm> fresh = TRY(Vm::Build(config, created));
+  std::unique_ptr<Vm> fresh = TRY(Vm::Build(config, created, placement));
   TRY(fresh->Boot());
   TRY(fresh->Start());
   return Install(std::move(fresh), paused, RunState::kPrelaunch);
@@ -118,6 +118,7 @@ Result<std::unique_ptr<Machine>> Machine::Create(const VmConfig& config) {
   TRY(ValidateVmConfig(config));
   auto impl = std::make_unique<Impl>();
   impl->config = config;
+  impl->placement = TRY(PlaceThreads(config));  // before the machine's threads start
   impl->MakeJobs();
   impl->StartHotplugThread();
   return std::unique_ptr<Machine>(new Machine(std::move(impl)));

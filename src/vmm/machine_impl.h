@@ -31,6 +31,7 @@ struct Machine::Impl {
   VmConfig config;  // as given, with host quirks applied to the cmdline by Start()
   bool quirks_applied = false;
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+  ThreadPlacement placement;  // where the vCPU threads go (PlaceThreads, at creation)
 
   std::mutex control;
   mutable std::mutex mutex;

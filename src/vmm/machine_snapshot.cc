@@ -206,7 +206,16 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
     return Err(dir + ": memory: the file holds " + std::to_string(layout.file_size) +
                " bytes but the config says " + std::to_string(config.memory));
   }
-  GuestMemory memory = TRY(snapshot::MapMemoryFile(dir + "/" + snapshot::kMemoryFileName, layout));
+  // Plain RAM maps the file copy-on-write (pages are read as the guest touches them); RAM from
+  // huge pages, preallocated or shared is made as at boot and the file copied into it.
+  const std::string memory_file = dir + "/" + snapshot::kMemoryFileName;
+  GuestMemory memory;
+  if (config.memory_backing == MemoryBacking{}) {
+    memory = TRY(snapshot::MapMemoryFile(memory_file, layout));
+  } else {
+    memory = TRY_CTX(CreateGuestMemory(config), dir + ": guest memory");
+    TRY(snapshot::LoadMemoryFile(memory_file, layout, memory));
+  }
   if (options.disk_overlays) {
     TRY(MakeOverlays(config, TRY(MakeOverlayDir(options.overlay_parent))));
   }
@@ -215,9 +224,11 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
   impl->config = config;
   impl->quirks_applied = true;  // the command line is the snapshot's, already adapted
   impl->state = RunState::kRestoreVm;
+  impl->placement = TRY_CTX(PlaceThreads(config), dir);
   impl->MakeJobs();
   impl->StartHotplugThread();
-  std::unique_ptr<Vm> vm = TRY(Vm::Build(config, impl->created, std::move(memory)));
+  std::unique_ptr<Vm> vm =
+      TRY(Vm::Build(config, impl->created, impl->placement, std::move(memory)));
   TRY_CTX(CheckDiskSizes(DiskIdentities(vm->registry()), body["disks"]), dir);
   TRY_CTX(vm->Restore(body, /*clock_realtime=*/true), dir);
   TRY(vm->Start());

@@ -11,6 +11,7 @@
 #include "base/seccomp.h"
 #include "base/units.h"
 #include "vmm/emulation_fallbacks.h"
+#include "vmm/host_resources.h"
 
 namespace kite {
 namespace {
@@ -90,7 +91,15 @@ void Vcpu::Loop() {
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   std::string name = "kite-vcpu" + std::to_string(fd_.index());
   pthread_setname_np(pthread_self(), name.c_str());
+  // Before the filter, which does not allow it.
+  Result<void> pinned = env_.affinity.empty() ? Result<void>() : PinThisThread(env_.affinity);
   seccomp::Confine(seccomp::ThreadKind::kVcpu);
+  if (!pinned) {
+    env_.end_vm(
+        {VmEnd::kError, "vCPU " + std::to_string(fd_.index()) + ": " + pinned.error().message()});
+    env_.control->Exited();
+    return;
+  }
   thread_id_.store(static_cast<int64_t>(::gettid()));
 
   VcpuControl& control = *env_.control;

@@ -56,6 +56,7 @@ struct VcpuEnv {
   VcpuControl* control = nullptr;
   std::function<void(VmOutcome)> end_vm;  // thread-safe; the first call wins
   bool count_stats = false;
+  std::vector<uint32_t> affinity;  // host CPUs for the vCPU thread; empty: as inherited
 };
 
 class Vcpu {

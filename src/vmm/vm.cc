@@ -26,6 +26,14 @@ constexpr uint64_t kTssAddr = 0xfeffd000;
 
 }  // namespace
 
+Result<GuestMemory> CreateGuestMemory(const VmConfig& config) {
+  GuestMemory::Backing backing;
+  backing.hugepage_size = config.memory_backing.hugepage_size;
+  backing.prealloc = config.memory_backing.prealloc;
+  backing.shared = config.memory_backing.shared;
+  return GuestMemory::Create(config.memory, backing);
+}
+
 Vm::Vm(const VmConfig& config, KvmSystem kvm, VmFd vm, GuestMemory memory)
     : config_(config),
       kvm_(std::move(kvm)),
@@ -40,12 +48,14 @@ Vm::~Vm() {
 
 Result<std::unique_ptr<Vm>> Vm::Build(const VmConfig& config,
                                       std::chrono::steady_clock::time_point start,
+                                      const ThreadPlacement& placement,
                                       std::optional<GuestMemory> memory) {
   TRY(ValidateVmConfig(config));
   KvmSystem kvm = TRY(KvmSystem::Open());
   VmFd vm_fd = TRY(kvm.CreateVm());
-  if (!memory) memory = TRY_CTX(GuestMemory::Create(config.memory), "guest memory");
+  if (!memory) memory = TRY_CTX(CreateGuestMemory(config), "guest memory");
   std::unique_ptr<Vm> vm(new Vm(config, std::move(kvm), std::move(vm_fd), std::move(*memory)));
+  vm->placement_ = placement;
   vm->supported_cpuid_ = TRY(vm->kvm_.GetSupportedCpuid());
   vm->msr_indices_ = SerializableMsrs(TRY(vm->kvm_.GetMsrIndexList()));
   vm->host_ = QueryHostKvm(vm->vm_);
@@ -145,6 +155,7 @@ Result<void> Vm::CreateVcpus() {
     env.control = &control_;
     env.end_vm = [this](VmOutcome outcome) { RequestEnd(std::move(outcome)); };
     env.count_stats = config_.stats;
+    if (i < placement_.vcpus.size()) env.affinity = placement_.vcpus[i];
     vcpus_.push_back(std::make_unique<Vcpu>(std::move(fd), std::move(env)));
   }
   return {};

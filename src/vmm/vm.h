@@ -33,6 +33,7 @@
 #include "vmm/device_registry.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_memory.h"
+#include "vmm/host_resources.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_state.h"
 #include "vmm/vcpu.h"
@@ -45,13 +46,18 @@ class VmPci;       // vm_pci.h
 // The outcome detail of Ctrl-A x on the console (QMP SHUTDOWN reason "host-ui").
 inline constexpr const char* kConsoleQuit = "quit from the console";
 
+// Fresh guest RAM of config.memory bytes, backed as config.memory_backing says.
+Result<GuestMemory> CreateGuestMemory(const VmConfig& config);
+
 class Vm {
  public:
   // `config` is validated; its cmdline is used as given (host quirks are applied by the caller).
-  // `start` is kite's start time (boot markers are reported relative to it). `memory`: guest
-  // RAM to use (a snapshot's memory file, mapped); by default fresh anonymous memory.
+  // `start` is kite's start time (boot markers are reported relative to it). `placement`: the
+  // host CPUs of each vCPU thread (PlaceThreads). `memory`: guest RAM to use (a snapshot's
+  // memory file, mapped); by default fresh memory backed as config.memory_backing says.
   static Result<std::unique_ptr<Vm>> Build(const VmConfig& config,
                                            std::chrono::steady_clock::time_point start,
+                                           const ThreadPlacement& placement,
                                            std::optional<GuestMemory> memory = std::nullopt);
   ~Vm();
   Vm(const Vm&) = delete;
@@ -131,6 +137,7 @@ class Vm {
   ResourceAllocator allocator_;
   std::unique_ptr<VmDevices> devices_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  ThreadPlacement placement_;
   VcpuControl control_;
   std::optional<kvm_clock_data> held_clock_;  // the guest clock while paused
   // The devices stay quiesced from a snapshot of the paused VM until Resume: a request the

@@ -6,6 +6,7 @@
 #include "kite/kite.h"
 #include "vmm/cpuid.h"
 #include "vmm/device_options.h"
+#include "vmm/host_resources.h"
 
 #ifndef KITE_VERSION
 #define KITE_VERSION "unknown"
@@ -30,6 +31,7 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
   if (c.memory % 4096 != 0) {
     return Err("memory: " + std::to_string(c.memory) + " bytes is not a multiple of 4 KiB");
   }
+  TRY(ValidateHostResources(c));
   if (c.serial == SerialMode::kFile && c.serial_path.empty()) {
     return Err("serial: file mode needs a path (file:PATH)");
   }

@@ -104,6 +104,25 @@ Result<json> QueryMemorySizeSummary(Machine& machine, const json&) {
   return json{{"base-memory", machine.config().memory}, {"plugged-memory", 0}};
 }
 
+// QEMU's Memdev (qapi/machine.json) for the one RAM backend, plus memory-backend-memfd's
+// "hugetlb" and "hugetlbsize". kite never asks for KSM merging nor excludes RAM from dumps;
+// "reserve": the RAM is reserved when made (huge pages), not MAP_NORESERVE.
+Result<json> QueryMemdev(Machine& machine, const json&) {
+  const VmConfig& c = machine.config();
+  const MemoryBacking& b = c.memory_backing;
+  return json::array({json{{"id", "ram"},
+                           {"size", c.memory},
+                           {"merge", false},
+                           {"dump", true},
+                           {"prealloc", b.prealloc},
+                           {"share", b.shared},
+                           {"reserve", b.hugepage_size != 0},
+                           {"host-nodes", json::array()},
+                           {"policy", "default"},
+                           {"hugetlb", b.hugepage_size != 0},
+                           {"hugetlbsize", b.hugepage_size}}});
+}
+
 Result<json> QueryBlock(Machine& machine, const json&) {
   json list = json::array();
   for (const BlockInfo& block : machine.Blocks()) list.push_back(BlockJson(block));
@@ -186,6 +205,7 @@ const CommandSpec kCommands[] = {
     {"query-kvm", {}, kFast, kAnyState, "", QueryKvm},
     {"query-cpus-fast", {}, kFast, kAnyState, "", QueryCpusFast},
     {"query-memory-size-summary", {}, kFast, kAnyState, "", QueryMemorySizeSummary},
+    {"query-memdev", {}, kFast, kAnyState, "", QueryMemdev},
     {"query-block", {}, kFast, kAnyState, "", QueryBlock},
     {"query-blockstats", kBlockstatsArgs, kFast, kAnyState, "", QueryBlockstats},
     {"x-query-kite-stats", {}, kFast, kAnyState, "", QueryKiteStats},

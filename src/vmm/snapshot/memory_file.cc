@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -175,6 +176,38 @@ Result<MemoryFileLayout> MemoryLayoutFromJson(const json& value) {
                " is not the sum of the region sizes (" + std::to_string(next_offset) + ")");
   }
   return layout;
+}
+
+Result<void> LoadMemoryFile(const std::string& path, const MemoryFileLayout& layout,
+                            const GuestMemory& memory) {
+  std::span<const MemoryRegion> regions = memory.regions();
+  bool same = regions.size() == layout.regions.size();
+  for (size_t i = 0; same && i < regions.size(); ++i) {
+    same = regions[i].guest_base.value == layout.regions[i].gpa &&
+           regions[i].size == layout.regions[i].size;
+  }
+  if (!same) return Err("memory file " + path + ": its regions are not the guest's RAM layout");
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return SysErr("opening memory file " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return SysErr("stat of memory file " + path);
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != layout.file_size) {
+    return Err("memory file " + path + ": not a regular file of " +
+               std::to_string(layout.file_size) + " bytes");
+  }
+  for (size_t i = 0; i < regions.size(); ++i) {
+    uint64_t done = 0;
+    while (done < regions[i].size) {
+      size_t chunk = static_cast<size_t>(std::min<uint64_t>(regions[i].size - done, 1ull << 30));
+      ssize_t got = ::pread(fd.get(), regions[i].host + done, chunk,
+                            static_cast<off_t>(layout.regions[i].offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return SysErr("reading memory file " + path);
+      if (got == 0) return Err("memory file " + path + ": shorter than its regions");
+      done += static_cast<uint64_t>(got);
+    }
+  }
+  return {};
 }
 
 Result<GuestMemory> MapMemoryFile(const std::string& path, const MemoryFileLayout& layout) {

@@ -66,6 +66,11 @@ Result<MemoryFileLayout> MemoryLayoutFromJson(const nlohmann::json& value);
 // The file must stay unchanged while the memory lives.
 Result<GuestMemory> MapMemoryFile(const std::string& path, const MemoryFileLayout& layout);
 
+// Copies the file into `memory` (RAM made as at boot: huge pages, preallocated or shared),
+// whose regions must be the layout's (same addresses and sizes).
+Result<void> LoadMemoryFile(const std::string& path, const MemoryFileLayout& layout,
+                            const GuestMemory& memory);
+
 // True when the 4 KiB page at `page` holds only zeros.
 bool IsZeroPage(const uint8_t* page);
 

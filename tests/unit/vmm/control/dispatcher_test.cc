@@ -177,6 +177,14 @@ TEST_F(DispatcherTest, QueryName_Kvm_MemorySummary) {
             json({{"enabled", true}, {"present", true}}));
   EXPECT_EQ(Negotiated(R"({"execute":"query-memory-size-summary"})")["return"],
             json({{"base-memory", 256ull << 20}, {"plugged-memory", 0}}));
+  json memdev = Negotiated(R"({"execute":"query-memdev"})")["return"];
+  ASSERT_EQ(memdev.size(), 1u) << memdev;
+  EXPECT_EQ(memdev[0]["id"], "ram");
+  EXPECT_EQ(memdev[0]["size"], 256ull << 20);
+  EXPECT_EQ(memdev[0]["prealloc"], false);
+  EXPECT_EQ(memdev[0]["share"], false);
+  EXPECT_EQ(memdev[0]["hugetlb"], false);
+  EXPECT_EQ(memdev[0]["policy"], "default");
 }
 
 TEST_F(DispatcherTest, ListQueries_Arrays) {
