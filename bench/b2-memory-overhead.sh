@@ -7,6 +7,12 @@
 # Guest RAM is recognised as the mappings at least as large as the guest's memory (128 MiB);
 # everything else is the VMM's own (code, heap, stacks, libraries, device buffers).
 #
+# A second table does the same with guest RAM from 2 MiB huge pages (kite --memory
+# 128M,hugepages=2M; QEMU memory-backend-memfd,hugetlb=on,hugetlbsize=2M): hugetlb pages are not
+# in Rss, so the overhead is the VMM's own pages either way, and the table also shows the
+# hugetlb kB the guest's RAM took. The pages are added to the host's pool for the run (root)
+# and taken back; without them the table says why it is missing (HUGEPAGES=0 leaves it out).
+#
 # Usage: bench/b2-memory-overhead.sh [runs]    (default 5)
 # Env:   BUILD, KITE, GUEST (serial_echo.elf), QEMU, SETTLE (seconds after "ready", default 1)
 set -euo pipefail
@@ -27,6 +33,11 @@ die() { echo "b2: $*" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# hugetlb_kib <pid>: the huge pages the process maps (the guest's RAM when on huge pages).
+hugetlb_kib() {
+  awk '/^(Private|Shared)_Hugetlb:/ { t += $2 } END { print t + 0 }' "/proc/$1/smaps"
+}
 
 # overhead_kib <pid>: total Rss minus the Rss of mappings >= the guest's RAM size.
 overhead_kib() {
@@ -56,6 +67,7 @@ measure() {
   grep -q "serial_echo: ready" "$out" || { kill "$pid"; die "$name: guest never got ready"; }
   sleep "$settle"
   kib=$(overhead_kib "$pid")
+  [[ -z ${HUGE_LOG:-} ]] || hugetlb_kib "$pid" >>"$HUGE_LOG"
   printf 'q' >&3
   exec 3>&-
   for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -78,4 +90,33 @@ awk -v k="$kite_kib" -v q="$qemu_kib" -v n="$runs" -v m="$mem_mib" 'BEGIN {
   printf "B2 VMM memory overhead (serial_echo guest, %d MiB, %d runs, medians)\n", m, n
   printf "  kite  %8.2f MiB   (target <= 2 MiB)\n", k / 1024
   printf "  qemu  %8.2f MiB   (microvm, KVM)\n", q / 1024
+  printf "  ratio %8.1fx      qemu/kite\n", q / k }'
+
+# --- the same with guest RAM from 2 MiB huge pages ---
+[[ ${HUGEPAGES:-1} == 1 ]] || exit 0
+pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+need=$((mem_mib / 2 + 8))
+orig=$(cat "$pool" 2>/dev/null || echo 0)
+if ! { echo $((orig + need)) >"$pool"; } 2>/dev/null || (($(cat "$pool") < orig + need)); then
+  echo "B2 with huge pages: not measured (cannot add $need pages to $pool: root needed)"
+  exit 0
+fi
+trap 'echo "$orig" >"$pool"; rm -rf "$work"' EXIT
+HUGE_LOG=$work/huge
+kite_cmd=("$kite" run --kernel "$guest" --memory ${mem_mib}M,hugepages=2M --serial stdio)
+qemu_cmd=("$qemu" -M microvm,x-option-roms=off,rtc=off,memory-backend=mem -accel kvm
+  -m ${mem_mib}M -object memory-backend-memfd,id=mem,size=${mem_mib}M,hugetlb=on,hugetlbsize=2M
+  -nodefaults -no-user-config -nographic -serial stdio -kernel "$guest"
+  -device isa-debug-exit,iobase=0xf4,iosize=4)
+: >"$HUGE_LOG"
+kite_kib=$(for ((r = 0; r < runs; r++)); do measure kite "${kite_cmd[@]}"; done | median)
+kite_huge=$(median <"$HUGE_LOG")
+: >"$HUGE_LOG"
+qemu_kib=$(for ((r = 0; r < runs; r++)); do measure qemu "${qemu_cmd[@]}"; done | median)
+qemu_huge=$(median <"$HUGE_LOG")
+awk -v k="$kite_kib" -v q="$qemu_kib" -v kh="$kite_huge" -v qh="$qemu_huge" -v n="$runs" \
+  -v m="$mem_mib" 'BEGIN {
+  printf "B2 with guest RAM on 2 MiB huge pages (%d MiB, %d runs, medians)\n", m, n
+  printf "  kite  %8.2f MiB overhead   guest RAM on huge pages: %6.1f MiB\n", k / 1024, kh / 1024
+  printf "  qemu  %8.2f MiB overhead   guest RAM on huge pages: %6.1f MiB\n", q / 1024, qh / 1024
   printf "  ratio %8.1fx      qemu/kite\n", q / k }'

@@ -7,7 +7,9 @@
 # Usage: bench/b3-linux-boot.sh [runs]          (default 1: a boot takes minutes when KVM is
 #                                                 emulated; use >= 5 on real hardware)
 # Env:   BUILD, KITE, KITE_GUEST_KERNEL (else guest-firmware/linux/guest-kernel.sh),
-#        TIMEOUT (seconds per boot, default 900)
+#        TIMEOUT (seconds per boot, default 900),
+#        KITE_ARGS (more kite options, e.g. "--cpus 1,pin=1 --emulator-pin 0" for the boot with
+#        the vCPU and kite's other threads pinned to different host CPUs)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,7 +39,7 @@ boot_once() {
   local out=$work/out.$1 err=$work/err.$1 t0 pid
   t0=$(date +%s%N)
   "$kite" run --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" --cpus 1 \
-    --memory 128M --serial stdio --stats </dev/null >"$out" 2>"$err" &
+    --memory 128M --serial stdio --stats ${KITE_ARGS:-} </dev/null >"$out" 2>"$err" &
   pid=$!
   local seen=""
   while kill -0 "$pid" 2>/dev/null; do
@@ -71,6 +73,7 @@ median=$(printf '%s\n' "${times[@]}" | sort -n |
 
 echo "B3 Linux boot to init ($(basename "$kernel"), 1 vCPU, 128 MiB, $runs run(s))"
 echo "  waited for: $marker"
+[[ -z ${KITE_ARGS:-} ]] || echo "  kite options added: $KITE_ARGS"
 echo "  times (s):  ${times[*]}"
 echo "  median:     $median s"
 echo "  kite --stats of the last boot (stderr):"

@@ -17,6 +17,8 @@
 # no non-blocking I/O, so io_uring hands every request to a kernel worker thread there, and
 # the figure is that hand-off, not the device path (B5_DIR chooses another directory).
 # Each case runs RUNS times (default 5); medians are shown. Target: >= 500k requests/s per core.
+# PIN=CPULIST runs both sides under `taskset -c CPULIST` (the figure with pinning: run it once
+# without PIN and once with, e.g. PIN=1, as kite's --emulator-pin would place its I/O threads).
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -26,6 +28,8 @@ COUNT=${COUNT:-200000}
 DEPTH=32
 SIZE_MB=256
 DIR=${B5_DIR:-$BUILD/b5-data.$$}
+pin=()
+[[ -z ${PIN:-} ]] || pin=(taskset -c "$PIN")
 
 [[ -x $B5 ]] || { echo "b5_virtio_blk not found at $B5 (build it first)" >&2; exit 1; }
 command -v fio >/dev/null || { echo "fio missing" >&2; exit 1; }
@@ -40,7 +44,7 @@ field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 fio_run() {
   local img="$DIR/raw.img"
   [[ -f $img ]] || dd if=/dev/zero of="$img" bs=1M count=$SIZE_MB status=none
-  fio --name=b5 --filename="$img" --ioengine=io_uring --rw="$1" --bs=4k --iodepth=$DEPTH --invalidate=0 \
+  "${pin[@]}" fio --name=b5 --filename="$img" --ioengine=io_uring --rw="$1" --bs=4k --iodepth=$DEPTH --invalidate=0 \
       --size=${SIZE_MB}M --number_ios="$COUNT" --output-format=json 2>/dev/null |
     python3 -c 'import json,sys
 j = json.load(sys.stdin)["jobs"][0]
@@ -49,7 +53,8 @@ cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0
 print(int(iops), int(iops / cpu) if cpu > 0 else 0)'
 }
 
-printf '%-34s %12s %12s %8s  %s\n' case kite fio ratio "(median of $RUNS; requests/s)"
+printf '%-34s %12s %12s %8s  %s\n' case kite fio ratio \
+  "(median of $RUNS; requests/s${PIN:+; both pinned to CPU $PIN})"
 row() { awk -v n="$1" -v k="$2" -v p="$3" 'BEGIN { printf "%-34s %12d %12d %7.2fx\n", n, k, p, k / p }'; }
 img="$DIR/raw.img"
 dd if=/dev/zero of="$img" bs=1M count=$SIZE_MB status=none
@@ -60,10 +65,10 @@ for mode in read write; do
   rw=rand$mode
   mem_rps=() mem_core=() raw_rps=() raw_core=() fio_rps=() fio_core=()
   for ((i = 0; i < RUNS; i++)); do
-    line=$("$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB --disk mem)
+    line=$("${pin[@]}" "$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB --disk mem)
     mem_rps+=("$(field rps <<<"$line")")
     mem_core+=("$(field rps_per_core <<<"$line")")
-    line=$("$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB --disk "$img")
+    line=$("${pin[@]}" "$B5" --mode $mode --count "$COUNT" --depth $DEPTH --size-mb $SIZE_MB --disk "$img")
     raw_rps+=("$(field rps <<<"$line")")
     raw_core+=("$(field rps_per_core <<<"$line")")
     read -r a b < <(fio_run $rw)
