@@ -164,7 +164,7 @@ struct Rig {
 };
 
 bool SetUp(Rig* rig, bool mrg) {
-  auto backend = OpenTapBackend({.name = kTapName}, &rig->loop);
+  auto backend = OpenTapBackend({.name = kTapName, .bridge = ""}, &rig->loop);
   if (!backend) {
     std::fprintf(stderr, "b6: %s (B6 needs root: CAP_NET_ADMIN and /dev/net/tun)\n",
                  backend.error().message().c_str());

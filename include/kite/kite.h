@@ -80,7 +80,10 @@ struct DiskConfig {
 enum class NetBackendKind { kTap, kUser };
 struct NetConfig {
   NetBackendKind backend = NetBackendKind::kUser;
-  std::string tap;                   // interface name (kTap); created when missing and allowed
+  std::string tap;  // interface name (kTap); created when missing and allowed
+  // kTap: an existing bridge the tap joins (--net tap[=NAME],bridge=BR). kite then makes the
+  // tap itself (the kernel names it when NAME is not given) and it is gone when kite ends.
+  std::string bridge;
   std::string mac;                   // "52:54:00:12:34:56"; empty: generated
   std::vector<std::string> hostfwd;  // kUser: QEMU hostfwd rules, "tcp::2222-:22"
   std::string id;                    // the device id; empty: net0, net1, ...

@@ -116,8 +116,8 @@ constexpr std::initializer_list<unsigned long> kVmIoctls = {
 constexpr std::initializer_list<unsigned long> kTapRunIoctls = {TUNSETOFFLOAD};
 // Opening a tap and bringing it up; a block device's size; discard and write-zeroes.
 constexpr std::initializer_list<unsigned long> kHostDeviceIoctls = {
-    TUNSETIFF,    TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS,
-    SIOCGIFINDEX, BLKGETSIZE64,    BLKDISCARD,    BLKZEROOUT,   BLKSSZGET,
+    TUNSETIFF,    TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX,
+    BLKGETSIZE64, BLKDISCARD,      BLKZEROOUT,    BLKSSZGET,    SIOCBRADDIF,
 };
 // Sockets and terminals: asio's non-blocking switch, the raw console.
 constexpr std::initializer_list<unsigned long> kFdIoctls = {FIONBIO, FIONREAD, FIOCLEX};

@@ -86,6 +86,9 @@ class NetBackend {
 
 struct TapOptions {
   std::string name;  // interface name; created when missing and permitted
+  // A bridge to attach the tap to (SIOCBRADDIF). The tap must be new: kite makes it (the
+  // kernel names it when `name` is empty), and it leaves the bridge when kite closes it.
+  std::string bridge;
 };
 Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
                                                    asio::io_context* loop);

@@ -27,6 +27,7 @@
 // thread that activates the device).
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -36,6 +37,7 @@
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <cerrno>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -70,6 +72,28 @@ Result<void> BringUp(const std::string& name) {
   if (ioctl(sock.get(), SIOCGIFFLAGS, &ifr) < 0) return SysErr("SIOCGIFFLAGS");
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
   if (ioctl(sock.get(), SIOCSIFFLAGS, &ifr) < 0) return SysErr("SIOCSIFFLAGS");
+  return {};
+}
+
+Result<void> CheckBridgeExists(const std::string& bridge) {
+  if (if_nametoindex(bridge.c_str()) == 0) {
+    return Err("bridge '" + bridge + "' does not exist (ip link add " + bridge + " type bridge)");
+  }
+  return {};
+}
+
+// Makes `tap` a port of `bridge` (what `ip link set TAP master BR` does, by ioctl).
+Result<void> AttachToBridge(const std::string& tap, const std::string& bridge) {
+  UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock) return SysErr("socket");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, bridge.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_ifindex = static_cast<int>(if_nametoindex(tap.c_str()));
+  if (ifr.ifr_ifindex == 0) return SysErr("tap " + tap + ": no interface index");
+  if (ioctl(sock.get(), SIOCBRADDIF, &ifr) < 0) {
+    if (errno == EOPNOTSUPP) return Err("'" + bridge + "' is not a bridge");
+    return SysErr("tap " + tap + ": joining bridge " + bridge + " (SIOCBRADDIF)");
+  }
   return {};
 }
 
@@ -292,6 +316,13 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
   if (loop == nullptr) return Err("tap: no event loop");
   if (options.name.size() >= IFNAMSIZ) return Err("tap '" + options.name + "': name too long");
   bool exists = !options.name.empty() && if_nametoindex(options.name.c_str()) != 0;
+  if (!options.bridge.empty()) {
+    TRY(CheckBridgeExists(options.bridge));
+    if (exists) {
+      return Err("tap '" + options.name + "' exists already: with bridge= kite makes a tap of " +
+                 "its own (leave the name out, or give a new one)");
+    }
+  }
   UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (!fd) return SysErr("tap: opening /dev/net/tun");
   ifreq ifr{};
@@ -320,6 +351,7 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
     offloads = kNetOffloadFeatures;
   }
   if (ioctl(fd.get(), TUNSETOFFLOAD, 0) < 0) return SysErr("tap " + name + ": TUNSETOFFLOAD");
+  if (!options.bridge.empty()) TRY(AttachToBridge(name, options.bridge));
   if (!exists) {
     Result<void> up = BringUp(name);
     if (!up)

@@ -50,6 +50,7 @@ json DiskToJson(const DiskConfig& d) {
 json NetToJson(const NetConfig& n) {
   json out = {{"backend", n.backend == NetBackendKind::kTap ? "tap" : "user"}};
   if (!n.tap.empty()) out["tap"] = n.tap;
+  if (!n.bridge.empty()) out["bridge"] = n.bridge;
   if (!n.mac.empty()) out["mac"] = n.mac;
   if (!n.hostfwd.empty()) out["hostfwd"] = n.hostfwd;
   if (!n.id.empty()) out["id"] = n.id;  // empty: the default name (net0, net1, ...)

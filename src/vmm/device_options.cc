@@ -120,11 +120,12 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
   if (first && kv.key == "user" && !kv.has_value) {
     net.backend = NetBackendKind::kUser;
   } else if (first && kv.key == "tap") {
-    if (!kv.has_value) return Err("tap needs an interface name (tap=NAME)");
     net.backend = NetBackendKind::kTap;
-    net.tap = kv.value;
+    net.tap = kv.value;  // "tap" alone: a tap the kernel names (with bridge=)
+  } else if (kv.key == "bridge" && kv.has_value) {
+    net.bridge = kv.value;
   } else if (first) {
-    return Err("'" + kv.key + "': a network starts with user or tap=NAME");
+    return Err("'" + kv.key + "': a network starts with user, tap=NAME or tap (with bridge=)");
   } else if (kv.key == "mac" && kv.has_value) {
     net.mac = kv.value;
   } else if (kv.key == "hostfwd" && kv.has_value) {
@@ -176,7 +177,7 @@ bool IsDiskSetting(const std::string& key) {
 
 bool IsNetSetting(const std::string& key) {
   Throttle scratch;
-  return key == "backend" || key == "tap" || key == "mac" || key == "hostfwd" ||
+  return key == "backend" || key == "tap" || key == "bridge" || key == "mac" || key == "hostfwd" ||
          NetThrottleField(key, scratch) != nullptr;
 }
 
@@ -220,6 +221,8 @@ Result<NetConfig> NetFromJson(const json& v) {
       have_backend = true;
     } else if (key == "tap") {
       net.tap = TRY(JsonText(*it, key));
+    } else if (key == "bridge") {
+      net.bridge = TRY(JsonText(*it, key));
     } else if (key == "mac") {
       net.mac = TRY(JsonText(*it, key));
     } else if (key == "id") {
@@ -230,9 +233,10 @@ Result<NetConfig> NetFromJson(const json& v) {
     } else if (uint64_t* field = NetThrottleField(key, net.throttle)) {
       *field = TRY(JsonCount(*it, key));
     } else {
-      return Err("unknown network key '" + key +
-                 "' (expected backend, tap, mac, hostfwd, id, bps, bps_max, bps_burst, pps, "
-                 "pps_max, pps_burst)");
+      return Err(
+          "unknown network key '" + key +
+          "' (expected backend, tap, bridge, mac, hostfwd, id, bps, bps_max, bps_burst, pps, "
+          "pps_max, pps_burst)");
     }
   }
   if (!have_backend) return Err("a network needs \"backend\": \"user\" or \"tap\"");
@@ -388,14 +392,22 @@ bool IsValidMac(std::string_view text) {
 }
 
 Result<void> ValidateNet(const NetConfig& net) {
+  auto bad_name = [](const std::string& name) {
+    return name.size() > kMaxIfNameBytes || name.find('/') != std::string::npos || name == "." ||
+           name == "..";
+  };
   if (net.backend == NetBackendKind::kTap) {
-    if (net.tap.empty() || net.tap.size() > kMaxIfNameBytes) {
-      return Err("net: tap interface name '" + net.tap + "' must be 1 to 15 bytes");
+    if ((net.tap.empty() && net.bridge.empty()) || net.tap.size() > kMaxIfNameBytes) {
+      return Err("net: tap interface name '" + net.tap +
+                 "' must be 1 to 15 bytes (only with bridge= may it be left out)");
     }
-    if (net.tap.find('/') != std::string::npos || net.tap == "." || net.tap == "..") {
-      return Err("net: '" + net.tap + "' is not a valid interface name");
+    if (bad_name(net.tap)) return Err("net: '" + net.tap + "' is not a valid interface name");
+    if (!net.bridge.empty() && bad_name(net.bridge)) {
+      return Err("net: bridge '" + net.bridge + "' is not a valid interface name");
     }
     if (!net.hostfwd.empty()) return Err("net: hostfwd applies to user networking only");
+  } else if (!net.bridge.empty()) {
+    return Err("net: bridge= applies to tap networking only (--net tap,bridge=BR)");
   }
   if (!net.mac.empty() && !IsValidMac(net.mac)) {
     return Err("net: mac '" + net.mac +

@@ -95,7 +95,7 @@ nlohmann::json DiskIdentity(const storage::DiskImage& image) {
 Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio::io_context* loop) {
   std::unique_ptr<virtio::NetBackend> backend;
   if (net.backend == NetBackendKind::kTap) {
-    backend = TRY(virtio::OpenTapBackend({net.tap}, loop));
+    backend = TRY(virtio::OpenTapBackend({net.tap, net.bridge}, loop));
   } else {
     virtio::UserNetOptions user;
     for (const std::string& rule : net.hostfwd) {

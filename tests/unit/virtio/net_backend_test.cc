@@ -54,7 +54,7 @@ class TapTest : public ::testing::Test {
  protected:
   void SetUp() override {
     name_ = "kt" + std::to_string(getpid() % 1000000) + "n";
-    auto backend = OpenTapBackend({.name = name_}, &loop_);
+    auto backend = OpenTapBackend({.name = name_, .bridge = ""}, &loop_);
     if (!backend) {
       int e = backend.error().sys_errno();
       if (e == EPERM || e == EACCES || e == ENOENT || e == ENODEV) {

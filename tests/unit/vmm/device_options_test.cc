@@ -212,6 +212,27 @@ TEST(NetOption, Tap) {
   EXPECT_EQ(n->tap, "kite0");
 }
 
+// --net tap,bridge=BR: the tap's name may be left to the kernel only with a bridge.
+TEST(NetOption, TapOnBridge_NameOptional) {
+  auto n = ParseNetOption("tap,bridge=br0");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->backend, NetBackendKind::kTap);
+  EXPECT_EQ(n->tap, "");
+  EXPECT_EQ(n->bridge, "br0");
+  n = ParseNetOption("tap=kt0,bridge=br0");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->tap, "kt0");
+  auto json = NetFromJson(nlohmann::json::parse(R"({"backend": "tap", "bridge": "br1"})"));
+  ASSERT_TRUE(json) << json.error().message();
+  EXPECT_EQ(json->bridge, "br1");
+  auto user = ParseNetOption("user,bridge=br0");
+  ASSERT_FALSE(user);
+  EXPECT_NE(user.error().message().find("bridge= applies to tap networking only"),
+            std::string::npos);
+  EXPECT_FALSE(ParseNetOption("tap,bridge=../br"));
+  EXPECT_FALSE(ParseNetOption("tap,bridge=a-name-that-is-too-long"));
+}
+
 TEST(NetOption, BadValues_Refused) {
   EXPECT_FALSE(ParseNetOption("bridge=br0"));
   EXPECT_FALSE(ParseNetOption("tap"));
