@@ -77,7 +77,9 @@ struct DiskConfig {
 
 // A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT
 // (--net user[,hostfwd=tcp::2222-:22][,mac=..]).
-enum class NetBackendKind { kTap, kUser };
+// A link to other VMs over a Unix socket, QEMU's -netdev dgram and stream: --net
+// dgram=LOCAL,remote=REMOTE or --net stream=PATH[,server=on].
+enum class NetBackendKind { kTap, kUser, kDgram, kStream };
 struct NetConfig {
   NetBackendKind backend = NetBackendKind::kUser;
   std::string tap;  // interface name (kTap); created when missing and allowed
@@ -86,6 +88,9 @@ struct NetConfig {
   std::string bridge;
   std::string mac;                   // "52:54:00:12:34:56"; empty: generated
   std::vector<std::string> hostfwd;  // kUser: QEMU hostfwd rules, "tcp::2222-:22"
+  std::string socket_path;           // kDgram: the local socket; kStream: the socket listened on
+  std::string remote;                // kDgram: the peer's socket
+  bool server = false;               // kStream: listen on socket_path (else connect to it)
   std::string id;                    // the device id; empty: net0, net1, ...
   Throttle throttle{};               // bps=, pps=, ...: each direction (RX, TX) on its own
 };

@@ -299,6 +299,10 @@ Result<void> AddAllowRules(scmp_filter_ctx ctx, ThreadKind kind, ThreadNeeds nee
     case ThreadKind::kEventLoop:
       Events(r);
       FileIo(r);
+      // dgram and stream networks (socket_backend.cc): frames on Unix sockets; a stream
+      // server accepts its peer. The sockets themselves are made where the device is.
+      SocketIo(r);
+      r.Allow({"accept4"});
       r.Allow({"io_uring_enter"});
       AllowIoctls(r, kIrqIoctls);
       AllowIoctls(r, kFdIoctls);

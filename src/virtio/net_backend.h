@@ -5,6 +5,7 @@
 //           12-byte virtio-net header, so checksum and TSO offloads pass straight through.
 //   user  — user-mode NAT on libslirp: no privileges, a 10.0.2.0/24 network with the host at
 //           10.0.2.2, DHCP and DNS, and host port forwarding (hostfwd=tcp::2222-:22).
+//   dgram, stream — a link to another VM over a Unix socket (socket_backend.cc).
 //
 // Everything runs on the event loop thread.
 #pragma once
@@ -98,6 +99,16 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
 // what offload_features() reports.
 Result<std::unique_ptr<NetBackend>> OpenTapBackendOnFd(int fd, const std::string& name,
                                                        uint64_t offloads, asio::io_context* loop);
+
+// A link on a Unix socket (socket_backend.cc), QEMU's -netdev dgram / stream.
+enum class SocketNetKind { kDgram, kStreamServer, kStreamClient };
+struct SocketNetOptions {
+  SocketNetKind kind = SocketNetKind::kDgram;
+  std::string path;    // dgram: the local socket (bound); stream: the listening socket
+  std::string remote;  // dgram: where frames are sent
+};
+Result<std::unique_ptr<NetBackend>> OpenSocketBackend(const SocketNetOptions& options,
+                                                      asio::io_context* loop);
 
 struct HostForward {
   bool udp = false;

@@ -48,7 +48,14 @@ json DiskToJson(const DiskConfig& d) {
 }
 
 json NetToJson(const NetConfig& n) {
-  json out = {{"backend", n.backend == NetBackendKind::kTap ? "tap" : "user"}};
+  const char* backend = n.backend == NetBackendKind::kTap      ? "tap"
+                        : n.backend == NetBackendKind::kDgram  ? "dgram"
+                        : n.backend == NetBackendKind::kStream ? "stream"
+                                                               : "user";
+  json out = {{"backend", backend}};
+  if (!n.socket_path.empty()) out["path"] = n.socket_path;
+  if (!n.remote.empty()) out["remote"] = n.remote;
+  if (n.server) out["server"] = true;
   if (!n.tap.empty()) out["tap"] = n.tap;
   if (!n.bridge.empty()) out["bridge"] = n.bridge;
   if (!n.mac.empty()) out["mac"] = n.mac;

@@ -122,10 +122,19 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
   } else if (first && kv.key == "tap") {
     net.backend = NetBackendKind::kTap;
     net.tap = kv.value;  // "tap" alone: a tap the kernel names (with bridge=)
+  } else if (first && (kv.key == "dgram" || kv.key == "stream") && kv.has_value) {
+    net.backend = kv.key == "dgram" ? NetBackendKind::kDgram : NetBackendKind::kStream;
+    net.socket_path = kv.value;
   } else if (kv.key == "bridge" && kv.has_value) {
     net.bridge = kv.value;
   } else if (first) {
-    return Err("'" + kv.key + "': a network starts with user, tap=NAME or tap (with bridge=)");
+    return Err("'" + kv.key +
+               "': a network starts with user, tap=NAME, tap (with bridge=), dgram=PATH or "
+               "stream=PATH");
+  } else if (kv.key == "remote" && kv.has_value) {
+    net.remote = kv.value;
+  } else if (kv.key == "server") {
+    net.server = TRY(ParseOnOff(kv.key, kv.value));
   } else if (kv.key == "mac" && kv.has_value) {
     net.mac = kv.value;
   } else if (kv.key == "hostfwd" && kv.has_value) {
@@ -137,8 +146,8 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     *field = TRY(ParseCount(kv.key, kv.value));
   } else {
     return Err("unknown network setting '" + kv.key +
-               "' (expected mac=, hostfwd=, id=, bps=, bps_max=, bps_burst=, pps=, pps_max=, "
-               "pps_burst=)");
+               "' (expected mac=, hostfwd=, bridge=, remote=, server=, id=, bps=, bps_max=, "
+               "bps_burst=, pps=, pps_max=, pps_burst=)");
   }
   return {};
 }
@@ -177,7 +186,8 @@ bool IsDiskSetting(const std::string& key) {
 
 bool IsNetSetting(const std::string& key) {
   Throttle scratch;
-  return key == "backend" || key == "tap" || key == "bridge" || key == "mac" || key == "hostfwd" ||
+  return key == "backend" || key == "tap" || key == "bridge" || key == "path" || key == "remote" ||
+         key == "server" || key == "mac" || key == "hostfwd" ||
          NetThrottleField(key, scratch) != nullptr;
 }
 
@@ -216,13 +226,29 @@ Result<NetConfig> NetFromJson(const json& v) {
     const std::string& key = it.key();
     if (key == "backend") {
       std::string b = TRY(JsonText(*it, key));
-      if (b != "user" && b != "tap") return Err("'backend' must be \"user\" or \"tap\"");
-      net.backend = b == "user" ? NetBackendKind::kUser : NetBackendKind::kTap;
+      if (b == "user") {
+        net.backend = NetBackendKind::kUser;
+      } else if (b == "tap") {
+        net.backend = NetBackendKind::kTap;
+      } else if (b == "dgram") {
+        net.backend = NetBackendKind::kDgram;
+      } else if (b == "stream") {
+        net.backend = NetBackendKind::kStream;
+      } else {
+        return Err("'backend' must be \"user\", \"tap\", \"dgram\" or \"stream\"");
+      }
       have_backend = true;
     } else if (key == "tap") {
       net.tap = TRY(JsonText(*it, key));
     } else if (key == "bridge") {
       net.bridge = TRY(JsonText(*it, key));
+    } else if (key == "path") {
+      net.socket_path = TRY(JsonText(*it, key));
+    } else if (key == "remote") {
+      net.remote = TRY(JsonText(*it, key));
+    } else if (key == "server") {
+      if (!it->is_boolean()) return Err("'server' must be true or false");
+      net.server = it->get<bool>();
     } else if (key == "mac") {
       net.mac = TRY(JsonText(*it, key));
     } else if (key == "id") {
@@ -233,10 +259,10 @@ Result<NetConfig> NetFromJson(const json& v) {
     } else if (uint64_t* field = NetThrottleField(key, net.throttle)) {
       *field = TRY(JsonCount(*it, key));
     } else {
-      return Err(
-          "unknown network key '" + key +
-          "' (expected backend, tap, bridge, mac, hostfwd, id, bps, bps_max, bps_burst, pps, "
-          "pps_max, pps_burst)");
+      return Err("unknown network key '" + key +
+                 "' (expected backend, tap, bridge, path, remote, server, mac, hostfwd, id, bps, "
+                 "bps_max, bps_burst, pps, "
+                 "pps_max, pps_burst)");
     }
   }
   if (!have_backend) return Err("a network needs \"backend\": \"user\" or \"tap\"");
@@ -408,6 +434,26 @@ Result<void> ValidateNet(const NetConfig& net) {
     if (!net.hostfwd.empty()) return Err("net: hostfwd applies to user networking only");
   } else if (!net.bridge.empty()) {
     return Err("net: bridge= applies to tap networking only (--net tap,bridge=BR)");
+  }
+  const bool socket =
+      net.backend == NetBackendKind::kDgram || net.backend == NetBackendKind::kStream;
+  if (socket) {
+    constexpr size_t kMaxSocketPath = 107;  // sockaddr_un.sun_path, NUL included
+    for (const std::string* path : {&net.socket_path, &net.remote}) {
+      if (path->size() > kMaxSocketPath) {
+        return Err("net: socket path '" + *path + "' is longer than 107 bytes");
+      }
+    }
+    if (net.socket_path.empty()) return Err("net: dgram= and stream= need a socket path");
+    if (net.backend == NetBackendKind::kDgram && net.remote.empty()) {
+      return Err("net: dgram=" + net.socket_path + " needs remote=PATH (the peer's socket)");
+    }
+    if (net.backend == NetBackendKind::kStream && !net.remote.empty()) {
+      return Err("net: remote= applies to dgram only (stream=PATH connects to PATH)");
+    }
+    if (!net.hostfwd.empty()) return Err("net: hostfwd applies to user networking only");
+  } else if (!net.remote.empty() || net.server || !net.socket_path.empty()) {
+    return Err("net: remote=, server= and a socket path apply to dgram= and stream= only");
   }
   if (!net.mac.empty() && !IsValidMac(net.mac)) {
     return Err("net: mac '" + net.mac +

@@ -96,6 +96,14 @@ Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio:
   std::unique_ptr<virtio::NetBackend> backend;
   if (net.backend == NetBackendKind::kTap) {
     backend = TRY(virtio::OpenTapBackend({net.tap, net.bridge}, loop));
+  } else if (net.backend == NetBackendKind::kDgram || net.backend == NetBackendKind::kStream) {
+    virtio::SocketNetOptions socket;
+    socket.kind = net.backend == NetBackendKind::kDgram ? virtio::SocketNetKind::kDgram
+                  : net.server                          ? virtio::SocketNetKind::kStreamServer
+                                                        : virtio::SocketNetKind::kStreamClient;
+    socket.path = net.socket_path;
+    socket.remote = net.remote;
+    backend = TRY(virtio::OpenSocketBackend(socket, loop));
   } else {
     virtio::UserNetOptions user;
     for (const std::string& rule : net.hostfwd) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vmm/cli.h"
+#include "vmm/config_json.h"
 
 namespace kite::cli {
 namespace {
@@ -231,6 +232,42 @@ TEST(NetOption, TapOnBridge_NameOptional) {
             std::string::npos);
   EXPECT_FALSE(ParseNetOption("tap,bridge=../br"));
   EXPECT_FALSE(ParseNetOption("tap,bridge=a-name-that-is-too-long"));
+}
+
+// Links to other VMs on Unix sockets: QEMU's -netdev dgram and stream.
+TEST(NetOption, DgramAndStream_ParsedCheckedAndRoundTrip) {
+  auto d = ParseNetOption("dgram=/run/a.sock,remote=/run/b.sock,mac=52:54:00:00:00:0a");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->backend, NetBackendKind::kDgram);
+  EXPECT_EQ(d->socket_path, "/run/a.sock");
+  EXPECT_EQ(d->remote, "/run/b.sock");
+  auto s = ParseNetOption("stream=/run/l.sock,server=on");
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->backend, NetBackendKind::kStream);
+  EXPECT_TRUE(s->server);
+  auto c = ParseNetOption("stream=/run/l.sock");
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->server);
+  VmConfig config;
+  config.nets = {*d, *s};
+  VmConfig back;
+  ASSERT_TRUE(ApplyConfigJson(ConfigToJson(config).dump(), "", back));
+  ASSERT_EQ(back.nets.size(), 2u);
+  EXPECT_EQ(back.nets[0].backend, NetBackendKind::kDgram);
+  EXPECT_EQ(back.nets[0].remote, "/run/b.sock");
+  EXPECT_EQ(back.nets[1].backend, NetBackendKind::kStream);
+  EXPECT_TRUE(back.nets[1].server);
+  for (const char* bad :
+       {"dgram=/a", "dgram=/a,remote=/b,hostfwd=tcp::1-:2", "stream=/a,remote=/b", "user,remote=/b",
+        "tap=t0,server=on", "stream=/a,server=maybe", "stream="}) {
+    EXPECT_FALSE(ParseNetOption(bad)) << bad;
+  }
+  auto named = ParseNetOption("dgram=/a");
+  ASSERT_FALSE(named);
+  EXPECT_NE(named.error().message().find("needs remote=PATH"), std::string::npos);
+  auto longpath = ParseNetOption("stream=/" + std::string(120, 'x'));
+  ASSERT_FALSE(longpath);
+  EXPECT_NE(longpath.error().message().find("longer than 107 bytes"), std::string::npos);
 }
 
 TEST(NetOption, BadValues_Refused) {

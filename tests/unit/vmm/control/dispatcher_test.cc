@@ -479,8 +479,8 @@ TEST_F(DispatcherTest, DeviceAddDel_BadArguments_QemuTexts) {
   ExpectError(add(R"({"id":"d1"})"), "GenericError", "Parameter 'driver' is missing");
   ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","tap":"t0"})"),
               "GenericError", "Property 'virtio-blk-pci.tap' not found");
-  ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","path":"/x"})"), "GenericError",
-              "Property 'virtio-net-pci.path' not found");
+  ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","format":"raw"})"), "GenericError",
+              "Property 'virtio-net-pci.format' not found");
   // Rate limits: each driver takes its own kind (pps is a NIC's, the per-direction ones a disk's).
   ExpectError(add(R"({"driver":"virtio-blk-pci","id":"d1","path":"/x","pps":5})"), "GenericError",
               "Property 'virtio-blk-pci.pps' not found");
@@ -515,7 +515,7 @@ TEST_F(DispatcherTest, DeviceAddDel_BadArguments_QemuTexts) {
             std::string::npos)
       << reply;
   ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","backend":"vde"})"), "GenericError",
-              "device_add n1: 'backend' must be \"user\" or \"tap\"");
+              "device_add n1: 'backend' must be \"user\", \"tap\", \"dgram\" or \"stream\"");
   // Well formed, but the VM is not running (prelaunch).
   ExpectError(add(R"({"driver":"virtio-net-pci","id":"n1","addr":"0x5"})"), "DeviceNotActive",
               "device_add: the VM is not running (it is prelaunch)");
