@@ -34,6 +34,9 @@ Result<std::unique_ptr<storage::DiskImage>> OpenForTool(const std::string& path,
     if (!options.read_only) return Err(path + ": VMDK images can only be read by kite-img");
     return OpenVmdk(path);
   }
+  if (format == ImageFormat::kQed && !options.read_only) {
+    return Err(path + ": QED images can only be read by kite-img");
+  }
   storage::OpenOptions o;
   o.read_only = options.read_only;
   o.force_share = options.force_share;
