@@ -12,6 +12,7 @@
 
 #include "base/unique_fd.h"
 #include "storage/img/vmdk_format.h"
+#include "storage/read_only_image.h"
 
 namespace kite::img {
 namespace {
@@ -20,7 +21,7 @@ using storage::DiskImage;
 using storage::Extent;
 
 // A FLAT or VMFS extent: `size` bytes of `fd` from `start`.
-class FlatExtent final : public DiskImage {
+class FlatExtent final : public storage::ReadOnlyImage {
  public:
   FlatExtent(std::string path, UniqueFd fd, uint64_t start, uint64_t size)
       : path_(std::move(path)), fd_(std::move(fd)), start_(start), size_(size) {}
@@ -28,7 +29,6 @@ class FlatExtent final : public DiskImage {
   storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return size_; }
-  bool read_only() const override { return true; }
   uint64_t allocated_bytes() const override {
     struct stat st;
     return ::fstat(fd_.get(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
@@ -47,10 +47,6 @@ class FlatExtent final : public DiskImage {
     }
     return {};
   }
-  Result<void> WriteV(uint64_t, std::span<const iovec>) override { return ReadOnly(); }
-  Result<void> Flush() override { return {}; }
-  Result<void> Discard(uint64_t, uint64_t) override { return ReadOnly(); }
-  Result<void> WriteZeroes(uint64_t, uint64_t, bool) override { return ReadOnly(); }
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override {
     return Extent{.offset = offset,
                   .length = std::min(max_length, size_ - offset),
@@ -60,7 +56,7 @@ class FlatExtent final : public DiskImage {
   }
 
  private:
-  Error ReadOnly() const { return Err(path_ + ": VMDK images are read-only in kite"); }
+  std::string ReadOnlyReason() const override { return "VMDK images are read-only in kite"; }
   const std::string path_;
   const UniqueFd fd_;
   const uint64_t start_, size_;
@@ -72,7 +68,7 @@ struct Part {
 };
 
 // The descriptor's extents, one after the other.
-class MultiExtentImage final : public DiskImage {
+class MultiExtentImage final : public storage::ReadOnlyImage {
  public:
   MultiExtentImage(std::string path, std::vector<Part> parts, uint64_t size)
       : path_(std::move(path)), parts_(std::move(parts)), size_(size) {}
@@ -80,7 +76,6 @@ class MultiExtentImage final : public DiskImage {
   storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return size_; }
-  bool read_only() const override { return true; }
   uint64_t allocated_bytes() const override {
     uint64_t total = 0;
     struct stat st;
@@ -89,14 +84,10 @@ class MultiExtentImage final : public DiskImage {
     return total;
   }
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
-  Result<void> WriteV(uint64_t, std::span<const iovec>) override { return ReadOnly(); }
-  Result<void> Flush() override { return {}; }
-  Result<void> Discard(uint64_t, uint64_t) override { return ReadOnly(); }
-  Result<void> WriteZeroes(uint64_t, uint64_t, bool) override { return ReadOnly(); }
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
 
  private:
-  Error ReadOnly() const { return Err(path_ + ": VMDK images are read-only in kite"); }
+  std::string ReadOnlyReason() const override { return "VMDK images are read-only in kite"; }
   // The part holding guest byte `offset` (< size_).
   const Part& PartAt(uint64_t offset) const {
     auto it = std::upper_bound(parts_.begin(), parts_.end(), offset,

@@ -16,6 +16,7 @@
 #include "base/unique_fd.h"
 #include "storage/img/vmdk_extents.h"
 #include "storage/img/vmdk_format.h"
+#include "storage/read_only_image.h"
 
 namespace kite::img {
 namespace {
@@ -36,7 +37,7 @@ Result<void> PreadFull(int fd, void* buf, size_t len, uint64_t offset, const std
   return {};
 }
 
-class VmdkImage final : public storage::DiskImage {
+class VmdkImage final : public storage::ReadOnlyImage {
  public:
   VmdkImage(std::string path, UniqueFd fd, uint64_t file_size, VmdkHeader h,
             std::vector<uint32_t> gd)
@@ -49,21 +50,16 @@ class VmdkImage final : public storage::DiskImage {
   storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return h_.capacity_bytes(); }
-  bool read_only() const override { return true; }
   uint64_t allocated_bytes() const override {
     struct stat st;
     return ::fstat(fd_.get(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
   }
 
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
-  Result<void> WriteV(uint64_t, std::span<const iovec>) override { return ReadOnly(); }
-  Result<void> Flush() override { return {}; }
-  Result<void> Discard(uint64_t, uint64_t) override { return ReadOnly(); }
-  Result<void> WriteZeroes(uint64_t, uint64_t, bool) override { return ReadOnly(); }
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
 
  private:
-  Error ReadOnly() const { return Err(path_ + ": VMDK images are read-only in kite"); }
+  std::string ReadOnlyReason() const override { return "VMDK images are read-only in kite"; }
   // The grain-table entry of grain `grain` (0 = unallocated).
   Result<uint32_t> Gte(uint64_t grain);
   // Reads `len` bytes at `in_grain` within grain `grain` into `out`.

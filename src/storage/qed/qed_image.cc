@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "storage/qcow2/qcow2_io.h"
+#include "storage/read_only_image.h"
 
 namespace kite::storage::qed {
 namespace {
@@ -24,7 +25,7 @@ struct Mapping {
   uint64_t host = 0;  // kData: the cluster's file offset
 };
 
-class QedImage final : public DiskImage {
+class QedImage final : public ReadOnlyImage {
  public:
   QedImage(QedOpenParams p, std::vector<uint64_t> l1)
       : path_(std::move(p.path)),
@@ -37,7 +38,6 @@ class QedImage final : public DiskImage {
   ImageFormat format() const override { return ImageFormat::kQed; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return h_.image_size; }
-  bool read_only() const override { return true; }
   uint64_t allocated_bytes() const override {
     struct stat st;
     return ::fstat(file_.fd.get(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
@@ -45,15 +45,11 @@ class QedImage final : public DiskImage {
   DiskImage* backing() const override { return backing_.get(); }
 
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
-  Result<void> WriteV(uint64_t, std::span<const iovec>) override { return ReadOnly(); }
-  Result<void> Flush() override { return {}; }
-  Result<void> Discard(uint64_t, uint64_t) override { return ReadOnly(); }
-  Result<void> WriteZeroes(uint64_t, uint64_t, bool) override { return ReadOnly(); }
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
 
  private:
-  Error ReadOnly() const {
-    return Err(path_ + ": QED images are read-only in kite (convert to qcow2 to write)");
+  std::string ReadOnlyReason() const override {
+    return "QED images are read-only in kite (convert to qcow2 to write)";
   }
   Result<Mapping> Lookup(uint64_t offset);
   Result<uint64_t> L2Entry(uint64_t l2_offset, uint64_t index);
