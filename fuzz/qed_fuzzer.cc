@@ -2,8 +2,8 @@
 // opened as `kite run --disk ...,format=qed,readonly=on` opens one (storage OpenImage), which
 // checks the header, the backing file name and every used L1 entry, and resolves a backing
 // file. An image that opens is read (the first sector of each of its first clusters, the last
-// sector, reads across cluster boundaries), mapped with BlockStatus, and described by
-// `kite-img info` (JSON and text). Nothing may crash, hang or allocate without bound
+// sector, reads across cluster boundaries), mapped with BlockStatus, described by
+// `kite-img info` and checked by `kite-img check` (JSON and text; check walks every table). Nothing may crash, hang or allocate without bound
 // (BAD_INPUTS I2-I31). Checks beyond the sanitizers: the image is read-only and refuses
 // writes; BlockStatus returns a non-empty extent inside the disk where it succeeds.
 //
@@ -108,6 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kite::img::Console console{out, err};
   for (auto output : {kite::img::OutputFormat::kJson, kite::img::OutputFormat::kHuman}) {
     (void)kite::img::RunInfo({.format = "qed", .output = output, .filename = path}, console);
+    (void)kite::img::RunCheck({.format = "qed", .output = output, .filename = path}, console);
   }
   return 0;
 }

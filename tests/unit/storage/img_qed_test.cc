@@ -1,9 +1,10 @@
 // kite-img on QED images qemu-img wrote (data, holes, zero clusters, raw and qcow2 backing
-// files): info (JSON and text) and map agree with qemu-img; convert -O raw and -O qcow2 give
+// files): info (JSON and text), map and check agree with qemu-img; convert -O raw and -O qcow2 give
 // images qemu-img compare finds identical to the QED; compare agrees; create, resize and
 // writes are refused.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "img_test_util.h"
@@ -148,6 +149,52 @@ TEST(ImgQed, Compare_AgreesWithQemu) {
   auto qemu = Shell("qemu-img compare " + Q(set.d + "data.qed") + " " + Q(flat));
   EXPECT_EQ(differ.code, 1);
   EXPECT_EQ(differ.out, qemu.out);
+}
+
+// kite-img check and qemu-img check agree (exit code, text, JSON) on `path`.
+void ExpectSameCheck(const std::string& path) {
+  auto kite = Kite({"check", path});
+  auto qemu = Shell("qemu-img check " + Q(path));
+  EXPECT_EQ(kite.code, qemu.code) << path << "\n" << kite.out << kite.err;
+  EXPECT_EQ(kite.out, qemu.out) << path;
+  auto kite_json = Kite({"check", "--output=json", path});
+  auto qemu_json = Shell("qemu-img check --output=json " + Q(path));
+  EXPECT_EQ(Json::parse(kite_json.out), Json::parse(qemu_json.out)) << path;
+}
+
+TEST(ImgQed, Check_Clean_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  QedSet set(dir);
+  for (const std::string& path : set.All()) ExpectSameCheck(path);
+}
+
+// Clusters allocated out of guest order (fragmented), then leaked clusters at the end of the
+// file, then an L2 entry pointing at another entry's cluster and one beyond the file.
+TEST(ImgQed, Check_FragmentedLeakedCorrupt_AgreesWithQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string path = dir.File("c.qed");
+  Qemu("qemu-img create -f qed -o cluster_size=4096,table_size=2 " + Q(path) + " 1M");
+  Qemu(
+      "qemu-io -f qed -c 'write -P 1 409600 4096' -c 'write -P 2 0 4096' "
+      "-c 'write -P 3 8192 4096' " +
+      Q(path));
+  ExpectSameCheck(path);
+  Qemu("truncate -s +8192 " + Q(path));
+  ExpectSameCheck(path);
+  std::string f = ReadFile(path);
+  uint64_t l1 = 0, l2 = 0, data = 0;
+  std::memcpy(&l1, f.data() + 40, 8);
+  std::memcpy(&l2, f.data() + l1, 8);
+  std::memcpy(&data, f.data() + l2, 8);  // guest cluster 0
+  uint64_t beyond = 1 << 30;
+  std::memcpy(f.data() + l2 + 3 * 8, &data, 8);    // guest cluster 3: cluster 0's data too
+  std::memcpy(f.data() + l2 + 4 * 8, &beyond, 8);  // guest cluster 4: outside the file
+  kite::testing::WriteFile(path, f);
+  ExpectSameCheck(path);
+  EXPECT_EQ(Kite({"check", path}).code, 2);
+  EXPECT_EQ(Kite({"check", "-r", "all", path}).code, 1);  // no repair: QED is read-only
 }
 
 TEST(ImgQed, CreateResizeAndConvertTo_Refused) {
