@@ -145,7 +145,7 @@ TEST(Qed, ProbeImageFormat_FindsQed) {
 }
 
 // QED_F_NEED_CHECK: opened read-only as qemu-img does (nothing written, tables checked per use).
-TEST(Qed, NeedCheck_OpensReadOnly) {
+TEST(Qed, I8_NeedCheck_OpensReadOnly) {
   TempDir dir;
   std::string path = dir.File("h.qed"), bytes = HandBuiltQed();
   Put<uint64_t>(bytes, 16, qed::kFeatureNeedCheck);
@@ -158,19 +158,19 @@ TEST(Qed, NeedCheck_OpensReadOnly) {
   EXPECT_EQ(ReadFile(path), bytes);
 }
 
-TEST_F(QedBadInput, Truncated_ShorterThanHeader) {
+TEST_F(QedBadInput, I2_Truncated_ShorterThanHeader) {
   Write(HandBuiltQed().substr(0, 40));
   ExpectRefused(path_, "64-byte header");
 }
-TEST_F(QedBadInput, Magic) {
+TEST_F(QedBadInput, I2_Magic) {
   Patch<uint32_t>(0, 0x00444552);
   ExpectRefused(path_, "magic");
 }
-TEST_F(QedBadInput, UnknownFeatureBit) {
+TEST_F(QedBadInput, I5_UnknownFeatureBit) {
   Patch<uint64_t>(16, 1u << 3);
   ExpectRefused(path_, "unknown features 0x8");
 }
-TEST_F(QedBadInput, UnknownFeatureBit63) {
+TEST_F(QedBadInput, I5_UnknownFeatureBit63) {
   Patch<uint64_t>(16, 1ull << 63);
   ExpectRefused(path_, "unknown features");
 }
@@ -218,47 +218,47 @@ TEST_F(QedBadInput, ImageSizeBeyondTables) {
   Patch<uint64_t>(48, 1ull << 40);  // 4 KiB tables map 512 * 512 * 4 KiB = 1 GiB
   ExpectRefused(path_, "image_size");
 }
-TEST_F(QedBadInput, ImageSizeNearTwoToThe64) {
+TEST_F(QedBadInput, I24_ImageSizeNearTwoToThe64) {
   Patch<uint64_t>(48, ~0ull - 511);
   ExpectRefused(path_, "image_size");
 }
-TEST_F(QedBadInput, L1Misaligned) {
+TEST_F(QedBadInput, I20_L1Misaligned) {
   Patch<uint64_t>(40, kL1 + 8);
   ExpectRefused(path_, "l1_table_offset");
 }
-TEST_F(QedBadInput, L1BeyondEndOfFile) {
+TEST_F(QedBadInput, I20_L1BeyondEndOfFile) {
   Patch<uint64_t>(40, 1 << 20);
   ExpectRefused(path_, "l1_table_offset");
 }
-TEST_F(QedBadInput, L1InsideHeader) {
+TEST_F(QedBadInput, I20_L1InsideHeader) {
   Patch<uint64_t>(40, 0);
   ExpectRefused(path_, "l1_table_offset");
 }
-TEST_F(QedBadInput, L1OffsetHuge_NoOverflow) {
+TEST_F(QedBadInput, I20_L1OffsetHuge_NoOverflow) {
   Patch<uint64_t>(40, ~0ull - 4095);
   ExpectRefused(path_, "l1_table_offset");
 }
-TEST_F(QedBadInput, BackingNameOutsideHeaderCluster) {
+TEST_F(QedBadInput, I13_BackingNameOutsideHeaderCluster) {
   WriteWithBacking(qed::kFeatureBackingFile, 4090, 10);
   ExpectRefused(path_, "backing_filename_offset");
 }
-TEST_F(QedBadInput, BackingNameOverlapsHeader) {
+TEST_F(QedBadInput, I13_BackingNameOverlapsHeader) {
   WriteWithBacking(qed::kFeatureBackingFile, 8, 4);
   ExpectRefused(path_, "backing_filename_offset");
 }
-TEST_F(QedBadInput, BackingNameSizeZero) {
+TEST_F(QedBadInput, I13_BackingNameSizeZero) {
   WriteWithBacking(qed::kFeatureBackingFile, 64, 0);
   ExpectRefused(path_, "backing_filename_size 0");
 }
-TEST_F(QedBadInput, BackingNameTooLong) {
+TEST_F(QedBadInput, I13_BackingNameTooLong) {
   WriteWithBacking(qed::kFeatureBackingFile, 64, 2000);
   ExpectRefused(path_, "backing_filename_size 2000");
 }
-TEST_F(QedBadInput, BackingIsItself_Loop) {
+TEST_F(QedBadInput, I15_BackingIsItself_Loop) {
   WriteWithBacking(qed::kFeatureBackingFile, 64, 7, "bad.qed");
   ExpectRefused(path_, "infinite loop");
 }
-TEST_F(QedBadInput, BackingProtocolName_Refused) {
+TEST_F(QedBadInput, I14_BackingProtocolName_Refused) {
   WriteWithBacking(qed::kFeatureBackingFile | qed::kFeatureBackingFormatNoProbe, 64, 22,
                    "nbd://10.0.0.1/exports");
   ExpectRefused(path_, "protocol");
@@ -280,7 +280,7 @@ TEST_F(QedBadInput, L1EntryPointsAtHeader) {
 
 // L2 entries are checked when used: the read fails naming the file and the entry; other
 // clusters still read.
-TEST_F(QedBadInput, L2EntryBeyondEndOfFile_ReadFails) {
+TEST_F(QedBadInput, I26_L2EntryBeyondEndOfFile_ReadFails) {
   Patch<uint64_t>(kL2 + 2 * 8, 1ull << 40);
   auto image = OpenQed(path_);
   ASSERT_TRUE(image) << image.error().message();
@@ -299,7 +299,7 @@ TEST_F(QedBadInput, L2EntryMisaligned_ReadFails) {
   char b[512];
   EXPECT_FALSE((*image)->Read(0, b, sizeof(b)));
 }
-TEST_F(QedBadInput, DataClusterCutByTruncation_ReadFails) {
+TEST_F(QedBadInput, I31_DataClusterCutByTruncation_ReadFails) {
   Write(HandBuiltQed().substr(0, kData + 100));
   auto image = OpenQed(path_);
   ASSERT_TRUE(image) << image.error().message();
@@ -380,7 +380,7 @@ TEST(QedQemu, ZeroClustersOverBacking_ReadAsZeros) {
 }
 
 // A raw backing (QED_F_BACKING_FORMAT_NO_PROBE), smaller than the overlay: zeros past its end.
-TEST(QedQemu, RawBackingShorterThanImage_ReadsAsQemu) {
+TEST(QedQemu, I18_RawBackingShorterThanImage_ReadsAsQemu) {
   KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
   MakeSource(dir, "base.raw", 9);
