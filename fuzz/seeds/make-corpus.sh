@@ -70,6 +70,11 @@ for subformat in monolithicSparse streamOptimized; do
   img convert -f raw -O vmdk -o subformat=$subformat "$q/raw" "$corpus/vmdk_fuzzer/$subformat.vmdk"
 done
 img create -f vmdk "$corpus/vmdk_fuzzer/empty.vmdk" 1M
+# Descriptor files (their extents are not in the input: the descriptor text is what is fuzzed).
+for subformat in monolithicFlat twoGbMaxExtentSparse; do
+  img create -f vmdk -o subformat=$subformat "$tmp/$subformat.vmdk" 1M
+  cp "$tmp/$subformat.vmdk" "$corpus/vmdk_fuzzer/$subformat-descriptor.vmdk"
+done
 # QED: small clusters and tables (4 KiB), data, a zero cluster, and overlays whose backing
 # names are the files qed_fuzzer provides (base.raw, marked raw; base.qcow2, probed).
 e=$tmp/qed

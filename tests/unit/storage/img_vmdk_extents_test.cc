@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cstdio>
+#include <filesystem>
 
 #include "img_test_util.h"
 #include "img_vmdk_test_util.h"
