@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "fuzz_private_dir.h"
 #include "storage/disk_image.h"
 #include "storage/img/cli.h"
 #include "storage/img/commands.h"
@@ -54,33 +55,11 @@ struct Dir {
   std::string top;
 };
 
-// Removes `dir` once this process is gone, however it ends: libFuzzer leaves with _Exit (no
-// atexit handlers) and crashes abort. A child in its own session waits for the end of a pipe
-// only this process holds, then runs rm -rf (nothing instrumented runs in it).
-void RemoveWhenGone(const std::string& dir) {
-  int fds[2];
-  if (pipe(fds) != 0) return;
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();  // a signal to the fuzzer's process group does not reach the cleaner
-    close(fds[1]);
-    char c;
-    while (read(fds[0], &c, 1) != 0) {
-    }
-    execlp("rm", "rm", "-rf", dir.c_str(), static_cast<char*>(nullptr));
-    _exit(1);
-  }
-  close(fds[0]);  // fds[1] stays open until this process ends
-}
-
 // A private directory (on tmpfs when there is one) with the backing files.
 const Dir& TheDir() {
   static Dir* dir = [] {
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    if (const char* t = getenv("TMPDIR")) base = t;
-    std::string tmpl = base + "/kite-qcow2-fuzz-XXXXXX";
-    if (mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp failed");
-    RemoveWhenGone(tmpl);
+    std::string tmpl = kite::fuzz::MakePrivateDir("kite-qcow2-fuzz");
+    if (tmpl.empty()) Fail("mkdtemp failed");
     auto* d = new Dir{tmpl, tmpl + "/top.qcow2"};
     std::vector<char> pattern(kBaseSize);
     for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<char>(i * 13 + 7);

@@ -15,7 +15,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 rm -rf "$corpus"/{kernel_loader_fuzzer,config_json_fuzzer,virtio_mmio_fuzzer,virtio_net_fuzzer}
-rm -rf "$corpus"/{vmdk_fuzzer,qcow2_image_fuzzer,qcow2_header_fuzzer,qmp_fuzzer}
+rm -rf "$corpus"/{vmdk_fuzzer,qcow2_image_fuzzer,qcow2_header_fuzzer,qmp_fuzzer,qed_fuzzer}
 "$build"/fuzz/make_seeds "$corpus"
 
 # qcow2: small clusters so that a few KiB of data need L2 tables and refcount blocks.
@@ -70,4 +70,22 @@ for subformat in monolithicSparse streamOptimized; do
   img convert -f raw -O vmdk -o subformat=$subformat "$q/raw" "$corpus/vmdk_fuzzer/$subformat.vmdk"
 done
 img create -f vmdk "$corpus/vmdk_fuzzer/empty.vmdk" 1M
+# Descriptor files (their extents are not in the input: the descriptor text is what is fuzzed).
+for subformat in monolithicFlat twoGbMaxExtentSparse; do
+  img create -f vmdk -o subformat=$subformat "$tmp/$subformat.vmdk" 1M
+  cp "$tmp/$subformat.vmdk" "$corpus/vmdk_fuzzer/$subformat-descriptor.vmdk"
+done
+# QED: small clusters and tables (4 KiB), data, a zero cluster, and overlays whose backing
+# names are the files qed_fuzzer provides (base.raw, marked raw; base.qcow2, probed).
+e=$tmp/qed
+mkdir -p "$e" "$corpus/qed_fuzzer"
+img create -f qed -o cluster_size=4096,table_size=1 "$e/empty.qed" 1M
+img convert -f raw -O qed -o cluster_size=4096,table_size=2 "$q/raw" "$e/data.qed"
+img create -f raw "$e/base.raw" 256K
+img create -f qcow2 "$e/base.qcow2" 256K
+(cd "$e" && img create -f qed -o cluster_size=4096,table_size=2 -b base.raw -F raw over-raw.qed 1M)
+(cd "$e" && img create -f qed -o cluster_size=4096,table_size=2 -b base.qcow2 -F qcow2 \
+  over-qcow2.qed 1M)
+qemu-io -f qed -c 'write -P 0x5a 4096 8192' -c 'write -z 65536 4096' "$e/over-raw.qed" >/dev/null
+cp "$e"/{empty,data,over-raw,over-qcow2}.qed "$corpus/qed_fuzzer/"
 ls "$corpus"/* | head -100

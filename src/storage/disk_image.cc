@@ -16,6 +16,7 @@
 #include "storage/qcow2/qcow2_header.h"
 #include "storage/qcow2/qcow2_image.h"
 #include "storage/qcow2/qcow2_io.h"
+#include "storage/qed/qed_image.h"
 #include "storage/raw_image.h"
 
 namespace kite::storage {
@@ -64,19 +65,29 @@ bool SameFile(const std::string& a, const std::string& b) {
   return !ec1 && !ec2 && ca == cb;
 }
 
-Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const qcow2::Header& h,
+// A backing file as an image header names it: `format` empty means the header gives none;
+// `probe` (QED without its raw-backing bit) means the format is guessed from the file.
+struct BackingRef {
+  std::string name;
+  std::string format;
+  bool probe = false;
+};
+
+Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const BackingRef& ref,
                                                const OpenOptions& options, int depth,
                                                ChainState& chain) {
-  std::string path = TRY(ResolveBacking(overlay, h.backing_file, options));
+  std::string path = TRY(ResolveBacking(overlay, ref.name, options));
   ImageFormat format = ImageFormat::kRaw;
-  if (h.backing_format.empty()) {
+  if (ref.probe) {
+    format = TRY_CTX(ProbeImageFormat(path), overlay + ": backing file");
+  } else if (ref.format.empty()) {
     if (!options.allow_unformatted_backing_as_raw) {
-      return Err(overlay + ": backing file '" + h.backing_file +
+      return Err(overlay + ": backing file '" + ref.name +
                  "' has no backing format; kite does not probe formats (set one with "
                  "'kite-img rebase -u -F')");
     }
   } else {
-    format = TRY_CTX(ParseImageFormat(h.backing_format), overlay + ": backing format");
+    format = TRY_CTX(ParseImageFormat(ref.format), overlay + ": backing format");
   }
   if (depth + 1 > options.max_backing_depth) {
     return Err(overlay + ": Maximum disk nesting depth exceeded");
@@ -87,6 +98,26 @@ Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const
     bopts.cache = CacheMode::kWriteback;
   }
   return OpenLayer(path, format, bopts, depth + 1, chain);
+}
+
+// QED: read-only only; the backing file is raw when the header says so, else probed, which
+// is safe because no guest can write any layer of a chain under a read-only QED image.
+Result<std::unique_ptr<DiskImage>> OpenQedLayer(const std::string& path, OpenedFile file,
+                                                const OpenOptions& options, int depth,
+                                                ChainState& chain) {
+  if (!options.read_only) {
+    return Err(path +
+               ": QED images can only be opened read-only in kite (readonly=on, or "
+               "convert the image to qcow2 to write it)");
+  }
+  qed::HeaderAndName hn = TRY(qed::ReadHeader(file.fd.get(), file.size, path));
+  std::unique_ptr<DiskImage> backing;
+  if (hn.header.has_backing() && options.open_backing) {
+    BackingRef ref{hn.backing_file, hn.header.backing_is_raw() ? "raw" : "",
+                   !hn.header.backing_is_raw()};
+    backing = TRY(OpenBacking(path, ref, options, depth, chain));
+  }
+  return qed::OpenQed({path, std::move(file), hn.header, std::move(backing)});
 }
 
 Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageFormat format,
@@ -115,11 +146,13 @@ Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageForma
       qcow2::Header h = TRY(qcow2::ParseHeader(first, file.size, path));
       std::unique_ptr<DiskImage> backing;
       if (!h.backing_file.empty() && options.open_backing) {
-        backing = TRY(OpenBacking(path, h, options, depth, chain));
+        backing = TRY(OpenBacking(path, {h.backing_file, h.backing_format}, options, depth, chain));
       }
       auto image = TRY(qcow2::Qcow2Image::Open(path, std::move(file), options, std::move(backing)));
       return std::unique_ptr<DiskImage>(std::move(image));
     }
+    case ImageFormat::kQed:
+      return OpenQedLayer(path, std::move(file), options, depth, chain);
     case ImageFormat::kVmdk:
       break;
   }
@@ -133,7 +166,8 @@ Result<ImageFormat> ParseImageFormat(std::string_view name) {
   if (name == "raw") return ImageFormat::kRaw;
   if (name == "qcow2") return ImageFormat::kQcow2;
   if (name == "vmdk") return ImageFormat::kVmdk;
-  return Err("Unknown image format '" + std::string(name) + "' (expected raw or qcow2)");
+  if (name == "qed") return ImageFormat::kQed;
+  return Err("Unknown image format '" + std::string(name) + "' (expected raw, qcow2 or qed)");
 }
 
 const char* ImageFormatName(ImageFormat format) {
@@ -144,6 +178,8 @@ const char* ImageFormatName(ImageFormat format) {
       return "qcow2";
     case ImageFormat::kVmdk:
       return "vmdk";
+    case ImageFormat::kQed:
+      return "qed";
   }
   return "unknown";
 }
@@ -187,6 +223,7 @@ Result<ImageFormat> ProbeImageFormat(const std::string& path) {
   if (n < 0) return SysErr("Could not read '" + path + "'");
   if (n == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0) return ImageFormat::kQcow2;
   if (n == 4 && std::memcmp(magic, "KDMV", 4) == 0) return ImageFormat::kVmdk;
+  if (n == 4 && std::memcmp(magic, "QED\0", 4) == 0) return ImageFormat::kQed;
   return ImageFormat::kRaw;
 }
 

@@ -20,9 +20,10 @@
 
 namespace kite::storage {
 
-enum class ImageFormat { kRaw, kQcow2, kVmdk };
+// kQed is read-only (storage/qed/qed_image.h); kVmdk is kite-img's own reader (img/vmdk_image.h).
+enum class ImageFormat { kRaw, kQcow2, kVmdk, kQed };
 
-// "raw", "qcow2", "vmdk" <-> ImageFormat. Unknown names are an error.
+// "raw", "qcow2", "vmdk", "qed" <-> ImageFormat. Unknown names are an error.
 Result<ImageFormat> ParseImageFormat(std::string_view name);
 const char* ImageFormatName(ImageFormat format);
 
@@ -131,13 +132,14 @@ Result<void> GrowOpenImage(DiskImage& image, uint64_t new_size);
 // (0: top); nullopt when the chain has no such layer.
 std::optional<std::pair<DiskImage*, int>> FindLayer(DiskImage& top, const std::string& path);
 
-// Guesses a format from the first bytes (QFI\xfb: qcow2, KDMV: vmdk, else raw), as qemu-img
-// does. Only for images no guest can write: kite-img without -f, and read-only disks.
+// Guesses a format from the first bytes (QFI\xfb: qcow2, KDMV: vmdk, QED\0: qed, else raw), as
+// qemu-img does. Only for images no guest can write: kite-img without -f, and read-only disks.
 Result<ImageFormat> ProbeImageFormat(const std::string& path);
 
 // Opens an image with an explicit format: kite never guesses the format of an image a guest
 // can write (BAD_INPUTS.md I1). Backing files named in a qcow2 header must carry a backing
-// format; see docs/STORAGE.md for the path rules.
+// format; see docs/STORAGE.md for the path rules. QED opens read-only only (options.read_only);
+// its backing file is raw when the header says so, else probed (the whole chain is read-only).
 Result<std::unique_ptr<DiskImage>> OpenImage(const std::string& path, ImageFormat format,
                                              const OpenOptions& options);
 

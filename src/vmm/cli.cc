@@ -510,10 +510,10 @@ Options of kite run:
   --stats                print VM exit and device counters at the end
   --no-host-quirks       do not adapt the kernel command line to an emulated KVM host
   --disk SPEC            a virtio-blk disk (repeatable):
-                           path=FILE,format=raw|qcow2[,readonly=on][,cache=MODE][,serial=ID]
+                           path=FILE,format=raw|qcow2|qed[,readonly=on][,cache=MODE][,serial=ID]
                            [,queues=N][,id=ID]; MODE: writeback (default), writethrough, none,
                            unsafe.
-                           format may be left out only with readonly=on
+                           format may be left out only with readonly=on; qed needs readonly=on
   --net SPEC             a virtio-net interface (repeatable): user[,hostfwd=tcp::2222-:22]
                            [,mac=MAC][,id=ID] (rootless NAT) or tap=NAME[,mac=MAC][,id=ID]
   --no-rng               no virtio-rng entropy device (on by default)

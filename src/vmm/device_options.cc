@@ -338,8 +338,14 @@ Result<void> ValidateDeviceIds(const VmConfig& config) {
 Result<void> ValidateDisk(const DiskConfig& disk) {
   if (disk.path.empty()) return Err("disk: no path given (path=FILE)");
   const std::string who = "disk " + disk.path + ": ";
-  if (!disk.format.empty() && disk.format != "raw" && disk.format != "qcow2") {
-    return Err(who + "format '" + disk.format + "' is not raw or qcow2");
+  if (!disk.format.empty() && disk.format != "raw" && disk.format != "qcow2" &&
+      disk.format != "qed") {
+    return Err(who + "format '" + disk.format + "' is not raw, qcow2 or qed");
+  }
+  if (disk.format == "qed" && !disk.read_only) {
+    return Err(who +
+               "QED disks are read-only in kite: add readonly=on (or convert the image "
+               "to qcow2 with kite-img convert -O qcow2)");
   }
   if (disk.format.empty() && !disk.read_only) {
     return Err(who +

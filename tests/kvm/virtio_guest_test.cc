@@ -205,6 +205,26 @@ TEST_P(VirtioGuestTest, Blk_Qcow2_WriteFlushReadBack_ImageChecksClean) {
   EXPECT_EQ(ReadFile(raw).substr(kSector, 2 * kSector), WrittenSectors());
 }
 
+// A QED image (qemu-img convert from the raw contents) as a read-only disk: the guest reads
+// the same sectors, its write is refused, and the file is unchanged.
+TEST_P(VirtioGuestTest, Blk_Qed_ReadOnly_ReadsContents_WriteRefused_FileUnchanged) {
+  KITE_REQUIRE_KVM();
+  KITE_REQUIRE_TOOL("qemu-img");
+  const std::string qemu_img = FindTool("qemu-img");
+  std::string raw = dir_.File("src.raw"), disk = dir_.File("disk.qed");
+  WriteFile(raw, DiskContents());
+  ASSERT_TRUE(RunTool({qemu_img, "convert", "-f", "raw", "-O", "qed", raw, disk}));
+  std::string before = ReadFile(disk);
+  ProcessResult r = RunGuest("virtio_blk", {"--disk", "path=" + disk + ",format=qed,readonly=on"});
+  EXPECT_EQ(r.exit_status, 0) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "virtio_blk: capacity 2048 sectors read-only\n")) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "sector 0 fnv1a " + Fnv1aHex(DiskContents().substr(0, kSector))))
+      << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "virtio_blk: write refused, status 1\n")) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "virtio_blk: ok\n")) << r.Describe();
+  EXPECT_EQ(ReadFile(disk), before);
+}
+
 TEST_P(VirtioGuestTest, Net_User_ArpRequestForGateway_GetsReply) {
   KITE_REQUIRE_KVM();
   ProcessResult r = RunGuest("virtio_net", {"--net", "user"});

@@ -1,4 +1,4 @@
-// kite-img check and map: consistency check reports (qcow2 only, as qemu-img) and the
+// kite-img check and map: consistency check reports (qcow2, and QED without repair) and the
 // allocation map of an image and its backing chain, in qemu-img's human and JSON layouts.
 #include <cinttypes>
 #include <nlohmann/json.hpp>
@@ -7,6 +7,7 @@
 #include "storage/img/image_open.h"
 #include "storage/img/map_format.h"
 #include "storage/qcow2/qcow2.h"
+#include "storage/qed/qed_check.h"
 
 namespace kite::img {
 namespace {
@@ -63,7 +64,7 @@ std::string CheckText(const storage::CheckReport& r) {
   return t;
 }
 
-Json CheckJson(const storage::CheckReport& r, const std::string& path) {
+Json CheckJson(const storage::CheckReport& r, const std::string& path, const char* format) {
   Json j;
   if (r.image_end_offset) j["image-end-offset"] = r.image_end_offset;
   if (r.corruptions) j["corruptions"] = r.corruptions;
@@ -76,7 +77,7 @@ Json CheckJson(const storage::CheckReport& r, const std::string& path) {
   if (r.fragmented_clusters) j["fragmented-clusters"] = r.fragmented_clusters;
   if (r.compressed_clusters) j["compressed-clusters"] = r.compressed_clusters;
   j["filename"] = path;
-  j["format"] = "qcow2";
+  j["format"] = format;
   return j;
 }
 
@@ -85,22 +86,26 @@ Json CheckJson(const storage::CheckReport& r, const std::string& path) {
 int RunCheck(const CheckArgs& args, Console& console) {
   auto format = ResolveFormat(args.filename, args.format);
   if (!format) return Fail(console, format.error());
-  if (*format != storage::ImageFormat::kQcow2) {
+  if (*format != storage::ImageFormat::kQcow2 && *format != storage::ImageFormat::kQed) {
     console.err << "kite-img: This image format does not support checks\n";
     return kExitCheckUnsupported;
   }
   storage::RepairMode repair = args.repair == RepairMode::kAll     ? storage::RepairMode::kAll
                                : args.repair == RepairMode::kLeaks ? storage::RepairMode::kLeaks
                                                                    : storage::RepairMode::kNone;
-  auto report = storage::CheckQcow2(args.filename, repair);
+  if (*format == storage::ImageFormat::kQed && repair != storage::RepairMode::kNone) {
+    return Fail(console, Err("QED images are read-only in kite: check without -r"));
+  }
+  auto report = *format == storage::ImageFormat::kQed ? storage::qed::CheckQed(args.filename)
+                                                      : storage::CheckQcow2(args.filename, repair);
   if (!report) return Fail(console, std::move(report).error().Context("Check failed"));
   for (const std::string& m : report->messages) console.err << m << "\n";
   if (!args.quiet) {
     if (args.output == OutputFormat::kJson) {
       // The file name is bytes from the command line, not always UTF-8 (U+FFFD where not).
-      console.out
-          << CheckJson(*report, args.filename).dump(4, ' ', false, Json::error_handler_t::replace)
-          << "\n";
+      console.out << CheckJson(*report, args.filename, storage::ImageFormatName(*format))
+                         .dump(4, ' ', false, Json::error_handler_t::replace)
+                  << "\n";
     } else {
       console.out << CheckText(*report);
     }

@@ -78,6 +78,7 @@ Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
   if (!format) return Err("Unknown file format '" + r.format + "'");
   spec.format = *format;
   if (spec.format == ImageFormat::kVmdk) return Err("kite-img cannot create VMDK images");
+  if (spec.format == ImageFormat::kQed) return Err("kite-img cannot create QED images");
   std::string backing = r.backing;
   std::optional<std::string> backing_format = r.backing_format;
   std::optional<uint64_t> size = r.size;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/unique_fd.h"
+#include "storage/img/vmdk_format.h"
 #include "storage/img/vmdk_image.h"
 
 namespace kite::img {
@@ -14,7 +15,16 @@ namespace kite::img {
 using storage::ImageFormat;
 
 Result<ImageFormat> ProbeFormat(const std::string& path) {
-  return storage::ProbeImageFormat(path);
+  ImageFormat format = TRY(storage::ProbeImageFormat(path));
+  if (format != ImageFormat::kRaw) return format;
+  // A VMDK descriptor file is text (qemu-img probes it the same way); only the tool knows it.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return SysErr("Could not open '" + path + "'");
+  std::string head(4096, '\0');
+  ssize_t n = ::pread(fd.get(), head.data(), head.size(), 0);
+  if (n < 0) return SysErr("Could not read '" + path + "'");
+  head.resize(static_cast<size_t>(n));
+  return LooksLikeVmdkDescriptor(head) ? ImageFormat::kVmdk : ImageFormat::kRaw;
 }
 
 Result<ImageFormat> ResolveFormat(const std::string& path, const std::optional<std::string>& format,
@@ -33,6 +43,9 @@ Result<std::unique_ptr<storage::DiskImage>> OpenForTool(const std::string& path,
   if (format == ImageFormat::kVmdk) {
     if (!options.read_only) return Err(path + ": VMDK images can only be read by kite-img");
     return OpenVmdk(path);
+  }
+  if (format == ImageFormat::kQed && !options.read_only) {
+    return Err(path + ": QED images can only be read by kite-img");
   }
   storage::OpenOptions o;
   o.read_only = options.read_only;

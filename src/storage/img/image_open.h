@@ -11,7 +11,8 @@
 
 namespace kite::img {
 
-// "qcow2" when the file starts with QFI\xfb, "vmdk" for KDMV, else "raw".
+// "qcow2" when the file starts with QFI\xfb, "vmdk" for KDMV or a VMDK descriptor file's text,
+// "qed" for QED\0, else "raw".
 Result<storage::ImageFormat> ProbeFormat(const std::string& path);
 
 // The -f value if given (validated), else the probed format. `probed` tells the caller

@@ -12,6 +12,8 @@
 #include "storage/img/image_open.h"
 #include "storage/img/info_format.h"
 #include "storage/qcow2/qcow2.h"
+#include "storage/qed/qed_image.h"
+#include "storage/raw_image.h"
 
 namespace kite::img {
 namespace {
@@ -39,6 +41,32 @@ Json FormatSpecific(const storage::Qcow2Info& q) {
     data["extended-l2"] = q.extended_l2;
   }
   return Json{{"type", "qcow2"}, {"data", data}};
+}
+
+// QED: the header alone (no backing file opened), in qemu-img's field order. The backing
+// format is known only when the header marks the backing file as raw; "dirty-flag" is
+// QED_F_NEED_CHECK.
+Result<Json> QedInfoJson(const std::string& path, uint64_t actual) {
+  storage::OpenOptions o;
+  o.read_only = true;
+  o.lock = false;
+  storage::OpenedFile file =
+      TRY_CTX(storage::OpenImageFile(path, o), "Could not open '" + path + "'");
+  auto hn = TRY_CTX(storage::qed::ReadHeader(file.fd.get(), file.size, path),
+                    "Could not open '" + path + "'");
+  Json j;
+  if (hn.header.has_backing() && hn.header.backing_is_raw()) j["backing-filename-format"] = "raw";
+  j["virtual-size"] = hn.header.image_size;
+  j["filename"] = path;
+  j["cluster-size"] = hn.header.cluster_size;
+  j["format"] = "qed";
+  j["actual-size"] = actual;
+  if (hn.header.has_backing()) {
+    j["full-backing-filename"] = ResolveRelative(path, hn.backing_file);
+    j["backing-filename"] = hn.backing_file;
+  }
+  j["dirty-flag"] = hn.header.need_check();
+  return j;
 }
 
 }  // namespace
@@ -80,6 +108,7 @@ Result<Json> ImageInfoJson(const std::string& path, ImageFormat format, bool for
     j["dirty-flag"] = q.dirty;
     return j;
   }
+  if (format == ImageFormat::kQed) return QedInfoJson(path, actual);
   ToolOpenOptions options;
   options.force_share = force_share;
   auto image = TRY(OpenForTool(path, format, options));
@@ -182,7 +211,9 @@ int RunInfo(const InfoArgs& args, Console& console) {
     path = (*info)["full-backing-filename"];
     std::optional<std::string> fmt;
     if (info->contains("backing-filename-format")) fmt = (*info)["backing-filename-format"];
-    auto next = ResolveFormat(path, fmt.value_or("raw"));
+    // A QED image without a backing format has its backing probed (as kite run does).
+    if (!fmt && *format != ImageFormat::kQed) fmt = "raw";
+    auto next = ResolveFormat(path, fmt);
     if (!next) return Fail(console, next.error());
     format = next;
   }

@@ -39,6 +39,7 @@ int RunResize(const ResizeArgs& args, Console& console) {
   auto format = ResolveFormat(args.filename, args.format, &probed);
   if (!format) return Fail(console, format.error());
   if (*format == ImageFormat::kVmdk) return Fail(console, Err("VMDK images are read-only"));
+  if (*format == ImageFormat::kQed) return Fail(console, Err("QED images are read-only"));
   if (probed && *format == ImageFormat::kRaw) {
     console.err << "WARNING: Image format was not specified for '" << args.filename
                 << "' and probing guessed raw.\n";

@@ -94,27 +94,95 @@ std::string_view Unquote(std::string_view s) {
   return s;
 }
 
-// "RW 20480 SPARSE "name.vmdk"" -> sectors; refuses other access modes and extent types.
-Result<uint64_t> ParseExtentLine(std::string_view line, std::string_view where) {
-  std::vector<std::string_view> words;
-  while (!(line = Trim(line)).empty() && words.size() < 3) {
-    size_t end = line.find_first_of(" \t");
-    words.push_back(line.substr(0, end));
-    line = end == std::string_view::npos ? std::string_view() : line.substr(end);
-  }
-  if (words.size() < 3) return Err(std::string(where) + ": malformed VMDK extent line");
-  uint64_t sectors = 0;
-  for (char c : words[1]) {
-    if (c < '0' || c > '9' || sectors > kVmdkMaxCapacitySectors) {
-      return Err(std::string(where) + ": bad extent size '" + std::string(words[1]) + "'");
+Error BadLine(std::string_view where, std::string_view line, const std::string& what) {
+  return Err(std::string(where) + ": VMDK extent line '" + std::string(line) + "': " + what);
+}
+
+// Takes the next blank-separated word off `line`.
+std::string_view NextWord(std::string_view& line) {
+  line = Trim(line);
+  size_t end = line.find_first_of(" \t");
+  std::string_view word = line.substr(0, end);
+  line = end == std::string_view::npos ? std::string_view() : line.substr(end);
+  return word;
+}
+
+Result<uint64_t> ParseSectors(std::string_view word, std::string_view where, std::string_view line,
+                              const char* field) {
+  if (word.empty()) return BadLine(where, line, std::string("no ") + field);
+  uint64_t v = 0;
+  for (char c : word) {
+    if (c < '0' || c > '9' || v > kVmdkMaxCapacitySectors) {
+      return BadLine(where, line, std::string("bad ") + field + " '" + std::string(word) + "'");
     }
-    sectors = sectors * 10 + static_cast<uint64_t>(c - '0');
+    v = v * 10 + static_cast<uint64_t>(c - '0');
   }
-  if (words[2] != "SPARSE") {
-    return Err(std::string(where) + ": VMDK extent type '" + std::string(words[2]) +
-               "' is not supported (only one embedded SPARSE extent)");
+  if (v > kVmdkMaxCapacitySectors) return BadLine(where, line, std::string(field) + " too large");
+  return v;
+}
+
+// RW 20480 FLAT "name-flat.vmdk" 0 | RW 20480 VMFS "name.vmdk" | RW 20480 SPARSE "name.vmdk"
+Result<VmdkExtentLine> ParseExtentLine(std::string_view line, std::string_view where) {
+  std::string_view rest = line;
+  std::string_view access = NextWord(rest);
+  if (access == "NOACCESS") return BadLine(where, line, "NOACCESS extents cannot be read");
+  VmdkExtentLine e;
+  e.sectors = TRY(ParseSectors(NextWord(rest), where, line, "extent size"));
+  if (e.sectors == 0) return BadLine(where, line, "extent size 0");
+  std::string_view type = NextWord(rest);
+  rest = Trim(rest);
+  if (rest.size() < 2 || rest.front() != '"') return BadLine(where, line, "no quoted file name");
+  size_t close = rest.find('"', 1);
+  if (close == std::string_view::npos || close == 1) {
+    return BadLine(where, line, "file name empty or not closed by a quote");
   }
-  return sectors;
+  e.file = std::string(rest.substr(1, close - 1));
+  std::string_view offset = Trim(rest.substr(close + 1));
+  if (type == "FLAT") {
+    e.kind = VmdkExtentKind::kFlat;
+    e.flat_offset = TRY(ParseSectors(offset, where, line, "FLAT offset"));
+  } else if (type == "VMFS" || type == "SPARSE") {
+    e.kind = type == "VMFS" ? VmdkExtentKind::kFlat : VmdkExtentKind::kSparse;
+    if (!offset.empty()) return BadLine(where, line, "no offset expected after the file name");
+  } else {
+    return BadLine(where, line,
+                   "extent type '" + std::string(type) +
+                       "' is not supported (kite reads FLAT, VMFS and SPARSE extents)");
+  }
+  return e;
+}
+
+// Every line of a descriptor: createType, the extents, parentCID checked.
+Result<VmdkDescriptor> ParseDescriptorLines(std::string_view text, std::string_view where) {
+  text = text.substr(0, text.find('\0'));
+  VmdkDescriptor d;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = Trim(text.substr(0, nl));
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (line.empty() || line.front() == '#') continue;
+    if (line.starts_with("RW ") || line.starts_with("RDONLY ") || line.starts_with("NOACCESS ")) {
+      if (d.extents.size() >= kVmdkMaxExtents) {
+        return Err(std::string(where) + ": VMDK descriptor lists more than " +
+                   std::to_string(kVmdkMaxExtents) + " extents");
+      }
+      d.extents.push_back(TRY(ParseExtentLine(line, where)));
+      if (d.total_sectors() > kVmdkMaxCapacitySectors) {
+        return Err(std::string(where) + ": VMDK extents add up to more than 64 TiB");
+      }
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view key = Trim(line.substr(0, eq));
+    std::string_view value = Unquote(line.substr(eq + 1));
+    if (key == "createType") d.create_type = value;
+    if (key == "parentCID" && value != "ffffffff") {
+      return Err(std::string(where) + ": VMDK has a parent (parentCID " + std::string(value) +
+                 "): delta links are not supported");
+    }
+  }
+  return d;
 }
 
 }  // namespace
@@ -149,38 +217,40 @@ VmdkMarker ParseVmdkMarker(std::span<const uint8_t, 16> b) {
 }
 
 Result<VmdkDescriptor> ParseVmdkDescriptor(std::string_view text, std::string_view where) {
-  text = text.substr(0, text.find('\0'));
-  VmdkDescriptor d;
-  int extents = 0;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = Trim(text.substr(0, nl));
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    if (line.empty() || line.front() == '#') continue;
-    if (line.starts_with("RW ") || line.starts_with("RDONLY ") || line.starts_with("NOACCESS ")) {
-      d.extent_sectors = TRY(ParseExtentLine(line, where));
-      ++extents;
-      continue;
-    }
-    size_t eq = line.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string_view key = Trim(line.substr(0, eq));
-    std::string_view value = Unquote(line.substr(eq + 1));
-    if (key == "createType") d.create_type = value;
-    if (key == "parentCID" && value != "ffffffff") {
-      return Err(std::string(where) + ": VMDK has a parent (parentCID " + std::string(value) +
-                 "): delta links are not supported");
-    }
-  }
+  VmdkDescriptor d = TRY(ParseDescriptorLines(text, where));
   if (d.create_type != "monolithicSparse" && d.create_type != "streamOptimized") {
     return Err(std::string(where) + ": VMDK createType '" + d.create_type +
                "' is not supported (expected monolithicSparse or streamOptimized)");
   }
-  if (extents != 1) {
-    return Err(std::string(where) + ": VMDK descriptor lists " + std::to_string(extents) +
-               " extents (expected exactly one)");
+  if (d.extents.size() != 1 || d.extents[0].kind != VmdkExtentKind::kSparse) {
+    return Err(std::string(where) + ": VMDK descriptor lists " + std::to_string(d.extents.size()) +
+               " extents (expected exactly one SPARSE extent)");
   }
   return d;
+}
+
+Result<VmdkDescriptor> ParseVmdkDescriptorFile(std::string_view text, std::string_view where) {
+  VmdkDescriptor d = TRY(ParseDescriptorLines(text, where));
+  if (d.create_type != "monolithicFlat" && d.create_type != "vmfs" &&
+      d.create_type != "twoGbMaxExtentSparse" && d.create_type != "twoGbMaxExtentFlat") {
+    return Err(std::string(where) + ": VMDK descriptor file createType '" + d.create_type +
+               "' is not supported (expected monolithicFlat, vmfs, twoGbMaxExtentSparse or "
+               "twoGbMaxExtentFlat)");
+  }
+  if (d.extents.empty()) return Err(std::string(where) + ": VMDK descriptor lists no extents");
+  return d;
+}
+
+bool LooksLikeVmdkDescriptor(std::string_view head) {
+  while (!head.empty()) {
+    size_t nl = head.find('\n');
+    std::string_view line = Trim(head.substr(0, nl));
+    if (nl == std::string_view::npos) return false;  // a line cut off by the probe's size
+    head = nl == std::string_view::npos ? std::string_view() : head.substr(nl + 1);
+    if (line.empty() || line.front() == '#') continue;
+    return line == "version=1" || line == "version=2" || line == "version=3";
+  }
+  return false;
 }
 
 }  // namespace kite::img

@@ -1,5 +1,6 @@
 // VMDK on-disk structures for kite-img's read-only import (VMware "Virtual Disk Format 5.0"):
-// the hosted sparse extent header, the embedded text descriptor and stream-optimized markers.
+// the hosted sparse extent header, text descriptors (embedded or a file of their own) and
+// stream-optimized markers.
 // Pure parsing and validation, no I/O: every field comes from an untrusted file, and every
 // refusal names the field and what was expected.
 #pragma once
@@ -8,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -69,14 +71,41 @@ struct VmdkMarker {
 };
 VmdkMarker ParseVmdkMarker(std::span<const uint8_t, 16> bytes);
 
-// What kite needs from the embedded descriptor.
-struct VmdkDescriptor {
-  std::string create_type;  // "monolithicSparse" or "streamOptimized"
-  uint64_t extent_sectors = 0;
+// One extent line of a descriptor: ACCESS SECTORS TYPE "FILE" [OFFSET]. FLAT and VMFS
+// extents are plain bytes (FLAT at OFFSET sectors into the file); SPARSE ones are hosted
+// sparse extent files with their own header.
+enum class VmdkExtentKind { kSparse, kFlat };
+struct VmdkExtentLine {
+  VmdkExtentKind kind = VmdkExtentKind::kSparse;
+  uint64_t sectors = 0;
+  std::string file;          // as written: relative to the descriptor's directory, or absolute
+  uint64_t flat_offset = 0;  // sectors into a flat extent's file
 };
 
-// Parses the text descriptor; refuses parents (parentCID other than ffffffff), several or
-// non-SPARSE extents and other create types.
+inline constexpr size_t kVmdkMaxExtents = 1024;  // open files per image
+
+// What kite needs from a descriptor.
+struct VmdkDescriptor {
+  std::string create_type;
+  std::vector<VmdkExtentLine> extents;
+  uint64_t total_sectors() const {
+    uint64_t total = 0;
+    for (const VmdkExtentLine& e : extents) total += e.sectors;
+    return total;
+  }
+};
+
+// The descriptor embedded in a monolithicSparse or streamOptimized file: exactly one SPARSE
+// extent. Refuses parents (parentCID other than ffffffff) and other create types.
 Result<VmdkDescriptor> ParseVmdkDescriptor(std::string_view text, std::string_view where);
+
+// A descriptor file (monolithicFlat, vmfs, twoGbMaxExtentSparse, twoGbMaxExtentFlat): 1 to
+// kVmdkMaxExtents RW or RDONLY extents of type FLAT (with an offset), VMFS or SPARSE, each of
+// at least one sector, together at most kVmdkMaxCapacitySectors. No parents.
+Result<VmdkDescriptor> ParseVmdkDescriptorFile(std::string_view text, std::string_view where);
+
+// Whether `head` (the first bytes of a file) reads as a descriptor file: comment and blank
+// lines, then version=1, 2 or 3, as qemu-img probes one.
+bool LooksLikeVmdkDescriptor(std::string_view head);
 
 }  // namespace kite::img

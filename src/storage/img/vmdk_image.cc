@@ -1,5 +1,6 @@
 // VmdkImage (see vmdk_image.h): open-time validation of header, footer, descriptor and grain
 // directory; grain lookup through a bounded grain-table cache; raw and deflate grain reads.
+// OpenVmdk tells a sparse file (KDMV) from a descriptor file (vmdk_extents.cc).
 #include "storage/img/vmdk_image.h"
 
 #include <fcntl.h>
@@ -13,7 +14,9 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "storage/img/vmdk_extents.h"
 #include "storage/img/vmdk_format.h"
+#include "storage/read_only_image.h"
 
 namespace kite::img {
 namespace {
@@ -34,7 +37,7 @@ Result<void> PreadFull(int fd, void* buf, size_t len, uint64_t offset, const std
   return {};
 }
 
-class VmdkImage final : public storage::DiskImage {
+class VmdkImage final : public storage::ReadOnlyImage {
  public:
   VmdkImage(std::string path, UniqueFd fd, uint64_t file_size, VmdkHeader h,
             std::vector<uint32_t> gd)
@@ -47,21 +50,16 @@ class VmdkImage final : public storage::DiskImage {
   storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return h_.capacity_bytes(); }
-  bool read_only() const override { return true; }
   uint64_t allocated_bytes() const override {
     struct stat st;
     return ::fstat(fd_.get(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
   }
 
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
-  Result<void> WriteV(uint64_t, std::span<const iovec>) override { return ReadOnly(); }
-  Result<void> Flush() override { return {}; }
-  Result<void> Discard(uint64_t, uint64_t) override { return ReadOnly(); }
-  Result<void> WriteZeroes(uint64_t, uint64_t, bool) override { return ReadOnly(); }
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
 
  private:
-  Error ReadOnly() const { return Err(path_ + ": VMDK images are read-only in kite"); }
+  std::string ReadOnlyReason() const override { return "VMDK images are read-only in kite"; }
   // The grain-table entry of grain `grain` (0 = unallocated).
   Result<uint32_t> Gte(uint64_t grain);
   // Reads `len` bytes at `in_grain` within grain `grain` into `out`.
@@ -229,8 +227,8 @@ Result<void> CheckDescriptor(int fd, const VmdkHeader& h, uint64_t file_size,
   if ((d.create_type == "streamOptimized") != h.compressed()) {
     return Err(path + ": createType " + d.create_type + " disagrees with the header flags");
   }
-  if (d.extent_sectors != h.capacity_sectors) {
-    return Err(path + ": descriptor extent of " + std::to_string(d.extent_sectors) +
+  if (d.extents[0].sectors != h.capacity_sectors) {
+    return Err(path + ": descriptor extent of " + std::to_string(d.extents[0].sectors) +
                " sectors, header capacity " + std::to_string(h.capacity_sectors));
   }
   return {};
@@ -254,33 +252,50 @@ Result<std::vector<uint32_t>> LoadGrainDirectory(int fd, const VmdkHeader& h, ui
   return gd;
 }
 
-}  // namespace
-
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdk(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return SysErr("opening " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return SysErr("fstat " + path);
-  if (!S_ISREG(st.st_mode)) return Err(path + ": not a regular file");
-  uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < 512) return Err(path + ": too short for a VMDK header");
+// A file with a KDMV header: monolithicSparse or streamOptimized with its embedded descriptor,
+// or (`extent_only`) a sparse extent of a descriptor file, whose embedded descriptor is unused.
+Result<std::unique_ptr<storage::DiskImage>> OpenSparse(const std::string& path, UniqueFd fd,
+                                                       uint64_t file_size, bool extent_only) {
   std::vector<uint8_t> sector(512);
   TRY(PreadFull(fd.get(), sector.data(), 512, 0, path));
-  static constexpr char kDescriptorOnly[] = "# Disk DescriptorFile";
-  if (std::memcmp(sector.data(), kDescriptorOnly, sizeof(kDescriptorOnly) - 1) == 0) {
-    return Err(path +
-               ": descriptor-only VMDK (split or flat extents) is not supported; "
-               "kite reads monolithicSparse and streamOptimized");
-  }
   VmdkHeader h = TRY(ParseVmdkHeader(sector, path));
   if (h.gd_offset == kVmdkGdAtEnd) {
     if (!h.compressed()) return Err(path + ": GD_AT_END outside a stream-optimized VMDK");
     h = TRY(ReadFooter(fd.get(), file_size, path));
   }
-  TRY(CheckDescriptor(fd.get(), h, file_size, path));
+  if (!extent_only) TRY(CheckDescriptor(fd.get(), h, file_size, path));
   std::vector<uint32_t> gd = TRY(LoadGrainDirectory(fd.get(), h, file_size, path));
   return std::unique_ptr<storage::DiskImage>(
       new VmdkImage(path, std::move(fd), file_size, h, std::move(gd)));
+}
+
+Result<std::pair<UniqueFd, uint64_t>> OpenRegular(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return SysErr("opening " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return SysErr("fstat " + path);
+  if (!S_ISREG(st.st_mode)) return Err(path + ": not a regular file");
+  return std::pair{std::move(fd), static_cast<uint64_t>(st.st_size)};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<storage::DiskImage>> OpenVmdkSparseExtent(const std::string& path) {
+  auto [fd, file_size] = TRY(OpenRegular(path));
+  if (file_size < 512) return Err(path + ": too short for a VMDK sparse extent header");
+  return OpenSparse(path, std::move(fd), file_size, /*extent_only=*/true);
+}
+
+Result<std::unique_ptr<storage::DiskImage>> OpenVmdk(const std::string& path) {
+  auto [fd, file_size] = TRY(OpenRegular(path));
+  std::string head(std::min<uint64_t>(file_size, kVmdkMaxDescriptorSectors * 512), '\0');
+  TRY(PreadFull(fd.get(), head.data(), head.size(), 0, path));
+  if (LooksLikeVmdkDescriptor(head)) {
+    if (file_size > head.size()) return Err(path + ": VMDK descriptor file larger than 1 MiB");
+    return OpenVmdkDescriptorFile(path, head);
+  }
+  if (file_size < 512) return Err(path + ": too short for a VMDK header");
+  return OpenSparse(path, std::move(fd), file_size, /*extent_only=*/false);
 }
 
 }  // namespace kite::img

@@ -3,7 +3,8 @@
 //   monolithicSparse  header, embedded descriptor, grain directory and tables, raw grains;
 //   streamOptimized   deflate-compressed grains behind markers; the grain directory may be
 //                     in a footer at the end of the file (gdOffset = GD_AT_END).
-// No parents (delta links), no split or flat extents, no writes.
+// Descriptor files with separate extents (monolithicFlat, vmfs, twoGbMaxExtentSparse,
+// twoGbMaxExtentFlat) open through vmdk_extents.h. No parents (delta links), no writes.
 //
 // Threads: ReadV/BlockStatus may run concurrently; the grain-table cache has its own lock.
 // Every table entry is checked before use: a grain outside the file, a marker for the wrong
@@ -19,7 +20,8 @@
 
 namespace kite::img {
 
-// Opens `path` as a VMDK; options.read_only is implied, other options are ignored.
+// Opens `path` as a VMDK: a sparse file (KDMV header) or a descriptor file naming extents.
+// Read-only.
 Result<std::unique_ptr<storage::DiskImage>> OpenVmdk(const std::string& path);
 
 }  // namespace kite::img

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "img_test_util.h"
+#include "img_vmdk_test_util.h"
 #include "storage/img/vmdk_format.h"
 #include "storage/img/vmdk_image.h"
 #include "testing/temp_dir.h"
@@ -22,6 +23,7 @@ using kite::testing::ReadFile;
 using kite::testing::TempDir;
 using kite::testing::WriteFile;
 using testing::Q;
+using testing::ReadAll;
 using testing::Shell;
 
 template <typename T>
@@ -30,29 +32,10 @@ void Put(std::string& s, size_t at, T v) {
   std::memcpy(s.data() + at, &v, sizeof(T));
 }
 
-// A source raw disk of 1 MiB with data in a few places, converted by qemu-img.
-std::string MakeSource(const TempDir& dir) {
-  std::string data(1 << 20, '\0');
-  std::mt19937 rng(7);
-  for (size_t i = 0; i < 4096; ++i) data[i] = static_cast<char>(rng());
-  for (size_t i = 200000; i < 330000; ++i) data[i] = static_cast<char>(rng() % 3);
-  std::memcpy(data.data() + (1 << 20) - 5, "tail!", 5);
-  std::string path = dir.File("src.raw");
-  WriteFile(path, data);
-  return path;
-}
-
-std::string ReadAll(storage::DiskImage& image) {
-  std::string out(image.size(), '\0');
-  auto r = image.Read(0, out.data(), out.size());
-  EXPECT_TRUE(r) << (r ? "" : r.error().message());
-  return out;
-}
-
 TEST(Vmdk, MonolithicSparseFromQemu_ReadsEqualToSource) {
   KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
-  std::string src = MakeSource(dir), vmdk = dir.File("d.vmdk");
+  std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
   auto image = OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
@@ -63,7 +46,7 @@ TEST(Vmdk, MonolithicSparseFromQemu_ReadsEqualToSource) {
 TEST(Vmdk, StreamOptimizedFromQemu_ReadsEqualToSource) {
   KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
-  std::string src = MakeSource(dir), vmdk = dir.File("s.vmdk");
+  std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("s.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk -o subformat=streamOptimized " + Q(src) + " " +
                   Q(vmdk))
                 .code,
@@ -76,7 +59,7 @@ TEST(Vmdk, StreamOptimizedFromQemu_ReadsEqualToSource) {
 TEST(Vmdk, BlockStatus_UnallocatedGrainsReadAsZero) {
   KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
-  std::string src = MakeSource(dir), vmdk = dir.File("d.vmdk");
+  std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
   auto image = OpenVmdk(vmdk);
   ASSERT_TRUE(image);
@@ -92,7 +75,7 @@ TEST(Vmdk, BlockStatus_UnallocatedGrainsReadAsZero) {
 TEST(Vmdk, Write_Refused) {
   KITE_REQUIRE_TOOL("qemu-img");
   TempDir dir;
-  std::string src = MakeSource(dir), vmdk = dir.File("d.vmdk");
+  std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
   std::string before = ReadFile(vmdk);
   auto image = OpenVmdk(vmdk);
@@ -267,7 +250,7 @@ class VmdkMalformed : public ::testing::Test {
  protected:
   void SetUp() override {
     KITE_REQUIRE_TOOL("qemu-img");
-    std::string src = MakeSource(dir_);
+    std::string src = testing::MakeVmdkSource(dir_);
     path_ = dir_.File("m.vmdk");
     ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(path_)).code, 0);
     bytes_ = ReadFile(path_);
@@ -392,12 +375,13 @@ TEST_F(VmdkMalformed, ExtentSizeDisagrees_Refused) {
   EXPECT_FALSE(Reopen());
 }
 
-TEST(Vmdk, DescriptorOnlyFile_Refused) {
+// A descriptor file is read (img_vmdk_extents_test.cc); one without a createType is refused.
+TEST(Vmdk, DescriptorFileWithoutCreateType_Refused) {
   TempDir dir;
   WriteFile(dir.File("d.vmdk"), "# Disk DescriptorFile\nversion=1\n" + std::string(600, ' '));
   auto r = OpenVmdk(dir.File("d.vmdk"));
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("descriptor-only"), std::string::npos);
+  EXPECT_NE(r.error().message().find("createType"), std::string::npos) << r.error().message();
 }
 
 TEST(Vmdk, I32_Fifo_RefusedWithoutBlocking) {

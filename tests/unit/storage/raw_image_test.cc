@@ -176,7 +176,7 @@ TEST(RawImage, CacheModes_OpenAndRoundTrip) {
 }
 
 TEST(RawImage, ParseNames_UnknownRefused) {
-  EXPECT_FALSE(ParseImageFormat("qed"));
+  EXPECT_FALSE(ParseImageFormat("vdi"));
   EXPECT_EQ(*ParseImageFormat("qcow2"), ImageFormat::kQcow2);
   EXPECT_EQ(*ParseCacheMode("none"), CacheMode::kNone);
   EXPECT_FALSE(ParseCacheMode("fast"));

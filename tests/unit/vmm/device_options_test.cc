@@ -44,6 +44,19 @@ TEST(DiskOption, WritableWithoutFormat_RefusedNeverGuessed) {
   EXPECT_NE(ErrorOf(d).find("needs format=raw or format=qcow2"), std::string::npos) << ErrorOf(d);
 }
 
+// QED is read-only in kite: format=qed needs readonly=on.
+TEST(DiskOption, QedReadOnly_Accepted) {
+  auto d = ParseDiskOption("path=a.qed,format=qed,readonly=on");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->format, "qed");
+}
+
+TEST(DiskOption, QedWritable_RefusedNamingReadonly) {
+  auto d = ParseDiskOption("path=a.qed,format=qed");
+  ASSERT_FALSE(d);
+  EXPECT_NE(ErrorOf(d).find("readonly=on"), std::string::npos) << ErrorOf(d);
+}
+
 // Rate limits (R1): kite's names, QEMU's throttling.* aliases, and the checks.
 TEST(DiskOption, RateLimit_AllSettings_Parsed) {
   auto d = ParseDiskOption(
