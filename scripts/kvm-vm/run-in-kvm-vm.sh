@@ -67,12 +67,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Initramfs: static busybox, our init, the modules for 9p, overlay and KVM, and dm-mod, loop
-# and tun for the fault tests (tests/fault).
+# and tun for the fault tests (tests/fault), bridge for the bridged-tap tests (tests/kvm).
 ir=$tmp/initramfs
 mkdir -p "$ir"/{bin,dev,proc,sys,modules} "$tmp/ctl"
 cp /bin/busybox "$ir/bin/"
 cp "$here/init.sh" "$ir/init"
-for m in virtio_pci 9pnet_virtio 9p overlay kvm_amd dm_mod loop tun; do
+for m in virtio_pci 9pnet_virtio 9p overlay kvm_amd dm_mod loop tun bridge; do
   modprobe -S "$kver" -d / --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
 done | awk '!seen[$0]++' | while read -r ko; do
   cp "$ko" "$ir/modules/"
