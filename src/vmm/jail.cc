@@ -73,6 +73,12 @@ class BindList {
   }
 
   Result<void> AddDirectory(const std::string& dir, bool writable) {
+    for (Bind& b : binds_) {
+      if (b.target == dir && b.directory) {
+        b.writable = b.writable || writable;
+        return {};
+      }
+    }
     Bind bind;
     bind.target = dir;
     bind.source_path = dir;
@@ -134,6 +140,25 @@ bool HasNet(const VmConfig& config, NetBackendKind kind) {
   return false;
 }
 
+// The directory holding a socket of a dgram or stream network (made there, or the peer's),
+// placed in the jail at the same path unless it lies in the jail's directory already.
+Result<void> AddSocketDirectory(const std::string& path, bool writable, const std::string& dir,
+                                BindList& binds) {
+  if (path.empty() || path.front() != '/') {
+    return Err("jail: the network socket '" + path + "' must be an absolute path");
+  }
+  std::string parent = std::filesystem::path(path).parent_path().string();
+  if (parent.empty()) parent = "/";
+  struct stat st;
+  if (::stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Err("jail: the directory " + parent + " of network socket " + path + " does not exist");
+  }
+  if (parent == "/")
+    return Err("jail: network socket " + path + " directly in / (use a directory)");
+  if (IsInside(parent, dir)) return {};
+  return binds.AddDirectory(parent, writable);
+}
+
 Result<void> AddVmFiles(const VmConfig& config, const std::string& dir, BindList& binds) {
   TRY(binds.AddFile(config.kernel, false, "the kernel"));
   if (!config.initrd.empty()) TRY(binds.AddFile(config.initrd, false, "the initrd"));
@@ -147,9 +172,17 @@ Result<void> AddVmFiles(const VmConfig& config, const std::string& dir, BindList
   }
   // The emulated-KVM check reads /proc/cpuinfo; libslirp reads the host's DNS servers, for a
   // user network given now or one device_add may bring later (a pci machine).
+  for (const NetConfig& net : config.nets) {
+    if (net.backend != NetBackendKind::kDgram && net.backend != NetBackendKind::kStream) continue;
+    // Its own socket (bound: the directory writable) or a server's (connected to), and the
+    // peer's of a dgram link (sent to).
+    bool binds_here = net.backend == NetBackendKind::kDgram || net.server;
+    TRY(AddSocketDirectory(net.socket_path, binds_here, dir, binds));
+    if (!net.remote.empty()) TRY(AddSocketDirectory(net.remote, false, dir, binds));
+  }
   if (config.host_quirks) TRY(binds.AddFile("/proc/cpuinfo", false, "/proc/cpuinfo"));
-  bool user_net = HasNet(config, NetBackendKind::kUser) ||
-                  config.transport == VirtioTransportKind::kPci;
+  bool user_net =
+      HasNet(config, NetBackendKind::kUser) || config.transport == VirtioTransportKind::kPci;
   if (user_net && ::access("/etc/resolv.conf", R_OK) == 0) {
     TRY(binds.AddFile("/etc/resolv.conf", false, "/etc/resolv.conf"));
   }

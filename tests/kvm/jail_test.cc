@@ -17,6 +17,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -477,6 +478,45 @@ TEST(Jail, BlockDeviceDisk_ReachableInTheJailsDev) {
   ASSERT_TRUE(r.exited) << r.Describe();
   EXPECT_EQ(r.exit_status, 0) << r.Describe();
   EXPECT_NE(r.out.find("hello: kite guest is alive"), std::string::npos) << r.Describe();
+}
+
+// A jailed VM on a stream link (--net stream=PATH,server=on) in a directory outside the jail:
+// the directory is placed in the jail, the jailed kite (nobody) listens there, an unjailed
+// kite connects, and each guest receives the other's frames.
+TEST(Jail, StreamLinkSocketOutsideTheJail_PeerConnects) {
+  KITE_REQUIRE_ROOT();
+  JailDirs d;
+  std::string links = d.base.File("links");
+  fs::create_directory(links);
+  ASSERT_EQ(::chown(links.c_str(), std::stoi(kUid), std::stoi(kGid)), 0);
+  std::string jailed;
+  for (const std::string& a : JailArgs(d, "virtio_net_tx")) jailed += " '" + a + "'";
+  std::string script = "set -e\ncd '" + d.base.path().string() + "'\nmkfifo in_a in_b\n" + jailed +
+                       " --net stream=" + links + "/l.sock,server=on --serial stdio" +
+                       " --no-host-quirks <in_a >out_a 2>err_a &\na=$!\nexec 3>in_a\n" +
+                       "for i in $(seq 1 600); do [ -S " + links + "/l.sock ] && break; " +
+                       "sleep 0.05; done\n'" + std::string(KITE_BINARY) + "' run --kernel '" +
+                       Firmware("virtio_net_tx") + "' --memory 64M --net stream=" + links +
+                       "/l.sock --serial stdio --no-host-quirks <in_b >out_b 2>err_b &\n" +
+                       "b=$!\nexec 4>in_b\n" +
+                       "for i in $(seq 1 2400); do grep -q 'frames sent' out_a && " +
+                       "grep -q 'frames sent' out_b && break; sleep 0.05; done\nsleep 1\n" +
+                       "printf q >&4; wait $b || echo \"b_status: $?\"\n" +
+                       "printf q >&3; wait $a || echo \"a_status: $?\"\n" +
+                       "sed 's/^/a: /' out_a err_a; sed 's/^/b: /' out_b err_b\n";
+  ProcessOptions options;
+  options.argv = {"/bin/bash", "-c", script};
+  options.timeout = 120s;
+  ProcessResult r = *RunProcess(options);
+  std::regex received(R"((a|b): virtio_net_tx: stopped after \d+ frames \((\d+) received\))");
+  std::map<std::string, int> counts;
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), received);
+       it != std::sregex_iterator(); ++it) {
+    counts[(*it)[1]] = std::stoi((*it)[2]);
+  }
+  EXPECT_GE(counts["a"], 10) << "the jailed guest got the peer's frames\n" << r.Describe();
+  EXPECT_GE(counts["b"], 10) << "the peer got the jailed guest's frames\n" << r.Describe();
+  EXPECT_EQ(r.out.find("_status"), std::string::npos) << r.Describe();
 }
 
 // Each bad setting: exit 1, one line naming it, no guest.
