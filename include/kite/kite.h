@@ -91,8 +91,10 @@ struct NetConfig {
   std::string socket_path;           // kDgram: the local socket; kStream: the socket listened on
   std::string remote;                // kDgram: the peer's socket
   bool server = false;               // kStream: listen on socket_path (else connect to it)
-  std::string id;                    // the device id; empty: net0, net1, ...
-  Throttle throttle{};               // bps=, pps=, ...: each direction (RX, TX) on its own
+  // The guest's MTU (mtu=, QEMU's host_mtu): VIRTIO_NET_F_MTU offered with it; 0: not offered.
+  uint32_t mtu = 0;
+  std::string id;       // the device id; empty: net0, net1, ...
+  Throttle throttle{};  // bps=, pps=, ...: each direction (RX, TX) on its own
 };
 
 // How guest RAM is backed (--memory SIZE,hugepages=2M,prealloc=on,shared=on).

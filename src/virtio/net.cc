@@ -12,7 +12,8 @@
 // waits for the backend's on_writable. One run sends at most kTxBudget frames, then posts the
 // rest back to the loop (G34).
 //
-// Configuration space (5.1.4): the MAC, status = LINK_UP, max_virtqueue_pairs = 1; read-only.
+// Configuration space (5.1.4): the MAC, status = LINK_UP, max_virtqueue_pairs = 1, and the MTU
+// when NetOptions::mtu offers VIRTIO_NET_F_MTU; read-only.
 // Features: see net_header.h (NetDeviceFeatures); AcceptFeatures refuses offload sets that
 // break 5.1.3.1's dependencies. Activate tells the backend which GUEST_* offloads it may use
 // (tap: TUNSETOFFLOAD).
@@ -28,6 +29,7 @@
 
 #include <algorithm>
 #include <asio/post.hpp>
+#include <cstddef>
 #include <cstring>
 
 #include "base/log.h"
@@ -50,7 +52,8 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, const NetOptions& opti
       loop_(loop),
       queue_size_(options.queue_size),
       features_offered_(
-          NetDeviceFeatures(backend_->has_vnet_header(), backend_->offload_features())),
+          NetDeviceFeatures(backend_->has_vnet_header(), backend_->offload_features()) |
+          (options.mtu != 0 ? uint64_t{1} << net::kFeatureMtu : 0)),
       rx_throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
                    options.rx_throttle),
       tx_throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
@@ -61,6 +64,7 @@ VirtioNet::VirtioNet(std::unique_ptr<NetBackend> backend, const NetOptions& opti
   std::memcpy(config_.mac, mac.data(), mac.size());
   config_.status = net::kStatusLinkUp;
   config_.max_virtqueue_pairs = 1;
+  config_.mtu = options.mtu;
 }
 
 VirtioNet::~VirtioNet() {
@@ -104,8 +108,11 @@ void VirtioNet::Start() {
 void VirtioNet::ReadConfig(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
   std::lock_guard lock(mu_);  // the status changes at run time (SetLink)
-  if (offset >= sizeof(config_)) return;
-  size_t n = std::min<size_t>(data.size(), sizeof(config_) - offset);
+  // Without VIRTIO_NET_F_MTU the field does not exist: the space ends before it.
+  size_t size =
+      (features_offered_ >> net::kFeatureMtu) & 1 ? sizeof(config_) : offsetof(net::Config, mtu);
+  if (offset >= size) return;
+  size_t n = std::min<size_t>(data.size(), size - offset);
   std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config_) + offset, n);
 }
 

@@ -37,6 +37,9 @@ MacAddress GenerateMac();
 struct NetOptions {
   MacAddress mac{};
   uint16_t queue_size = 256;
+  // VIRTIO_NET_F_MTU (5.1.3, 5.1.4): the MTU the guest starts with and may not exceed, in the
+  // configuration space; 0: the feature is not offered (the guest picks, 1500 by default).
+  uint16_t mtu = 0;
   // Rate limits per direction (bytes: frame payloads without the virtio-net header; an
   // operation: a frame). Unlimited by default.
   RateLimitParams rx_throttle{};

@@ -56,6 +56,7 @@ json NetToJson(const NetConfig& n) {
   if (!n.socket_path.empty()) out["path"] = n.socket_path;
   if (!n.remote.empty()) out["remote"] = n.remote;
   if (n.server) out["server"] = true;
+  if (n.mtu != 0) out["mtu"] = n.mtu;
   if (!n.tap.empty()) out["tap"] = n.tap;
   if (!n.bridge.empty()) out["bridge"] = n.bridge;
   if (!n.mac.empty()) out["mac"] = n.mac;

@@ -131,6 +131,9 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     return Err("'" + kv.key +
                "': a network starts with user, tap=NAME, tap (with bridge=), dgram=PATH or "
                "stream=PATH");
+  } else if ((kv.key == "mtu" || kv.key == "host_mtu") && kv.has_value) {
+    net.mtu =
+        static_cast<uint32_t>(std::min<uint64_t>(TRY(ParseCount(kv.key, kv.value)), 1u << 20));
   } else if (kv.key == "remote" && kv.has_value) {
     net.remote = kv.value;
   } else if (kv.key == "server") {
@@ -146,7 +149,7 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     *field = TRY(ParseCount(kv.key, kv.value));
   } else {
     return Err("unknown network setting '" + kv.key +
-               "' (expected mac=, hostfwd=, bridge=, remote=, server=, id=, bps=, bps_max=, "
+               "' (expected mac=, mtu=, hostfwd=, bridge=, remote=, server=, id=, bps=, bps_max=, "
                "bps_burst=, pps=, pps_max=, pps_burst=)");
   }
   return {};
@@ -187,7 +190,7 @@ bool IsDiskSetting(const std::string& key) {
 bool IsNetSetting(const std::string& key) {
   Throttle scratch;
   return key == "backend" || key == "tap" || key == "bridge" || key == "path" || key == "remote" ||
-         key == "server" || key == "mac" || key == "hostfwd" ||
+         key == "server" || key == "mac" || key == "hostfwd" || key == "mtu" || key == "host_mtu" ||
          NetThrottleField(key, scratch) != nullptr;
 }
 
@@ -242,6 +245,8 @@ Result<NetConfig> NetFromJson(const json& v) {
       net.tap = TRY(JsonText(*it, key));
     } else if (key == "bridge") {
       net.bridge = TRY(JsonText(*it, key));
+    } else if (key == "mtu") {
+      net.mtu = static_cast<uint32_t>(std::min<uint64_t>(TRY(JsonCount(*it, key)), 1u << 20));
     } else if (key == "path") {
       net.socket_path = TRY(JsonText(*it, key));
     } else if (key == "remote") {
@@ -259,10 +264,11 @@ Result<NetConfig> NetFromJson(const json& v) {
     } else if (uint64_t* field = NetThrottleField(key, net.throttle)) {
       *field = TRY(JsonCount(*it, key));
     } else {
-      return Err("unknown network key '" + key +
-                 "' (expected backend, tap, bridge, path, remote, server, mac, hostfwd, id, bps, "
-                 "bps_max, bps_burst, pps, "
-                 "pps_max, pps_burst)");
+      return Err(
+          "unknown network key '" + key +
+          "' (expected backend, tap, bridge, path, remote, server, mac, mtu, hostfwd, id, bps, "
+          "bps_max, bps_burst, pps, "
+          "pps_max, pps_burst)");
     }
   }
   if (!have_backend) return Err("a network needs \"backend\": \"user\" or \"tap\"");
@@ -460,6 +466,9 @@ Result<void> ValidateNet(const NetConfig& net) {
     if (!net.hostfwd.empty()) return Err("net: hostfwd applies to user networking only");
   } else if (!net.remote.empty() || net.server || !net.socket_path.empty()) {
     return Err("net: remote=, server= and a socket path apply to dgram= and stream= only");
+  }
+  if (net.mtu != 0 && (net.mtu < 68 || net.mtu > 65535)) {
+    return Err("net: mtu=" + std::to_string(net.mtu) + " (expected 68 to 65535)");
   }
   if (!net.mac.empty() && !IsValidMac(net.mac)) {
     return Err("net: mac '" + net.mac +

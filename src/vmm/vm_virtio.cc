@@ -114,6 +114,7 @@ Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio:
   virtio::NetOptions options;
   options.mac = net.mac.empty() ? virtio::GenerateMac() : TRY(virtio::ParseMac(net.mac));
   options.rx_throttle = options.tx_throttle = RateLimitToParams(net.throttle);
+  options.mtu = static_cast<uint16_t>(net.mtu);
   return virtio::CreateVirtioNet(std::move(backend), options, loop);
 }
 

@@ -2,7 +2,8 @@
 // "Network"), as a user would build an isolated network between VMs without root: each guest
 // (kite's initramfs, kite.test=ping-peer) has a static address on the link and pings the other
 // until it answers, then stays up for the other's pings. Nothing reaches the host's network:
-// the only interface each guest has is the link.
+// the only interface each guest has is the link. Both NICs have mtu=9000 (VIRTIO_NET_F_MTU):
+// the guests start with that MTU and their pings fill it.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -57,6 +58,8 @@ TEST_P(SocketNetE2e, TwoLinuxGuests_PingEachOther) {
                              : "dgram=" + dir.File("a.sock") + ",remote=" + dir.File("b.sock");
   std::string b_net = stream ? "stream=" + dir.File("link.sock")
                              : "dgram=" + dir.File("b.sock") + ",remote=" + dir.File("a.sock");
+  a_net += ",mtu=9000";
+  b_net += ",mtu=9000";
   std::string a_serial = dir.File("a.txt"), b_serial = dir.File("b.txt");
   KiteInBackground a(KiteArgs(kernel, initrd, a_net, "10.7.0.1", "10.7.0.2", a_serial));
   // The stream client connects at start: the listener must be up first.
@@ -67,9 +70,12 @@ TEST_P(SocketNetE2e, TwoLinuxGuests_PingEachOther) {
   const ProcessResult& rb = b.Join();
   const ProcessResult& ra = a.Join();
   std::string a_out = Slurp(a_serial), b_out = Slurp(b_serial);
-  EXPECT_NE(a_out.find("kite-guest: peer 10.7.0.2 answered"), std::string::npos)
+  for (const std::string* out : {&a_out, &b_out}) {
+    EXPECT_NE(out->find("kite-guest: eth0 mtu 9000"), std::string::npos) << *out;
+  }
+  EXPECT_NE(a_out.find("kite-guest: peer 10.7.0.2 answered pings of size 8972"), std::string::npos)
       << a_out << ra.Describe();
-  EXPECT_NE(b_out.find("kite-guest: peer 10.7.0.1 answered"), std::string::npos)
+  EXPECT_NE(b_out.find("kite-guest: peer 10.7.0.1 answered pings of size 8972"), std::string::npos)
       << b_out << rb.Describe();
   EXPECT_EQ(ra.exit_status, 0) << ra.Describe();
   EXPECT_EQ(rb.exit_status, 0) << rb.Describe();

@@ -218,6 +218,24 @@ TEST_F(NetTest, Config_MacThenStatusLinkUp) {
   EXPECT_EQ(beyond[0] | beyond[1] | beyond[2] | beyond[3], 0);
 }
 
+// mtu=: VIRTIO_NET_F_MTU offered and the MTU at offset 10 (5.1.4); without it the field does
+// not exist and reads as zero.
+TEST_F(NetTest, Mtu_OfferedWithItsConfigField_AbsentWithout) {
+  options_.mtu = 9000;
+  Create(true);
+  EXPECT_NE(device_->device_features() & Bit(net::kFeatureMtu), 0u);
+  uint8_t mtu[2] = {};
+  device_->ReadConfig(10, mtu);
+  EXPECT_EQ(mtu[0] | mtu[1] << 8, 9000);
+  EXPECT_TRUE(device_->AcceptFeatures(device_->device_features()));
+  options_.mtu = 0;
+  Create(true);
+  EXPECT_EQ(device_->device_features() & Bit(net::kFeatureMtu), 0u);
+  mtu[0] = mtu[1] = 0xff;
+  device_->ReadConfig(10, mtu);
+  EXPECT_EQ(mtu[0] | mtu[1], 0);
+}
+
 TEST_F(NetTest, SetLink_DownClearsStatusAndDropsBothWays_UpDeliversAgain) {
   Start(true);
   auto& nic = static_cast<NetDevice&>(*device_);

@@ -283,6 +283,20 @@ TEST(NetOption, DgramAndStream_ParsedCheckedAndRoundTrip) {
   EXPECT_NE(longpath.error().message().find("longer than 107 bytes"), std::string::npos);
 }
 
+TEST(NetOption, Mtu_RangeCheckedAndKept) {
+  auto n = ParseNetOption("user,mtu=9000");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->mtu, 9000u);
+  EXPECT_EQ(ParseNetOption("tap=t0,host_mtu=1400")->mtu, 1400u);  // QEMU's name
+  EXPECT_FALSE(ParseNetOption("user,mtu=67"));
+  EXPECT_FALSE(ParseNetOption("user,mtu=65536"));
+  VmConfig config;
+  config.nets = {*n};
+  VmConfig back;
+  ASSERT_TRUE(ApplyConfigJson(ConfigToJson(config).dump(), "", back));
+  EXPECT_EQ(back.nets[0].mtu, 9000u);
+}
+
 TEST(NetOption, BadValues_Refused) {
   EXPECT_FALSE(ParseNetOption("bridge=br0"));
   EXPECT_FALSE(ParseNetOption("tap"));
