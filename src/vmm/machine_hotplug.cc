@@ -155,9 +155,10 @@ void Machine::Impl::PinDevices() {
   if (config.transport == VirtioTransportKind::kPci) config.pci_slots = vm->PciSlots();
 }
 
-Result<Vm*> Machine::Impl::HotplugVm(const char* command) {
+Result<Vm*> Machine::Impl::HotplugVm(const char* command, bool cold) {
   std::lock_guard lock(mutex);
-  if (!vm || (state != RunState::kRunning && state != RunState::kPaused)) {
+  bool live = state == RunState::kRunning || state == RunState::kPaused;
+  if (!vm || !(live || (cold && state == RunState::kPrelaunch))) {
     return Err(
         ErrorKind::kDeviceNotActive,
         std::string(command) + ": the VM is not running (it is " + RunStateName(state) + ")");
@@ -173,7 +174,7 @@ bool Machine::Impl::UnplugPending(const std::string& id) {
 
 Result<void> Machine::AddDevice(const DeviceAddRequest& request) {
   std::lock_guard control(impl_->control);
-  Vm* vm = TRY(impl_->HotplugVm("device_add"));
+  Vm* vm = TRY(impl_->HotplugVm("device_add", /*cold=*/true));
   VmConfig next = impl_->config;
   std::string id;
   if (request.driver == HotplugDriver::kVirtioBlk) {

@@ -77,7 +77,9 @@ struct Machine::Impl {
   // reset or a snapshot rebuilds the same devices in the same places.
   void PinDevices();
   // The VM a hotplug command works on (running or paused); DeviceNotActive otherwise.
-  Result<Vm*> HotplugVm(const char* command);
+  // `cold`: also in prelaunch (device_add before the first cont is a cold plug: the guest finds
+  // the device when it boots). device_del needs a running guest to let go.
+  Result<Vm*> HotplugVm(const char* command, bool cold = false);
   // A pending device_del of `id`, if any.
   bool UnplugPending(const std::string& id);
   // At a guest reset (control held): the devices of pending device_dels leave the config, so

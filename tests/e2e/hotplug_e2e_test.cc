@@ -13,6 +13,7 @@
 //     after --unplug-timeout, and the device stays and keeps serving the guest.
 //   * a disk removed while the guest reads it without a pause (C11): the requests in flight are
 //     drained, DEVICE_DELETED comes, the guest lets go and goes on, the image is clean.
+//   * a disk added in prelaunch (--paused): the guest boots with it; removed later.
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -170,6 +171,35 @@ TEST_F(HotplugE2e, DiskAndNic_FoundUsedAndReleasedByTheGuest_Errors) {
   const ProcessResult& r = kite_->Join();
   EXPECT_TRUE(r.exited && r.exit_status == 0) << r.Describe();
   EXPECT_EQ(Slurp(serial_).find("kite-hotplug: disk vdb failed"), std::string::npos);
+}
+
+// device_add before the first cont (--paused, "prelaunch"): a cold plug. The guest finds the
+// disk as it boots, like one from the command line, and it can be removed later like any other.
+// device_del is refused until the guest runs (nothing would let go of the device).
+TEST_F(HotplugE2e, ColdPlugInPrelaunch_GuestBootsWithTheDisk_RemovableLater) {
+  Start({"--paused"});
+  ASSERT_TRUE(Sh(std::string(KITE_IMG_BINARY) + " create -f qcow2 " + Path("cold.qcow2") + " 32M"));
+  EXPECT_EQ(Run(R"({"execute":"query-status"})")["return"]["status"], "prelaunch");
+  ASSERT_EQ(Run(R"({"execute":"device_add","arguments":{"driver":"virtio-blk-pci",)"
+                R"("id":"cold1","path":")" +
+                Path("cold.qcow2") + R"(","format":"qcow2"}})"),
+            json({{"return", json::object()}}));
+  EXPECT_EQ(BlockIds(), (std::vector<std::string>{"vda", "cold1"}));
+  json early = Run(R"({"execute":"device_del","arguments":{"id":"cold1"}})");
+  EXPECT_EQ(early["error"]["class"], "DeviceNotActive") << early;
+  ASSERT_EQ(Run(R"({"execute":"cont"})"), json({{"return", json::object()}}));
+  ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb added size 65536"));
+  ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb written"));
+  ASSERT_EQ(Run(R"({"execute":"device_del","arguments":{"id":"cold1"}})"),
+            json({{"return", json::object()}}));
+  json deleted = qmp_.WaitEvent("DEVICE_DELETED", 30s);
+  ASSERT_FALSE(deleted.is_null()) << Slurp(serial_);
+  EXPECT_EQ(deleted["data"]["device"], "cold1");
+  ASSERT_TRUE(WaitConsole("kite-hotplug: disk vdb removed"));
+  EXPECT_EQ(HelloOnImage(Path("cold.qcow2")), "hello from vdb\n");
+  Run(R"({"execute":"system_powerdown"})");
+  const ProcessResult& r = kite_->Join();
+  EXPECT_TRUE(r.exited && r.exit_status == 0) << r.Describe();
 }
 
 TEST_F(HotplugE2e, HotAddedDisk_InSnapshot_RestoredInItsSlot_RemovableThere) {
