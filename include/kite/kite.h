@@ -147,6 +147,9 @@ inline constexpr uint64_t kMinMemory = 16ull << 20;
 inline constexpr uint64_t kMaxMemory = 1ull << 40;
 // virtio-mmio devices (disks + nets + rng); each takes one interrupt line of the IOAPIC.
 inline constexpr uint32_t kMaxVirtioDevices = 16;
+// virtio-pci devices: one per slot of bus 0 but the host bridge's (slots 1-31); MSI-X takes
+// no IOAPIC line.
+inline constexpr uint32_t kMaxPciVirtioDevices = 31;
 
 // Checks ranges and combinations; the message names the setting and what was expected.
 Result<void> ValidateVmConfig(const VmConfig& config);

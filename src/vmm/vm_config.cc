@@ -63,9 +63,12 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
                " (expected 1 to 3600000)");
   }
   size_t devices = c.disks.size() + c.nets.size() + (c.rng ? 1 : 0);
-  if (devices > kMaxVirtioDevices) {
+  const bool pci = c.transport == VirtioTransportKind::kPci;
+  size_t limit = pci ? kMaxPciVirtioDevices : kMaxVirtioDevices;
+  if (devices > limit) {
     return Err("too many virtio devices: " + std::to_string(devices) +
-               " (disks + nets + rng; at most " + std::to_string(kMaxVirtioDevices) + ")");
+               " (disks + nets + rng; at most " + std::to_string(limit) +
+               (pci ? ", one per PCI slot)" : " on virtio-mmio; --transport pci takes 31)"));
   }
   return {};
 }

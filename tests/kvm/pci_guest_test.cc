@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -175,6 +176,37 @@ TEST_F(PciGuestTest, PciSlotsFromConfig_DevicesWhereNamed) {
       << r.Describe();
   EXPECT_TRUE(Contains(FunctionLine(r.out, "vendor 0x1af4 device 0x1041"), " 0000:00:02.0 "))
       << "net0 takes the lowest slot not named" << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "kite-pci: ping 10.0.2.2 ok")) << r.Describe();
+}
+
+// A full bus: 29 disks, a NIC and the rng in slots 1-31 (past virtio-mmio's 16 devices), each
+// bound to its driver with MSI-X vectors of its own.
+TEST_F(PciGuestTest, FullBus_31Devices_AllBoundWithMsix) {
+  std::string disk = dir_.File("disk.raw");
+  WriteFile(disk, DiskContents());
+  std::vector<std::string> args = {"--transport", "pci", "--disk", "path=" + disk + ",format=raw",
+                                   "--net",       "user"};
+  for (int i = 1; i < 29; ++i) {
+    std::string extra = dir_.File("extra" + std::to_string(i) + ".raw");
+    WriteFile(extra, std::string(1 << 20, '\0'));
+    args.insert(args.end(), {"--disk", "path=" + extra + ",format=raw,readonly=on"});
+  }
+  ProcessResult r = Boot(args);
+  ASSERT_TRUE(r.exited) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, "kite-guest: test pci-virtio exited")) << r.Describe();
+  size_t blk = 0, bound = 0;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (Contains(line, "kite-pci: virtio ") && Contains(line, "driver virtio_blk")) ++blk;
+    if (Contains(line, "kite-pci: function ") && Contains(line, "vendor 0x1af4") &&
+        Contains(line, "driver virtio-pci") && !Contains(line, "msi_irqs 0")) {
+      ++bound;
+    }
+  }
+  EXPECT_EQ(blk, 29u) << r.Describe();
+  EXPECT_EQ(bound, 31u) << r.Describe();
+  EXPECT_TRUE(Contains(FunctionLine(r.out, "vendor 0x1af4 device 0x1044"), " 0000:00:1f.0 "))
+      << "the rng in the last slot" << r.Describe();
   EXPECT_TRUE(Contains(r.out, "kite-pci: ping 10.0.2.2 ok")) << r.Describe();
 }
 

@@ -399,6 +399,17 @@ TEST(DeviceValidate, TooManyDevices_Refused) {
       << r.error().message();
   c.rng = false;
   EXPECT_TRUE(ValidateVmConfig(c));
+  // A pci machine: one device per slot 1-31.
+  c.transport = VirtioTransportKind::kPci;
+  c.rng = true;
+  c.disks.resize(30, disk);
+  EXPECT_TRUE(ValidateVmConfig(c));  // 30 disks + rng
+  c.disks.push_back(disk);
+  r = ValidateVmConfig(c);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("too many virtio devices: 32"), std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("at most 31, one per PCI slot"), std::string::npos);
 }
 
 }  // namespace
