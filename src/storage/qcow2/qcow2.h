@@ -119,4 +119,13 @@ Result<void> SetBackingFile(const std::string& path, const std::string& new_back
 Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
                                     std::span<const uint8_t> cluster);
 
+// WriteCompressedCluster in two halves, so that callers compress on several threads and store
+// in disk order on one: CompressClusterFor needs no lock and returns the image's stream for
+// `cluster` (empty: it does not shrink); the four-argument WriteCompressedCluster stores a
+// stream CompressClusterFor made for that same `cluster`.
+Result<std::vector<uint8_t>> CompressClusterFor(DiskImage& image, std::span<const uint8_t> cluster);
+Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
+                                    std::span<const uint8_t> cluster,
+                                    std::span<const uint8_t> stream);
+
 }  // namespace kite::storage

@@ -415,15 +415,29 @@ Result<void> Qcow2Image::StoreCompressed(uint64_t offset, std::span<const uint8_
   return {};
 }
 
-Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster) {
-  TRY(CheckCompressedTarget(offset, cluster.size()));
+Result<std::vector<uint8_t>> Qcow2Image::CompressForCluster(
+    std::span<const uint8_t> cluster) const {
   std::vector<uint8_t> full(cluster.begin(), cluster.end());
   full.resize(meta_->cluster_size(), 0);
   auto type = static_cast<CompressionType>(meta_->header().compression_type);
-  std::vector<uint8_t> stream = TRY(CompressCluster(type, full));
+  return CompressCluster(type, full);
+}
+
+Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster) {
+  TRY(CheckCompressedTarget(offset, cluster.size()));
+  std::vector<uint8_t> stream = TRY(CompressForCluster(cluster));
+  return WriteCompressedCluster(offset, cluster, stream);
+}
+
+Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster,
+                                                std::span<const uint8_t> stream) {
+  TRY(CheckCompressedTarget(offset, cluster.size()));
   if (stream.empty()) {
     TRY(Write(offset, cluster.data(), cluster.size()));  // does not shrink: store it as is
     return {};
+  }
+  if (stream.size() >= meta_->cluster_size()) {
+    return Err(path_ + ": compressed stream is not smaller than a cluster");
   }
   TRY(StoreCompressed(offset, stream));
   if (options_.cache == CacheMode::kWritethrough) TRY(Flush());
@@ -439,6 +453,21 @@ Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
   auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
   if (qcow2 == nullptr) return Err("Compression not supported for this file format");
   return qcow2->WriteCompressedCluster(offset, cluster);
+}
+
+Result<std::vector<uint8_t>> CompressClusterFor(DiskImage& image,
+                                                std::span<const uint8_t> cluster) {
+  auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
+  if (qcow2 == nullptr) return Err("Compression not supported for this file format");
+  return qcow2->CompressForCluster(cluster);
+}
+
+Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
+                                    std::span<const uint8_t> cluster,
+                                    std::span<const uint8_t> stream) {
+  auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
+  if (qcow2 == nullptr) return Err("Compression not supported for this file format");
+  return qcow2->WriteCompressedCluster(offset, cluster, stream);
 }
 
 }  // namespace kite::storage
