@@ -1,0 +1,80 @@
+// ChunkPipeline: the request engine of convert, commit, rebase and compare. The disk is walked
+// in chunks (at most kPipelineChunk bytes) with up to `requests` chunks in flight, as
+// `qemu-img convert -m` does: each in-flight chunk has a worker thread of its own that reads,
+// scans and (for convert -c) compresses it, so the reads of later chunks overlap the writes of
+// earlier ones and CPU work runs on every core.
+//
+// Per chunk, three steps of the job run:
+//   Plan    on one thread at a time, in disk order: how long the chunk is and what it holds
+//           (block status); cheap.
+//   Work    concurrently on the chunk's worker: reads, zero scans, comparisons, compression.
+//   Finish  writes or verdicts. In order (the default), Finish runs for one chunk at a time in
+//           disk order, so the output is laid out as the disk is and a comparison reports its
+//           first mismatch; out of order (convert -W), as soon as Work is done, concurrently
+//           (the images are thread-safe).
+// A step's error, or Finish returning false (stop: compare found a difference), ends the walk:
+// no further chunk is planned and chunks not finished yet are dropped.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/result.h"
+#include "storage/disk_image.h"
+#include "storage/img/convert_util.h"
+#include "storage/img/progress.h"
+
+namespace kite::img {
+
+inline constexpr uint64_t kPipelineChunk = 2 << 20;  // qemu-img convert's buffer size
+inline constexpr int kMaxRequests = 16;              // qemu-img convert -m's limit
+inline constexpr int kDefaultRequests = 8;           // qemu-img convert -m's default
+
+// One chunk and its worker's buffers (kept from chunk to chunk of the same worker).
+struct Chunk {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  int kind = 0;     // the job's own classification, set by Plan
+  uint64_t at = 0;  // the job's own result of Work (compare: mismatch offset)
+  std::vector<uint8_t> data;
+  std::vector<uint8_t> other;                 // a second image's (or the backing's) content
+  std::vector<ByteRange> ranges;              // what Finish writes
+  std::vector<std::vector<uint8_t>> streams;  // convert -c: one per cluster (empty: skip)
+};
+
+class ChunkJob {
+ public:
+  virtual ~ChunkJob() = default;
+  // Sets chunk.length (> 0, at most `max_length`) and chunk.kind for the chunk at chunk.offset.
+  virtual Result<void> Plan(Chunk& chunk, uint64_t max_length) = 0;
+  virtual Result<void> Work(Chunk& chunk) = 0;
+  // false: stop the walk (no error).
+  virtual Result<bool> Finish(Chunk& chunk) = 0;
+};
+
+struct PipelineOptions {
+  uint64_t size = 0;  // bytes to walk, from offset 0
+  int requests = kDefaultRequests;
+  bool in_order = true;
+  uint64_t chunk_size = kPipelineChunk;
+};
+
+// Block status for a walk in disk order (a job's Plan): asks the image once per extent, for
+// the whole rest of the disk, and answers the chunk-sized questions from that extent. Valid
+// while nothing the walk has not planned yet is written, which holds for every job here: they
+// write only chunks already planned.
+class StatusCursor {
+ public:
+  explicit StatusCursor(storage::DiskImage& image) : image_(image) {}
+  // The extent at `offset`, at most `max_length` long.
+  Result<storage::Extent> At(uint64_t offset, uint64_t max_length);
+
+ private:
+  storage::DiskImage& image_;
+  storage::Extent cached_;  // length 0: nothing cached
+};
+
+// Walks [0, options.size) through `job`; advances `progress` by each finished chunk.
+Result<void> RunPipeline(ChunkJob& job, const PipelineOptions& options, Progress& progress);
+
+}  // namespace kite::img
