@@ -304,6 +304,56 @@ Result<void> Qcow2Image::ZeroCluster(uint64_t start, bool discard) {
   return FreeData(m);
 }
 
+Result<void> Qcow2Image::ZeroClusters(uint64_t start, uint64_t n, bool discard) {
+  uint64_t cs = meta_->cluster_size();
+  bool v3 = meta_->header().version >= 3;
+  uint64_t entry = (v3 && (backing_ || !discard)) ? kOflagZero : 0;
+  std::unique_lock meta_lock(meta_mu_);
+  std::vector<Mapping> freed;
+  uint64_t run = 0;  // clusters just before cluster i that change, their L2 entries not written
+  for (uint64_t i = 0; i <= n; ++i) {
+    Mapping m;
+    bool change = false;
+    if (i < n) {
+      m = TRY(meta_->Lookup(start + i * cs));
+      bool already = (m.kind == Mapping::kUnallocated && entry == 0) ||
+                     (m.kind == Mapping::kZero && m.host == 0 && entry == kOflagZero);
+      change = !already;
+    }
+    if (change) {
+      ++run;
+      if (m.kind != Mapping::kUnallocated) freed.push_back(m);
+      continue;
+    }
+    if (run > 0) TRY(meta_->SetL2Entries(start + (i - run) * cs, run, entry));
+    run = 0;
+  }
+  std::unique_lock io_lock(io_mu_);  // wait for in-flight I/O to the clusters
+  return FreeRuns(freed);
+}
+
+// Drops the references `freed` held (after their L2 entries changed): contiguous host clusters
+// with refcount 1 in one refcount write, anything else one by one. Under meta_mu_ and io_mu_.
+Result<void> Qcow2Image::FreeRuns(const std::vector<Mapping>& freed) {
+  uint64_t cs = meta_->cluster_size();
+  for (size_t i = 0; i < freed.size();) {
+    size_t j = i;
+    while (j < freed.size() && freed[j].kind == Mapping::kNormal &&
+           freed[j].host == freed[i].host + (j - i) * cs &&
+           TRY(meta_->GetRefcount(freed[j].host / cs)) == 1) {
+      ++j;
+    }
+    if (j - i >= 2) {
+      TRY(meta_->SetRefcounts(freed[i].host / cs, j - i, 0));
+      i = j;
+      continue;
+    }
+    TRY(meta_->FreeMapping(freed[i]));
+    ++i;
+  }
+  return {};
+}
+
 Result<void> Qcow2Image::ZeroRange(uint64_t offset, uint64_t length, bool discard) {
   TRY(CheckRange(offset, length, true));
   uint64_t cs = meta_->cluster_size();
@@ -313,7 +363,13 @@ Result<void> Qcow2Image::ZeroRange(uint64_t offset, uint64_t length, bool discar
     uint64_t in = pos & (cs - 1);
     uint64_t chunk = std::min(length - done, cs - in);
     bool whole = in == 0 && (chunk == cs || pos + chunk == size_);
-    if (whole) {
+    bool v2_over_backing = meta_->header().version < 3 && backing_;
+    if (whole && !v2_over_backing) {
+      uint64_t end = offset + length == size_ ? size_ : (offset + length) & ~(cs - 1);
+      uint64_t n = (end - pos + cs - 1) / cs;
+      TRY(ZeroClusters(pos, n, discard));
+      chunk = end - pos;
+    } else if (whole) {
       TRY(ZeroCluster(pos, discard));
     } else {
       zeros.assign(chunk, 0);

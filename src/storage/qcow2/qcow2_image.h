@@ -90,6 +90,11 @@ class Qcow2Image final : public DiskImage {
   // qualify). Under meta_mu_.
   Result<uint64_t> AllocateRun(uint64_t offset, std::span<const iovec> iov);
   Result<void> ZeroCluster(uint64_t cluster_offset, bool discard);
+  // `n` whole clusters from `start` (the last may end at the disk's end) made zero or
+  // unallocated, in one L2 write per table and one refcount write per run of freed clusters.
+  // Not for version 2 images with a backing file (ZeroCluster writes zeros there).
+  Result<void> ZeroClusters(uint64_t start, uint64_t n, bool discard);
+  Result<void> FreeRuns(const std::vector<Mapping>& freed);
   Result<void> ZeroRange(uint64_t offset, uint64_t length, bool discard);
   Result<void> FreeData(const Mapping& m);
 

@@ -241,6 +241,22 @@ Result<void> Meta::SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, ui
   return {};
 }
 
+Result<void> Meta::SetL2Entries(uint64_t guest_offset, uint64_t n, uint64_t entry) {
+  uint64_t l2_bits = header_.cluster_bits - 3, per_table = 1ull << l2_bits;
+  uint64_t cluster = guest_offset >> header_.cluster_bits;
+  std::vector<uint8_t> be;
+  for (uint64_t done = 0; done < n;) {
+    uint64_t c = cluster + done, index = c & (per_table - 1);
+    uint64_t count = std::min(n - done, per_table - index);
+    uint64_t l2 = TRY(L2TableFor(c >> l2_bits, true));
+    be.resize(count * 8);
+    for (uint64_t i = 0; i < count; ++i) PutBe64(be.data() + i * 8, entry);
+    TRY(l2_cache_.Write(l2, index * 8, be.data(), be.size()));
+    done += count;
+  }
+  return {};
+}
+
 Result<void> Meta::WriteHeaderBytes(uint64_t offset, const void* data, size_t len) {
   TRY_CTX(io_.Write(data, len, offset), "writing the qcow2 header");
   return {};

@@ -76,6 +76,9 @@ class Meta {
   // Points `n` consecutive guest clusters from `guest_offset` (cluster-aligned) at consecutive
   // host clusters from `host` with `flags`: one metadata write per L2 table touched.
   Result<void> SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags);
+  // Points `n` consecutive guest clusters from `guest_offset` at the same `entry` (zero or
+  // unallocated): one metadata write per L2 table touched.
+  Result<void> SetL2Entries(uint64_t guest_offset, uint64_t n, uint64_t entry);
   std::vector<uint64_t>& l1() { return l1_; }
   Result<void> WriteL1Entry(uint64_t index, uint64_t value);
   // Decodes an L2 entry (validates it: I25/I26); errors mark the image corrupt.
