@@ -36,9 +36,9 @@ class Pipeline {
     if (stopped_ || cursor_ >= options_.size) return false;
     chunk.offset = cursor_;
     chunk.kind = 0;
-    uint64_t max = std::min(options_.chunk_size, options_.size - cursor_);
-    Result<void> planned = job_.Plan(chunk, max);
-    if (planned && (chunk.length == 0 || chunk.length > max)) {
+    uint64_t rest = options_.size - cursor_;
+    Result<void> planned = job_.Plan(chunk, std::min(options_.chunk_size, rest), rest);
+    if (planned && (chunk.length == 0 || chunk.length > rest)) {
       planned = Err("block status returned a bad extent at offset " + std::to_string(cursor_));
     }
     if (!planned) {

@@ -6,7 +6,9 @@
 //
 // Per chunk, three steps of the job run:
 //   Plan    on one thread at a time, in disk order: how long the chunk is and what it holds
-//           (block status); cheap.
+//           (block status); cheap. A chunk Work reads into is at most the chunk size; one
+//           that needs no buffer (a hole to skip, zeros to write) may run to the end of its
+//           extent, so holes cost one chunk, not one per 2 MiB.
 //   Work    concurrently on the chunk's worker: reads, zero scans, comparisons, compression.
 //   Finish  writes or verdicts. In order (the default), Finish runs for one chunk at a time in
 //           disk order, so the output is laid out as the disk is and a comparison reports its
@@ -45,8 +47,9 @@ struct Chunk {
 class ChunkJob {
  public:
   virtual ~ChunkJob() = default;
-  // Sets chunk.length (> 0, at most `max_length`) and chunk.kind for the chunk at chunk.offset.
-  virtual Result<void> Plan(Chunk& chunk, uint64_t max_length) = 0;
+  // Sets chunk.length and chunk.kind for the chunk at chunk.offset: 0 < length <= `rest` (the
+  // rest of the walk), and <= `max_data` (the chunk size) when Work reads into the buffers.
+  virtual Result<void> Plan(Chunk& chunk, uint64_t max_data, uint64_t rest) = 0;
   virtual Result<void> Work(Chunk& chunk) = 0;
   // false: stop the walk (no error).
   virtual Result<bool> Finish(Chunk& chunk) = 0;

@@ -48,11 +48,11 @@ class CopyDown final : public ChunkJob {
   CopyDown(DiskImage& top, DiskImage& base, int base_depth)
       : top_(top), base_(base), base_depth_(base_depth) {}
 
-  Result<void> Plan(Chunk& c, uint64_t max_length) override {
-    storage::Extent e = TRY(status_.At(c.offset, max_length));
-    c.length = e.length;
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    storage::Extent e = TRY(status_.At(c.offset, rest));
     bool owned = e.allocated && e.depth < base_depth_;
     c.kind = !owned ? kSkip : e.zero ? kZeroes : kCopy;
+    c.length = c.kind == kCopy ? std::min(max_data, e.length) : e.length;
     return {};
   }
 
@@ -140,10 +140,10 @@ class CopyDifferences final : public ChunkJob {
   CopyDifferences(DiskImage& image, DiskImage* new_backing)
       : image_(image), new_backing_(new_backing) {}
 
-  Result<void> Plan(Chunk& c, uint64_t max_length) override {
-    storage::Extent e = TRY(status_.At(c.offset, max_length));
-    c.length = e.length;
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    storage::Extent e = TRY(status_.At(c.offset, rest));
     c.kind = e.allocated && e.depth == 0 ? kSkip : e.zero ? kZeroes : kCopy;
+    c.length = c.kind == kSkip ? e.length : std::min(max_data, e.length);
     return {};
   }
 

@@ -49,8 +49,8 @@ class CompareCommon final : public ChunkJob {
   CompareCommon(storage::DiskImage& a, storage::DiskImage& b, bool strict)
       : a_(a), b_(b), strict_(strict) {}
 
-  Result<void> Plan(Chunk& c, uint64_t max_length) override {
-    storage::Extent ea = TRY(status_a_.At(c.offset, max_length));
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    storage::Extent ea = TRY(status_a_.At(c.offset, rest));
     storage::Extent eb = TRY(status_b_.At(c.offset, ea.length));
     c.length = std::min(ea.length, eb.length);
     bool present_a = ea.allocated || ea.data, present_b = eb.allocated || eb.data;
@@ -59,6 +59,7 @@ class CompareCommon final : public ChunkJob {
     } else {
       c.kind = ea.zero ? (eb.zero ? kBothZero : kOnlyB) : (eb.zero ? kOnlyA : kBoth);
     }
+    if (c.kind != kBothZero) c.length = std::min(c.length, max_data);
     return {};
   }
 

@@ -32,21 +32,12 @@ class Copier final : public ChunkJob {
          uint64_t compress_cluster)
       : in_(in), out_(out), min_sparse_(min_sparse), compress_cluster_(compress_cluster) {}
 
-  Result<void> Plan(Chunk& c, uint64_t max_length) override {
-    if (compress_cluster_ != 0) {  // whole clusters: max_length is a multiple of them
-      c.length = max_length;
-      bool zero = out_.backing() == nullptr;
-      for (uint64_t at = c.offset; zero && at < c.offset + c.length;) {
-        storage::Extent e = TRY(status_.At(at, c.offset + c.length - at));
-        zero = e.zero;
-        at += e.length;
-      }
-      c.kind = zero ? kZero : kData;
-      return {};
-    }
-    storage::Extent e = TRY(status_.At(c.offset, max_length));
-    c.length = std::min(max_length, e.length);
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    if (compress_cluster_ != 0) return PlanClusters(c, max_data, rest);
+    storage::Extent e = TRY(status_.At(c.offset, rest));
+    bool write_zeros = min_sparse_ == 0 || out_.backing() != nullptr;
     c.kind = e.zero ? kZero : kData;
+    c.length = c.kind == kZero && !write_zeros ? e.length : std::min(max_data, e.length);
     return {};
   }
 
@@ -89,6 +80,23 @@ class Copier final : public ChunkJob {
   }
 
  private:
+  // -c: whole clusters (c.offset is on a cluster boundary; max_data is a whole number of
+  // clusters). Whole clusters reading as zeros (no backing) are one chunk.
+  Result<void> PlanClusters(Chunk& c, uint64_t max_data, uint64_t rest) {
+    if (out_.backing() == nullptr) {
+      storage::Extent e = TRY(status_.At(c.offset, rest));
+      uint64_t whole = e.length == rest ? rest : e.length / compress_cluster_ * compress_cluster_;
+      if (e.zero && whole > 0) {
+        c.kind = kZero;
+        c.length = whole;
+        return {};
+      }
+    }
+    c.kind = kData;
+    c.length = max_data;
+    return {};
+  }
+
   // -c: every whole output cluster holding data (with -B: differing from the backing) becomes
   // a range of its own with its compressed stream. The disk's last cluster is padded with zeros
   // up to the output's size (rounded up to a sector).

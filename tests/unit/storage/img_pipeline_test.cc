@@ -30,8 +30,8 @@ constexpr uint64_t kMiB = 1 << 20;
 // Records the chunks Finish saw; stops at `stop_at`, fails Work at `fail_at`.
 class RecordingJob final : public ChunkJob {
  public:
-  Result<void> Plan(Chunk& c, uint64_t max_length) override {
-    c.length = std::min<uint64_t>(max_length, 1000);
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t /*rest*/) override {
+    c.length = std::min<uint64_t>(max_data, 1000);
     return {};
   }
   Result<void> Work(Chunk& c) override {
