@@ -398,6 +398,14 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
   uint64_t limit = std::min(max_length, size_ - offset);
   std::unique_lock meta_lock(meta_mu_);
   Mapping first = TRY(meta_->Lookup(offset));
+  // Unallocated here: the answer is the backing's extent, cut where this image's run ends.
+  // Asking the backing first bounds the scan below by its extent (else a long unallocated run
+  // was scanned to its end once for every backing extent inside it).
+  std::optional<Extent> below;
+  if (first.kind == Mapping::kUnallocated && backing_ && offset < backing_->size()) {
+    below = TRY(backing_->BlockStatus(offset, std::min(limit, backing_->size() - offset)));
+    limit = std::min(limit, below->length);
+  }
   uint64_t len = std::min(limit, cs - (offset & (cs - 1)));
   while (len < limit) {
     Mapping next = TRY(meta_->Lookup(offset + len));
@@ -415,15 +423,13 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
   e.data = first.kind == Mapping::kNormal || first.kind == Mapping::kCompressed;
   e.zero = first.kind == Mapping::kZero;
   if (first.kind == Mapping::kNormal) e.host_offset = first.host + (offset & (cs - 1));
-  if (first.kind == Mapping::kUnallocated) {
-    if (backing_ && offset < backing_->size()) {
-      Extent b = TRY(backing_->BlockStatus(offset, std::min(len, backing_->size() - offset)));
-      b.depth += 1;
-      b.allocated = false;
-      return b;
-    }
-    e.zero = true;
+  if (below) {
+    below->length = len;
+    below->depth += 1;
+    below->allocated = false;
+    return *below;
   }
+  if (first.kind == Mapping::kUnallocated) e.zero = true;
   return e;
 }
 
