@@ -58,7 +58,7 @@ class CopyDown final : public ChunkJob {
 
   Result<void> Work(Chunk& c) override {
     if (c.kind != kCopy) return {};
-    c.data.resize(kPipelineChunk);
+    Reserve(c.data, c.length);
     return top_.Read(c.offset, c.data.data(), c.length);
   }
 
@@ -119,7 +119,7 @@ Result<void> Commit(const CommitArgs& args, Console& console) {
   {
     Progress progress(console.out, args.progress && console.tty, top->size());
     CopyDown job(*top, *base, base_depth);
-    TRY(RunPipeline(job, {.size = top->size()}, progress));
+    TRY(RunPipeline(job, {.size = top->size(), .requests = kWalkRequests}, progress));
     TRY(base->Flush());
   }
   base.reset();
@@ -156,8 +156,8 @@ class CopyDifferences final : public ChunkJob {
     if (c.kind == kZeroes && (nb_len == 0 || TRY(ReadsAsZeros(*new_backing_, c.offset, nb_len)))) {
       return {};
     }
-    c.data.resize(kPipelineChunk);
-    c.other.resize(kPipelineChunk);
+    Reserve(c.data, c.length);
+    Reserve(c.other, c.length);
     if (c.kind == kZeroes) {
       std::fill_n(c.data.begin(), c.length, 0);
     } else {
@@ -205,7 +205,7 @@ Result<void> Rebase(const RebaseArgs& args, Console& console) {
     }
     Progress progress(console.out, args.progress && console.tty, image->size());
     CopyDifferences job(*image, new_backing.get());
-    TRY(RunPipeline(job, {.size = image->size()}, progress));
+    TRY(RunPipeline(job, {.size = image->size(), .requests = kWalkRequests}, progress));
     TRY(image->Flush());
   }
   return storage::SetBackingFile(args.filename, args.backing, new_format);

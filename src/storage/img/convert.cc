@@ -43,7 +43,7 @@ class Copier final : public ChunkJob {
 
   Result<void> Work(Chunk& c) override {
     c.ranges.clear();
-    c.data.resize(kPipelineChunk + compress_cluster_);
+    Reserve(c.data, c.length + compress_cluster_);
     bool write_zeros = min_sparse_ == 0 || out_.backing() != nullptr;
     if (c.kind == kZero && (compress_cluster_ != 0 || !write_zeros)) return {};
     if (c.kind == kZero) {
@@ -52,7 +52,7 @@ class Copier final : public ChunkJob {
       TRY(in_.Read(c.offset, c.data.data(), c.length));
     }
     if (out_.backing() != nullptr) {  // compare with what the output shows through its backing
-      c.other.resize(kPipelineChunk);
+      Reserve(c.other, c.length);
       TRY(out_.Read(c.offset, c.other.data(), c.length));
     }
     if (compress_cluster_ != 0) return Compress(c);
@@ -145,7 +145,7 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   pipeline.size = in->size();
   pipeline.requests = args.requests;
   pipeline.in_order = !args.out_of_order;
-  // -c: small chunks (one 64 KiB cluster), so that a chunk whose worker was preempted holds
+  // -c: one cluster a chunk (at least 64 KiB), so that a chunk whose worker was preempted holds
   // back the in-order stores of the others only briefly (2 MiB took ~45 ms to compress).
   if (args.compress) pipeline.chunk_size = std::max<uint64_t>(spec.qcow2.cluster_size, 64 << 10);
   Progress progress(progress_out, args.progress && tty, in->size());

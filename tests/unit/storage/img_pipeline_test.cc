@@ -105,7 +105,7 @@ uint64_t DataBytes(const std::string& path) {
   return data;
 }
 
-// A 12 MiB raw disk (six pipeline chunks): data extents crossing chunk boundaries, holes, and
+// A 12 MiB raw disk (many pipeline chunks): data extents crossing chunk boundaries, holes, and
 // 1 MiB of written zeros inside data (allocated in the file, zero for the guest).
 std::string DataImage(const TempDir& dir) {
   std::string raw = dir.File("src.raw");
