@@ -58,7 +58,7 @@ class CopyDown final : public ChunkJob {
 
   Result<void> Work(Chunk& c) override {
     if (c.kind != kCopy) return {};
-    Reserve(c.data, c.length);
+    Reserve(c.data, c.length, kWalkChunk);
     return top_.Read(c.offset, c.data.data(), c.length);
   }
 
@@ -119,7 +119,8 @@ Result<void> Commit(const CommitArgs& args, Console& console) {
   {
     Progress progress(console.out, args.progress && console.tty, top->size());
     CopyDown job(*top, *base, base_depth);
-    TRY(RunPipeline(job, {.size = top->size(), .requests = kWalkRequests}, progress));
+    PipelineOptions walk{.size = top->size(), .requests = kWalkRequests, .chunk_size = kWalkChunk};
+    TRY(RunPipeline(job, walk, progress));
     TRY(base->Flush());
   }
   base.reset();
@@ -156,8 +157,8 @@ class CopyDifferences final : public ChunkJob {
     if (c.kind == kZeroes && (nb_len == 0 || TRY(ReadsAsZeros(*new_backing_, c.offset, nb_len)))) {
       return {};
     }
-    Reserve(c.data, c.length);
-    Reserve(c.other, c.length);
+    Reserve(c.data, c.length, kWalkChunk);
+    Reserve(c.other, c.length, kWalkChunk);
     if (c.kind == kZeroes) {
       std::fill_n(c.data.begin(), c.length, 0);
     } else {
@@ -205,7 +206,9 @@ Result<void> Rebase(const RebaseArgs& args, Console& console) {
     }
     Progress progress(console.out, args.progress && console.tty, image->size());
     CopyDifferences job(*image, new_backing.get());
-    TRY(RunPipeline(job, {.size = image->size(), .requests = kWalkRequests}, progress));
+    PipelineOptions walk{
+        .size = image->size(), .requests = kWalkRequests, .chunk_size = kWalkChunk};
+    TRY(RunPipeline(job, walk, progress));
     TRY(image->Flush());
   }
   return storage::SetBackingFile(args.filename, args.backing, new_format);

@@ -66,13 +66,13 @@ class CompareCommon final : public ChunkJob {
   Result<void> Work(Chunk& c) override {
     c.at = c.length;
     if (c.kind == kBothZero || c.kind == kStrictMismatch) return {};
-    Reserve(c.data, c.length);
+    Reserve(c.data, c.length, kWalkChunk);
     if (c.kind != kBoth) {
       TRY((c.kind == kOnlyA ? a_ : b_).Read(c.offset, c.data.data(), c.length));
       c.at = FirstNonZeroSector(c.data.data(), c.length);
       return {};
     }
-    Reserve(c.other, c.length);
+    Reserve(c.other, c.length, kWalkChunk);
     TRY(a_.Read(c.offset, c.data.data(), c.length));
     TRY(b_.Read(c.offset, c.other.data(), c.length));
     c.at = FirstDifferentSector(c.data.data(), c.other.data(), c.length);
@@ -145,7 +145,8 @@ int RunCompare(const CompareArgs& args, Console& console) {
   }
   Progress progress(console.out, args.progress && console.tty, std::max(size_a, size_b));
   CompareCommon job(**a, **b, args.strict);
-  PipelineOptions walk{.size = std::min(size_a, size_b), .requests = kWalkRequests};
+  PipelineOptions walk{
+      .size = std::min(size_a, size_b), .requests = kWalkRequests, .chunk_size = kWalkChunk};
   auto walked = RunPipeline(job, walk, progress);
   if (!walked) return fail(walked.error());
   Result<Outcome> outcome = job.outcome();

@@ -43,16 +43,16 @@ class Copier final : public ChunkJob {
 
   Result<void> Work(Chunk& c) override {
     c.ranges.clear();
-    Reserve(c.data, c.length + compress_cluster_);
     bool write_zeros = min_sparse_ == 0 || out_.backing() != nullptr;
-    if (c.kind == kZero && (compress_cluster_ != 0 || !write_zeros)) return {};
+    if (c.kind == kZero && (compress_cluster_ != 0 || !write_zeros)) return {};  // no buffer
+    Reserve(c.data, c.length + compress_cluster_, kPipelineChunk + compress_cluster_);
     if (c.kind == kZero) {
       std::fill_n(c.data.begin(), c.length, 0);
     } else {
       TRY(in_.Read(c.offset, c.data.data(), c.length));
     }
     if (out_.backing() != nullptr) {  // compare with what the output shows through its backing
-      Reserve(c.other, c.length);
+      Reserve(c.other, c.length, kPipelineChunk);
       TRY(out_.Read(c.offset, c.other.data(), c.length));
     }
     if (compress_cluster_ != 0) return Compress(c);
