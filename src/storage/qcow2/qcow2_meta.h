@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -143,6 +144,9 @@ class Meta {
   // Lazy refcounts: sets and flushes the dirty bit before the first deferred refcount change.
   Result<void> MarkDirty();
   Result<uint64_t> L2TableFor(uint64_t l1_index, bool for_write);
+  // Writes entry(i) for the i-th of `n` guest clusters from `guest_offset`, one write per table.
+  Result<void> WriteL2Entries(uint64_t guest_offset, uint64_t n,
+                              const std::function<uint64_t(uint64_t)>& entry);
   Result<void> EnsureRefblock(uint64_t block, int depth);
   Result<void> GrowRefcountTable(uint64_t min_blocks);
   Result<uint64_t> FindFree(uint64_t n, uint64_t start);
