@@ -135,7 +135,7 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   if (args.compress && spec.format != storage::ImageFormat::kQcow2) {
     return Err("Compression not supported for this file format");
   }
-  TRY_CTX(CreateImage(args.output, spec), args.output);
+  TRY_CTX(CreateImage(args.output, spec, cache != storage::CacheMode::kUnsafe), args.output);
   ToolOpenOptions out_options;
   out_options.read_only = false;
   out_options.cache = cache;
