@@ -95,7 +95,7 @@ Result<OpenedFile> OpenImageFile(const std::string& path, const OpenOptions& opt
   return file;
 }
 
-Result<void> CreateRaw(const std::string& path, uint64_t size, Preallocation prealloc) {
+Result<void> CreateRaw(const std::string& path, uint64_t size, Preallocation prealloc, bool sync) {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd) return SysErr("Could not create '" + path + "'");
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return SysErr(path + ": ftruncate");
@@ -109,7 +109,7 @@ Result<void> CreateRaw(const std::string& path, uint64_t size, Preallocation pre
       TRY(PwriteFull(fd.get(), zeros.data(), std::min<uint64_t>(zeros.size(), size - off), off));
     }
   }
-  if (::fsync(fd.get()) != 0) return SysErr(path + ": fsync");
+  if (sync && ::fsync(fd.get()) != 0) return SysErr(path + ": fsync");
   return {};
 }
 

@@ -16,8 +16,10 @@
 namespace kite::storage {
 
 // Creates (or truncates) a raw image of `size` bytes. kMetadata is treated as kOff (raw has no
-// metadata); kFalloc reserves blocks with fallocate; kFull writes zeros.
-Result<void> CreateRaw(const std::string& path, uint64_t size, Preallocation prealloc);
+// metadata); kFalloc reserves blocks with fallocate; kFull writes zeros. `sync`: fsync the new
+// file before returning (see Qcow2CreateOptions::sync).
+Result<void> CreateRaw(const std::string& path, uint64_t size, Preallocation prealloc,
+                       bool sync = true);
 
 // Opens `path` the way every image file is opened: O_NONBLOCK (no hang on a FIFO), then fstat;
 // regular files and block devices only (I32). Sets O_DIRECT for cache=none. Takes the advisory

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/units.h"
+#include "storage/disk_image.h"
 
 namespace kite::img {
 namespace {
@@ -250,7 +251,16 @@ Result<Command> ParseMeasure(std::span<const std::string> args) {
 
 constexpr OptDef kConvertDefs[] = {
     {"f", true},  {"O", true},  {"o", true}, {"c", false}, {"S", true},
-    {"p", false}, {"q", false}, {"B", true}, {"F", true},  {"U", false, "force-share"}};
+    {"p", false}, {"q", false}, {"B", true}, {"F", true},  {"U", false, "force-share"},
+    {"m", true},  {"W", false}, {"t", true}};
+
+Result<int> ParseRequests(const std::string& value) {
+  auto n = ParseNumber(value, "number of coroutines");
+  if (!n || *n < 1 || *n > 16) {
+    return Err("Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
+  }
+  return static_cast<int>(*n);
+}
 
 Result<Command> ParseConvert(std::span<const std::string> args) {
   Walked w = TRY(Walk(args, kConvertDefs));
@@ -266,6 +276,13 @@ Result<Command> ParseConvert(std::span<const std::string> args) {
     if (o.key == "B") c.backing = o.value;
     if (o.key == "F") c.backing_format = o.value;
     if (o.key == "U") c.force_share = true;
+    if (o.key == "m") c.requests = TRY(ParseRequests(o.value));
+    if (o.key == "W") c.out_of_order = true;
+    if (o.key == "t") c.cache = o.value;
+  }
+  if (!storage::ParseCacheMode(c.cache)) return Err("Invalid cache option: " + c.cache);
+  if (c.compress && c.out_of_order) {
+    return Err("Out of order write and compress are mutually exclusive");
   }
   if (c.min_sparse % 512 != 0) {
     return Err("Invalid buffer size for sparse output specified (must be a multiple of 512)");
@@ -372,20 +389,13 @@ Result<Command> ParseSnapshot(std::span<const std::string> args) {
   return Command(std::move(c));
 }
 
-constexpr OptDef kBenchDefs[] = {{"c", true},
-                                 {"d", true},
-                                 {"f", true},
-                                 {"i", true},
-                                 {"n", false},
-                                 {"o", true},
-                                 {"s", true},
-                                 {"S", true},
-                                 {"t", true},
-                                 {"w", false},
-                                 {"q", false},
-                                 {"U", false, "force-share"},
-                                 {"pattern", true},
-                                 {"flush-interval", true},
+constexpr OptDef kBenchDefs[] = {{"c", true},        {"d", true},
+                                 {"f", true},        {"i", true},
+                                 {"n", false},       {"o", true},
+                                 {"s", true},        {"S", true},
+                                 {"t", true},        {"w", false},
+                                 {"q", false},       {"U", false, "force-share"},
+                                 {"pattern", true},  {"flush-interval", true},
                                  {"no-drain", false}};
 
 Result<Command> ParseBench(std::span<const std::string> args) {
@@ -486,8 +496,9 @@ const char* UsageText() {
          "  check [-q] [--output=ofmt] [-f fmt] [-r [leaks | all]] [-U] filename\n"
          "  commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n"
          "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"
-         "  convert [-c] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F fmt]]\n"
-         "          [-o options] [-S sparse_size] [-U] filename output_filename\n"
+         "  convert [-c] [-p] [-q] [-W] [-f fmt] [-t cache] [-O output_fmt]\n"
+         "          [-B backing_file [-F fmt]] [-o options] [-S sparse_size] [-m num_coroutines]\n"
+         "          [-U] filename output_filename\n"
          "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options]\n"
          "         filename [size]\n"
          "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"

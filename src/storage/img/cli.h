@@ -82,6 +82,9 @@ struct ConvertArgs {
   bool force_share = false;
   std::string backing;                        // -B: the new image's backing file
   std::optional<std::string> backing_format;  // -F
+  int requests = 8;                           // -m: requests in flight (1..16)
+  bool out_of_order = false;                  // -W: writes as soon as their data is ready
+  std::string cache = "unsafe";               // -t: the output's cache mode (qemu-img's default)
   std::string input, output;
 };
 

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "storage/img/chunk_pipeline.h"
 #include "storage/img/commands.h"
 #include "storage/img/convert_util.h"
 #include "storage/img/image_open.h"
@@ -21,8 +22,6 @@ namespace {
 
 using storage::DiskImage;
 using storage::ImageFormat;
-
-constexpr uint64_t kChunk = 2 << 20;
 
 bool SameFile(const std::string& a, const std::string& b) {
   char ra[PATH_MAX], rb[PATH_MAX];
@@ -40,25 +39,41 @@ Result<std::pair<DiskImage*, int>> FindBase(DiskImage& top, const std::string& b
   return Err("Did not find '" + base + "' in the backing chain of '" + top.path() + "'");
 }
 
-// Copies the ranges owned by layers above `base_depth` from `top` into `base`.
-Result<void> CopyDown(DiskImage& top, DiskImage& base, int base_depth, Progress& progress) {
-  std::vector<uint8_t> buf(kChunk);
-  for (uint64_t offset = 0; offset < top.size();) {
-    storage::Extent e = TRY(top.BlockStatus(offset, std::min(kChunk, top.size() - offset)));
-    if (e.length == 0) return Err(top.path() + ": block status returned an empty extent");
-    if (e.allocated && e.depth < base_depth) {
-      if (e.zero) {
-        TRY(base.WriteZeroes(offset, e.length, false));
-      } else {
-        TRY(top.Read(offset, buf.data(), e.length));
-        TRY(base.Write(offset, buf.data(), e.length));
-      }
-    }
-    offset += e.length;
-    progress.Advance(e.length);
+enum ChunkKind { kSkip, kCopy, kZeroes };
+
+// Copies the ranges owned by layers above `base_depth` from `top` into `base`, as a pipeline
+// job (chunk_pipeline.h): reads on the chunks' threads, writes in disk order.
+class CopyDown final : public ChunkJob {
+ public:
+  CopyDown(DiskImage& top, DiskImage& base, int base_depth)
+      : top_(top), base_(base), base_depth_(base_depth) {}
+
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    storage::Extent e = TRY(status_.At(c.offset, rest));
+    bool owned = e.allocated && e.depth < base_depth_;
+    c.kind = !owned ? kSkip : e.zero ? kZeroes : kCopy;
+    c.length = c.kind == kCopy ? std::min(max_data, e.length) : e.length;
+    return {};
   }
-  return base.Flush();
-}
+
+  Result<void> Work(Chunk& c) override {
+    if (c.kind != kCopy) return {};
+    Reserve(c.data, c.length, kWalkChunk);
+    return top_.Read(c.offset, c.data.data(), c.length);
+  }
+
+  Result<bool> Finish(Chunk& c) override {
+    if (c.kind == kZeroes) TRY(base_.WriteZeroes(c.offset, c.length, false));
+    if (c.kind == kCopy) TRY(base_.Write(c.offset, c.data.data(), c.length));
+    return true;
+  }
+
+ private:
+  DiskImage& top_;
+  DiskImage& base_;
+  StatusCursor status_{top_};  // Plan only
+  int base_depth_;
+};
 
 // Replaces the overlay by an empty one with the same creation parameters and backing file.
 Result<void> MakeEmpty(const std::string& path) {
@@ -103,7 +118,10 @@ Result<void> Commit(const CommitArgs& args, Console& console) {
   auto base = TRY(OpenForTool(base_path, base_format, base_options));
   {
     Progress progress(console.out, args.progress && console.tty, top->size());
-    TRY(CopyDown(*top, *base, base_depth, progress));
+    CopyDown job(*top, *base, base_depth);
+    PipelineOptions walk{.size = top->size(), .requests = kWalkRequests, .chunk_size = kWalkChunk};
+    TRY(RunPipeline(job, walk, progress));
+    TRY(base->Flush());
   }
   base.reset();
   top.reset();
@@ -115,29 +133,55 @@ Result<void> Commit(const CommitArgs& args, Console& console) {
 }
 
 // Safe rebase: where the overlay does not own a range, make it own the old content wherever
-// the new backing would show something else.
-Result<void> CopyDifferences(DiskImage& image, DiskImage* new_backing, Progress& progress) {
-  std::vector<uint8_t> old_data(kChunk), new_data(kChunk);
-  for (uint64_t offset = 0; offset < image.size();) {
-    storage::Extent e = TRY(image.BlockStatus(offset, std::min(kChunk, image.size() - offset)));
-    if (e.length == 0) return Err(image.path() + ": block status returned an empty extent");
-    if (!(e.allocated && e.depth == 0)) {
-      TRY(image.Read(offset, old_data.data(), e.length));
-      std::fill_n(new_data.begin(), e.length, 0);
-      uint64_t nb_size = new_backing ? new_backing->size() : 0;
-      if (offset < nb_size) {
-        TRY(new_backing->Read(offset, new_data.data(), std::min(e.length, nb_size - offset)));
-      }
-      for (const ByteRange& r :
-           DifferingRanges(old_data.data(), new_data.data(), e.length, kCompareBlock)) {
-        TRY(image.Write(offset + r.offset, old_data.data() + r.offset, r.length));
-      }
-    }
-    offset += e.length;
-    progress.Advance(e.length);
+// the new backing would show something else. A pipeline job: both reads and the comparison on
+// the chunks' threads, writes in disk order. Work reads the overlay while Finish writes other
+// chunks into it; a write stores what that chunk already read as, so no read sees a change.
+class CopyDifferences final : public ChunkJob {
+ public:
+  CopyDifferences(DiskImage& image, DiskImage* new_backing)
+      : image_(image), new_backing_(new_backing) {}
+
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    storage::Extent e = TRY(status_.At(c.offset, rest));
+    c.kind = e.allocated && e.depth == 0 ? kSkip : e.zero ? kZeroes : kCopy;
+    c.length = c.kind == kSkip ? e.length : std::min(max_data, e.length);
+    return {};
   }
-  return image.Flush();
-}
+
+  // Old content zero (block status), new backing zero or absent there: nothing differs.
+  Result<void> Work(Chunk& c) override {
+    c.ranges.clear();
+    if (c.kind == kSkip) return {};
+    uint64_t nb_size = new_backing_ ? new_backing_->size() : 0;
+    uint64_t nb_len = c.offset < nb_size ? std::min(c.length, nb_size - c.offset) : 0;
+    if (c.kind == kZeroes && (nb_len == 0 || TRY(ReadsAsZeros(*new_backing_, c.offset, nb_len)))) {
+      return {};
+    }
+    Reserve(c.data, c.length, kWalkChunk);
+    Reserve(c.other, c.length, kWalkChunk);
+    if (c.kind == kZeroes) {
+      std::fill_n(c.data.begin(), c.length, 0);
+    } else {
+      TRY(image_.Read(c.offset, c.data.data(), c.length));
+    }
+    std::fill_n(c.other.begin() + nb_len, c.length - nb_len, 0);
+    if (nb_len > 0) TRY(new_backing_->Read(c.offset, c.other.data(), nb_len));
+    c.ranges = DifferingRanges(c.data.data(), c.other.data(), c.length, kCompareBlock);
+    return {};
+  }
+
+  Result<bool> Finish(Chunk& c) override {
+    for (const ByteRange& r : c.ranges) {
+      TRY(image_.Write(c.offset + r.offset, c.data.data() + r.offset, r.length));
+    }
+    return true;
+  }
+
+ private:
+  DiskImage& image_;
+  DiskImage* new_backing_;
+  StatusCursor status_{image_};  // Plan only
+};
 
 Result<void> Rebase(const RebaseArgs& args, Console& console) {
   ImageFormat format = TRY(ResolveFormat(args.filename, args.format));
@@ -161,7 +205,11 @@ Result<void> Rebase(const RebaseArgs& args, Console& console) {
       new_backing = TRY(OpenForTool(resolved, nb_format, nb_options));
     }
     Progress progress(console.out, args.progress && console.tty, image->size());
-    TRY(CopyDifferences(*image, new_backing.get(), progress));
+    CopyDifferences job(*image, new_backing.get());
+    PipelineOptions walk{
+        .size = image->size(), .requests = kWalkRequests, .chunk_size = kWalkChunk};
+    TRY(RunPipeline(job, walk, progress));
+    TRY(image->Flush());
   }
   return storage::SetBackingFile(args.filename, args.backing, new_format);
 }

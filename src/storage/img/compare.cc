@@ -6,7 +6,9 @@
 #include <cstring>
 #include <vector>
 
+#include "storage/img/chunk_pipeline.h"
 #include "storage/img/commands.h"
+#include "storage/img/convert_util.h"
 #include "storage/img/image_open.h"
 #include "storage/img/progress.h"
 
@@ -30,43 +32,85 @@ uint64_t FirstDifferentSector(const uint8_t* a, const uint8_t* b, uint64_t len) 
   return len;
 }
 
-Result<Outcome> CompareCommon(storage::DiskImage& a, storage::DiskImage& b, bool strict,
-                              Progress& progress) {
-  std::vector<uint8_t> buf_a(kChunk), buf_b(kChunk);
-  uint64_t common = std::min(a.size(), b.size());
-  for (uint64_t offset = 0; offset < common;) {
-    storage::Extent ea = TRY(a.BlockStatus(offset, std::min(kChunk, common - offset)));
-    storage::Extent eb = TRY(b.BlockStatus(offset, ea.length));
-    uint64_t len = std::min(ea.length, eb.length);
-    if (len == 0) return Err("block status returned an empty extent");
-    bool present_a = ea.allocated || ea.data, present_b = eb.allocated || eb.data;
-    if (strict && present_a != present_b) {
-      return Outcome{true,
-                     "Strict mode: Offset " + std::to_string(offset) + " block status mismatch!"};
-    }
-    if (!(ea.zero && eb.zero)) {
-      TRY(a.Read(offset, buf_a.data(), len));
-      TRY(b.Read(offset, buf_b.data(), len));
-      uint64_t at = FirstDifferentSector(buf_a.data(), buf_b.data(), len);
-      if (at < len) {
-        return Outcome{true, "Content mismatch at offset " + std::to_string(offset + at) + "!"};
-      }
-    }
-    offset += len;
-    progress.Advance(len);
+uint64_t FirstNonZeroSector(const uint8_t* data, uint64_t len) {
+  for (uint64_t at = 0; at < len; at += kSector) {
+    if (!IsZero(data + at, std::min(kSector, len - at))) return at;
   }
-  return Outcome{};
+  return len;
 }
+
+// kOnlyA/kOnlyB: the other image reads as zeros there (block status), so only one is read.
+enum CompareKind { kBothZero, kBoth, kOnlyA, kOnlyB, kStrictMismatch };
+
+// The common part of both images as a pipeline job (chunk_pipeline.h): both reads and the
+// comparison on the chunks' threads; Finish, in disk order, stops at the first difference.
+class CompareCommon final : public ChunkJob {
+ public:
+  CompareCommon(storage::DiskImage& a, storage::DiskImage& b, bool strict)
+      : a_(a), b_(b), strict_(strict) {}
+
+  Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
+    storage::Extent ea = TRY(status_a_.At(c.offset, rest));
+    storage::Extent eb = TRY(status_b_.At(c.offset, ea.length));
+    c.length = std::min(ea.length, eb.length);
+    bool present_a = ea.allocated || ea.data, present_b = eb.allocated || eb.data;
+    if (strict_ && present_a != present_b) {
+      c.kind = kStrictMismatch;
+    } else {
+      c.kind = ea.zero ? (eb.zero ? kBothZero : kOnlyB) : (eb.zero ? kOnlyA : kBoth);
+    }
+    if (c.kind != kBothZero) c.length = std::min(c.length, max_data);
+    return {};
+  }
+
+  Result<void> Work(Chunk& c) override {
+    c.at = c.length;
+    if (c.kind == kBothZero || c.kind == kStrictMismatch) return {};
+    Reserve(c.data, c.length, kWalkChunk);
+    if (c.kind != kBoth) {
+      TRY((c.kind == kOnlyA ? a_ : b_).Read(c.offset, c.data.data(), c.length));
+      c.at = FirstNonZeroSector(c.data.data(), c.length);
+      return {};
+    }
+    Reserve(c.other, c.length, kWalkChunk);
+    TRY(a_.Read(c.offset, c.data.data(), c.length));
+    TRY(b_.Read(c.offset, c.other.data(), c.length));
+    c.at = FirstDifferentSector(c.data.data(), c.other.data(), c.length);
+    return {};
+  }
+
+  Result<bool> Finish(Chunk& c) override {
+    if (c.kind == kStrictMismatch) {
+      outcome_ = {true,
+                  "Strict mode: Offset " + std::to_string(c.offset) + " block status mismatch!"};
+      return false;
+    }
+    if (c.at < c.length) {
+      outcome_ = {true, "Content mismatch at offset " + std::to_string(c.offset + c.at) + "!"};
+      return false;
+    }
+    return true;
+  }
+
+  const Outcome& outcome() const { return outcome_; }
+
+ private:
+  storage::DiskImage& a_;
+  storage::DiskImage& b_;
+  StatusCursor status_a_{a_}, status_b_{b_};  // Plan only
+  bool strict_;
+  Outcome outcome_;  // written by Finish, one chunk at a time
+};
 
 // The part of the larger image beyond the smaller one must read as zeros.
 Result<Outcome> CheckTailZero(storage::DiskImage& larger, uint64_t from, Progress& progress) {
-  std::vector<uint8_t> buf(kChunk), zeros(kChunk, 0);
+  std::vector<uint8_t> buf(kChunk);
   for (uint64_t offset = from; offset < larger.size();) {
     storage::Extent e = TRY(larger.BlockStatus(offset, std::min(kChunk, larger.size() - offset)));
     if (e.length == 0) return Err("block status returned an empty extent");
     if (!e.zero) {
       TRY(larger.Read(offset, buf.data(), e.length));
-      uint64_t at = FirstDifferentSector(buf.data(), zeros.data(), e.length);
+      uint64_t at = FirstNonZeroSector(buf.data(), e.length);
       if (at < e.length) {
         return Outcome{true, "Content mismatch at offset " + std::to_string(offset + at) + "!"};
       }
@@ -100,8 +144,12 @@ int RunCompare(const CompareArgs& args, Console& console) {
     return kExitDifferent;
   }
   Progress progress(console.out, args.progress && console.tty, std::max(size_a, size_b));
-  auto outcome = CompareCommon(**a, **b, args.strict, progress);
-  if (!outcome) return fail(outcome.error());
+  CompareCommon job(**a, **b, args.strict);
+  PipelineOptions walk{
+      .size = std::min(size_a, size_b), .requests = kWalkRequests, .chunk_size = kWalkChunk};
+  auto walked = RunPipeline(job, walk, progress);
+  if (!walked) return fail(walked.error());
+  Result<Outcome> outcome = job.outcome();
   if (!outcome->differ && size_a != size_b) {
     if (!args.quiet) console.out << "Warning: Image size mismatch!\n";
     storage::DiskImage& larger = size_a > size_b ? **a : **b;

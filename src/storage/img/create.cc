@@ -142,12 +142,13 @@ std::string FormattingLine(const std::string& filename, const CreateSpec& spec) 
   return line;
 }
 
-Result<void> CreateImage(const std::string& filename, const CreateSpec& spec) {
+Result<void> CreateImage(const std::string& filename, const CreateSpec& spec, bool sync) {
   if (spec.format == ImageFormat::kRaw) {
-    return storage::CreateRaw(filename, spec.size, spec.preallocation);
+    return storage::CreateRaw(filename, spec.size, spec.preallocation, sync);
   }
   storage::Qcow2CreateOptions q = spec.qcow2;
   q.size = spec.size;
+  q.sync = sync;
   return storage::CreateQcow2(filename, q);
 }
 

@@ -37,6 +37,7 @@ Result<CreateSpec> BuildCreateSpec(const CreateRequest& request);
 std::string FormattingLine(const std::string& filename, const CreateSpec& spec);
 
 // Creates the image described by `spec` (size already resolved).
-Result<void> CreateImage(const std::string& filename, const CreateSpec& spec);
+// `sync`: fsync the new file (not for convert -t unsafe, as qemu-img).
+Result<void> CreateImage(const std::string& filename, const CreateSpec& spec, bool sync = true);
 
 }  // namespace kite::img

@@ -28,6 +28,7 @@ struct ToolOpenOptions {
   // kite-img is run by the image's owner: a qcow2 backing file without a backing-format
   // extension is opened as raw (qemu-img probes it; kite never probes a backing file).
   bool allow_unformatted_backing_as_raw = true;
+  storage::CacheMode cache = storage::CacheMode::kWriteback;  // -t (convert: the output's)
 };
 
 Result<std::unique_ptr<storage::DiskImage>> OpenForTool(const std::string& path,

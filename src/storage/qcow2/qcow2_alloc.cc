@@ -22,6 +22,7 @@ void Meta::NoteUse(uint64_t cluster_end) {
 
 Result<uint64_t> Meta::FindFree(uint64_t n, uint64_t start) {
   uint64_t run = 0;
+  bool seen_free = false;
   for (uint64_t c = start;; ++c) {
     bool free = c >= alloc_end_;
     if (!free) {
@@ -32,6 +33,10 @@ Result<uint64_t> Meta::FindFree(uint64_t n, uint64_t start) {
       }
       free = rc == 0;
     }
+    // Nothing below the first free cluster is free: later scans start there, not at the old
+    // hint (below a hole too small for this run every allocation rescanned all that followed).
+    if (free && !seen_free && start == free_hint_) free_hint_ = c;
+    seen_free = seen_free || free;
     run = free ? run + 1 : 0;
     if (run == n) return c + 1 - n;
   }

@@ -43,6 +43,41 @@ Result<void> ZstdDecompress(std::span<const uint8_t> in, std::span<uint8_t> out)
   return {};
 }
 
+// One compressor state and output buffer per thread, reset for every cluster: a fresh state
+// per cluster costs ~270 KiB of allocation (zlib with memLevel 9) and the buffer another
+// cluster, and with several compressing threads the page faults and unmaps of that churn
+// serialise them. A reset stream compresses exactly as a new one.
+struct ThreadCompressors {
+  std::vector<uint8_t> scratch;
+  z_stream deflate{};
+  bool deflate_ready = false;
+  ZSTD_CCtx* zstd = nullptr;
+  ~ThreadCompressors() {
+    if (deflate_ready) deflateEnd(&deflate);
+    ZSTD_freeCCtx(zstd);
+  }
+};
+thread_local ThreadCompressors compressors;
+
+Result<z_stream*> ThreadDeflate() {
+  z_stream* z = &compressors.deflate;
+  if (compressors.deflate_ready) {
+    if (deflateReset(z) != Z_OK) return Err("deflateReset failed");
+    return z;
+  }
+  if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Err("deflateInit2 failed");
+  }
+  compressors.deflate_ready = true;
+  return z;
+}
+
+Result<ZSTD_CCtx*> ThreadZstd() {
+  if (compressors.zstd == nullptr) compressors.zstd = ZSTD_createCCtx();
+  if (compressors.zstd == nullptr) return Err("ZSTD_createCCtx failed");
+  return compressors.zstd;
+}
+
 }  // namespace
 
 Result<void> DecompressCluster(CompressionType type, std::span<const uint8_t> in,
@@ -51,27 +86,24 @@ Result<void> DecompressCluster(CompressionType type, std::span<const uint8_t> in
 }
 
 Result<std::vector<uint8_t>> CompressCluster(CompressionType type, std::span<const uint8_t> in) {
-  std::vector<uint8_t> out(in.size());
+  std::vector<uint8_t>& scratch = compressors.scratch;  // the stream, at most a cluster
+  if (scratch.size() < in.size()) scratch.resize(in.size());
+  size_t n = 0;
   if (type == CompressionType::kZstd) {
-    size_t n = ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3);
-    if (ZSTD_isError(n) || n >= in.size()) return std::vector<uint8_t>{};
-    out.resize(n);
-    return out;
+    ZSTD_CCtx* ctx = TRY(ThreadZstd());
+    n = ZSTD_compressCCtx(ctx, scratch.data(), in.size(), in.data(), in.size(), 3);
+    if (ZSTD_isError(n)) return std::vector<uint8_t>{};
+  } else {
+    z_stream* z = TRY(ThreadDeflate());
+    z->next_in = const_cast<uint8_t*>(in.data());
+    z->avail_in = static_cast<uInt>(in.size());
+    z->next_out = scratch.data();
+    z->avail_out = static_cast<uInt>(in.size());
+    if (deflate(z, Z_FINISH) != Z_STREAM_END) return std::vector<uint8_t>{};
+    n = in.size() - z->avail_out;
   }
-  z_stream z{};
-  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
-    return Err("deflateInit2 failed");
-  }
-  z.next_in = const_cast<uint8_t*>(in.data());
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = out.data();
-  z.avail_out = static_cast<uInt>(out.size());
-  int ret = deflate(&z, Z_FINISH);
-  size_t n = out.size() - z.avail_out;
-  deflateEnd(&z);
-  if (ret != Z_STREAM_END || n >= in.size()) return std::vector<uint8_t>{};
-  out.resize(n);
-  return out;
+  if (n >= in.size()) return std::vector<uint8_t>{};
+  return std::vector<uint8_t>(scratch.begin(), scratch.begin() + n);
 }
 
 }  // namespace kite::storage::qcow2

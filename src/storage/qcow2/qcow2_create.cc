@@ -131,7 +131,7 @@ Result<void> CreateQcow2(const std::string& path, const Qcow2CreateOptions& opti
   if (options.preallocation != Preallocation::kOff) {
     TRY(Preallocate(fd.get(), path, options.preallocation));
   }
-  if (::fsync(fd.get()) != 0) return SysErr(path + ": fsync");
+  if (options.sync && ::fsync(fd.get()) != 0) return SysErr(path + ": fsync");
   return {};
 }
 

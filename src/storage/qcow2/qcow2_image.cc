@@ -304,6 +304,56 @@ Result<void> Qcow2Image::ZeroCluster(uint64_t start, bool discard) {
   return FreeData(m);
 }
 
+Result<void> Qcow2Image::ZeroClusters(uint64_t start, uint64_t n, bool discard) {
+  uint64_t cs = meta_->cluster_size();
+  bool v3 = meta_->header().version >= 3;
+  uint64_t entry = (v3 && (backing_ || !discard)) ? kOflagZero : 0;
+  std::unique_lock meta_lock(meta_mu_);
+  std::vector<Mapping> freed;
+  uint64_t run = 0;  // clusters just before cluster i that change, their L2 entries not written
+  for (uint64_t i = 0; i <= n; ++i) {
+    Mapping m;
+    bool change = false;
+    if (i < n) {
+      m = TRY(meta_->Lookup(start + i * cs));
+      bool already = (m.kind == Mapping::kUnallocated && entry == 0) ||
+                     (m.kind == Mapping::kZero && m.host == 0 && entry == kOflagZero);
+      change = !already;
+    }
+    if (change) {
+      ++run;
+      if (m.kind != Mapping::kUnallocated) freed.push_back(m);
+      continue;
+    }
+    if (run > 0) TRY(meta_->SetL2Entries(start + (i - run) * cs, run, entry));
+    run = 0;
+  }
+  std::unique_lock io_lock(io_mu_);  // wait for in-flight I/O to the clusters
+  return FreeRuns(freed);
+}
+
+// Drops the references `freed` held (after their L2 entries changed): contiguous host clusters
+// with refcount 1 in one refcount write, anything else one by one. Under meta_mu_ and io_mu_.
+Result<void> Qcow2Image::FreeRuns(const std::vector<Mapping>& freed) {
+  uint64_t cs = meta_->cluster_size();
+  for (size_t i = 0; i < freed.size();) {
+    size_t j = i;
+    while (j < freed.size() && freed[j].kind == Mapping::kNormal &&
+           freed[j].host == freed[i].host + (j - i) * cs &&
+           TRY(meta_->GetRefcount(freed[j].host / cs)) == 1) {
+      ++j;
+    }
+    if (j - i >= 2) {
+      TRY(meta_->SetRefcounts(freed[i].host / cs, j - i, 0));
+      i = j;
+      continue;
+    }
+    TRY(meta_->FreeMapping(freed[i]));
+    ++i;
+  }
+  return {};
+}
+
 Result<void> Qcow2Image::ZeroRange(uint64_t offset, uint64_t length, bool discard) {
   TRY(CheckRange(offset, length, true));
   uint64_t cs = meta_->cluster_size();
@@ -313,7 +363,13 @@ Result<void> Qcow2Image::ZeroRange(uint64_t offset, uint64_t length, bool discar
     uint64_t in = pos & (cs - 1);
     uint64_t chunk = std::min(length - done, cs - in);
     bool whole = in == 0 && (chunk == cs || pos + chunk == size_);
-    if (whole) {
+    bool v2_over_backing = meta_->header().version < 3 && backing_;
+    if (whole && !v2_over_backing) {
+      uint64_t end = offset + length == size_ ? size_ : (offset + length) & ~(cs - 1);
+      uint64_t n = (end - pos + cs - 1) / cs;
+      TRY(ZeroClusters(pos, n, discard));
+      chunk = end - pos;
+    } else if (whole) {
       TRY(ZeroCluster(pos, discard));
     } else {
       zeros.assign(chunk, 0);
@@ -342,6 +398,14 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
   uint64_t limit = std::min(max_length, size_ - offset);
   std::unique_lock meta_lock(meta_mu_);
   Mapping first = TRY(meta_->Lookup(offset));
+  // Unallocated here: the answer is the backing's extent, cut where this image's run ends.
+  // Asking the backing first bounds the scan below by its extent (else a long unallocated run
+  // was scanned to its end once for every backing extent inside it).
+  std::optional<Extent> below;
+  if (first.kind == Mapping::kUnallocated && backing_ && offset < backing_->size()) {
+    below = TRY(backing_->BlockStatus(offset, std::min(limit, backing_->size() - offset)));
+    limit = std::min(limit, below->length);
+  }
   uint64_t len = std::min(limit, cs - (offset & (cs - 1)));
   while (len < limit) {
     Mapping next = TRY(meta_->Lookup(offset + len));
@@ -359,15 +423,13 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
   e.data = first.kind == Mapping::kNormal || first.kind == Mapping::kCompressed;
   e.zero = first.kind == Mapping::kZero;
   if (first.kind == Mapping::kNormal) e.host_offset = first.host + (offset & (cs - 1));
-  if (first.kind == Mapping::kUnallocated) {
-    if (backing_ && offset < backing_->size()) {
-      Extent b = TRY(backing_->BlockStatus(offset, std::min(len, backing_->size() - offset)));
-      b.depth += 1;
-      b.allocated = false;
-      return b;
-    }
-    e.zero = true;
+  if (below) {
+    below->length = len;
+    below->depth += 1;
+    below->allocated = false;
+    return *below;
   }
+  if (first.kind == Mapping::kUnallocated) e.zero = true;
   return e;
 }
 
@@ -415,15 +477,29 @@ Result<void> Qcow2Image::StoreCompressed(uint64_t offset, std::span<const uint8_
   return {};
 }
 
-Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster) {
-  TRY(CheckCompressedTarget(offset, cluster.size()));
+Result<std::vector<uint8_t>> Qcow2Image::CompressForCluster(
+    std::span<const uint8_t> cluster) const {
   std::vector<uint8_t> full(cluster.begin(), cluster.end());
   full.resize(meta_->cluster_size(), 0);
   auto type = static_cast<CompressionType>(meta_->header().compression_type);
-  std::vector<uint8_t> stream = TRY(CompressCluster(type, full));
+  return CompressCluster(type, full);
+}
+
+Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster) {
+  TRY(CheckCompressedTarget(offset, cluster.size()));
+  std::vector<uint8_t> stream = TRY(CompressForCluster(cluster));
+  return WriteCompressedCluster(offset, cluster, stream);
+}
+
+Result<void> Qcow2Image::WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster,
+                                                std::span<const uint8_t> stream) {
+  TRY(CheckCompressedTarget(offset, cluster.size()));
   if (stream.empty()) {
     TRY(Write(offset, cluster.data(), cluster.size()));  // does not shrink: store it as is
     return {};
+  }
+  if (stream.size() >= meta_->cluster_size()) {
+    return Err(path_ + ": compressed stream is not smaller than a cluster");
   }
   TRY(StoreCompressed(offset, stream));
   if (options_.cache == CacheMode::kWritethrough) TRY(Flush());
@@ -439,6 +515,21 @@ Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
   auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
   if (qcow2 == nullptr) return Err("Compression not supported for this file format");
   return qcow2->WriteCompressedCluster(offset, cluster);
+}
+
+Result<std::vector<uint8_t>> CompressClusterFor(DiskImage& image,
+                                                std::span<const uint8_t> cluster) {
+  auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
+  if (qcow2 == nullptr) return Err("Compression not supported for this file format");
+  return qcow2->CompressForCluster(cluster);
+}
+
+Result<void> WriteCompressedCluster(DiskImage& image, uint64_t offset,
+                                    std::span<const uint8_t> cluster,
+                                    std::span<const uint8_t> stream) {
+  auto* qcow2 = dynamic_cast<qcow2::Qcow2Image*>(&image);
+  if (qcow2 == nullptr) return Err("Compression not supported for this file format");
+  return qcow2->WriteCompressedCluster(offset, cluster, stream);
 }
 
 }  // namespace kite::storage

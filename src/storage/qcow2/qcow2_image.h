@@ -55,6 +55,13 @@ class Qcow2Image final : public DiskImage {
   // written as a normal cluster. The stream goes into sector-granular host space shared with
   // the previous compressed cluster where possible (Meta::AllocateBytes).
   Result<void> WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster);
+  // The two halves of the call above, so that several threads compress while one stores:
+  // the stream for `cluster` (padded to a whole cluster) in the image's compression type, empty
+  // when it does not shrink (needs no lock); then the store of that stream (empty: the cluster
+  // is written as is).
+  Result<std::vector<uint8_t>> CompressForCluster(std::span<const uint8_t> cluster) const;
+  Result<void> WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster,
+                                      std::span<const uint8_t> stream);
 
   // Changes the virtual size (grow; shrink only when allowed). No snapshots when shrinking.
   Result<void> Resize(uint64_t new_size, const ResizeOptions& options);
@@ -83,6 +90,11 @@ class Qcow2Image final : public DiskImage {
   // qualify). Under meta_mu_.
   Result<uint64_t> AllocateRun(uint64_t offset, std::span<const iovec> iov);
   Result<void> ZeroCluster(uint64_t cluster_offset, bool discard);
+  // `n` whole clusters from `start` (the last may end at the disk's end) made zero or
+  // unallocated, in one L2 write per table and one refcount write per run of freed clusters.
+  // Not for version 2 images with a backing file (ZeroCluster writes zeros there).
+  Result<void> ZeroClusters(uint64_t start, uint64_t n, bool discard);
+  Result<void> FreeRuns(const std::vector<Mapping>& freed);
   Result<void> ZeroRange(uint64_t offset, uint64_t length, bool discard);
   Result<void> FreeData(const Mapping& m);
 

@@ -32,6 +32,9 @@ Result<uint8_t*> ClusterCache::Insert(uint64_t offset, std::vector<uint8_t> data
 }
 
 Result<uint8_t*> ClusterCache::Get(uint64_t offset) {
+  // Lookups come in runs on one table (a cluster after the other): the most recent entry
+  // answers without the hash lookup.
+  if (!lru_.empty() && lru_.front().offset == offset) return lru_.front().data.data();
   auto it = index_.find(offset);
   if (it != index_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second);

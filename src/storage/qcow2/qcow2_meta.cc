@@ -224,6 +224,16 @@ Result<void> Meta::SetL2Entry(uint64_t guest_offset, uint64_t entry) {
 }
 
 Result<void> Meta::SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags) {
+  uint32_t bits = header_.cluster_bits;
+  return WriteL2Entries(guest_offset, n, [&](uint64_t i) { return (host + (i << bits)) | flags; });
+}
+
+Result<void> Meta::SetL2Entries(uint64_t guest_offset, uint64_t n, uint64_t entry) {
+  return WriteL2Entries(guest_offset, n, [&](uint64_t) { return entry; });
+}
+
+Result<void> Meta::WriteL2Entries(uint64_t guest_offset, uint64_t n,
+                                  const std::function<uint64_t(uint64_t)>& entry) {
   uint64_t l2_bits = header_.cluster_bits - 3, per_table = 1ull << l2_bits;
   uint64_t cluster = guest_offset >> header_.cluster_bits;
   std::vector<uint8_t> be;
@@ -232,9 +242,7 @@ Result<void> Meta::SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, ui
     uint64_t count = std::min(n - done, per_table - index);
     uint64_t l2 = TRY(L2TableFor(c >> l2_bits, true));
     be.resize(count * 8);
-    for (uint64_t i = 0; i < count; ++i) {
-      PutBe64(be.data() + i * 8, (host + ((done + i) << header_.cluster_bits)) | flags);
-    }
+    for (uint64_t i = 0; i < count; ++i) PutBe64(be.data() + i * 8, entry(done + i));
     TRY(l2_cache_.Write(l2, index * 8, be.data(), be.size()));
     done += count;
   }

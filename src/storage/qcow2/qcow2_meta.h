@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,9 @@ class Meta {
   // Points `n` consecutive guest clusters from `guest_offset` (cluster-aligned) at consecutive
   // host clusters from `host` with `flags`: one metadata write per L2 table touched.
   Result<void> SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags);
+  // Points `n` consecutive guest clusters from `guest_offset` at the same `entry` (zero or
+  // unallocated): one metadata write per L2 table touched.
+  Result<void> SetL2Entries(uint64_t guest_offset, uint64_t n, uint64_t entry);
   std::vector<uint64_t>& l1() { return l1_; }
   Result<void> WriteL1Entry(uint64_t index, uint64_t value);
   // Decodes an L2 entry (validates it: I25/I26); errors mark the image corrupt.
@@ -140,6 +144,9 @@ class Meta {
   // Lazy refcounts: sets and flushes the dirty bit before the first deferred refcount change.
   Result<void> MarkDirty();
   Result<uint64_t> L2TableFor(uint64_t l1_index, bool for_write);
+  // Writes entry(i) for the i-th of `n` guest clusters from `guest_offset`, one write per table.
+  Result<void> WriteL2Entries(uint64_t guest_offset, uint64_t n,
+                              const std::function<uint64_t(uint64_t)>& entry);
   Result<void> EnsureRefblock(uint64_t block, int depth);
   Result<void> GrowRefcountTable(uint64_t min_blocks);
   Result<uint64_t> FindFree(uint64_t n, uint64_t start);

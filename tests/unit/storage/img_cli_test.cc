@@ -139,6 +139,36 @@ TEST(ImgCli, Convert_SparseSizeNotSectorMultiple_Refused) {
   EXPECT_TRUE(Refused({"convert", "-S", "1000", "a", "b"}));
 }
 
+TEST(ImgCli, Convert_RequestsOrderAndCache_DefaultsAsQemuImg) {
+  auto c = Parse<ConvertArgs>({"convert", "in", "out"});
+  EXPECT_EQ(c.requests, 8);
+  EXPECT_FALSE(c.out_of_order);
+  EXPECT_EQ(c.cache, "unsafe");
+  auto set = Parse<ConvertArgs>({"convert", "-m", "16", "-W", "-t", "writeback", "in", "out"});
+  EXPECT_EQ(set.requests, 16);
+  EXPECT_TRUE(set.out_of_order);
+  EXPECT_EQ(set.cache, "writeback");
+}
+
+TEST(ImgCli, Convert_RequestsOutOfRange_RefusedWithQemuMessage) {
+  for (const char* m : {"0", "17", "x"}) {
+    auto r = ParseCommandLine({"convert", "-m", m, "a", "b"});
+    ASSERT_FALSE(r) << m;
+    EXPECT_EQ(r.error().message(),
+              "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
+  }
+}
+
+TEST(ImgCli, Convert_OutOfOrderWithCompress_Refused) {
+  auto r = ParseCommandLine({"convert", "-c", "-W", "-O", "qcow2", "a", "b"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "Out of order write and compress are mutually exclusive");
+}
+
+TEST(ImgCli, Convert_UnknownCacheMode_Refused) {
+  EXPECT_TRUE(Refused({"convert", "-t", "sometimes", "a", "b"}));
+}
+
 TEST(ImgCli, Convert_DoubleDashEndsOptions) {
   auto c = Parse<ConvertArgs>({"convert", "--", "-in", "-out"});
   EXPECT_EQ(c.input, "-in");
