@@ -324,22 +324,27 @@ void SocketBackend::DrainDatagrams() {
 
 void SocketBackend::DrainStream() {
   for (int i = 0; i < kReadBatch; ++i) {
-    // Deliver every whole frame already read.
-    while (in_.size() >= 4) {
-      uint32_t len = uint32_t{in_[0]} << 24 | uint32_t{in_[1]} << 16 | uint32_t{in_[2]} << 8 |
-                     uint32_t{in_[3]};
+    // Deliver every whole frame already read; the bytes delivered are dropped once, below.
+    size_t at = 0;
+    bool stop = false;
+    while (in_.size() - at >= 4) {
+      const uint8_t* p = in_.data() + at;
+      uint32_t len = uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
       if (len == 0 || len > kMaxFrame) {
         Disconnect(("the peer sent a frame length of " + std::to_string(len)).c_str());
         return;
       }
-      if (in_.size() < 4 + len) break;
-      if (!on_frame_({in_.data() + 4, len})) {
+      if (in_.size() - at < 4 + len) break;
+      if (!on_frame_({p + 4, len})) {
         paused_ = true;
-        return;
+        stop = true;
+        break;
       }
       ++counters_.rx_frames;
-      in_.erase(in_.begin(), in_.begin() + 4 + len);
+      at += 4 + len;
     }
+    in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(at));
+    if (stop) return;
     size_t old = in_.size();
     in_.resize(old + 65536);
     ssize_t n = ::recv(conn_.native_handle(), in_.data() + old, 65536, 0);
