@@ -32,17 +32,6 @@ namespace {
 using namespace nettest;  // NOLINT: test frame helpers
 using Frames = std::vector<std::vector<uint8_t>>;
 
-// Runs the loop until `done` or `seconds` pass.
-bool RunUntil(asio::io_context* loop, const std::function<bool()>& done, double seconds = 5) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    loop->restart();
-    loop->run_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 bool HasPayload(const std::vector<uint8_t>& got, const std::vector<uint8_t>& frame, size_t offset) {
   return got.size() == offset + frame.size() &&
          std::equal(frame.begin(), frame.end(), got.begin() + offset);

@@ -2,8 +2,11 @@
 // DISCOVER, built byte by byte (network byte order), so the tests need no packet library.
 #pragma once
 
+#include <asio/io_context.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -14,6 +17,18 @@
 namespace kite::virtio::nettest {
 
 inline constexpr MacAddress kGuestMac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+
+// Runs the loop until `done` or `seconds` pass (the backend tests drive a real event loop).
+inline bool RunUntil(asio::io_context* loop, const std::function<bool()>& done,
+                     double seconds = 5) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    loop->restart();
+    loop->run_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
 inline constexpr uint16_t kEthertypeIpv4 = 0x0800;
 inline constexpr uint16_t kEthertypeArp = 0x0806;
 inline constexpr uint16_t kEthertypeTest = 0x88b5;  // IEEE "local experimental"

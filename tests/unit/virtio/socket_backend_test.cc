@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "net_test_frames.h"
 #include "testing/temp_dir.h"
 #include "virtio/net_backend.h"
 
@@ -23,15 +24,7 @@ namespace {
 
 using Frames = std::vector<std::vector<uint8_t>>;
 
-bool RunUntil(asio::io_context* loop, const std::function<bool()>& done, double seconds = 5) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    loop->restart();
-    loop->run_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
+using nettest::RunUntil;
 
 sockaddr_un Address(const std::string& path) {
   sockaddr_un addr{};
