@@ -210,7 +210,10 @@ Result<void> Machine::Resume() {
   if (s != RunState::kPaused && s != RunState::kPrelaunch && s != RunState::kInMigrate) {
     return Err("the VM cannot be resumed while it is " + std::string(RunStateName(s)));
   }
-  TRY(impl_->CurrentVm()->Resume());
+  Vm* vm = impl_->CurrentVm();
+  // prelaunch before Start(): nothing is built to run (found by qmp_fuzzer).
+  if (vm == nullptr) return Err("the VM cannot be resumed: the machine was not started");
+  TRY(vm->Resume());
   impl_->SetState(RunState::kRunning);
   impl_->Emit("RESUME");
   return {};

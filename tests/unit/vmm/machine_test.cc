@@ -32,6 +32,21 @@ TEST(Machine, WaitWithoutStart_Error) {
   EXPECT_EQ((*machine)->Wait().end, VmEnd::kError);
 }
 
+// cont/stop before Start() (an embedder, or a QMP client of a machine not started): an error
+// or a no-op, never a call on a VM that does not exist (qmp_fuzzer found Resume's).
+TEST(Machine, ResumeAndPauseWithoutStart_NoCrash) {
+  VmConfig config;
+  config.kernel = "vmlinux";
+  auto machine = Machine::Create(config);
+  ASSERT_TRUE(machine);
+  EXPECT_EQ((*machine)->state(), RunState::kPrelaunch);
+  EXPECT_TRUE((*machine)->Pause());
+  auto resumed = (*machine)->Resume();
+  ASSERT_FALSE(resumed);
+  EXPECT_NE(resumed.error().message().find("the machine was not started"), std::string::npos);
+  EXPECT_EQ((*machine)->state(), RunState::kPrelaunch);
+}
+
 TEST(Machine, Start_MissingKernelOrKvm_ErrorNotCrash) {
   VmConfig config;
   config.kernel = "/nonexistent/vmlinux";
