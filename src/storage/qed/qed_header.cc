@@ -2,8 +2,9 @@
 #include "storage/qed/qed_header.h"
 
 #include <bit>
-#include <cstdio>
 #include <cstring>
+
+#include "base/units.h"
 
 namespace kite::storage::qed {
 namespace {
@@ -13,12 +14,6 @@ T LoadLe(std::span<const uint8_t> bytes, size_t offset) {
   T v;
   std::memcpy(&v, bytes.data() + offset, sizeof(T));  // x86_64 is little-endian
   return v;
-}
-
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 Error Bad(std::string_view path, const std::string& what) {
@@ -95,7 +90,7 @@ Result<Header> ParseHeader(std::span<const uint8_t> b, uint64_t file_size, std::
   h.backing_filename_offset = LoadLe<uint32_t>(b, 56);
   h.backing_filename_size = LoadLe<uint32_t>(b, 60);
   if (h.features & ~kKnownFeatures) {
-    return Bad(path, "unknown features " + Hex(h.features & ~kKnownFeatures) +
+    return Bad(path, "unknown features 0x" + ToHex(h.features & ~kKnownFeatures) +
                          " (known: backing file, need check, raw backing)");
   }
   TRY(CheckGeometry(h, path));
