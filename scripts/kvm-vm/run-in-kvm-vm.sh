@@ -18,6 +18,9 @@
 #                    /boot/vmlinuz-VERSION into KITE_VM_CACHE, ~/.cache/kite-kvm-vm)
 #   KITE_VM_KVM_AMD_PARAMS  kvm-amd module parameters (default nested=0)
 #   KITE_VM_VERBOSE=1  copy the VM's kernel console to stderr
+#   KITE_VM_LOCK     lock file: one nested VM at a time on this host, the next waits for it (two
+#                    TCG VMs on a 2-core machine slow each other past the idle timeout);
+#                    default /tmp/kite-kvm-vm.lock, empty: no lock
 #   KITE_VM_INTERACTIVE=1  COMMAND gets this terminal (stdin and stdout, through the VM's
 #                    second serial port, ttyS1) instead of the output stream: scripts/boot.sh
 #                    uses it to run kite with its console here when the host has no /dev/kvm
@@ -55,6 +58,12 @@ if [[ -z $kernel ]]; then
       kernel=$bz
     fi
   fi
+fi
+
+lock=${KITE_VM_LOCK-/tmp/kite-kvm-vm.lock}
+if [[ -n $lock ]]; then
+  exec 9>>"$lock"
+  flock -n 9 || { echo "kite-vm: waiting for the nested VM in use ($lock)" >&2; flock 9; }
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kite-vm.XXXXXX")
