@@ -318,6 +318,9 @@ Result<void> AddAllowRules(scmp_filter_ctx ctx, ThreadKind kind, ThreadNeeds nee
     case ThreadKind::kConsoleInput:
       r.Allow({"read", "poll", "ppoll"});
       AllowIoctls(r, kTerminalIoctls);
+      // Input queued into the UART raises its receive interrupt (IER's RDA bit set: every
+      // Linux getty) from this thread.
+      AllowIoctls(r, {KVM_IRQ_LINE});
       break;
     case ThreadKind::kConsoleOutput:
       r.Allow({"poll", "ppoll"});

@@ -98,6 +98,19 @@ TEST(SeccompPolicy, Vcpu_KvmRunAllowed_CreateVmDenied) {
       "vcpu", "ioctl");
 }
 
+// Typing at a getty: the console-input thread queues the bytes into the UART and raises its
+// receive interrupt itself (found by the Debian e2e test, which logs in on the serial console).
+TEST(SeccompPolicy, ConsoleInput_RaisesTheUartInterrupt_NothingElseOnKvm) {
+  ExpectAllowed(RunConfined(ThreadKind::kConsoleInput, {},
+                            Call([] { return ::ioctl(-1, KVM_IRQ_LINE, 0); })));
+  ExpectDenied(RunConfined(ThreadKind::kConsoleInput, {},
+                           Call([] { return ::ioctl(-1, KVM_SIGNAL_MSI, 0); })),
+               "console-input", "ioctl");
+  ExpectDenied(
+      RunConfined(ThreadKind::kConsoleInput, {}, Call([] { return ::ioctl(-1, KVM_RUN, 0); })),
+      "console-input", "ioctl");
+}
+
 TEST(SeccompPolicy, Vcpu_NoFilesNoSocketsNoExecutableMemory) {
   ExpectDenied(
       RunConfined(ThreadKind::kVcpu, {}, Call([] { return ::open("/etc/hostname", O_RDONLY); })),
