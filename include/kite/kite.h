@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,8 @@ struct DiskConfig {
   uint32_t queues = 1;              // 1..16 virtqueues (multi-queue when > 1)
   std::string id;                   // the device id (query-block, snapshots); empty: vda, vdb, ...
   DiskThrottle throttle{};          // bps=, iops=, bps_rd=, ...; block_set_io_throttle changes it
+  // group=NAME (QEMU's throttling.group): disks of one group share its limits, together.
+  std::string throttle_group{};
 };
 
 // A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT
@@ -228,6 +231,7 @@ struct BlockInfo {
   std::vector<ImageInfo> chain;  // the disk's image first, then its backing files
   bool io_error = false;         // the device reported an I/O error to the guest
   DiskThrottle throttle{};       // the disk's rate limits now (block_set_io_throttle)
+  std::string throttle_group;    // its throttle group, "" for none
 };
 
 // x-kite-query-net-throttle: one entry per NIC.
@@ -359,7 +363,10 @@ class Machine {
   Result<void> SetLink(const std::string& nic, bool up);
   // block_set_io_throttle / x-kite-set-net-throttle: a disk's or NIC's rate limit from now on
   // (checked as --disk/--net's; kept in the configuration, so snapshots and restarts keep it).
-  Result<void> SetDiskThrottle(const std::string& device, const DiskThrottle& limit);
+  // A disk in a throttle group sets the group's limits (all its disks'); `group` given: the
+  // disk moves to that group (made when new) first, as QEMU's block_set_io_throttle "group".
+  Result<void> SetDiskThrottle(const std::string& device, const DiskThrottle& limit,
+                               const std::optional<std::string>& group = std::nullopt);
   Result<void> SetNetThrottle(const std::string& nic, const Throttle& limit);
   Result<void> StartBlockJob(const BlockJobRequest& request);
   Result<void> ControlBlockJob(const std::string& id, BlockJobAction action);

@@ -89,7 +89,9 @@ VirtioBlock::VirtioBlock(std::shared_ptr<storage::DiskImage> image, const BlockO
       loop_(loop),
       throttle_(options.throttle_time ? options.throttle_time() : LoopThrottleTime(loop),
                 options.throttle),
-      throttle_limits_(options.throttle) {
+      throttle_limits_(options.throttle),
+      throttle_group_(options.throttle_group) {
+  if (throttle_group_) throttle_.Use(throttle_group_);
   bool ro = image_->read_only();
   uint32_t seg_max = SegMax(options_.queue_size);
   features_ = FeatureBit(kFeatureVersion1) | FeatureBit(kFeatureIndirectDesc) |
@@ -392,14 +394,32 @@ void VirtioBlock::OnThrottleWake(uint64_t epoch) {
 void VirtioBlock::SetThrottle(const ThrottleLimits& limits) {
   {
     std::lock_guard lock(mu_);
-    throttle_limits_ = limits;
+    if (throttle_group_) {
+      throttle_group_->Set(limits, throttle_.NowNs());  // reported at once, like our own
+    } else {
+      throttle_limits_ = limits;
+    }
   }
-  Post([limits](VirtioBlock& self) {
+  PostThrottleChange([limits](ThrottleGate& gate) { gate.Set(limits); });
+}
+
+void VirtioBlock::SetThrottleGroup(std::shared_ptr<ThrottleBuckets> group) {
+  std::shared_ptr<ThrottleBuckets> use;
+  {
+    std::lock_guard lock(mu_);
+    throttle_group_ = group;
+    use = group ? group : std::make_shared<ThrottleBuckets>(throttle_limits_, throttle_.NowNs());
+  }
+  PostThrottleChange([use](ThrottleGate& gate) { gate.Use(use); });
+}
+
+void VirtioBlock::PostThrottleChange(std::function<void(ThrottleGate&)> change) {
+  Post([change = std::move(change)](VirtioBlock& self) {
     std::vector<uint16_t> queues;
     {
       std::lock_guard lock(self.mu_);
-      self.throttle_.Set(limits);
-      queues = self.TakeThrottledLocked();
+      change(self.throttle_);
+      queues = self.TakeThrottledLocked();  // what waited tries again at once
     }
     self.RunQueues(queues);
   });
@@ -407,7 +427,7 @@ void VirtioBlock::SetThrottle(const ThrottleLimits& limits) {
 
 ThrottleLimits VirtioBlock::throttle() const {
   std::lock_guard lock(mu_);
-  return throttle_limits_;
+  return throttle_group_ ? throttle_group_->limits() : throttle_limits_;
 }
 
 std::string VirtioBlock::description() const {

@@ -42,6 +42,8 @@ struct BlockOptions {
   // of reads and writes, an operation is any request), `read` and `write` for reads and writes
   // on their own. Unlimited by default.
   ThrottleLimits throttle{};
+  // Non-null: a throttle group the disk shares with others; its limits replace `throttle`.
+  std::shared_ptr<ThrottleBuckets> throttle_group{};
   // The limiter's clock and timer; null: the loop's (std::chrono::steady_clock). For tests.
   std::function<std::unique_ptr<ThrottleTime>()> throttle_time{};
 };
@@ -63,7 +65,12 @@ class BlockDevice : public VirtioDevice {
   virtual Result<void> ReplaceImage(const ImageChange& change) = 0;
   // block_set_io_throttle: new limits from now on (the buckets start full). Any thread: the
   // change is posted to the event loop, so it applies to the requests popped after it.
+  // In a throttle group, the group's limits change (for every member).
   virtual void SetThrottle(const ThrottleLimits& limits) = 0;
+  // Joins a throttle group: the disk takes its tokens from `group` from now on (null: from
+  // buckets of its own again, with the limits it had before). Any thread, like SetThrottle.
+  virtual void SetThrottleGroup(std::shared_ptr<ThrottleBuckets> group) = 0;
+  // Its limits: its group's, when it is in one.
   virtual ThrottleLimits throttle() const = 0;
 };
 

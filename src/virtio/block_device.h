@@ -49,6 +49,7 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   DeviceCounters counters() const override;
   // Rate limit (block.cc).
   void SetThrottle(const ThrottleLimits& limits) override;
+  void SetThrottleGroup(std::shared_ptr<ThrottleBuckets> group) override;
   ThrottleLimits throttle() const override;
 
  private:
@@ -78,6 +79,8 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   // write; flush, discard, write-zeroes, GET_ID and bad requests are operations of 0 bytes.
   bool AdmitLocked();
   // The limiter's timer fired (or its settings changed): the waiting queues pop again.
+  // Changes the gate on the loop, then runs the queues that waited.
+  void PostThrottleChange(std::function<void(ThrottleGate&)> change);
   void OnThrottleWake(uint64_t epoch);
   // The queues that wait for the limiter, their flags cleared; none while quiesced (Unquiesce
   // retries them).
@@ -117,8 +120,9 @@ class VirtioBlock final : public BlockDevice, public std::enable_shared_from_thi
   ThrottleGate throttle_;  // the disk's rate limit, on the loop
   // The limits as last set (SetThrottle stores them at once, the gate gets them on the loop):
   // what throttle() reports, so a query right after a change sees it.
-  ThrottleLimits throttle_limits_;
-  std::function<void(uint64_t)> throttle_wake_;  // OnThrottleWake through a weak pointer
+  ThrottleLimits throttle_limits_;                   // its own limits, reported
+  std::shared_ptr<ThrottleBuckets> throttle_group_;  // its group, when in one
+  std::function<void(uint64_t)> throttle_wake_;      // OnThrottleWake through a weak pointer
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_read_{0};

@@ -108,10 +108,12 @@ Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
     disk.queues = TRY(ParseQueues(kv.value));
   } else if (kv.key == "id") {
     disk.id = kv.value;
+  } else if (kv.key == "group" || kv.key == "throttling.group") {
+    disk.throttle_group = kv.value;
   } else {
     return Err("unknown disk setting '" + kv.key +
-               "' (expected path, format, readonly, cache, serial, queues, id, bps, iops, "
-               "bps_rd, iops_rd, bps_wr, iops_wr, each also with _max and _burst)");
+               "' (expected path, format, readonly, cache, serial, queues, id, group, bps, "
+               "iops, bps_rd, iops_rd, bps_wr, iops_wr, each also with _max and _burst)");
   }
   return {};
 }
@@ -184,7 +186,8 @@ Result<NetConfig> ParseNetOption(std::string_view text) {
 bool IsDiskSetting(const std::string& key) {
   DiskThrottle scratch;
   return key == "path" || key == "format" || key == "readonly" || key == "cache" ||
-         key == "serial" || key == "queues" || DiskThrottleField(key, scratch) != nullptr;
+         key == "serial" || key == "queues" || key == "group" ||
+         DiskThrottleField(key, scratch) != nullptr;
 }
 
 bool IsNetSetting(const std::string& key) {
@@ -370,6 +373,21 @@ Result<void> ValidateDisk(const DiskConfig& disk) {
     return Err(who + "queues=" + std::to_string(disk.queues) + " is out of range (1 to 16)");
   }
   TRY_CTX(ValidateDiskThrottle(disk.throttle), "disk " + disk.path);
+  TRY_CTX(ValidateThrottleGroupName(disk.throttle_group, /*may_be_empty=*/true),
+          "disk " + disk.path);
+  return {};
+}
+
+Result<void> ValidateThrottleGroupName(const std::string& name, bool may_be_empty) {
+  if (name.empty() && may_be_empty) return {};
+  bool ok = !name.empty() && name.size() <= 64;
+  for (char c : name) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+  }
+  if (!ok) {
+    return Err("throttle group '" + name +
+               "' is not a name (1 to 64 letters, digits, '-', '_' or '.')");
+  }
   return {};
 }
 

@@ -46,6 +46,9 @@ Result<void> ValidateRateLimit(const Throttle& limit, const std::string& bytes,
 // A disk's three limits, and QEMU's rule that a kind (bytes, operations) is limited either in
 // total or per direction, never both.
 Result<void> ValidateDiskThrottle(const DiskThrottle& limit);
+// A throttle group's name (group=, block_set_io_throttle's "group"): 1 to 64 letters, digits,
+// '-', '_', '.'; empty (no group) where `may_be_empty`.
+Result<void> ValidateThrottleGroupName(const std::string& name, bool may_be_empty);
 // Device ids: "vda", "vdb", ... and "net0", "net1", ... unless the config names them (id=).
 std::string DiskId(const VmConfig& config, size_t index);
 std::string NetId(const VmConfig& config, size_t index);

@@ -150,17 +150,27 @@ Result<void> Machine::SetLink(const std::string& nic, bool up) {
   return SetNetLink(current->registry(), nic, up);
 }
 
-Result<void> Machine::SetDiskThrottle(const std::string& device, const DiskThrottle& limit) {
+Result<void> Machine::SetDiskThrottle(const std::string& device, const DiskThrottle& limit,
+                                      const std::optional<std::string>& group) {
   TRY(cli::ValidateDiskThrottle(limit));
+  if (group) TRY(cli::ValidateThrottleGroupName(*group, /*may_be_empty=*/false));
   std::lock_guard control(impl_->control);
   Vm* current = impl_->CurrentVm();
   int index = impl_->DiskIndex(device);
   if (!current || index < 0) {
     return Err(ErrorKind::kDeviceNotFound, "Device '" + device + "' not found");
   }
-  TRY(kite::SetDiskThrottle(current->registry(), device, limit));
+  std::string name = TRY(
+      kite::SetDiskThrottle(current->registry(), current->throttle_groups(), device, limit, group));
+  // The configuration follows (snapshots and restarts keep it): the disk, and every disk of
+  // its group.
   std::lock_guard lock(impl_->mutex);
-  impl_->config.disks[index].throttle = limit;
+  impl_->config.disks[index].throttle_group = name;
+  for (DiskConfig& disk : impl_->config.disks) {
+    if (&disk == &impl_->config.disks[index] || (!name.empty() && disk.throttle_group == name)) {
+      disk.throttle = limit;
+    }
+  }
   return {};
 }
 

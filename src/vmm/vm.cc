@@ -91,8 +91,7 @@ Result<void> Vm::BuildPlatform(std::chrono::steady_clock::time_point start) {
   if (config_.transport == VirtioTransportKind::kPci) {
     pci_ = TRY(VmPci::Create(&vm_, &mmio_bus_, &pio_bus_, memory_.end().value));
   }
-  TRY(AddVirtioDevices(
-      {&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_, pci_.get()}));
+  TRY(AddVirtioDevices(Wiring()));
   return {};
 }
 
@@ -218,6 +217,11 @@ bool Vm::GedInterruptRouted() const {
   auto ioapic = vm_.GetIrqchip(KVM_IRQCHIP_IOAPIC);
   if (!ioapic) return false;
   return ioapic->chip.ioapic.redirtbl[layout::kGedIrq].fields.mask == 0;
+}
+
+VirtioWiring Vm::Wiring() {
+  return {&config_,   &vm_,        &mmio_bus_, &memory_,         &loop_,
+          &registry_, &allocator_, pci_.get(), &throttle_groups_};
 }
 
 void Vm::KickAll() {
@@ -350,7 +354,7 @@ Result<uint32_t> Vm::AddDevice(const DeviceAddRequest& request, const std::strin
   } else if (pci_->bus().occupied_slots() & (1u << slot)) {
     return Err("PCI slot " + std::to_string(slot) + " is taken");
   }
-  VirtioWiring w{&config_, &vm_, &mmio_bus_, &memory_, &loop_, &registry_, &allocator_, pci_.get()};
+  VirtioWiring w = Wiring();
   const auto at = static_cast<uint8_t>(slot);
   DeviceEntry entry = request.driver == HotplugDriver::kVirtioBlk
                           ? TRY(CreateVirtioDisk(w, request.disk, id, at))

@@ -37,6 +37,7 @@
 #include "vmm/kvm.h"
 #include "vmm/kvm_state.h"
 #include "vmm/vcpu.h"
+#include "vmm/vm_virtio.h"
 
 namespace kite {
 
@@ -111,6 +112,7 @@ class Vm {
   std::vector<CpuInfo> Cpus() const;
   const DeviceRegistry& registry() const { return registry_; }
   const GuestMemory& memory() const { return memory_; }
+  virtio::ThrottleGroups& throttle_groups() { return throttle_groups_; }
 
  private:
   Vm(const VmConfig& config, KvmSystem kvm, VmFd vm, GuestMemory memory);
@@ -118,6 +120,7 @@ class Vm {
   Result<uint64_t> WritePlatformTables();
   Result<void> CreateVcpus();
   void KickAll();
+  VirtioWiring Wiring();
   void OnSlotEjected(uint32_t slot);
   bool GedInterruptRouted() const;
   void Teardown();
@@ -133,6 +136,7 @@ class Vm {
   Bus mmio_bus_{"mmio"};
   EventLoop loop_;              // outlives the devices bound to it (teardown shuts them down first)
   std::unique_ptr<VmPci> pci_;  // --transport pci; outlives the registry's virtio functions
+  virtio::ThrottleGroups throttle_groups_;  // outlives the disks in the groups
   DeviceRegistry registry_;
   ResourceAllocator allocator_;
   std::unique_ptr<VmDevices> devices_;

@@ -69,13 +69,16 @@ Result<std::shared_ptr<storage::DiskImage>> OpenDisk(const DiskConfig& disk) {
 
 Result<std::shared_ptr<virtio::BlockDevice>> CreateDisk(const DiskConfig& disk,
                                                         std::shared_ptr<storage::DiskImage> image,
-                                                        asio::io_context* loop) {
+                                                        const VirtioWiring& w) {
   virtio::BlockOptions options;
   options.serial = disk.serial;
   options.cache = TRY(storage::ParseCacheMode(disk.cache));
   options.num_queues = static_cast<uint16_t>(disk.queues);
   options.throttle = DiskThrottleToLimits(disk.throttle);
-  return virtio::CreateVirtioBlock(std::move(image), options, loop);
+  if (!disk.throttle_group.empty()) {
+    options.throttle_group = TRY(w.throttle_groups->Join(disk.throttle_group, options.throttle));
+  }
+  return virtio::CreateVirtioBlock(std::move(image), options, &w.loop->context());
 }
 
 // What must not change between a snapshot and its restore: the image's path, format and size,
@@ -343,7 +346,7 @@ Result<DeviceEntry> CreateVirtioDisk(const VirtioWiring& w, const DiskConfig& di
   if (!slot) slot = TRY_CTX(PlannedSlot(w, id), label);
   auto image = OpenDisk(disk);
   if (!image) return std::move(image).error().Context(label);
-  auto device = CreateDisk(disk, *image, &w.loop->context());
+  auto device = CreateDisk(disk, *image, w);
   EntryExtras extras{&disk, device ? *device : nullptr, nullptr};
   return MakeEntry(w, id, "virtio-blk", label, std::move(device), slot, std::move(extras));
 }
@@ -452,14 +455,32 @@ DiskThrottle LimitsToDiskThrottle(const virtio::ThrottleLimits& l) {
   return {ParamsToRateLimit(l.total), ParamsToRateLimit(l.read), ParamsToRateLimit(l.write)};
 }
 
-Result<void> SetDiskThrottle(const DeviceRegistry& registry, const std::string& id,
-                             const DiskThrottle& limit) {
+Result<std::string> SetDiskThrottle(const DeviceRegistry& registry, virtio::ThrottleGroups& groups,
+                                    const std::string& id, const DiskThrottle& limit,
+                                    const std::optional<std::string>& group) {
   VirtioEntry* entry = FindEntry(registry, id);
   if (!entry || !entry->block) {
     return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
   }
-  entry->block->SetThrottle(DiskThrottleToLimits(limit));
-  return {};
+  const virtio::ThrottleLimits limits = DiskThrottleToLimits(limit);
+  const std::string name = group ? *group : entry->disk.throttle_group;
+  if (name.empty()) {
+    entry->block->SetThrottle(limits);
+    return name;
+  }
+  std::shared_ptr<virtio::ThrottleBuckets> buckets = groups.SetLimits(name, limits);
+  if (name != entry->disk.throttle_group) {
+    entry->block->SetThrottleGroup(buckets);
+    entry->disk.throttle_group = name;
+  }
+  // Every member's waiting requests try again under the new limits at once.
+  for (const auto& e : registry.entries()) {
+    VirtioEntry* member = FindEntry(registry, e->id);
+    if (member && member->block && member->disk.throttle_group == name) {
+      member->block->SetThrottle(limits);
+    }
+  }
+  return name;
 }
 
 Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& id,
@@ -491,6 +512,7 @@ std::vector<BlockInfo> QueryBlocks(const DeviceRegistry& registry) {
     info.cache = v.disk.cache;
     info.io_error = image->failed();
     if (v.block) info.throttle = LimitsToDiskThrottle(v.block->throttle());
+    info.throttle_group = v.disk.throttle_group;
     for (const storage::DiskImage* layer = image.get(); layer; layer = layer->backing()) {
       ImageInfo image;
       image.filename = layer->path();

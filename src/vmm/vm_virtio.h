@@ -52,6 +52,7 @@ struct VirtioWiring {
   DeviceRegistry* registry = nullptr;
   ResourceAllocator* allocator = nullptr;
   VmPci* pci = nullptr;  // set: virtio-pci functions on this bus instead of virtio-mmio
+  virtio::ThrottleGroups* throttle_groups = nullptr;  // the disks' group= (DiskConfig)
 };
 
 // Opens the images and network backends of config->disks, ->nets and the entropy device, and
@@ -107,8 +108,11 @@ virtio::ThrottleLimits DiskThrottleToLimits(const DiskThrottle& limit);
 DiskThrottle LimitsToDiskThrottle(const virtio::ThrottleLimits& limits);
 // block_set_io_throttle and x-kite-set-net-throttle: the device's new limits (applied on the
 // event loop; NICs: both directions). No such disk or NIC: "Device 'id' not found".
-Result<void> SetDiskThrottle(const DeviceRegistry& registry, const std::string& id,
-                             const DiskThrottle& limit);
+// A disk in a throttle group: the group's limits (every member's). `group` given: the disk
+// moves to that group (made when new) first. Returns the disk's group ("" for none).
+Result<std::string> SetDiskThrottle(const DeviceRegistry& registry, virtio::ThrottleGroups& groups,
+                                    const std::string& id, const DiskThrottle& limit,
+                                    const std::optional<std::string>& group);
 Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& id,
                             const Throttle& limit);
 

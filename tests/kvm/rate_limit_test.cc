@@ -65,30 +65,54 @@ Sample Measure(QmpClient& client, std::chrono::milliseconds span) {
   return s;
 }
 
-TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
-  KITE_REQUIRE_KVM();
-  TempDir dir;
-  {
-    std::ofstream disk(dir.File("disk.raw"), std::ios::binary);
-    disk.seekp((8 << 20) - 1);
-    disk.put('\0');
+// Waits for the guest's I/O to start, then measures 4 s of it, past the initial bucket.
+Sample MeasureOnceBusy(QmpClient& client) {
+  auto until = Clock::now() + 60s;
+  while (Operations(client) < 2 * kLimit && Clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  [&] { ASSERT_GE(Operations(client), 2u * kLimit) << "the guest did no disk I/O"; }();
+  return Measure(client, 4000ms);
+}
+
+// An 8 MiB sparse raw disk in `dir`.
+void MakeDisk(const TempDir& dir, const std::string& name) {
+  std::ofstream disk(dir.File(name), std::ios::binary);
+  disk.seekp((8 << 20) - 1);
+  disk.put('\0');
+}
+
+// `kite run` of the busy guest with `devices` (its --disk and --net options) and a control
+// socket, and a negotiated QMP client on it (`connected`).
+struct BusyKite {
+  BusyKite(const TempDir& dir, const std::vector<std::string>& devices) {
+    options.argv = {
+        KITE_BINARY, "run",  "--kernel",   std::string(KITE_GUEST_FIRMWARE_DIR) + "/busy.elf",
+        "--serial",  "none", "--api-sock", dir.File("api.sock")};
+    options.argv.insert(options.argv.end(), devices.begin(), devices.end());
+    options.timeout = 120s;
+    options.on_spawn = [this](int pid) { spawned.set_value(pid); };
+    run = std::async(std::launch::async, [this] { return RunProcess(options); });
+    spawned.get_future().get();
+    connected = client.Connect(dir.File("api.sock"), 30000ms) && client.Negotiate();
   }
   std::promise<int> spawned;
   ProcessOptions options;
-  options.argv = {
-      KITE_BINARY,  "run",
-      "--kernel",   std::string(KITE_GUEST_FIRMWARE_DIR) + "/busy.elf",
-      "--serial",   "none",
-      "--disk",     "path=" + dir.File("disk.raw") + ",format=raw,iops=" + std::to_string(kLimit),
-      "--net",      "user,bps=125000,pps=100",
-      "--api-sock", dir.File("api.sock")};
-  options.timeout = 120s;
-  options.on_spawn = [&](int pid) { spawned.set_value(pid); };
-  auto run = std::async(std::launch::async, [&] { return RunProcess(options); });
-  spawned.get_future().get();
+  std::future<Result<ProcessResult>> run;
   QmpClient client;
-  ASSERT_TRUE(client.Connect(dir.File("api.sock"), 30000ms));
-  ASSERT_TRUE(client.Negotiate());
+  bool connected = false;
+};
+
+TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
+  KITE_REQUIRE_KVM();
+  TempDir dir;
+  MakeDisk(dir, "disk.raw");
+  BusyKite kite(
+      dir, {"--disk", "path=" + dir.File("disk.raw") + ",format=raw,iops=" + std::to_string(kLimit),
+            "--net", "user,bps=125000,pps=100"});
+  ASSERT_TRUE(kite.connected);
+  QmpClient& client = kite.client;
+  auto& run = kite.run;
 
   // The limit from the command line, as QEMU reports it.
   nlohmann::json block = client.Run(R"({"execute":"query-block"})");
@@ -111,12 +135,8 @@ TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
       client.Run(R"({"execute":"x-kite-query-net-throttle","arguments":{"id":"vda"}})");
   EXPECT_EQ(none["error"]["class"], "DeviceNotFound") << none;
 
-  // Wait for the guest's I/O to start, then measure past the initial bucket.
-  auto until = Clock::now() + 60s;
-  while (Operations(client) < 2 * kLimit && Clock::now() < until)
-    std::this_thread::sleep_for(100ms);
-  ASSERT_GE(Operations(client), 2u * kLimit) << "the guest did no disk I/O";
-  Sample limited = Measure(client, 4000ms);
+  Sample limited = MeasureOnceBusy(client);
+  if (HasFatalFailure()) return;
   EXPECT_LE(limited.rate, kLimit * 1.1);
   EXPECT_GE(limited.rate, kLimit * 0.5);
   EXPECT_LT(limited.worst_status, 2000ms);
@@ -224,6 +244,59 @@ TEST(RateLimit, ThrottledDisk_GuestSaturates_RateHeld_ChangedLive) {
   Result<ProcessResult> second_result = restored.get();
   ASSERT_TRUE(second_result.has_value());
   EXPECT_TRUE(second_result->exited) << second_result->Describe();
+}
+
+// A throttle group (QEMU's throttling.group, docs/VIRTIO.md "Rate limits"): the busy guest's vda
+// and an idle vdb share group g1's limit. block_set_io_throttle on vdb changes the group's limit,
+// so vda's rate follows; moving vdb to a group of its own (QEMU's "group" argument) leaves vda's.
+TEST(RateLimit, ThrottleGroup_LimitSetThroughAnotherMember_GovernsTheBusyDisk) {
+  KITE_REQUIRE_KVM();
+  TempDir dir;
+  MakeDisk(dir, "a.raw");
+  MakeDisk(dir, "b.raw");
+  BusyKite kite(
+      dir, {"--disk",
+            "path=" + dir.File("a.raw") + ",format=raw,group=g1,iops=" + std::to_string(kLimit),
+            "--disk", "path=" + dir.File("b.raw") + ",format=raw,group=g1"});
+  ASSERT_TRUE(kite.connected);
+  QmpClient& client = kite.client;
+  nlohmann::json block = client.Run(R"({"execute":"query-block"})");
+  for (int i : {0, 1}) {
+    EXPECT_EQ(block["return"][i]["inserted"]["group"], "g1") << block;
+    EXPECT_EQ(block["return"][i]["inserted"]["iops"], kLimit) << block;  // vdb shares g1's
+  }
+
+  Sample limited = MeasureOnceBusy(client);
+  if (HasFatalFailure()) return;
+  EXPECT_LE(limited.rate, kLimit * 1.1);
+
+  // The group's limit doubled through vdb: vda, the busy one, follows.
+  auto set = [&](const std::string& extra, int iops) {
+    return client.Run(R"({"execute":"block_set_io_throttle","arguments":{"id":"vdb",)" + extra +
+                      R"("bps":0,"bps_rd":0,"bps_wr":0,"iops":)" + std::to_string(iops) +
+                      R"(,"iops_rd":0,"iops_wr":0}})");
+  };
+  EXPECT_EQ(set("", 2 * kLimit), nlohmann::json({{"return", nlohmann::json::object()}}));
+  block = client.Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], 2 * kLimit) << block;
+  std::this_thread::sleep_for(1500ms);
+  Sample doubled = Measure(client, 4000ms);
+  EXPECT_LE(doubled.rate, 2 * kLimit * 1.1);
+  EXPECT_GT(doubled.rate, limited.rate * 1.4);
+
+  // vdb leaves for a group of its own with a tiny limit: vda keeps g1's.
+  EXPECT_EQ(set(R"("group":"g2",)", 1), nlohmann::json({{"return", nlohmann::json::object()}}));
+  block = client.Run(R"({"execute":"query-block"})");
+  EXPECT_EQ(block["return"][0]["inserted"]["group"], "g1") << block;
+  EXPECT_EQ(block["return"][0]["inserted"]["iops"], 2 * kLimit) << block;
+  EXPECT_EQ(block["return"][1]["inserted"]["group"], "g2") << block;
+  EXPECT_EQ(block["return"][1]["inserted"]["iops"], 1) << block;
+  Sample kept = Measure(client, 3000ms);
+  EXPECT_GT(kept.rate, limited.rate * 1.4);
+
+  EXPECT_TRUE(client.Run(R"({"execute":"quit"})").contains("return"));
+  Result<ProcessResult> r = kite.run.get();
+  ASSERT_TRUE(r.has_value());
 }
 
 }  // namespace

@@ -183,7 +183,9 @@ Result<json> BlockSetIoThrottle(Machine& machine, const json& args) {
   limit.write = TRY(ThrottleArgs(args, {"bps_wr", "iops_wr", "bps_wr_max", "iops_wr_max",
                                         "x-kite-bps-wr-burst", "x-kite-iops-wr-burst"}));
   std::string device = args.contains("id") ? Str(args, "id") : Str(args, "device");
-  TRY(machine.SetDiskThrottle(device, limit));
+  std::optional<std::string> group;
+  if (args.contains("group")) group = Str(args, "group");
+  TRY(machine.SetDiskThrottle(device, limit, group));
   return json::object();
 }
 

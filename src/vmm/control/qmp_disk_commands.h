@@ -66,10 +66,12 @@ inline constexpr std::array<ArgSpec, 2> kResizeArgs = {
 inline constexpr std::array<ArgSpec, 2> kSetLinkArgs = {
     {{"name", ArgType::kString, true}, {"up", ArgType::kBoolean, true}}};
 // QEMU's BlockIOThrottle: the six base values are required, the bucket sizes (*_max) not.
-// kite has no *_length, iops_size or group; the one-time bursts are kite's (x-kite-*).
-inline constexpr std::array<ArgSpec, 20> kBlockThrottleArgs = {
+// kite has no *_length or iops_size; "group" is a throttle group (docs/CLI.md); the one-time
+// bursts are kite's (x-kite-*).
+inline constexpr std::array<ArgSpec, 21> kBlockThrottleArgs = {
     {{"device", ArgType::kString, false},
      {"id", ArgType::kString, false},
+     {"group", ArgType::kString, false},
      {"bps", ArgType::kInteger, true},
      {"bps_rd", ArgType::kInteger, true},
      {"bps_wr", ArgType::kInteger, true},

@@ -88,6 +88,7 @@ json InsertedJson(const BlockInfo& block) {
       inserted[std::string("x-kite-iops") + p.kite + "-burst"] = p.limit.ops_burst;
     }
   }
+  if (!block.throttle_group.empty()) inserted["group"] = block.throttle_group;  // as QEMU's
   if (!top.backing_filename.empty()) inserted["backing_file"] = top.backing_filename;
   return inserted;
 }

@@ -255,5 +255,82 @@ TEST(BlockThrottleTest, Quiesce_WithAWaitingChain_ItStaysInTheRingForTheSnapshot
   EXPECT_EQ(used[1].id, second.head);
 }
 
+// Throttle groups (QEMU's throttling.group): disks that share one set of limits get the rate
+// together, not each. Two disks, each with its own loop and clock, on one group of 1 op/s.
+TEST(BlockThrottleGroupTest, TwoDisks_ShareTheGroupsTokens) {
+  auto clock_a = std::make_shared<FakeClock>(), clock_b = std::make_shared<FakeClock>();
+  auto group =
+      std::make_shared<ThrottleBuckets>(ThrottleLimits{OpsPerSecond(1), {}, {}}, clock_a->now);
+  HarnessOptions oa = Throttled(ThrottleLimits{}, clock_a),
+                 ob = Throttled(ThrottleLimits{}, clock_b);
+  oa.block.throttle_group = ob.block.throttle_group = group;
+  BlockHarness a(std::make_shared<MemDisk>(1 << 20), oa);
+  BlockHarness b(std::make_shared<MemDisk>(1 << 20), ob);
+  EXPECT_EQ(a.block().throttle(), (ThrottleLimits{OpsPerSecond(1), {}, {}}));
+
+  a.Read(0, 512);
+  a.Kick();
+  std::vector<UsedElement> used_a, used_b;
+  EXPECT_EQ(CollectUsed(a, 1, used_a), 1u);  // the group's one token
+  b.Read(0, 512);
+  b.Kick();
+  EXPECT_EQ(CollectUsed(b, 1, used_b), 0u) << "b must wait for the token a took";
+  EXPECT_EQ(clock_b->delay, 1000 * kMs);
+  clock_b->Fire();
+  EXPECT_EQ(CollectUsed(b, 1, used_b), 1u);
+  EXPECT_TRUE(a.broken().empty());
+  EXPECT_TRUE(b.broken().empty());
+}
+
+// block_set_io_throttle on one member changes the group's limits: the other member reports
+// them, and both take from the new buckets; leaving the group gives a disk its own limits back.
+TEST(BlockThrottleGroupTest, SetThrottle_OnOneMember_IsTheGroups_LeavingRestoresOwn) {
+  auto clock = std::make_shared<FakeClock>();
+  auto group = std::make_shared<ThrottleBuckets>(ThrottleLimits{}, clock->now);
+  const ThrottleLimits own{OpsPerSecond(7), {}, {}};
+  HarnessOptions oa = Throttled(own, clock), ob = Throttled(ThrottleLimits{}, clock);
+  oa.block.throttle_group = ob.block.throttle_group = group;
+  BlockHarness a(std::make_shared<MemDisk>(1 << 20), oa);
+  BlockHarness b(std::make_shared<MemDisk>(1 << 20), ob);
+  const ThrottleLimits limits{{}, {}, OpsPerSecond(20)};
+  a.block().SetThrottle(limits);
+  EXPECT_EQ(b.block().throttle(), limits);
+  EXPECT_EQ(group->limits(), limits);
+  a.block().SetThrottleGroup(nullptr);
+  EXPECT_EQ(a.block().throttle(), own);
+  EXPECT_EQ(b.block().throttle(), limits);
+  a.RunUntil([] { return false; }, 20);
+  for (int i = 0; i < 2; ++i) a.Read(i, 512);
+  a.Kick();
+  std::vector<UsedElement> used;
+  EXPECT_EQ(CollectUsed(a, 2, used), 1u);         // its own 7 op/s bucket of one
+  EXPECT_EQ(clock->delay, (1000 * kMs + 6) / 7);  // rounded up: never early
+}
+
+TEST(ThrottleGroupsTest, Join_SameLimitsOrNone_Shares_OtherLimitsRefused) {
+  ThrottleGroups groups;
+  const ThrottleLimits limits{OpsPerSecond(5), {}, {}};
+  auto first = groups.Join("g1", limits);
+  ASSERT_TRUE(first.has_value());
+  auto same = groups.Join("g1", limits);
+  auto none = groups.Join("g1", ThrottleLimits{});
+  ASSERT_TRUE(same.has_value() && none.has_value());
+  EXPECT_EQ(first->get(), same->get());
+  EXPECT_EQ(first->get(), none->get());
+  auto other = groups.Join("g1", ThrottleLimits{OpsPerSecond(6), {}, {}});
+  ASSERT_FALSE(other.has_value());
+  EXPECT_EQ(other.error().message(),
+            "throttle group 'g1' already has other limits: give the same limits, or none to "
+            "share the group's");
+  auto second = groups.Join("g2", ThrottleLimits{});
+  ASSERT_TRUE(second.has_value());
+  EXPECT_NE(first->get(), second->get());
+  // SetLimits changes an existing group in place (its members see it) or makes a new one.
+  const ThrottleLimits tighter{OpsPerSecond(1), {}, {}};
+  EXPECT_EQ(groups.SetLimits("g1", tighter).get(), first->get());
+  EXPECT_EQ((*first)->limits(), tighter);
+  EXPECT_EQ(groups.SetLimits("g3", tighter)->limits(), tighter);
+}
+
 }  // namespace
 }  // namespace kite::virtio

@@ -163,6 +163,31 @@ TEST(NetOption, RateLimit_ParsedAndChecked) {
   EXPECT_NE(negative.error().message().find("bps=-5"), std::string::npos);
 }
 
+// QEMU's throttling.group: group=NAME (or QEMU's own spelling) on --disk, "group" in the JSON
+// config and device_add.
+TEST(DiskOption, ThrottleGroup_ParsedAndNameChecked) {
+  auto d = ParseDiskOption("path=/a,format=raw,group=tenant-7,iops=100");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->throttle_group, "tenant-7");
+  EXPECT_EQ(d->throttle.total.ops, 100u);
+  auto q = ParseDiskOption("path=/a,format=raw,throttling.group=g.1");
+  ASSERT_TRUE(q) << q.error().message();
+  EXPECT_EQ(q->throttle_group, "g.1");
+  auto j =
+      DiskFromJson(nlohmann::json::parse(R"({"path": "/a", "format": "raw", "group": "g"})"), "");
+  ASSERT_TRUE(j) << j.error().message();
+  EXPECT_EQ(j->throttle_group, "g");
+  EXPECT_TRUE(IsDiskSetting("group"));
+  EXPECT_EQ(ErrorOf(ParseDiskOption("path=/a,format=raw,group=a/b")),
+            "disk /a: throttle group 'a/b' is not a name (1 to 64 letters, digits, '-', '_' or "
+            "'.')");
+  EXPECT_EQ(ErrorOf(ParseDiskOption("path=/a,format=raw,group=" + std::string(65, 'g'))),
+            "disk /a: throttle group '" + std::string(65, 'g') +
+                "' is not a name (1 to 64 letters, digits, '-', '_' or '.')");
+  EXPECT_FALSE(ValidateThrottleGroupName("", false));
+  EXPECT_TRUE(ValidateThrottleGroupName("", true));
+}
+
 TEST(DiskOption, RateLimit_Json_NumbersOnly) {
   auto d = DiskFromJson(nlohmann::json::parse(
                             R"({"path": "/a", "format": "raw", "bps": 4096, "iops_max": 20,

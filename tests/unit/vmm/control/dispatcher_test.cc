@@ -271,8 +271,13 @@ TEST_F(DispatcherTest, Throttle_ArgumentsChecked_UnknownDeviceNotFound) {
   ExpectError(block(R"("id":"vda","bps":0,"bps_rd":5,"bps_wr":6,"iops":0,"iops_rd":7,)"
                     R"("iops_wr":8,"bps_rd_max":9,"x-kite-iops-wr-burst":1)"),
               "DeviceNotFound", "Device 'vda' not found");
-  ExpectError(block(R"("id":"vda","group":"g",)" + all6), "GenericError",
-              "Parameter 'group' is unexpected");
+  // A throttle group (QEMU's "group"): its name is checked before the device is looked up.
+  ExpectError(block(R"("id":"vda","group":"g",)" + all6), "DeviceNotFound",
+              "Device 'vda' not found");
+  ExpectError(block(R"("id":"vda","group":"a b",)" + all6), "GenericError",
+              "throttle group 'a b' is not a name (1 to 64 letters, digits, '-', '_' or '.')");
+  ExpectError(block(R"("id":"vda","group":7,)" + all6), "GenericError",
+              "Invalid parameter type for 'group', expected: string");
   ExpectError(block(R"("id":"vda","bps_max":10,)" + all6), "GenericError",
               "bps_max needs bps (a rate to refill at)");
   ExpectError(block(R"("id":"vda","bps":0,"bps_rd":0,"bps_wr":0,"iops":100,"iops_rd":0,)"

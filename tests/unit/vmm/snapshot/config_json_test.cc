@@ -17,6 +17,8 @@ void ExpectSameDisk(const DiskConfig& a, const DiskConfig& b) {
   EXPECT_EQ(a.serial, b.serial);
   EXPECT_EQ(a.queues, b.queues);
   EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.throttle, b.throttle);
+  EXPECT_EQ(a.throttle_group, b.throttle_group);
 }
 
 void ExpectSameNet(const NetConfig& a, const NetConfig& b) {
@@ -102,6 +104,7 @@ TEST(ConfigJsonTest, EverythingSet_RoundTrips) {
   c.api_sock = "/run/kite/web-1.sock";
   c.start_paused = true;
   DiskConfig root{"root.qcow2", "qcow2", false, "none", "ROOT-1", 4, "root"};
+  root.throttle_group = "tenant-7";
   DiskConfig iso{"/images/tools.iso", "", true, "writeback", "", 1, ""};
   c.disks = {root, iso};
   NetConfig user;
