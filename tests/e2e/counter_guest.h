@@ -116,11 +116,7 @@ inline constexpr uint64_t kRootMiB = 64;
 class CounterGuestTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    KITE_REQUIRE_KVM();
-    if (!HardwareBackedKvm()) {
-      if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-      GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-    }
+    KITE_REQUIRE_GUEST_USERSPACE();
     kernel_ = FindGuestKernel();
     if (kernel_.empty()) {
       FAIL() << "kite's guest kernel is not built (guest-firmware/linux/guest-kernel.sh; "

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "testing/guest_kernel.h"
+#include "testing/kvm_required.h"
 
 namespace kite::testing {
 
@@ -21,3 +22,16 @@ std::string FindKernel();
 bool HardwareBackedKvm();
 
 }  // namespace kite::testing
+
+// KVM whose guests run userspace (the nested VM or hardware): else the test is skipped, and
+// fails under CI=true.
+#define KITE_REQUIRE_GUEST_USERSPACE()                                                   \
+  do {                                                                                   \
+    KITE_REQUIRE_KVM();                                                                  \
+    if (!::kite::testing::HardwareBackedKvm()) {                                         \
+      if (::kite::testing::RunningInCi()) {                                              \
+        FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";           \
+      }                                                                                  \
+      GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)"; \
+    }                                                                                    \
+  } while (0)

@@ -105,11 +105,7 @@ DeviceBytes Bytes(QmpClient& qmp) {
 }
 
 TEST(RateLimitE2e, LinuxGuest_SaturatesDiskAndNic_RatesHeld_ControlSocketResponsive) {
-  KITE_REQUIRE_KVM();
-  if (!HardwareBackedKvm()) {
-    if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-    GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-  }
+  KITE_REQUIRE_GUEST_USERSPACE();
   std::string kernel = FindGuestKernel();
   ASSERT_FALSE(kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
   std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});

@@ -43,11 +43,7 @@ std::vector<std::string> KiteArgs(const std::string& kernel, const std::string& 
 }
 
 TEST_P(SocketNetE2e, TwoLinuxGuests_PingEachOther) {
-  KITE_REQUIRE_KVM();
-  if (!HardwareBackedKvm()) {
-    if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-    GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-  }
+  KITE_REQUIRE_GUEST_USERSPACE();
   std::string kernel = FindGuestKernel();
   ASSERT_FALSE(kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
   std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
