@@ -15,6 +15,8 @@ packages=(
   libslirp-dev libglib2.0-dev zlib1g-dev libzstd-dev libseccomp-dev
   # tests and tools: ACPI table decompiler, qcow2 oracle, Linux guest initramfs, peers
   acpica-tools qemu-utils qemu-system-x86 busybox-static cpio fio e2fsprogs iperf3 iproute2
+  # the Debian master image of examples/debian-master.sh (docs/TUTORIAL.md)
+  debootstrap
 )
 
 if [[ "${KITE_SKIP_APT:-0}" != 1 ]]; then
