@@ -323,10 +323,9 @@ bool VirtioVsock::RunRxLocked() {
     ChainWriter writer(chain_);
     uint32_t used = 0;
     if (!orphan_rsts_.empty()) {
-      if (writer.WriteObj(orphan_rsts_.front())) {
-        used = sizeof(Header);
-        orphan_rsts_.pop_front();
-      }
+      // A buffer too small for a header loses the packet (counted below): the guest's bug.
+      if (writer.WriteObj(orphan_rsts_.front())) used = sizeof(Header);
+      orphan_rsts_.pop_front();
     } else {
       std::shared_ptr<Conn> conn = std::move(ready_.front());
       ready_.pop_front();
@@ -347,15 +346,6 @@ bool VirtioVsock::RunRxLocked() {
 }
 
 }  // namespace vsock
-
-Result<void> CheckGuestCid(uint64_t cid) {
-  if (cid < vsock::kMinGuestCid || cid > vsock::kMaxGuestCid) {
-    return Err("guest CID " + std::to_string(cid) +
-               " is reserved or too large (expected 3 to 4294967294; 0, 1 and 2 are the "
-               "hypervisor, local and host addresses)");
-  }
-  return {};
-}
 
 Result<std::shared_ptr<VirtioDevice>> CreateVirtioVsock(const VsockOptions& options,
                                                         asio::io_context* loop) {

@@ -14,6 +14,7 @@
 
 #include "base/result.h"
 #include "virtio/virtio_device.h"
+#include "virtio/vsock_cid.h"
 
 namespace kite::virtio {
 
@@ -21,9 +22,6 @@ struct VsockOptions {
   uint64_t guest_cid = 0;  // 3 .. 0xfffffffe
   std::string uds_path;    // the socket kite listens on for host-initiated connections
 };
-
-// Checks the CID: not reserved (0, 1, 2, 0xffffffff) and 32 bits wide.
-Result<void> CheckGuestCid(uint64_t cid);
 
 // Binds and listens on options.uds_path (a stale socket file there is replaced; a live one or
 // a file that is not a socket is refused). The device removes the file when it is destroyed.

@@ -10,11 +10,7 @@
 
 namespace kite::virtio::vsock {
 
-// 5.10.4: "guest_cid ... The upper 32 bits of the CID are reserved and zeroed."
 inline constexpr uint64_t kHostCid = 2;  // VMADDR_CID_HOST
-// CIDs a guest can never have: 0 (hypervisor), 1 (local), 2 (host), 0xffffffff (any).
-inline constexpr uint64_t kMinGuestCid = 3;
-inline constexpr uint64_t kMaxGuestCid = 0xfffffffe;
 
 // 5.10.6 Device Operation.
 inline constexpr uint16_t kTypeStream = 1;  // VIRTIO_VSOCK_TYPE_STREAM (SEQPACKET not offered)
