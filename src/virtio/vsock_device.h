@@ -93,7 +93,7 @@ struct Counters {
 class VirtioVsock final : public VirtioDevice, public std::enable_shared_from_this<VirtioVsock> {
  public:
   VirtioVsock(const VsockOptions& options, asio::io_context* loop)
-      : options_(options), loop_(loop), listener_(*loop) {}
+      : options_(options), loop_(loop), listener_(*loop), accept_retry_(*loop) {}
   ~VirtioVsock() override;
 
   uint32_t device_id() const override;
@@ -161,6 +161,7 @@ class VirtioVsock final : public VirtioDevice, public std::enable_shared_from_th
   const VsockOptions options_;
   asio::io_context* const loop_;
   asio::posix::stream_descriptor listener_;
+  asio::steady_timer accept_retry_;  // accept failed for want of descriptors
   bool owns_path_ = false;
   std::mutex mu_;
   uint64_t generation_ = 0;

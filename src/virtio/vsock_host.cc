@@ -58,6 +58,7 @@ VirtioVsock::~VirtioVsock() {
     CloseAllLocked();
   }
   asio::error_code ec;
+  accept_retry_.cancel();
   listener_.close(ec);
   if (owns_path_) ::unlink(options_.uds_path.c_str());
 }
@@ -86,6 +87,16 @@ void VirtioVsock::Accept() {
         for (;;) {
           int fd = ::accept4(self->listener_.native_handle(), nullptr, nullptr,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            // Out of descriptors: the listener stays readable, so waiting on it again would
+            // spin. Try again in a while; the peers wait in the backlog.
+            KITE_LOG_RATELIMITED(Warn, "vsock: accept: %s", std::strerror(errno));
+            self->accept_retry_.expires_after(std::chrono::milliseconds(100));
+            self->accept_retry_.async_wait([weak](const asio::error_code& e) {
+              if (auto device = weak.lock(); device && !e) device->Accept();
+            });
+            return;
+          }
           if (fd < 0) break;
           // Not activated, or at the cap (G27): the peer sees EOF at once.
           if (self->queues_[kRxQueue] == nullptr || self->ConnectionCount() >= kMaxConnections) {

@@ -3,6 +3,7 @@
 // device's queues (fake driver) and real Unix sockets. No KVM.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 
 #include "vsock_test_util.h"
 
@@ -327,6 +328,39 @@ TEST_F(VsockTest, GuestShutdownBoth_FlushedThenRst_HostSeesEof) {
   ASSERT_TRUE(rst);
   EXPECT_EQ(HostRead(host.get()), "last");
   EXPECT_EQ(HostRead(host.get()), "");
+}
+
+// Out of descriptors: accept fails with EMFILE while the listener stays readable. The device
+// waits and tries again instead of spinning on the loop; the peer is served once it can be.
+TEST_F(VsockTest, AcceptOutOfDescriptors_NoSpin_ServedLater) {
+  UniqueFd host = HostConnect();
+  ASSERT_EQ(::send(host.get(), "CONNECT 7\n", 10, 0), 10);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  int probe = ::dup(0);
+  ASSERT_GE(probe, 0);
+  ::close(probe);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(probe);  // every descriptor from here on fails
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_SELF, &before);
+  auto start = std::chrono::steady_clock::now();
+  Pump();  // a second of loop
+  ::getrusage(RUSAGE_SELF, &after);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  auto cpu_us = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000 + r.ru_utime.tv_usec +
+           r.ru_stime.tv_usec;
+  };
+  auto wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+  EXPECT_LT(cpu_us(after) - cpu_us(before), wall_us / 2);  // not a busy loop
+  std::optional<Packet> req = Rx();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->hdr.op, kOpRequest);
+  EXPECT_EQ(req->hdr.dst_port, 7u);
 }
 
 TEST_F(VsockTest, Reset_ClosesHostSockets) {
