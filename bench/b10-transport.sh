@@ -25,20 +25,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs=${1:-3}
 bench_linux_guest
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-# wait_for FILE TEXT SECONDS: polls every 5 ms; prints the time it was seen (ns) or fails.
-wait_for() {
-  local until=$(($(now_ns) + $3 * 1000000000))
-  while (($(now_ns) < until)); do
-    if grep -qF "$2" "$1" 2>/dev/null; then now_ns; return 0; fi
-    sleep 0.005
-  done
-  tail -n 30 "$1" >&2
-  die "\"$2\" not seen in $1 within $3 s"
-}
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }'; }
-
 truncate -s 256M "$work/disk.raw"
 cmdline="console=ttyS0 reboot=k panic=1 quiet"
 

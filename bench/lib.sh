@@ -1,5 +1,5 @@
 # Sourced by the benchmarks that boot kite's Linux guest with userspace (b10-transport.sh,
-# soak.sh): where kite is, the checks every such run needs first, the guest kernel and
+# b11-vsock.sh, soak.sh): where kite is, the checks every such run needs first, the guest kernel and
 # initramfs, and a work directory whose kites are killed and whose files go when the script ends.
 #   bench_name=b10; source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"; bench_linux_guest
 # Env: BUILD (build), KITE (BUILD/src/vmm/kite), KITE_GUEST_KERNEL (else guest-kernel.sh's).
@@ -28,3 +28,18 @@ bench_linux_guest() {
   pids=()
   trap bench_cleanup EXIT
 }
+
+# Timing helpers for scripts that watch a guest's console (b10, b11).
+now_ns() { date +%s%N; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# wait_for FILE TEXT SECONDS: polls every 5 ms; prints the time it was seen (ns) or fails.
+wait_for() {
+  local until=$(($(now_ns) + $3 * 1000000000))
+  while (($(now_ns) < until)); do
+    if grep -qF "$2" "$1" 2>/dev/null; then now_ns; return 0; fi
+    sleep 0.005
+  done
+  tail -n 30 "$1" >&2
+  die "\"$2\" not seen in $1 within $3 s"
+}
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }'; }

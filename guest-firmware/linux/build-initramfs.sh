@@ -1,7 +1,8 @@
 #!/bin/bash
 # build-initramfs.sh: packs kite's test initramfs: Debian's static busybox, the /init script
 # beside this file, and the scripts in tests/ (run by kite.test=NAME), as an uncompressed
-# newc cpio (no decompression in the guest: guest instructions are expensive on emulated KVM).
+# newc cpio (no decompression in the guest: guest instructions are expensive on emulated KVM),
+# with /bin/vsock-test (vsock/vsock-test.c, built static with gcc: busybox has no AF_VSOCK).
 # Cached under ${KITE_CACHE_DIR:-$HOME/.cache/kite}/guest/ by a hash of its inputs; prints the
 # path of the archive on stdout.
 set -euo pipefail
@@ -20,8 +21,9 @@ if ! is_static; then
   is_static || die "$busybox is not a static busybox (install the busybox-static package)"
 fi
 command -v cpio >/dev/null || die "cpio is not installed"
+command -v gcc >/dev/null || die "gcc is not installed (vsock-test is built static: gcc, libc6-dev)"
 
-key=$( (sha256sum "$busybox" "$here/init" "$here"/tests/* 2>/dev/null | cut -d' ' -f1) |
+key=$( (sha256sum "$busybox" "$here/init" "$here"/tests/* "$here"/vsock/*.c 2>/dev/null | cut -d' ' -f1) |
   sha256sum | cut -c1-16)
 out="$cache_root/initramfs-$key.cpio"
 if [[ -f "$out" ]]; then
@@ -38,6 +40,8 @@ for applet in $("$busybox" --list-full); do
   [[ "$applet" == bin/busybox ]] || ln -sf /bin/busybox "$staging/$applet"
 done
 install -m 0755 "$here/init" "$staging/init"
+gcc -static -O2 -Wall -o "$staging/bin/vsock-test" "$here/vsock/vsock-test.c" >&2 ||
+  die "building vsock-test failed (static glibc: the libc6-dev package)"
 for t in "$here"/tests/*; do
   [[ -f "$t" ]] && install -m 0755 "$t" "$staging/tests/"
 done

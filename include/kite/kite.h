@@ -100,6 +100,14 @@ struct NetConfig {
   Throttle throttle{};  // bps=, pps=, ...: each direction (RX, TX) on its own
 };
 
+// A virtio-vsock device with Firecracker's hybrid host side (--vsock cid=N,uds=PATH;
+// docs/VSOCK.md): host programs connect to `uds_path` and send "CONNECT <port>\n"; the guest's
+// connections to the host's port P reach the Unix socket "<uds_path>_P". Its device id is "vsock0".
+struct VsockConfig {
+  uint64_t cid = 0;      // the guest's CID: 3 .. 4294967294
+  std::string uds_path;  // where kite listens
+};
+
 // How guest RAM is backed (--memory SIZE,hugepages=2M,prealloc=on,shared=on).
 struct MemoryBacking {
   uint64_t hugepage_size = 0;  // 0: the host's normal pages; 2 MiB or 1 GiB (the hugetlb pool)
@@ -129,10 +137,11 @@ struct VmConfig {
   bool stats = false;                 // print exit and device counters at the end (stderr)
   bool host_quirks = true;            // adapt the kernel command line to an emulated KVM host
   std::string cpu_template = "host";  // "host" or "minimal" (see src/vmm/cpuid.h)
-  // virtio-mmio devices, in this order: disks (vda, vdb, ...), network interfaces, entropy.
+  // virtio devices, in this order: disks (vda, vdb, ...), network interfaces, entropy, vsock.
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;
-  bool rng = true;  // virtio-rng fed from getrandom(2) (--no-rng turns it off)
+  bool rng = true;                   // virtio-rng fed from getrandom(2) (--no-rng turns it off)
+  std::optional<VsockConfig> vsock;  // --vsock: after the entropy device
   VirtioTransportKind transport = VirtioTransportKind::kMmio;  // --transport mmio|pci
   // pci: the slot of each virtio device by id ("pci_slots" in the JSON config). A snapshot
   // records every device's slot here, so a restore puts each where the guest had it; devices
@@ -148,7 +157,7 @@ struct VmConfig {
 inline constexpr uint32_t kMaxCpus = 254;
 inline constexpr uint64_t kMinMemory = 16ull << 20;
 inline constexpr uint64_t kMaxMemory = 1ull << 40;
-// virtio-mmio devices (disks + nets + rng); each takes one interrupt line of the IOAPIC.
+// virtio-mmio devices (disks + nets + rng + vsock); each takes one interrupt line of the IOAPIC.
 inline constexpr uint32_t kMaxVirtioDevices = 16;
 // virtio-pci devices: one per slot of bus 0 but the host bridge's (slots 1-31); MSI-X takes
 // no IOAPIC line.

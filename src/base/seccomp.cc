@@ -171,7 +171,7 @@ Result<void> ConfineThread(ThreadKind kind, ThreadNeeds needs) {
   Mode mode = g_mode.load();
   if (mode == Mode::kOff) return {};
   const Program& program =
-      kPrograms[mode == Mode::kLog ? 1 : 0][static_cast<int>(kind)][needs.inet_sockets ? 1 : 0];
+      kPrograms[mode == Mode::kLog ? 1 : 0][static_cast<int>(kind)][needs.index()];
   std::vector<sock_filter> code(program.code, program.code + program.length);
   for (uint16_t i = 0; i < program.pid_slot_count; ++i) {
     code[program.pid_slots[i]].k = static_cast<uint32_t>(::getpid());

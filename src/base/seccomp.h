@@ -57,7 +57,16 @@ struct ThreadNeeds {
   // The event loop of a VM with a `user` network: libslirp opens AF_INET/AF_INET6 sockets
   // for the guest's connections and reads /etc/resolv.conf.
   bool inet_sockets = false;
+  // The event loop of a VM with virtio-vsock: a guest's connection to the host makes an
+  // AF_UNIX socket and connects it (vsock_host.cc).
+  bool unix_connect = false;
+  // Which compiled program (seccomp_programs.h): one per combination.
+  int index() const { return (inet_sockets ? 1 : 0) | (unix_connect ? 2 : 0); }
+  static ThreadNeeds FromIndex(int i) {
+    return {.inet_sockets = (i & 1) != 0, .unix_connect = (i & 2) != 0};
+  }
 };
+inline constexpr int kThreadNeedsCount = 4;
 
 // The process-wide mode; set before the first Confine. Kill and Log install the SIGSYS
 // reporter once and cap malloc's arenas (see seccomp.cc).

@@ -307,6 +307,11 @@ Result<void> AddAllowRules(scmp_filter_ctx ctx, ThreadKind kind, ThreadNeeds nee
       AllowIoctls(r, kIrqIoctls);
       AllowIoctls(r, kFdIoctls);
       if (needs.inet_sockets) InetSockets(r);
+      // virtio-vsock: a guest connecting to the host's port P connects to <uds_path>_P.
+      if (needs.unix_connect) {
+        r.AllowArg("socket", 0, {AF_UNIX});
+        r.Allow({"connect"});
+      }
       break;
     case ThreadKind::kDiskWorker:
       FileIo(r);

@@ -22,7 +22,7 @@ struct Program {
 };
 
 // kPrograms[mode][kind][inet_sockets]: mode 0 traps (Mode::kKill), 1 logs (Mode::kLog).
-extern const Program kPrograms[2][kThreadKindCount][2];
+extern const Program kPrograms[2][kThreadKindCount][kThreadNeedsCount];
 
 // Syscall names by number (x86-64), for the SIGSYS reporter; nullptr where there is none.
 inline constexpr int kSyscallNameCount = 512;

@@ -4,7 +4,8 @@
 //   kite run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory SIZE]
 //            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
 //            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
-//            [--net SPEC]... [--no-rng] [--name NAME] [--api-sock PATH] [--paused]
+//            [--net SPEC]... [--no-rng] [--vsock cid=N,uds=PATH] [--name NAME]
+//            [--api-sock PATH] [--paused]
 //            [--transport mmio|pci] [--seccomp on|log|off]
 //            [--jail DIR --jail-uid U --jail-gid G [--netns PATH] [--cgroup LIMITS]
 //             [--rlimit LIMITS]]

@@ -3,6 +3,7 @@
 #include "vmm/config_json.h"
 
 #include "vmm/host_resources.h"
+#include "vmm/vsock_options.h"
 
 namespace kite {
 namespace {
@@ -92,6 +93,7 @@ json ConfigToJson(const VmConfig& c) {
               {"transport", c.transport == VirtioTransportKind::kPci ? "pci" : "mmio"},
               {"paused", c.start_paused}};
   if (!c.pci_slots.empty()) out["pci_slots"] = c.pci_slots;
+  if (c.vsock) out["vsock"] = cli::VsockToJson(*c.vsock);
   if (!c.cpu_affinity.empty()) out["cpu_affinity"] = c.cpu_affinity;
   if (!c.emulator_affinity.empty()) out["emulator_affinity"] = c.emulator_affinity;
   if (c.unplug_timeout_ms != VmConfig{}.unplug_timeout_ms) {

@@ -132,6 +132,7 @@ void Machine::Impl::ForgetDeviceLocked(const std::string& id) {
     }
   }
   if (id == "rng0") config.rng = false;
+  if (id == "vsock0") config.vsock.reset();
   config.pci_slots.erase(id);
 }
 

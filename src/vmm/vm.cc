@@ -199,7 +199,7 @@ Result<void> Vm::Start() {
   // libslirp's sockets live on the loop: a user network now, or one a device_add may bring.
   bool user_net = config_.transport == VirtioTransportKind::kPci;
   for (const NetConfig& net : config_.nets) user_net |= net.backend == NetBackendKind::kUser;
-  loop_.Start({.inet_sockets = user_net});
+  loop_.Start({.inet_sockets = user_net, .unix_connect = config_.vsock.has_value()});
   // Restored transports wait quiesced until the loop runs: now they look at their queues.
   if (restored_) registry_.ResumeAll();
   for (auto& vcpu : vcpus_) vcpu->Start();

@@ -19,10 +19,12 @@
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/virtio_spec.h"
+#include "virtio/vsock.h"
 #include "vmm/device_options.h"
 #include "vmm/layout.h"
 #include "vmm/snapshot/virtio_state_json.h"
 #include "vmm/vm_pci.h"
+#include "vmm/vsock_options.h"
 
 namespace kite {
 namespace {
@@ -372,6 +374,13 @@ Result<void> AddVirtioDevices(const VirtioWiring& w) {
     std::optional<uint8_t> slot = TRY_CTX(PlannedSlot(w, "rng0"), "rng0");
     TRY(w.registry->Add(TRY(MakeEntry(w, "rng0", "virtio-rng", "rng0",
                                       virtio::CreateVirtioRng(&w.loop->context()), slot))));
+  }
+  if (c.vsock) {
+    std::optional<uint8_t> slot = TRY_CTX(PlannedSlot(w, cli::kVsockId), cli::kVsockId);
+    virtio::VsockOptions options{c.vsock->cid, c.vsock->uds_path};
+    TRY(w.registry->Add(
+        TRY(MakeEntry(w, cli::kVsockId, "virtio-vsock", "vsock0 (" + c.vsock->uds_path + ")",
+                      virtio::CreateVirtioVsock(options, &w.loop->context()), slot))));
   }
   return {};
 }

@@ -85,8 +85,8 @@ TEST(SeccompMode, Parse) {
 
 TEST(SeccompPolicy, EveryKindBuildsAndLoads) {
   for (int k = 0; k < kThreadKindCount; ++k) {
-    for (bool inet : {false, true}) {
-      ExpectAllowed(RunConfined(static_cast<ThreadKind>(k), {.inet_sockets = inet}, [] {}));
+    for (int needs = 0; needs < kThreadNeedsCount; ++needs) {
+      ExpectAllowed(RunConfined(static_cast<ThreadKind>(k), ThreadNeeds::FromIndex(needs), [] {}));
     }
   }
 }
@@ -143,6 +143,15 @@ TEST(SeccompPolicy, EventLoop_InetSocketsOnlyForAUserNetwork) {
   ExpectDenied(RunConfined(ThreadKind::kEventLoop, {.inet_sockets = true},
                            Call([] { return ::open("/tmp/kite-x", O_WRONLY | O_CREAT, 0600); })),
                "event-loop", "openat");
+}
+
+TEST(SeccompPolicy, EventLoop_UnixSocketsOnlyForVsock) {
+  auto unix_socket = Call([] { return ::socket(AF_UNIX, SOCK_STREAM, 0); });
+  ExpectDenied(RunConfined(ThreadKind::kEventLoop, {}, unix_socket), "event-loop", "socket");
+  ExpectAllowed(RunConfined(ThreadKind::kEventLoop, {.unix_connect = true}, unix_socket));
+  ExpectDenied(RunConfined(ThreadKind::kEventLoop, {.unix_connect = true},
+                           Call([] { return ::socket(AF_INET, SOCK_STREAM, 0); })),
+               "event-loop", "socket");
 }
 
 TEST(SeccompPolicy, DiskWorker_ReadsAndWritesOpenFilesOnly) {

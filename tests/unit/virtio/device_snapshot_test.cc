@@ -18,9 +18,12 @@
 #include "block_test_util.h"
 #include "net_test_frames.h"
 #include "snapshot_harness.h"
+#include "testing/temp_dir.h"
 #include "virtio/block.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
+#include "virtio/vsock_packet.h"
 
 namespace kite::virtio {
 namespace {
@@ -149,6 +152,36 @@ struct NetTraits {
   }
 };
 
+// Requests are guest connection requests on tx (queue 1) to a port nothing listens on: each is
+// consumed (used length 0) and answered with a RST on rx. Each device listens on a socket of
+// its own (a restore makes a new one, as a new process would).
+struct VsockTraits {
+  kite::testing::TempDir dir;
+  int made = 0;
+
+  std::shared_ptr<VirtioDevice> Make(asio::io_context* loop) {
+    return *CreateVirtioVsock({3, dir.File("v" + std::to_string(made++))}, loop);
+  }
+  std::vector<uint16_t> WorkQueues() const { return {1}; }
+  Req Add(FakeDriver& d, uint16_t, int seq) {
+    Req r{.seq = seq};
+    vsock::Header h{};
+    h.src_cid = 3;
+    h.dst_cid = vsock::kHostCid;
+    h.src_port = 1000 + static_cast<uint32_t>(seq);
+    h.dst_port = 9;
+    h.type = vsock::kTypeStream;
+    h.op = vsock::kOpRequest;
+    r.a = d.Alloc(sizeof(h));
+    d.WriteObj(r.a, h);
+    r.head = d.AddChain({{r.a, sizeof(h), false}});
+    return r;
+  }
+  void Done(FakeDriver&, const Req&, const UsedElement& used) { EXPECT_EQ(used.len, 0u); }
+  void Prime(TransportHarness&) {}
+  void AfterResume(TransportHarness&) {}
+};
+
 template <typename T>
 class DeviceSnapshotTest : public ::testing::Test {
  protected:
@@ -221,7 +254,7 @@ class DeviceSnapshotTest : public ::testing::Test {
   int seq_ = 1;
 };
 
-using Devices = ::testing::Types<BlkTraits, NetTraits, RngTraits>;
+using Devices = ::testing::Types<BlkTraits, NetTraits, RngTraits, VsockTraits>;
 TYPED_TEST_SUITE(DeviceSnapshotTest, Devices);
 
 TYPED_TEST(DeviceSnapshotTest, SaveRestoreSave_Identical) {
