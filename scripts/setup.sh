@@ -14,7 +14,7 @@ packages=(
   libfdt-dev libasio-dev nlohmann-json3-dev libgtest-dev libgmock-dev liburing-dev
   libslirp-dev libglib2.0-dev zlib1g-dev libzstd-dev libseccomp-dev
   # tests and tools: ACPI table decompiler, qcow2 oracle, Linux guest initramfs, peers
-  acpica-tools qemu-utils qemu-system-x86 busybox-static cpio fio e2fsprogs iperf3 iproute2
+  acpica-tools qemu-utils qemu-system-x86 busybox-static cpio fio e2fsprogs iperf3 iproute2 socat
   # the Debian master image of examples/debian-master.sh (docs/TUTORIAL.md)
   debootstrap
 )

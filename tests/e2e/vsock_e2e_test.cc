@@ -132,11 +132,7 @@ std::string SendToGuest(const std::string& path, uint32_t port, const std::vecto
 }
 
 TEST(VsockE2e, BothWays_8MiB_ChecksumsMatch_HostResetSeenByGuest) {
-  KITE_REQUIRE_KVM();
-  if (!HardwareBackedKvm()) {
-    if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-    GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-  }
+  KITE_REQUIRE_GUEST_USERSPACE();
   std::string kernel = FindGuestKernel();
   ASSERT_FALSE(kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
   std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
