@@ -21,7 +21,10 @@ if ! is_static; then
 fi
 command -v cpio >/dev/null || die "cpio is not installed"
 
-key=$( (sha256sum "$busybox" "$here/init" "$here"/tests/* 2>/dev/null | cut -d' ' -f1) |
+# set-channels (tools/set-channels.c): ethtool -L's ioctl, which busybox lacks; built static.
+command -v gcc >/dev/null || die "gcc is not installed (it builds tools/set-channels.c)"
+key=$( (sha256sum "$busybox" "$here/init" "$here"/tests/* "$here/tools/set-channels.c" \
+  2>/dev/null | cut -d' ' -f1) |
   sha256sum | cut -c1-16)
 out="$cache_root/initramfs-$key.cpio"
 if [[ -f "$out" ]]; then
@@ -38,6 +41,8 @@ for applet in $("$busybox" --list-full); do
   [[ "$applet" == bin/busybox ]] || ln -sf /bin/busybox "$staging/$applet"
 done
 install -m 0755 "$here/init" "$staging/init"
+gcc -static -Os -Wall -o "$staging/bin/set-channels" "$here/tools/set-channels.c" ||
+  die "building tools/set-channels.c failed (gcc -static needs libc6-dev)"
 for t in "$here"/tests/*; do
   [[ -f "$t" ]] && install -m 0755 "$t" "$staging/tests/"
 done

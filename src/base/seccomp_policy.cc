@@ -306,6 +306,9 @@ Result<void> AddAllowRules(scmp_filter_ctx ctx, ThreadKind kind, ThreadNeeds nee
       r.Allow({"io_uring_enter"});
       AllowIoctls(r, kIrqIoctls);
       AllowIoctls(r, kFdIoctls);
+      // virtio-net multiqueue: the queues of the pairs the guest uses attached, the others
+      // detached (the control queue's VQ_PAIRS_SET, device reset).
+      AllowIoctls(r, {TUNSETQUEUE});
       if (needs.inet_sockets) InetSockets(r);
       break;
     case ThreadKind::kDiskWorker:
