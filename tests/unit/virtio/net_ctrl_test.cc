@@ -245,12 +245,7 @@ class PairBackend final : public NetBackend {
   uint64_t offload_features() const override { return 0; }
   Result<void> SetOffloads(uint64_t) override { return {}; }
   Result<bool> Send(std::span<const iovec> iov) override {
-    std::vector<uint8_t> frame;
-    for (const iovec& v : iov) {
-      auto* p = static_cast<const uint8_t*>(v.iov_base);
-      frame.insert(frame.end(), p, p + v.iov_len);
-    }
-    s_->sent.push_back(std::move(frame));
+    s_->sent.push_back(nettest::Gather(iov));
     return true;
   }
   void StartReceive(FrameSink sink, std::function<void()>) override { s_->sink = std::move(sink); }
