@@ -152,6 +152,7 @@ Result<void> Machine::SetLink(const std::string& nic, bool up) {
 }
 
 Result<void> Machine::AnnounceSelf(const AnnounceRequest& request) {
+  TRY(CheckAnnounceRequest(request));
   std::lock_guard control(impl_->control);
   Vm* current = impl_->CurrentVm();
   if (!current) return Err(ErrorKind::kDeviceNotActive, "the VM is not running");

@@ -453,9 +453,13 @@ Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, b
   return {};
 }
 
+Result<void> CheckAnnounceRequest(const AnnounceRequest& request) {
+  return virtio::CheckAnnounceParams({request.initial, request.max, request.rounds, request.step});
+}
+
 Result<void> AnnounceNets(const DeviceRegistry& registry, const AnnounceRequest& request) {
+  TRY(CheckAnnounceRequest(request));
   virtio::AnnounceParams params{request.initial, request.max, request.rounds, request.step};
-  TRY(virtio::CheckAnnounceParams(params));
   for (const std::string& id : request.interfaces) {
     VirtioEntry* entry = FindEntry(registry, id);
     if (!entry || !entry->net) {

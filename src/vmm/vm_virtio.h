@@ -103,6 +103,8 @@ Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, b
 // (virtio::NetDevice::Announce). Parameters out of QEMU's ranges, or an unknown NIC: an error
 // and nobody announces.
 Result<void> AnnounceNets(const DeviceRegistry& registry, const AnnounceRequest& request);
+// QEMU's ranges for announce-self's parameters (an error names the parameter).
+Result<void> CheckAnnounceRequest(const AnnounceRequest& request);
 
 // Rate limits: the device's settings from the configuration's, and back.
 RateLimitParams RateLimitToParams(const Throttle& limit);
