@@ -115,9 +115,10 @@ constexpr std::initializer_list<unsigned long> kVmIoctls = {
 // A tap's offloads follow the features the guest accepts (a vCPU's register write).
 constexpr std::initializer_list<unsigned long> kTapRunIoctls = {TUNSETOFFLOAD};
 // Opening a tap and bringing it up; a block device's size; discard and write-zeroes.
+// TUNSETQUEUE: the event loop's (a filter allows only what its creator's allowed too).
 constexpr std::initializer_list<unsigned long> kHostDeviceIoctls = {
     TUNSETIFF,    TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX,
-    BLKGETSIZE64, BLKDISCARD,      BLKZEROOUT,    BLKSSZGET,    SIOCBRADDIF,
+    BLKGETSIZE64, BLKDISCARD,      BLKZEROOUT,    BLKSSZGET,    SIOCBRADDIF,  TUNSETQUEUE,
 };
 // Sockets and terminals: asio's non-blocking switch, the raw console.
 constexpr std::initializer_list<unsigned long> kFdIoctls = {FIONBIO, FIONREAD, FIOCLEX};
