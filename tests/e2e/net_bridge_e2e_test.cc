@@ -76,8 +76,8 @@ TEST(NetBridgeE2e, TwoVmsAndHost_PingEachOther_MultiqueueSpreadsFlows) {
                       "kite.ping=10.9.0.1,10.9.0.254");
   script += "b=$!\n";
   // The host pings both guests until they answer; meanwhile (until A has counted its queues)
-  // it sends A frames of many flows: pings (each its own ICMP id) and UDP to 32 ports. A
-  // multiqueue tap spreads new flows over its attached queues by their hash.
+  // it sends A frames of many flows: UDP to 32 ports (and pings). A multiqueue tap spreads
+  // new flows over its attached queues by their hash, which covers the ports.
   script += R"SH(
 host_ping() {
   for i in $(seq 1 240); do
