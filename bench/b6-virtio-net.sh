@@ -24,6 +24,7 @@
 # pre-built frames through the device between the guest's rings and the kernel. The ratio says
 # how much headroom the device path leaves below what one host TCP flow achieves. Medians of
 # RUNS runs (default 3). Target: >= 20 Gbit/s per core with offloads (TSO), each direction.
+# Then the same TSO cases with queues=1, 2 and 4 (a multiqueue tap; b6_virtio_net --queues).
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -68,6 +69,18 @@ for dir in tx rx; do
     kite_extra[$key]=$(printf '%s\n' "${out[@]}" | field "$extra" | median)
   done
 done
+# Per queue count (queues=N: a multiqueue tap, N pairs in use), 64 KiB TSO frames.
+declare -A mq_gbit mq_core
+for q in 1 2 4; do
+  for dir in tx rx; do
+    out=()
+    for ((i = 0; i < RUNS; i++)); do
+      out+=("$("$B6" --dir "$dir" --queues "$q" tso "$SECONDS_PER_RUN")")
+    done
+    mq_gbit[$dir-$q]=$(printf '%s\n' "${out[@]}" | field gbit_s | median)
+    mq_core[$dir-$q]=$(printf '%s\n' "${out[@]}" | field cpu_gbit_s | median)
+  done
+done
 peer=()
 for ((i = 0; i < RUNS; i++)); do peer+=("$(iperf_run)"); done
 peer_gbit=$(printf '%s\n' "${peer[@]}" | awk '{ print $1 }' | median)
@@ -90,4 +103,10 @@ for dir in tx rx; do
   awk -v d="${dir^^}" -v k="${kite_core[$dir-tso]}" -v p="$peer_core" 'BEGIN {
     printf "ratio kite %s tso64k / iperf3, per core: %.2fx (target: >= 20 Gbit/s per core: %s)\n",
       d, k / p, (k >= 20 ? "met" : "NOT met") }'
+done
+printf '\nPer queue count (64 KiB TSO, every pair on kite'"'"'s one event-loop thread)\n'
+printf '%-10s %12s %16s %12s %16s\n' queues "TX Gbit/s" "TX Gbit/s/core" "RX Gbit/s" "RX Gbit/s/core"
+for q in 1 2 4; do
+  printf '%-10s %12s %16s %12s %16s\n' "$q" "${mq_gbit[tx-$q]}" "${mq_core[tx-$q]}" \
+    "${mq_gbit[rx-$q]}" "${mq_core[rx-$q]}"
 done

@@ -1,7 +1,7 @@
 // B6 (shared/BENCHMARKS.md): the virtio-net device path between a fake driver and a tap, with
 // 64 KiB TSO frames or 1514-byte frames, in either direction.
 //
-//   b6_virtio_net [--dir tx|rx] [--mrg on|off] [tso|mtu] [seconds]
+//   b6_virtio_net [--dir tx|rx] [--queues 1|2|4] [--mrg on|off] [tso|mtu] [seconds]
 //                                        (needs root: it creates the tap "kiteb6")
 //
 // TX (default): fake driver → split virtqueue → VirtioNet → tap → the host kernel. The driver
@@ -23,6 +23,11 @@
 // "big" buffer per frame; it reaps used entries, reads num_buffers from each frame's header
 // and counts bytes. The injector keeps at most kWindow frames ahead of the driver (the tap
 // queue holds 500; beyond that the kernel would drop), so nothing is lost (tap_drops).
+//
+// --queues N: a multiqueue tap with N queue pairs, all put into use through the control queue
+// (VQ_PAIRS_SET), one fake driver per queue. TX fills every pair's queue; RX sends 8 flows per
+// queue (TCP source ports) so the tap spreads them (per_queue_frames). Every pair is served by
+// kite's one event-loop thread, as in the VMM: the figure says what N pairs cost that thread.
 //
 // CPU: cpu_* use the main thread's user+system time (getrusage RUSAGE_THREAD): the device
 // path, the tap read (the kernel's copy into guest memory) or write, the event loop and the
@@ -74,6 +79,7 @@ struct Options {
   bool tso = true;
   bool mrg = true;
   double seconds = 3.0;
+  int queues = 1;  // queue pairs: a multiqueue tap, every pair driven (VQ_PAIRS_SET)
 };
 
 double ThreadCpuSeconds() {
@@ -153,46 +159,69 @@ uint64_t TapTxDropped() {
   return value;
 }
 
-// The device on the tap with both queues activated by two fake drivers.
+// The device on the tap with every queue pair activated by fake drivers (one per queue), and
+// with more than one pair the control queue, through which all pairs are put into use.
 struct Rig {
   asio::io_context loop;
   std::shared_ptr<VirtioDevice> device;
-  std::unique_ptr<testing::FakeDriver> rx, tx;
-  std::unique_ptr<Queue> rx_queue, tx_queue;
+  std::vector<std::unique_ptr<testing::FakeDriver>> rx, tx;  // per pair
+  std::unique_ptr<testing::FakeDriver> ctrl;
+  std::vector<std::unique_ptr<Queue>> owned;
   std::vector<Queue*> queues;
   uint64_t signals = 0;
 };
 
-bool SetUp(Rig* rig, bool mrg) {
-  auto backend = OpenTapBackend({.name = kTapName, .bridge = ""}, &rig->loop);
-  if (!backend) {
+Queue* AddQueue(Rig* rig, testing::FakeDriver* driver) {
+  rig->owned.push_back(std::make_unique<Queue>(driver->queue_size()));
+  driver->Configure(rig->owned.back().get());
+  if (!rig->owned.back()->Activate(&driver->memory(), false, true)) return nullptr;
+  rig->queues.push_back(rig->owned.back().get());
+  return rig->queues.back();
+}
+
+// VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET through the control queue, as ethtool -L makes Linux do.
+bool SetPairs(Rig* rig, int pairs) {
+  testing::FakeDriver& d = *rig->ctrl;
+  uint8_t request[4] = {net::kCtrlMq, net::kCtrlMqVqPairsSet, static_cast<uint8_t>(pairs), 0};
+  uint64_t req = d.Alloc(sizeof(request)), ack = d.Alloc(1);
+  d.WriteBytes(req, request, sizeof(request));
+  d.WriteObj<uint8_t>(ack, 0xee);
+  d.AddChain({{req, sizeof(request), false}, {ack, 1, true}});
+  d.Publish();
+  rig->device->ProcessQueue(static_cast<uint16_t>(rig->queues.size() - 1));
+  rig->loop.poll();
+  return d.PopUsed().has_value() && d.ReadObj<uint8_t>(ack) == net::kCtrlOk;
+}
+
+bool SetUp(Rig* rig, bool mrg, int pairs) {
+  auto backends = OpenTapQueues(
+      {.name = kTapName, .bridge = "", .queues = static_cast<uint32_t>(pairs)}, &rig->loop);
+  if (!backends) {
     std::fprintf(stderr, "b6: %s (B6 needs root: CAP_NET_ADMIN and /dev/net/tun)\n",
-                 backend.error().message().c_str());
+                 backends.error().message().c_str());
     return false;
   }
   auto created =
-      CreateVirtioNet(std::move(*backend), NetOptions{.queue_size = kQueueSize}, &rig->loop);
+      CreateVirtioNet(std::move(*backends), NetOptions{.queue_size = kQueueSize}, &rig->loop);
   if (!created) {
     std::fprintf(stderr, "b6: %s\n", created.error().message().c_str());
     return false;
   }
   rig->device = *created;
-  rig->rx = std::make_unique<testing::FakeDriver>(
-      testing::FakeDriverOptions{.queue_size = kQueueSize, .low_size = 64ull << 20});
-  rig->tx =
-      std::make_unique<testing::FakeDriver>(testing::FakeDriverOptions{.queue_size = kQueueSize});
-  rig->rx_queue = std::make_unique<Queue>(kQueueSize);
-  rig->tx_queue = std::make_unique<Queue>(kQueueSize);
-  rig->rx->Configure(rig->rx_queue.get());
-  rig->tx->Configure(rig->tx_queue.get());
-  if (!rig->rx_queue->Activate(&rig->rx->memory(), false, true) ||
-      !rig->tx_queue->Activate(&rig->tx->memory(), false, true)) {
-    std::fprintf(stderr, "b6: queue activation failed\n");
-    return false;
+  for (int k = 0; k < pairs; ++k) {
+    rig->rx.push_back(std::make_unique<testing::FakeDriver>(
+        testing::FakeDriverOptions{.queue_size = kQueueSize, .low_size = 64ull << 20}));
+    rig->tx.push_back(std::make_unique<testing::FakeDriver>(
+        testing::FakeDriverOptions{.queue_size = kQueueSize}));
+    if (!AddQueue(rig, rig->rx.back().get()) || !AddQueue(rig, rig->tx.back().get())) {
+      std::fprintf(stderr, "b6: queue activation failed\n");
+      return false;
+    }
   }
-  rig->queues = {rig->rx_queue.get(), rig->tx_queue.get()};
+  rig->ctrl = std::make_unique<testing::FakeDriver>(testing::FakeDriverOptions{.queue_size = 64});
+  if (!AddQueue(rig, rig->ctrl.get())) return false;
   ActiveQueues active;
-  active.memory = &rig->rx->memory();  // unused by virtio-net: its chains carry host iovecs
+  active.memory = &rig->rx[0]->memory();  // unused by virtio-net: its chains carry host iovecs
   active.features = rig->device->device_features() & ~FeatureBit(kFeatureEventIdx);
   if (!mrg) active.features &= ~FeatureBit(net::kFeatureMrgRxbuf);
   active.queues = rig->queues;
@@ -202,6 +231,10 @@ bool SetUp(Rig* rig, bool mrg) {
   };
   if (!rig->device->AcceptFeatures(active.features) || !rig->device->Activate(std::move(active))) {
     std::fprintf(stderr, "b6: activation failed\n");
+    return false;
+  }
+  if (pairs > 1 && !SetPairs(rig, pairs)) {
+    std::fprintf(stderr, "b6: VQ_PAIRS_SET %d refused\n", pairs);
     return false;
   }
   return true;
@@ -229,44 +262,57 @@ void DrainLoop(int fd, Drain* drain) {
 
 int RunTx(const Options& o) {
   Rig rig;
-  if (!SetUp(&rig, o.mrg)) return 2;
+  if (!SetUp(&rig, o.mrg, o.queues)) return 2;
   UniqueFd packet = BindPacketSocket();
   if (!packet) return 2;
   int rcvbuf = 64 << 20;
   setsockopt(packet.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
-  testing::FakeDriver& tx = *rig.tx;
   std::vector<uint8_t> frame = MakeFrame(o.tso ? 65536 : 1514);
-  uint64_t frame_addr = tx.Alloc(static_cast<uint32_t>(frame.size()));
-  tx.WriteBytes(frame_addr, frame.data(), frame.size());
   net::Header hdr = FrameHeader(o.tso);
-  std::vector<uint64_t> headers;
-  for (int i = 0; i < kQueueSize / 2; ++i) {
-    headers.push_back(tx.Alloc(sizeof(hdr)));
-    tx.WriteObj(headers.back(), hdr);
+  // Per pair: the frame and a header per chain in that pair's driver memory.
+  struct TxPair {
+    testing::FakeDriver* driver;
+    uint64_t frame_addr;
+    std::vector<uint64_t> headers;
+    size_t in_queue = 0, next_header = 0;
+  };
+  std::vector<TxPair> pairs;
+  for (auto& driver : rig.tx) {
+    TxPair p{driver.get(), driver->Alloc(static_cast<uint32_t>(frame.size())), {}};
+    driver->WriteBytes(p.frame_addr, frame.data(), frame.size());
+    for (int i = 0; i < kQueueSize / 2; ++i) {
+      p.headers.push_back(driver->Alloc(sizeof(hdr)));
+      driver->WriteObj(p.headers.back(), hdr);
+    }
+    pairs.push_back(std::move(p));
   }
 
   Drain drain;
   std::thread reader(DrainLoop, packet.get(), &drain);
   uint64_t frames = 0, bytes = 0;
-  size_t in_queue = 0, next_header = 0;
   auto start = std::chrono::steady_clock::now();
   double cpu_start = ThreadCpuSeconds();
   auto deadline = start + std::chrono::duration<double>(o.seconds);
   while (std::chrono::steady_clock::now() < deadline) {
     for (int batch = 0; batch < 64; ++batch) {
-      while (in_queue < kQueueSize / 2) {  // two descriptors per chain
-        uint64_t h = headers[next_header++ % headers.size()];
-        tx.AddChain(
-            {{h, sizeof(hdr), false}, {frame_addr, static_cast<uint32_t>(frame.size()), false}});
-        ++in_queue;
+      for (size_t k = 0; k < pairs.size(); ++k) {
+        TxPair& p = pairs[k];
+        while (p.in_queue < kQueueSize / 2) {  // two descriptors per chain
+          uint64_t h = p.headers[p.next_header++ % p.headers.size()];
+          p.driver->AddChain({{h, sizeof(hdr), false},
+                              {p.frame_addr, static_cast<uint32_t>(frame.size()), false}});
+          ++p.in_queue;
+        }
+        p.driver->Publish();
+        rig.device->ProcessQueue(static_cast<uint16_t>(2 * k + 1));
       }
-      tx.Publish();
-      rig.device->ProcessQueue(VirtioNet::kTxQueue);
       rig.loop.poll();
-      while (tx.PopUsed()) {
-        --in_queue;
-        ++frames;
-        bytes += frame.size();
+      for (TxPair& p : pairs) {
+        while (p.driver->PopUsed()) {
+          --p.in_queue;
+          ++frames;
+          bytes += frame.size();
+        }
       }
     }
   }
@@ -277,11 +323,11 @@ int RunTx(const Options& o) {
   reader.join();
   DeviceCounters c = rig.device->counters();
   std::printf(
-      "dir=tx mode=%s frame_bytes=%zu frames=%llu wall_s=%.3f gbit_s=%.2f cpu_s=%.3f "
+      "dir=tx queues=%d mode=%s frame_bytes=%zu frames=%llu wall_s=%.3f gbit_s=%.2f cpu_s=%.3f "
       "cpu_gbit_s=%.2f ns_cpu_per_kib=%.1f drained_pct=%.1f drain_cpu_s=%.3f device_errors=%llu "
       "device_drops=%llu\n",
-      o.tso ? "tso64k" : "mtu1500", frame.size(), static_cast<unsigned long long>(frames), wall,
-      bytes * 8 / wall / 1e9, cpu, bytes * 8 / cpu / 1e9, cpu * 1e9 / (bytes / 1024.0),
+      o.queues, o.tso ? "tso64k" : "mtu1500", frame.size(), static_cast<unsigned long long>(frames),
+      wall, bytes * 8 / wall / 1e9, cpu, bytes * 8 / cpu / 1e9, cpu * 1e9 / (bytes / 1024.0),
       frames ? 100.0 * drain.frames.load() / frames : 0.0, drain.cpu,
       static_cast<unsigned long long>(c.errors), static_cast<unsigned long long>(c.drops));
   return c.errors == 0 && c.drops == 0 ? 0 : 1;
@@ -298,7 +344,8 @@ struct Injector {
   double cpu = 0;
 };
 
-void InjectLoop(int fd, const std::vector<uint8_t>* packet, Injector* in) {
+// Sends the packets in turn (several flows: a multiqueue tap spreads them over its queues).
+void InjectLoop(int fd, const std::vector<std::vector<uint8_t>>* packets, Injector* in) {
   double cpu_start = ThreadCpuSeconds();
   while (!in->stop.load(std::memory_order_relaxed)) {
     int seen = in->progress.load(std::memory_order_acquire);
@@ -307,7 +354,8 @@ void InjectLoop(int fd, const std::vector<uint8_t>* packet, Injector* in) {
       in->progress.wait(seen);
       continue;
     }
-    if (send(fd, packet->data(), packet->size(), 0) < 0) {
+    const std::vector<uint8_t>& packet = (*packets)[in->sent % packets->size()];
+    if (send(fd, packet.data(), packet.size(), 0) < 0) {
       if (in->send_errors++ == 0) std::perror("b6: injector send");
       std::this_thread::yield();
       continue;
@@ -358,7 +406,7 @@ struct RxDriver {
 
 int RunRx(const Options& o) {
   Rig rig;
-  if (!SetUp(&rig, o.mrg)) return 2;
+  if (!SetUp(&rig, o.mrg, o.queues)) return 2;
   UniqueFd packet = BindPacketSocket();
   int one = 1, sndbuf = 64 << 20;
   if (!packet || setsockopt(packet.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0) {
@@ -369,21 +417,32 @@ int RunRx(const Options& o) {
   setsockopt(packet.get(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
   std::vector<uint8_t> frame = MakeFrame(o.tso ? kRxTsoFrame : 1514);
   net::Header hdr = FrameHeader(o.tso);
-  std::vector<uint8_t> wire(10 + frame.size());  // PACKET_VNET_HDR: the 10-byte header
-  std::memcpy(wire.data(), &hdr, 10);
-  std::memcpy(wire.data() + 10, frame.data(), frame.size());
+  // One flow; with several queues 8 per queue (TCP source ports), which the tap spreads.
+  std::vector<std::vector<uint8_t>> wires(o.queues == 1 ? 1 : 8 * o.queues);
+  for (size_t f = 0; f < wires.size(); ++f) {
+    std::vector<uint8_t>& wire = wires[f];  // PACKET_VNET_HDR: the 10-byte header
+    wire.resize(10 + frame.size());
+    std::memcpy(wire.data(), &hdr, 10);
+    std::memcpy(wire.data() + 10, frame.data(), frame.size());
+    uint16_t port = static_cast<uint16_t>(40000 + f);
+    wire[10 + 34] = static_cast<uint8_t>(port >> 8);
+    wire[10 + 35] = static_cast<uint8_t>(port);
+  }
 
-  RxDriver rx;
-  rx.driver = rig.rx.get();
-  rx.buf_len = o.mrg ? (o.tso ? 4096u : 1536u) : 69632u;
-  rx.mrg = o.mrg;
-  for (int i = 0; i < kQueueSize; ++i) rx.free.push_back(rig.rx->Alloc(rx.buf_len));
-  rx.Refill();
-  rig.device->ProcessQueue(VirtioNet::kRxQueue);
+  std::vector<RxDriver> rxs(rig.rx.size());
+  for (size_t k = 0; k < rxs.size(); ++k) {
+    RxDriver& rx = rxs[k];
+    rx.driver = rig.rx[k].get();
+    rx.buf_len = o.mrg ? (o.tso ? 4096u : 1536u) : 69632u;
+    rx.mrg = o.mrg;
+    for (int i = 0; i < kQueueSize; ++i) rx.free.push_back(rx.driver->Alloc(rx.buf_len));
+    rx.Refill();
+    rig.device->ProcessQueue(static_cast<uint16_t>(2 * k));
+  }
   uint64_t drops_before = TapTxDropped();
 
   Injector in;
-  std::thread injector(InjectLoop, packet.get(), &wire, &in);
+  std::thread injector(InjectLoop, packet.get(), &wires, &in);
   auto start = std::chrono::steady_clock::now();
   double cpu_start = ThreadCpuSeconds();
   auto deadline = start + std::chrono::duration<double>(o.seconds);
@@ -392,9 +451,13 @@ int RunRx(const Options& o) {
     // as a guest's NAPI poll refills while the device works.
     rig.loop.restart();
     rig.loop.run_one_for(std::chrono::milliseconds(5));  // sleeps until the tap is readable
-    rx.Reap();
-    if (rx.Refill()) rig.device->ProcessQueue(VirtioNet::kRxQueue);
-    in.delivered.store(rx.frames, std::memory_order_release);
+    uint64_t delivered = 0;
+    for (size_t k = 0; k < rxs.size(); ++k) {
+      rxs[k].Reap();
+      if (rxs[k].Refill()) rig.device->ProcessQueue(static_cast<uint16_t>(2 * k));
+      delivered += rxs[k].frames;
+    }
+    in.delivered.store(delivered, std::memory_order_release);
     in.progress.fetch_add(1, std::memory_order_release);
     in.progress.notify_one();
   }
@@ -405,18 +468,28 @@ int RunRx(const Options& o) {
   in.progress.notify_all();
   injector.join();
   uint64_t tap_drops = TapTxDropped() - drops_before;
+  RxDriver rx;  // the totals
+  std::string per_queue;
+  for (const RxDriver& q : rxs) {
+    rx.frames += q.frames;
+    rx.bytes += q.bytes;
+    rx.bad += q.bad;
+    rx.buf_len = q.buf_len;
+    per_queue += (per_queue.empty() ? "" : "/") + std::to_string(q.frames);
+  }
   DeviceCounters c = rig.device->counters();
   auto* net = dynamic_cast<VirtioNet*>(rig.device.get());
   uint64_t copied = net != nullptr ? net->rx_copied() : 0;
   double bits = static_cast<double>(rx.bytes) * 8;
   std::printf(
-      "dir=rx mode=%s mrg=%s buf_bytes=%u frame_bytes=%zu frames=%llu wall_s=%.3f gbit_s=%.2f "
+      "dir=rx queues=%d per_queue_frames=%s mode=%s mrg=%s buf_bytes=%u frame_bytes=%zu "
+      "frames=%llu wall_s=%.3f gbit_s=%.2f "
       "cpu_s=%.3f cpu_gbit_s=%.2f ns_cpu_per_kib=%.1f inject_cpu_s=%.3f "
       "inject_gbit_s_per_core=%.2f avg_frame=%.0f copied_pct=%.1f interrupts=%llu tap_drops=%llu "
       "bad_frames=%llu sent=%llu send_errors=%llu device_errors=%llu device_drops=%llu\n",
-      o.tso ? "tso64k" : "mtu1500", o.mrg ? "on" : "off", rx.buf_len, frame.size(),
-      static_cast<unsigned long long>(rx.frames), wall, bits / wall / 1e9, cpu, bits / cpu / 1e9,
-      cpu * 1e9 / (rx.bytes / 1024.0), in.cpu, bits / in.cpu / 1e9,
+      o.queues, per_queue.c_str(), o.tso ? "tso64k" : "mtu1500", o.mrg ? "on" : "off", rx.buf_len,
+      frame.size(), static_cast<unsigned long long>(rx.frames), wall, bits / wall / 1e9, cpu,
+      bits / cpu / 1e9, cpu * 1e9 / (rx.bytes / 1024.0), in.cpu, bits / in.cpu / 1e9,
       rx.frames ? static_cast<double>(rx.bytes) / rx.frames : 0.0,
       c.requests ? 100.0 * copied / c.requests : 0.0, static_cast<unsigned long long>(rig.signals),
       static_cast<unsigned long long>(tap_drops), static_cast<unsigned long long>(rx.bad),
@@ -436,6 +509,9 @@ int main(int argc, char** argv) {
     if (arg == "--dir" && (value == "tx" || value == "rx")) {
       o.rx = value == "rx";
       ++i;
+    } else if (arg == "--queues" && (value == "1" || value == "2" || value == "4")) {
+      o.queues = std::atoi(value.c_str());
+      ++i;
     } else if (arg == "--mrg" && (value == "on" || value == "off")) {
       o.mrg = value == "on";
       ++i;
@@ -450,7 +526,9 @@ int main(int argc, char** argv) {
   if (positional.size() > 1) o.seconds = std::atof(positional[1].c_str());
   bool bad_mode = !positional.empty() && positional[0] != "tso" && positional[0] != "mtu";
   if (bad_mode || positional.size() > 2 || o.seconds <= 0) {
-    std::fprintf(stderr, "usage: b6_virtio_net [--dir tx|rx] [--mrg on|off] [tso|mtu] [seconds]\n");
+    std::fprintf(stderr,
+                 "usage: b6_virtio_net [--dir tx|rx] [--queues 1|2|4] [--mrg on|off] [tso|mtu] "
+                 "[seconds]\n");
     return 2;
   }
   return o.rx ? RunRx(o) : RunTx(o);

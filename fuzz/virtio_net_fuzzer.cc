@@ -184,7 +184,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!dev) std::abort();
   uint64_t features = (*dev)->device_features() & in.ConsumeIntegral<uint64_t>();
   features |= FeatureBit(kFeatureVersion1);
-  if (!(*dev)->AcceptFeatures(features)) features &= ~kNetOffloadFeatures;
+  if (!(*dev)->AcceptFeatures(features)) features &= ~(kNetOffloadFeatures | kNetCtrlFeatures);
 
   Driver d;
   d.rx.Configure(&d.rx_queue);
@@ -193,7 +193,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool indirect = features & FeatureBit(kFeatureIndirectDesc);
   if (!d.rx_queue.Activate(&d.rx.memory(), event_idx, indirect)) std::abort();
   if (!d.tx_queue.Activate(&d.rx.memory(), event_idx, indirect)) std::abort();
-  std::vector<Queue*> queues{&d.rx_queue, &d.tx_queue};
+  Queue ctrl_queue(64);  // not enabled: fuzz/virtio_net_ctrl_fuzzer.cc takes its commands
+  std::vector<Queue*> queues{&d.rx_queue, &d.tx_queue, &ctrl_queue};
   ActiveQueues active;
   active.memory = &d.rx.memory();
   active.features = features;

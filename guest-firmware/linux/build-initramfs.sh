@@ -21,9 +21,11 @@ if ! is_static; then
   is_static || die "$busybox is not a static busybox (install the busybox-static package)"
 fi
 command -v cpio >/dev/null || die "cpio is not installed"
-command -v gcc >/dev/null || die "gcc is not installed (vsock-test is built static: gcc, libc6-dev)"
-
-key=$( (sha256sum "$busybox" "$here/init" "$here"/tests/* "$here"/vsock/*.c 2>/dev/null | cut -d' ' -f1) |
+# Two static programs of our own (gcc -static, libc6-dev): vsock-test (vsock/vsock-test.c:
+# AF_VSOCK, which busybox lacks) and set-channels (tools/set-channels.c: ethtool -L's ioctl).
+command -v gcc >/dev/null || die "gcc is not installed (it builds vsock-test and set-channels)"
+key=$( (sha256sum "$busybox" "$here/init" "$here"/tests/* "$here"/vsock/*.c \
+  "$here/tools/set-channels.c" 2>/dev/null | cut -d' ' -f1) |
   sha256sum | cut -c1-16)
 out="$cache_root/initramfs-$key.cpio"
 if [[ -f "$out" ]]; then
@@ -42,6 +44,8 @@ done
 install -m 0755 "$here/init" "$staging/init"
 gcc -static -O2 -Wall -o "$staging/bin/vsock-test" "$here/vsock/vsock-test.c" >&2 ||
   die "building vsock-test failed (static glibc: the libc6-dev package)"
+gcc -static -Os -Wall -o "$staging/bin/set-channels" "$here/tools/set-channels.c" >&2 ||
+  die "building tools/set-channels.c failed (gcc -static needs libc6-dev)"
 for t in "$here"/tests/*; do
   [[ -f "$t" ]] && install -m 0755 "$t" "$staging/tests/"
 done

@@ -98,6 +98,10 @@ struct NetConfig {
   uint32_t mtu = 0;
   std::string id;       // the device id; empty: net0, net1, ...
   Throttle throttle{};  // bps=, pps=, ...: each direction (RX, TX) on its own
+  // kTap: queue pairs (1..16, QEMU's queues=): a multiqueue tap when more than one.
+  uint32_t queues = 1;
+  // mac_pinning=on: frames the guest sends from another source MAC are dropped (G25).
+  bool mac_pinning = false;
 };
 
 // A virtio-vsock device with Firecracker's hybrid host side (--vsock cid=N,uds=PATH;
@@ -313,6 +317,17 @@ struct BlockJobInfo {
 };
 enum class BlockJobAction { kCancel, kForceCancel, kPause, kResume, kComplete };
 
+// announce-self (QEMU's arguments): rounds of announcements, the first at once, then after
+// initial, initial + step, ... milliseconds (each gap at most max), by the NICs named in
+// `interfaces` (empty: every NIC).
+struct AnnounceRequest {
+  uint32_t initial = 50;
+  uint32_t max = 550;
+  uint32_t rounds = 5;
+  uint32_t step = 100;
+  std::vector<std::string> interfaces;
+};
+
 // device_add: a virtio-blk or virtio-net PCI function added to a running VM (--transport pci;
 // docs/CONTROL.md "Hotplug"). The guest finds it by itself (ACPI PCI hotplug).
 enum class HotplugDriver { kVirtioBlk, kVirtioNet };
@@ -370,6 +385,10 @@ class Machine {
   Result<void> ResizeDisk(const std::string& device, uint64_t size);
   // set_link: the NIC's link status as the guest sees it.
   Result<void> SetLink(const std::string& nic, bool up);
+  // announce-self: the NICs tell the network where they are (gratuitous ARPs from a guest that
+  // negotiated VIRTIO_NET_F_GUEST_ANNOUNCE, else a RARP). Also done on the first run after a
+  // restore, with the default parameters.
+  Result<void> AnnounceSelf(const AnnounceRequest& request);
   // block_set_io_throttle / x-kite-set-net-throttle: a disk's or NIC's rate limit from now on
   // (checked as --disk/--net's; kept in the configuration, so snapshots and restarts keep it).
   // A disk in a throttle group sets the group's limits (all its disks'); `group` given: the

@@ -115,9 +115,10 @@ constexpr std::initializer_list<unsigned long> kVmIoctls = {
 // A tap's offloads follow the features the guest accepts (a vCPU's register write).
 constexpr std::initializer_list<unsigned long> kTapRunIoctls = {TUNSETOFFLOAD};
 // Opening a tap and bringing it up; a block device's size; discard and write-zeroes.
+// TUNSETQUEUE: the event loop's (a filter allows only what its creator's allowed too).
 constexpr std::initializer_list<unsigned long> kHostDeviceIoctls = {
     TUNSETIFF,    TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX,
-    BLKGETSIZE64, BLKDISCARD,      BLKZEROOUT,    BLKSSZGET,    SIOCBRADDIF,
+    BLKGETSIZE64, BLKDISCARD,      BLKZEROOUT,    BLKSSZGET,    SIOCBRADDIF,  TUNSETQUEUE,
 };
 // Sockets and terminals: asio's non-blocking switch, the raw console.
 constexpr std::initializer_list<unsigned long> kFdIoctls = {FIONBIO, FIONREAD, FIOCLEX};
@@ -306,6 +307,9 @@ Result<void> AddAllowRules(scmp_filter_ctx ctx, ThreadKind kind, ThreadNeeds nee
       r.Allow({"io_uring_enter"});
       AllowIoctls(r, kIrqIoctls);
       AllowIoctls(r, kFdIoctls);
+      // virtio-net multiqueue: the queues of the pairs the guest uses attached, the others
+      // detached (the control queue's VQ_PAIRS_SET, device reset).
+      AllowIoctls(r, {TUNSETQUEUE});
       if (needs.inet_sockets) InetSockets(r);
       // virtio-vsock: a guest connecting to the host's port P connects to <uds_path>_P.
       if (needs.unix_connect) {

@@ -81,6 +81,13 @@ class NetBackend {
     return Err("this network backend has no direct receive");
   }
 
+  // Multiqueue: whether the kernel hands this queue frames (tap: TUNSETQUEUE attach/detach).
+  // A detached queue reads nothing and is not waited on. On the loop.
+  virtual Result<void> SetQueueEnabled(bool enabled) {
+    (void)enabled;
+    return {};
+  }
+
   virtual std::string description() const = 0;  // "tap kite0", "user (slirp) 10.0.2.15/24"
   virtual NetBackendCounters counters() const = 0;
 };
@@ -90,9 +97,13 @@ struct TapOptions {
   // A bridge to attach the tap to (SIOCBRADDIF). The tap must be new: kite makes it (the
   // kernel names it when `name` is empty), and it leaves the bridge when kite closes it.
   std::string bridge;
+  // Queues (IFF_MULTI_QUEUE when more than one): one backend each, for virtio-net's pairs.
+  uint32_t queues = 1;
 };
 Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
                                                    asio::io_context* loop);
+Result<std::vector<std::unique_ptr<NetBackend>>> OpenTapQueues(const TapOptions& options,
+                                                               asio::io_context* loop);
 // A tap backend over an fd that is already open (ownership passes to it) and carries one frame
 // per read/write with a 12-byte vnet header: for tests, one end of a non-blocking
 // SOCK_SEQPACKET socketpair. No ioctl is made on it (SetOffloads does nothing); `offloads` is

@@ -34,6 +34,12 @@ bool NetFeaturesConsistent(uint64_t features) {
   bool guest_tso = Has(features, net::kFeatureGuestTso4) || Has(features, net::kFeatureGuestTso6);
   if (host_tso && !Has(features, net::kFeatureCsum)) return false;
   if (guest_tso && !Has(features, net::kFeatureGuestCsum)) return false;
+  // The control queue's features need the control queue; RX_EXTRA needs CTRL_RX.
+  bool needs_vq = Has(features, net::kFeatureCtrlRx) || Has(features, net::kFeatureMq) ||
+                  Has(features, net::kFeatureGuestAnnounce) ||
+                  Has(features, net::kFeatureCtrlMacAddr);
+  if (needs_vq && !Has(features, net::kFeatureCtrlVq)) return false;
+  if (Has(features, net::kFeatureCtrlRxExtra) && !Has(features, net::kFeatureCtrlRx)) return false;
   return true;
 }
 

@@ -20,11 +20,19 @@ inline constexpr uint64_t kNetOffloadFeatures =
     FeatureBit(net::kFeatureHostTso4) | FeatureBit(net::kFeatureHostTso6) |
     FeatureBit(net::kFeatureGuestTso4) | FeatureBit(net::kFeatureGuestTso6);
 
+// The control queue's features, always offered (5.1.6.5; VLAN filtering is not).
+inline constexpr uint64_t kNetCtrlFeatures =
+    FeatureBit(net::kFeatureCtrlVq) | FeatureBit(net::kFeatureCtrlRx) |
+    FeatureBit(net::kFeatureCtrlRxExtra) | FeatureBit(net::kFeatureCtrlMacAddr) |
+    FeatureBit(net::kFeatureGuestAnnounce);
+inline constexpr uint16_t kCtrlQueueSize = 64;  // QEMU's
+
 // Features the device offers: VERSION_1, MAC, STATUS, MRG_RXBUF, INDIRECT_DESC, EVENT_IDX,
 // and with a vnet-header backend the offloads it supports (within kNetOffloadFeatures).
 uint64_t NetDeviceFeatures(bool vnet_header, uint64_t backend_offloads);
 
-// 5.1.3.1: HOST_TSO4/6 need CSUM, GUEST_TSO4/6 need GUEST_CSUM. False: refuse FEATURES_OK.
+// 5.1.3.1: HOST_TSO4/6 need CSUM, GUEST_TSO4/6 need GUEST_CSUM, CTRL_RX, MQ, GUEST_ANNOUNCE
+// and CTRL_MAC_ADDR need CTRL_VQ, CTRL_RX_EXTRA needs CTRL_RX. False: refuse FEATURES_OK.
 bool NetFeaturesConsistent(uint64_t features);
 
 enum class TxHeaderVerdict {

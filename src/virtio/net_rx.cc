@@ -7,7 +7,7 @@
 //       [our 12-byte header copy | the held chains' room after the first one's header | spill]
 //     so the frame goes from the kernel straight into guest memory. The device cannot know a
 //     frame's size before reading it, so with MRG_RXBUF it first pops chains until they hold
-//     the length it expects (rx_expect_: the recent frames' size, jumping up at once, decaying
+//     the length it expects (p.rx_expect: the recent frames' size, jumping up at once, decaying
 //     slowly), and `spill` — a 64 KiB host buffer, larger than any frame — takes whatever does
 //     not fit. A frame that spilled is finished by popping more chains and copying only the
 //     spilled part after the part already in place (rx_copied counts these); if the queue has
@@ -64,46 +64,46 @@ constexpr size_t kMaxRxFrame = net::kMaxFrameWithHeader;
 
 }  // namespace
 
-bool VirtioNet::OnFrame(std::span<const uint8_t> frame) {
+bool VirtioNet::OnFrame(NetPair& p, std::span<const uint8_t> frame) {
   std::function<void(const std::string&)> mark_broken;
   RxVerdict verdict;
   {
     std::lock_guard lock(mu_);
     if (quiesced_) {  // the backend keeps the frame until Unquiesce() resumes it
-      rx_waiting_ = true;
+      p.rx_waiting = true;
       return false;
     }
     // Over the rate limit: the backend keeps the frame until the limiter's wake resumes it.
     // (Frames for a device that is not live or whose link is down are dropped, not limited.)
-    size_t header = backend_->has_vnet_header() ? kNetHeaderSize : 0;
+    size_t header = p.backend->has_vnet_header() ? kNetHeaderSize : 0;
     size_t bytes = frame.size() - std::min(frame.size(), header);
-    bool limited = rx_queue_ != nullptr && LinkUpLocked();
+    bool limited = p.rx_queue != nullptr && LinkUpLocked();
     if (limited && !rx_throttle_.Admit(bytes, rx_wake_)) {
-      rx_throttled_ = true;
+      p.rx_throttled = true;
       throttled_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    verdict = ReceiveCopyLocked(frame);
+    verdict = ReceiveCopyLocked(p, frame);
     // No room: the backend offers the frame again later; it is charged then, not twice.
     if (limited && verdict == RxVerdict::kNoRoom) rx_throttle_.Refund(bytes);
     if (verdict == RxVerdict::kBroken)
       BreakLocked("the guest broke the receive queue", &mark_broken);
     // Delivered frames, and chains returned with length 0 on the way, want an interrupt.
-    if (verdict != RxVerdict::kBroken) ScheduleRxSignalLocked();
+    if (verdict != RxVerdict::kBroken) ScheduleRxSignalLocked(p);
   }
   if (mark_broken) mark_broken("virtio-net: malformed receive ring");
   return verdict != RxVerdict::kNoRoom;
 }
 
-VirtioNet::RxVerdict VirtioNet::ReceiveCopyLocked(std::span<const uint8_t> frame) {
+VirtioNet::RxVerdict VirtioNet::ReceiveCopyLocked(NetPair& p, std::span<const uint8_t> frame) {
   // Not live, RX queue not enabled, broken, or the link set down (set_link): dropped.
-  if (rx_queue_ == nullptr || !LinkUpLocked()) {
+  if (p.rx_queue == nullptr || !LinkUpLocked()) {
     drops_.fetch_add(1, std::memory_order_relaxed);
     return RxVerdict::kDropped;
   }
   net::Header hdr{};
   std::span<const uint8_t> payload = frame;
-  if (backend_->has_vnet_header()) {
+  if (p.backend->has_vnet_header()) {
     if (frame.size() < kNetHeaderSize) {
       drops_.fetch_add(1, std::memory_order_relaxed);
       return RxVerdict::kDropped;
@@ -116,7 +116,10 @@ VirtioNet::RxVerdict VirtioNet::ReceiveCopyLocked(std::span<const uint8_t> frame
     drops_.fetch_add(1, std::memory_order_relaxed);
     return RxVerdict::kDropped;
   }
-  RxVerdict verdict = DeliverLocked(hdr, payload);
+  if (!FilterAcceptsLocked(payload.first(std::min<size_t>(payload.size(), 6)))) {
+    return RxVerdict::kDropped;  // counted in rx_filtered, not a drop
+  }
+  RxVerdict verdict = DeliverLocked(p, hdr, payload);
   switch (verdict) {
     case RxVerdict::kDelivered:
       requests_.fetch_add(1, std::memory_order_relaxed);
@@ -127,7 +130,7 @@ VirtioNet::RxVerdict VirtioNet::ReceiveCopyLocked(std::span<const uint8_t> frame
       drops_.fetch_add(1, std::memory_order_relaxed);
       break;
     case RxVerdict::kNoRoom:
-      rx_waiting_ = true;
+      p.rx_waiting = true;
       break;
     case RxVerdict::kBroken:
       break;
@@ -135,97 +138,106 @@ VirtioNet::RxVerdict VirtioNet::ReceiveCopyLocked(std::span<const uint8_t> frame
   return verdict;
 }
 
-VirtioNet::RxVerdict VirtioNet::DeliverLocked(net::Header hdr, std::span<const uint8_t> payload) {
+VirtioNet::RxVerdict VirtioNet::DeliverLocked(NetPair& p, net::Header hdr,
+                                              std::span<const uint8_t> payload) {
   size_t needed = kNetHeaderSize + payload.size();
   bool mergeable = (features_ & FeatureBit(net::kFeatureMrgRxbuf)) != 0;
-  RxVerdict gathered = GatherRxLocked(needed, mergeable);
+  RxVerdict gathered = GatherRxLocked(p, needed, mergeable);
   if (gathered != RxVerdict::kDelivered) return gathered;
   if (!mergeable) {
-    if (rx_chains_.front().writable_bytes() < needed) {
+    if (p.rx_chains.front().writable_bytes() < needed) {
       KITE_LOG_RATELIMITED(Debug, "virtio-net: %zu-byte frame dropped: %u-byte RX buffer (G24)",
-                           needed, rx_chains_.front().writable_bytes());
+                           needed, p.rx_chains.front().writable_bytes());
       return RxVerdict::kDropped;  // the chain stays for the next frame
     }
     hdr.num_buffers = 1;
-    WriteRxLocked(hdr, payload, 1);
+    WriteRxLocked(p, hdr, payload, 1);
     return RxVerdict::kDelivered;
   }
   size_t chains = 0;
-  for (size_t room = 0; room < needed; ++chains) room += rx_chains_[chains].writable_bytes();
+  for (size_t room = 0; room < needed; ++chains) room += p.rx_chains[chains].writable_bytes();
   hdr.num_buffers = static_cast<uint16_t>(chains);
-  WriteRxLocked(hdr, payload, chains);
+  WriteRxLocked(p, hdr, payload, chains);
   return RxVerdict::kDelivered;
 }
 
-VirtioNet::RxVerdict VirtioNet::GatherRxLocked(size_t needed, bool mergeable) {
-  while (rx_chains_.empty() || (mergeable && rx_room_ < needed)) {
-    if (rx_spare_.empty()) rx_spare_.emplace_back();
-    DescriptorChain& chain = rx_spare_.back();
-    Queue::PopResult pop = rx_queue_->Pop(&chain);
+VirtioNet::RxVerdict VirtioNet::GatherRxLocked(NetPair& p, size_t needed, bool mergeable) {
+  while (p.rx_chains.empty() || (mergeable && p.rx_room < needed)) {
+    if (p.rx_spare.empty()) p.rx_spare.emplace_back();
+    DescriptorChain& chain = p.rx_spare.back();
+    Queue::PopResult pop = p.rx_queue->Pop(&chain);
     if (pop == Queue::PopResult::kBroken) return RxVerdict::kBroken;
     if (pop == Queue::PopResult::kEmpty) {
       // Even the whole queue would not hold this frame: waiting would wait forever.
-      if (rx_queue_->in_flight() >= rx_queue_->size()) return RxVerdict::kDropped;
+      if (p.rx_queue->in_flight() >= p.rx_queue->size()) return RxVerdict::kDropped;
       return RxVerdict::kNoRoom;
     }
     if (chain.writable_bytes() < kNetHeaderSize) {
       KITE_LOG_RATELIMITED(Debug, "virtio-net: RX chain %u smaller than the header", chain.head());
       drops_.fetch_add(1, std::memory_order_relaxed);
-      rx_queue_->PushUsed(chain.head(), 0);
-      rx_signal_needed_ = true;
+      p.rx_queue->PushUsed(chain.head(), 0);
+      p.rx_signal_needed = true;
       continue;
     }
-    rx_room_ += chain.writable_bytes();
-    rx_chains_.push_back(std::move(chain));
-    rx_spare_.pop_back();
+    p.rx_room += chain.writable_bytes();
+    p.rx_chains.push_back(std::move(chain));
+    p.rx_spare.pop_back();
   }
   return RxVerdict::kDelivered;
 }
 
-void VirtioNet::WriteRxLocked(net::Header hdr, std::span<const uint8_t> payload, size_t chains) {
+void VirtioNet::WriteRxLocked(NetPair& p, net::Header hdr, std::span<const uint8_t> payload,
+                              size_t chains) {
   size_t done = 0;
   for (size_t i = 0; i < chains; ++i) {
-    DescriptorChain& chain = rx_chains_.front();
+    DescriptorChain& chain = p.rx_chains.front();
     ChainWriter writer(chain);
     if (i == 0) (void)writer.WriteObj(hdr);  // every held chain has room for the header
     size_t n = std::min(writer.remaining(), payload.size() - done);
     (void)writer.Write(payload.data() + done, n);
     done += n;
-    rx_queue_->PushUsed(chain.head(), static_cast<uint32_t>(writer.written()));
-    rx_room_ -= chain.writable_bytes();
-    rx_spare_.push_back(std::move(chain));
-    rx_chains_.pop_front();
+    p.rx_queue->PushUsed(chain.head(), static_cast<uint32_t>(writer.written()));
+    p.rx_room -= chain.writable_bytes();
+    p.rx_spare.push_back(std::move(chain));
+    p.rx_chains.pop_front();
   }
-  rx_signal_needed_ = true;
+  p.rx_signal_needed = true;
 }
 
-void VirtioNet::ScheduleRxSignalLocked() {
-  if (!rx_signal_needed_ || rx_signal_posted_) return;
-  rx_signal_posted_ = true;
+void VirtioNet::ScheduleRxSignalLocked(NetPair& p) {
+  if (!p.rx_signal_needed || p.rx_signal_posted) return;
+  p.rx_signal_posted = true;
   std::weak_ptr<VirtioNet> weak = weak_from_this();
   uint64_t generation = generation_;
-  asio::post(*loop_, [weak, generation] {
+  asio::post(*loop_, [weak, generation, pair = p.index] {
     auto self = weak.lock();
     if (!self) return;
     std::lock_guard lock(self->mu_);
-    self->rx_signal_posted_ = false;
-    if (generation != self->generation_ || self->rx_queue_ == nullptr) return;
-    if (!self->rx_signal_needed_) return;
-    self->rx_signal_needed_ = false;
-    if (self->active_.signal_used) self->active_.signal_used(kRxQueue);
+    NetPair& p = *self->pairs_[pair];
+    p.rx_signal_posted = false;
+    if (generation != self->generation_ || p.rx_queue == nullptr) return;
+    if (!p.rx_signal_needed) return;
+    p.rx_signal_needed = false;
+    if (self->active_.signal_used) self->active_.signal_used(p.rx_index());
   });
+}
+
+bool VirtioNet::FilterAcceptsLocked(std::span<const uint8_t> dest) {
+  if (RxFilterAccepts(ctrl_.filter, ctrl_.mac, dest)) return true;
+  rx_filtered_.fetch_add(1, std::memory_order_relaxed);
+  return false;
 }
 
 // --- Direct receive ---
 
-void VirtioNet::RunRx() {
+void VirtioNet::RunRx(NetPair& p) {
   std::function<void(const std::string&)> mark_broken;
   bool more = false;
   {
     std::lock_guard lock(mu_);
-    if (rx_gone_ || rx_waiting_) return;  // waiting: the RX kick calls us again
+    if (p.rx_gone || p.rx_waiting) return;  // waiting: the RX kick calls us again
     if (quiesced_) {
-      rx_waiting_ = true;  // Unquiesce() calls us again
+      p.rx_waiting = true;  // Unquiesce() calls us again
       return;
     }
     for (uint32_t frames = 0;; ++frames) {
@@ -233,133 +245,146 @@ void VirtioNet::RunRx() {
         more = true;
         break;
       }
-      RxStep step = rx_pending_len_ != 0 ? PlaceLocked() : ReadLocked();
+      RxStep step = p.rx_pending_len != 0 ? PlaceLocked(p) : ReadLocked(p);
       if (step == RxStep::kNext) continue;
-      if (step == RxStep::kGone) rx_gone_ = true;
+      if (step == RxStep::kGone) p.rx_gone = true;
       if (step == RxStep::kBroken) BreakLocked("the guest broke the receive queue", &mark_broken);
       break;
     }
     // One interrupt for the whole run (frames, and chains returned empty on the way).
-    if (rx_signal_needed_ && rx_queue_ != nullptr) {
-      rx_signal_needed_ = false;
-      if (active_.signal_used) active_.signal_used(kRxQueue);
+    if (p.rx_signal_needed && p.rx_queue != nullptr) {
+      p.rx_signal_needed = false;
+      if (active_.signal_used) active_.signal_used(p.rx_index());
     }
   }
   if (mark_broken) mark_broken("virtio-net: malformed receive ring");
   if (more) {
-    std::weak_ptr<VirtioNet> weak = weak_from_this();
-    asio::post(*loop_, [weak] {
-      if (auto self = weak.lock()) self->RunRx();
-    });
+    PostPair(p.index, &VirtioNet::RunRx);
   }
 }
 
-VirtioNet::RxStep VirtioNet::ReadLocked() {
-  bool live = rx_queue_ != nullptr && LinkUpLocked();
+VirtioNet::RxStep VirtioNet::ReadLocked(NetPair& p) {
+  bool live = p.rx_queue != nullptr && LinkUpLocked();
   bool mergeable = (features_ & FeatureBit(net::kFeatureMrgRxbuf)) != 0;
   // Over the rate limit: the frame stays in the tap until the limiter's wake. Its length is
   // known only once read: one byte is asked for now, the rest charged after the read.
   if (live && !rx_throttle_.Admit(1, rx_wake_)) {
-    rx_throttled_ = true;
+    p.rx_throttled = true;
     throttled_.fetch_add(1, std::memory_order_relaxed);
     return RxStep::kThrottled;
   }
   if (live) {
     // Hold chains for the frame we expect; short (queue empty, or all of it held) is fine:
-    // what does not fit spills into rx_buffer_.
-    size_t want = mergeable ? std::min(rx_expect_, kMaxRxFrame) : 1;
-    if (GatherRxLocked(want, mergeable) == RxVerdict::kBroken) return RxStep::kBroken;
+    // what does not fit spills into p.rx_buffer.
+    size_t want = mergeable ? std::min(p.rx_expect, kMaxRxFrame) : 1;
+    if (GatherRxLocked(p, want, mergeable) == RxVerdict::kBroken) return RxStep::kBroken;
   }
-  size_t in_guest = live ? BuildRxIovLocked(mergeable) : 0;
+  size_t in_guest = live ? BuildRxIovLocked(p, mergeable) : 0;
   if (!live) {
-    rx_iov_.clear();
-    rx_iov_.push_back({&rx_header_, kNetHeaderSize});
+    p.rx_iov.clear();
+    p.rx_iov.push_back({&p.rx_header, kNetHeaderSize});
   }
-  rx_iov_.push_back({rx_buffer_.data(), rx_buffer_.size()});
-  Result<std::optional<size_t>> read = backend_->ReadFrame(rx_iov_);
+  p.rx_iov.push_back({p.rx_buffer.data(), p.rx_buffer.size()});
+  Result<std::optional<size_t>> read = p.backend->ReadFrame(p.rx_iov);
   if (!read) return RxStep::kGone;
   if (!read->has_value()) {
     if (live) rx_throttle_.Refund(1);  // no frame: the operation did not happen
     return RxStep::kEmpty;
   }
   size_t len = **read;
-  if (!live || len < kNetHeaderSize || len >= kNetHeaderSize + in_guest + rx_buffer_.size()) {
+  if (!live || len < kNetHeaderSize || len >= kNetHeaderSize + in_guest + p.rx_buffer.size()) {
     // Link down, shorter than the header, or it filled even the spill buffer, which is larger
     // than any frame: cut (the tap returns the room's size for a cut frame).
     drops_.fetch_add(1, std::memory_order_relaxed);
     return RxStep::kNext;
   }
-  if (!CheckRxHeader(&rx_header_, features_)) {
+  if (!CheckRxHeader(&p.rx_header, features_)) {
     KITE_LOG_RATELIMITED(Debug, "virtio-net: RX frame with offloads the guest refused");
     drops_.fetch_add(1, std::memory_order_relaxed);
     return RxStep::kNext;
   }
+  // The receive filter: the destination MAC is the payload's first bytes, wherever the read
+  // put them. A refused frame's bytes stay in the held chains, which the next frame overwrites.
+  uint8_t dest[6];
+  size_t dest_len = std::min<size_t>(sizeof(dest), len - kNetHeaderSize);
+  size_t copied = 0;
+  for (size_t i = 1; i < p.rx_iov.size() && copied < dest_len; ++i) {
+    size_t n = std::min(p.rx_iov[i].iov_len, dest_len - copied);
+    std::memcpy(dest + copied, p.rx_iov[i].iov_base, n);
+    copied += n;
+  }
+  if (!FilterAcceptsLocked({dest, dest_len})) return RxStep::kNext;
   rx_throttle_.Charge(len - kNetHeaderSize - std::min<size_t>(len - kNetHeaderSize, 1));
   // Expect frames like the recent ones: jump up at once, decay slowly.
-  rx_expect_ = len >= rx_expect_ ? len : rx_expect_ - (rx_expect_ - len) / 16;
-  rx_pending_len_ = len;
-  rx_pending_in_guest_ = std::min(len - kNetHeaderSize, in_guest);
-  return PlaceLocked();
+  p.rx_expect = len >= p.rx_expect ? len : p.rx_expect - (p.rx_expect - len) / 16;
+  p.rx_pending_len = len;
+  p.rx_pending_in_guest = std::min(len - kNetHeaderSize, in_guest);
+  return PlaceLocked(p);
 }
 
-size_t VirtioNet::BuildRxIovLocked(bool mergeable) {
-  rx_iov_.clear();
-  rx_iov_.push_back({&rx_header_, kNetHeaderSize});
+size_t VirtioNet::BuildRxIovLocked(NetPair& p, bool mergeable) {
+  p.rx_iov.clear();
+  p.rx_iov.push_back({&p.rx_header, kNetHeaderSize});
   size_t room = 0;  // payload bytes the chains take (the first chain's header slot excluded)
-  size_t want = std::min(rx_expect_, kMaxRxFrame) - kNetHeaderSize;
-  for (size_t i = 0; i < rx_chains_.size(); ++i) {
-    std::span<const iovec> pieces = rx_chains_[i].writable();
-    if (rx_iov_.size() + pieces.size() + 1 > IOV_MAX) break;  // + 1: the spill buffer
-    size_t skip = i == 0 ? kNetHeaderSize : 0;  // the first chain's header comes from rx_header_
+  size_t want = std::min(p.rx_expect, kMaxRxFrame) - kNetHeaderSize;
+  for (size_t i = 0; i < p.rx_chains.size(); ++i) {
+    std::span<const iovec> pieces = p.rx_chains[i].writable();
+    if (p.rx_iov.size() + pieces.size() + 1 > IOV_MAX) break;  // + 1: the spill buffer
+    size_t skip = i == 0 ? kNetHeaderSize : 0;  // the first chain's header comes from p.rx_header
     for (const iovec& piece : pieces) {
       size_t cut = std::min(skip, piece.iov_len);
       skip -= cut;
       if (piece.iov_len == cut) continue;
-      rx_iov_.push_back({static_cast<uint8_t*>(piece.iov_base) + cut, piece.iov_len - cut});
+      p.rx_iov.push_back({static_cast<uint8_t*>(piece.iov_base) + cut, piece.iov_len - cut});
     }
-    room += rx_chains_[i].writable_bytes() - (i == 0 ? kNetHeaderSize : 0);
+    room += p.rx_chains[i].writable_bytes() - (i == 0 ? kNetHeaderSize : 0);
     if (!mergeable || room >= want) break;
   }
   return room;
 }
 
-VirtioNet::RxStep VirtioNet::PlaceLocked() {
-  size_t len = rx_pending_len_;
-  size_t spilled = len - kNetHeaderSize - rx_pending_in_guest_;
+VirtioNet::RxStep VirtioNet::PlaceLocked(NetPair& p) {
+  size_t len = p.rx_pending_len;
+  if (p.rx_queue == nullptr) {  // broken, or its pair no longer in use, while the frame waited
+    p.rx_pending_len = 0;
+    drops_.fetch_add(1, std::memory_order_relaxed);
+    return RxStep::kNext;
+  }
+  size_t spilled = len - kNetHeaderSize - p.rx_pending_in_guest;
   bool mergeable = (features_ & FeatureBit(net::kFeatureMrgRxbuf)) != 0;
   // Read straight into the guest. A frame with no payload (only the header) takes no room in
   // the held chains, so it can arrive while none is held: it waits for one like any other.
-  if (spilled == 0 && !rx_chains_.empty()) return CompleteRxLocked(mergeable);
-  // The rest of the frame is in rx_buffer_: it needs more room. Without MRG_RXBUF a frame that
+  if (spilled == 0 && !p.rx_chains.empty()) return CompleteRxLocked(p, mergeable);
+  // The rest of the frame is in p.rx_buffer: it needs more room. Without MRG_RXBUF a frame that
   // spilled past its chain does not fit (G24): dropped, the chain stays for the next frame.
-  bool overflowed_chain = !mergeable && rx_pending_in_guest_ != 0;
-  RxVerdict gathered = overflowed_chain ? RxVerdict::kDropped : GatherRxLocked(len, mergeable);
+  bool overflowed_chain = !mergeable && p.rx_pending_in_guest != 0;
+  RxVerdict gathered = overflowed_chain ? RxVerdict::kDropped : GatherRxLocked(p, len, mergeable);
   if (gathered == RxVerdict::kDelivered && !mergeable &&
-      rx_chains_.front().writable_bytes() < len) {
+      p.rx_chains.front().writable_bytes() < len) {
     gathered = RxVerdict::kDropped;
   }
   switch (gathered) {
     case RxVerdict::kBroken:
-      rx_pending_len_ = 0;
+      p.rx_pending_len = 0;
       return RxStep::kBroken;
     case RxVerdict::kNoRoom:
-      rx_waiting_ = true;  // the chains holding the head stay held, unreturned
+      p.rx_waiting = true;  // the chains holding the head stay held, unreturned
       return RxStep::kWait;
     case RxVerdict::kDropped:
       KITE_LOG_RATELIMITED(Debug, "virtio-net: %zu-byte frame dropped: RX buffers too small (G24)",
                            len);
       drops_.fetch_add(1, std::memory_order_relaxed);
-      rx_pending_len_ = 0;
+      p.rx_pending_len = 0;
       return RxStep::kNext;
     case RxVerdict::kDelivered:
       break;
   }
   // Copy the spilled bytes where the frame's byte stream continues: after the in-place part.
-  size_t skip = kNetHeaderSize + rx_pending_in_guest_;
-  const uint8_t* src = rx_buffer_.data();
+  size_t skip = kNetHeaderSize + p.rx_pending_in_guest;
+  const uint8_t* src = p.rx_buffer.data();
   for (size_t i = 0; spilled != 0; ++i) {
-    ChainWriter writer(rx_chains_[i]);
-    size_t cut = std::min<size_t>(skip, rx_chains_[i].writable_bytes());
+    ChainWriter writer(p.rx_chains[i]);
+    size_t cut = std::min<size_t>(skip, p.rx_chains[i].writable_bytes());
     skip -= cut;
     (void)writer.Skip(cut);
     size_t n = std::min(writer.remaining(), spilled);
@@ -368,32 +393,32 @@ VirtioNet::RxStep VirtioNet::PlaceLocked() {
     spilled -= n;
   }
   rx_copied_.fetch_add(1, std::memory_order_relaxed);
-  return CompleteRxLocked(mergeable);
+  return CompleteRxLocked(p, mergeable);
 }
 
-VirtioNet::RxStep VirtioNet::CompleteRxLocked(bool mergeable) {
+VirtioNet::RxStep VirtioNet::CompleteRxLocked(NetPair& p, bool mergeable) {
   // The frame's bytes fill the held chains in order, each completely but the last.
-  size_t len = rx_pending_len_;
-  rx_pending_len_ = 0;
+  size_t len = p.rx_pending_len;
+  p.rx_pending_len = 0;
   size_t chains = 1;
   if (mergeable) {
-    for (size_t room = rx_chains_[0].writable_bytes(); room < len; ++chains) {
-      room += rx_chains_[chains].writable_bytes();
+    for (size_t room = p.rx_chains[0].writable_bytes(); room < len; ++chains) {
+      room += p.rx_chains[chains].writable_bytes();
     }
   }
-  rx_header_.num_buffers = static_cast<uint16_t>(chains);
-  (void)ChainWriter(rx_chains_.front()).WriteObj(rx_header_);  // held chains have room for it
+  p.rx_header.num_buffers = static_cast<uint16_t>(chains);
+  (void)ChainWriter(p.rx_chains.front()).WriteObj(p.rx_header);  // held chains have room for it
   size_t left = len;
   for (size_t i = 0; i < chains; ++i) {
-    DescriptorChain& chain = rx_chains_.front();
+    DescriptorChain& chain = p.rx_chains.front();
     size_t n = std::min<size_t>(chain.writable_bytes(), left);
     left -= n;
-    rx_queue_->PushUsed(chain.head(), static_cast<uint32_t>(n));
-    rx_room_ -= chain.writable_bytes();
-    rx_spare_.push_back(std::move(chain));
-    rx_chains_.pop_front();
+    p.rx_queue->PushUsed(chain.head(), static_cast<uint32_t>(n));
+    p.rx_room -= chain.writable_bytes();
+    p.rx_spare.push_back(std::move(chain));
+    p.rx_chains.pop_front();
   }
-  rx_signal_needed_ = true;
+  p.rx_signal_needed = true;
   requests_.fetch_add(1, std::memory_order_relaxed);
   rx_bytes_.fetch_add(len - kNetHeaderSize, std::memory_order_relaxed);
   return RxStep::kNext;

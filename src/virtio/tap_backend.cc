@@ -5,6 +5,11 @@
 // HOST_TSO4/6) need nothing from the tap; tap → guest offloads are switched on with
 // TUNSETOFFLOAD for exactly the GUEST_* features the driver accepted.
 //
+// queues=N (IFF_MULTI_QUEUE): the interface is opened N times, one fd per virtio-net queue
+// pair; TUNSETQUEUE detaches the queues of pairs the guest does not use (SetQueueEnabled), so
+// the kernel spreads flows over the others only. A detached queue is neither read nor waited
+// on (its reads fail with EBADFD).
+//
 // An interface that exists is attached to (the caller needs to own it or have
 // CAP_NET_ADMIN); a missing one is created (needs CAP_NET_ADMIN), brought up, and disappears
 // when kite closes it (not persistent).
@@ -44,6 +49,7 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "virtio/net.h"
 #include "virtio/net_backend.h"
 #include "virtio/net_header.h"
 
@@ -132,6 +138,7 @@ class TapBackend final : public NetBackend {
   void StartDirectReceive(std::function<void()> on_readable,
                           std::function<void()> on_writable) override;
   Result<std::optional<size_t>> ReadFrame(std::span<const iovec> iov) override;
+  Result<void> SetQueueEnabled(bool enabled) override;
   std::string description() const override { return "tap " + name_; }
   NetBackendCounters counters() const override { return counters_; }
 
@@ -156,7 +163,8 @@ class TapBackend final : public NetBackend {
   std::vector<uint8_t> buffer_;
   size_t held_ = 0;  // bytes of a frame in buffer_ the device refused (0: none)
   bool paused_ = false;
-  bool dead_ = false;  // a read error: no more reading
+  bool dead_ = false;      // a read error: no more reading
+  bool detached_ = false;  // multiqueue: TUNSETQUEUE detached this queue (reads fail EBADFD)
   bool write_wait_ = false;
   bool read_wait_ = false;     // an async_wait for readability is pending
   std::vector<uint8_t> flat_;  // for chains with more than IOV_MAX pieces
@@ -230,8 +238,22 @@ ssize_t TapBackend::ReadOne(const iovec* iov, int count) {
   return ::recvmsg(desc_.native_handle(), &msg, MSG_TRUNC);
 }
 
+Result<void> TapBackend::SetQueueEnabled(bool enabled) {
+  if (!is_tap_ || detached_ == !enabled) return {};
+  ifreq ifr{};
+  ifr.ifr_flags = static_cast<short>(enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE);
+  if (ioctl(desc_.native_handle(), TUNSETQUEUE, &ifr) < 0) {
+    return SysErr("tap " + name_ + ": TUNSETQUEUE " + (enabled ? "attach" : "detach"));
+  }
+  detached_ = !enabled;
+  // Attached again: frames may wait already (the device reads until EAGAIN, then waits).
+  if (enabled) Post(on_readable_ ? &TapBackend::NotifyReadable : &TapBackend::Drain);
+  return {};
+}
+
 Result<std::optional<size_t>> TapBackend::ReadFrame(std::span<const iovec> iov) {
   if (dead_) return Err("tap " + name_ + ": no longer readable");
+  if (detached_) return std::optional<size_t>();  // attaching posts on_readable
   if (iov.size() > IOV_MAX) return Err("tap " + name_ + ": too many receive buffers");
   for (;;) {
     ssize_t n = ReadOne(iov.data(), static_cast<int>(iov.size()));
@@ -267,7 +289,7 @@ void TapBackend::Post(void (TapBackend::*fn)()) {
 }
 
 void TapBackend::WaitReadable() {
-  if (read_wait_) return;
+  if (read_wait_ || detached_) return;
   read_wait_ = true;
   desc_.async_wait(asio::posix::stream_descriptor::wait_read,
                    [this, alive = std::weak_ptr<char>(alive_)](const asio::error_code& ec) {
@@ -280,7 +302,7 @@ void TapBackend::WaitReadable() {
 }
 
 void TapBackend::Drain() {
-  if (paused_ || dead_ || !on_frame_) return;
+  if (paused_ || dead_ || detached_ || !on_frame_) return;
   for (int i = 0; i < kReadBatch; ++i) {
     if (held_ == 0) {
       iovec whole{buffer_.data(), buffer_.size()};
@@ -311,10 +333,59 @@ void TapBackend::Drain() {
 
 }  // namespace
 
+namespace {
+
+// One queue of the tap (TUNSETIFF): the first makes the interface when it is missing, the
+// others (multi_queue) attach to it. Returns the fd and the interface's name.
+Result<std::pair<UniqueFd, std::string>> OpenTapQueue(const std::string& name, bool multi_queue,
+                                                      bool exists) {
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return SysErr("tap: opening /dev/net/tun");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_flags =
+      static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (multi_queue ? IFF_MULTI_QUEUE : 0));
+  if (ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    Error error = SysErr("TUNSETIFF");
+    // EBUSY: a single-queue tap that another NIC or process has open (BAD_INPUTS C11).
+    // EINVAL with queues=N: the tap exists without multi_queue (or the other way round).
+    std::string hint = !exists ? " (creating a tap needs CAP_NET_ADMIN; or create it first: ip "
+                                 "tuntap add NAME mode tap user $USER)"
+                       : err == EBUSY ? " is in use (another NIC of this VM or another process "
+                                        "has it open)"
+                       : err == EINVAL
+                           ? (multi_queue ? " was not made multiqueue (ip tuntap add NAME mode tap "
+                                            "multi_queue)"
+                                          : " is multiqueue: give queues=N")
+                           : " (the interface must belong to this user, or run with "
+                             "CAP_NET_ADMIN)";
+    return std::move(error).Context("tap '" + name + "'" + hint);
+  }
+  std::string actual(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+  int header_size = static_cast<int>(kNetHeaderSize);
+  if (ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
+    return SysErr("tap " + actual + ": TUNSETVNETHDRSZ");
+  }
+  return std::make_pair(std::move(fd), std::move(actual));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
                                                    asio::io_context* loop) {
+  if (options.queues != 1) return Err("tap: one queue here (OpenTapQueues for more)");
+  return std::move(TRY(OpenTapQueues(options, loop))[0]);
+}
+
+Result<std::vector<std::unique_ptr<NetBackend>>> OpenTapQueues(const TapOptions& options,
+                                                               asio::io_context* loop) {
   if (loop == nullptr) return Err("tap: no event loop");
   if (options.name.size() >= IFNAMSIZ) return Err("tap '" + options.name + "': name too long");
+  if (options.queues < 1 || options.queues > kMaxNetQueuePairs) {
+    return Err("tap: queues=" + std::to_string(options.queues) + " is out of range (1 to " +
+               std::to_string(kMaxNetQueuePairs) + ")");
+  }
   bool exists = !options.name.empty() && if_nametoindex(options.name.c_str()) != 0;
   if (!options.bridge.empty()) {
     TRY(CheckBridgeExists(options.bridge));
@@ -323,34 +394,19 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
                  "its own (leave the name out, or give a new one)");
     }
   }
-  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return SysErr("tap: opening /dev/net/tun");
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, options.name.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  if (ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
-    int err = errno;
-    Error error = SysErr("TUNSETIFF");
-    // EBUSY: a single-queue tap that another NIC or process has open (BAD_INPUTS C11).
-    std::string hint = !exists ? " (creating a tap needs CAP_NET_ADMIN; or create it first: ip "
-                                 "tuntap add NAME mode tap user $USER)"
-                       : err == EBUSY ? " is in use (another NIC of this VM or another process "
-                                        "has it open)"
-                                      : " (the interface must belong to this user, or run with "
-                                        "CAP_NET_ADMIN)";
-    return std::move(error).Context("tap '" + options.name + "'" + hint);
-  }
-  std::string name(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
-  int header_size = static_cast<int>(kNetHeaderSize);
-  if (ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
-    return SysErr("tap " + name + ": TUNSETVNETHDRSZ");
+  bool multi_queue = options.queues > 1;
+  auto [fd, name] = TRY(OpenTapQueue(options.name, multi_queue, exists));
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  while (fds.size() < options.queues) {
+    fds.push_back(std::move(TRY(OpenTapQueue(name, multi_queue, true)).first));
   }
   // Probe the offloads the tap can hand us, then start with none until the driver says.
   uint64_t offloads = 0;
-  if (ioctl(fd.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
+  if (ioctl(fds[0].get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
     offloads = kNetOffloadFeatures;
   }
-  if (ioctl(fd.get(), TUNSETOFFLOAD, 0) < 0) return SysErr("tap " + name + ": TUNSETOFFLOAD");
+  if (ioctl(fds[0].get(), TUNSETOFFLOAD, 0) < 0) return SysErr("tap " + name + ": TUNSETOFFLOAD");
   if (!options.bridge.empty()) TRY(AttachToBridge(name, options.bridge));
   if (!exists) {
     Result<void> up = BringUp(name);
@@ -358,9 +414,13 @@ Result<std::unique_ptr<NetBackend>> OpenTapBackend(const TapOptions& options,
       KITE_LOG(Warn, "tap %s: could not bring it up: %s", name.c_str(),
                up.error().message().c_str());
   }
-  auto backend = std::make_unique<TapBackend>(loop, fd.release(), name, offloads, true);
-  if (!backend->is_open()) return Err("tap " + name + ": cannot watch its fd");
-  return std::unique_ptr<NetBackend>(std::move(backend));
+  std::vector<std::unique_ptr<NetBackend>> queues;
+  for (UniqueFd& queue_fd : fds) {
+    auto backend = std::make_unique<TapBackend>(loop, queue_fd.release(), name, offloads, true);
+    if (!backend->is_open()) return Err("tap " + name + ": cannot watch its fd");
+    queues.push_back(std::move(backend));
+  }
+  return queues;
 }
 
 Result<std::unique_ptr<NetBackend>> OpenTapBackendOnFd(int fd, const std::string& name,

@@ -232,9 +232,35 @@ inline constexpr int kFeatureHostUfo = 14;
 inline constexpr int kFeatureMrgRxbuf = 15;
 inline constexpr int kFeatureStatus = 16;
 inline constexpr int kFeatureCtrlVq = 17;
+inline constexpr int kFeatureCtrlRx = 18;
+inline constexpr int kFeatureCtrlVlan = 19;  // never offered
+inline constexpr int kFeatureCtrlRxExtra = 20;
+inline constexpr int kFeatureGuestAnnounce = 21;
 inline constexpr int kFeatureMq = 22;
+inline constexpr int kFeatureCtrlMacAddr = 23;
 
 inline constexpr uint16_t kStatusLinkUp = 1;
+inline constexpr uint16_t kStatusAnnounce = 2;
+
+// 5.1.6.5 Control virtqueue: struct virtio_net_ctrl { u8 class; u8 command; } then the
+// command's data, then a device-writable u8 ack.
+inline constexpr uint8_t kCtrlOk = 0;
+inline constexpr uint8_t kCtrlErr = 1;
+inline constexpr uint8_t kCtrlRx = 0;  // 5.1.6.5.1: u8 on/off
+inline constexpr uint8_t kCtrlRxPromisc = 0;
+inline constexpr uint8_t kCtrlRxAllmulti = 1;
+inline constexpr uint8_t kCtrlRxAlluni = 2;  // the rest: VIRTIO_NET_F_CTRL_RX_EXTRA
+inline constexpr uint8_t kCtrlRxNomulti = 3;
+inline constexpr uint8_t kCtrlRxNouni = 4;
+inline constexpr uint8_t kCtrlRxNobcast = 5;
+inline constexpr uint8_t kCtrlMac = 1;  // 5.1.6.5.2
+inline constexpr uint8_t kCtrlMacTableSet = 0;
+inline constexpr uint8_t kCtrlMacAddrSet = 1;
+inline constexpr uint8_t kCtrlAnnounce = 3;  // 5.1.6.5.3
+inline constexpr uint8_t kCtrlAnnounceAck = 0;
+inline constexpr uint8_t kCtrlMq = 4;  // 5.1.6.5.5: le16 virtqueue_pairs
+inline constexpr uint8_t kCtrlMqVqPairsSet = 0;
+inline constexpr uint16_t kMqPairsMin = 1;
 
 inline constexpr uint8_t kHdrFlagNeedsCsum = 1;
 inline constexpr uint8_t kHdrFlagDataValid = 2;

@@ -64,6 +64,8 @@ json NetToJson(const NetConfig& n) {
   if (!n.mac.empty()) out["mac"] = n.mac;
   if (!n.hostfwd.empty()) out["hostfwd"] = n.hostfwd;
   if (!n.id.empty()) out["id"] = n.id;  // empty: the default name (net0, net1, ...)
+  if (n.queues != 1) out["queues"] = n.queues;
+  if (n.mac_pinning) out["mac_pinning"] = true;
   ThrottleToJson(n.throttle, "bps", "pps", out);
   return out;
 }

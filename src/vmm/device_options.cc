@@ -16,6 +16,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint32_t kMaxDiskQueues = 16;
+constexpr uint32_t kMaxNetQueues = 16;  // virtio::kMaxNetQueuePairs
 constexpr size_t kMaxSerialBytes = 20;  // VIRTIO_BLK_ID_BYTES
 constexpr size_t kMaxIfNameBytes = 15;  // IFNAMSIZ - 1
 
@@ -146,13 +147,17 @@ Result<void> ApplyNetKey(const KeyValue& kv, bool first, NetConfig& net) {
     net.hostfwd.push_back(kv.value);
   } else if (kv.key == "id" && kv.has_value) {
     net.id = kv.value;
+  } else if (kv.key == "queues" && kv.has_value) {
+    net.queues = TRY(ParseQueues(kv.value));
+  } else if (kv.key == "mac_pinning") {
+    net.mac_pinning = TRY(ParseOnOff(kv.key, kv.value));
   } else if (uint64_t* field = NetThrottleField(kv.key, net.throttle)) {
     if (!kv.has_value) return Err("'" + kv.key + "' needs a value (" + kv.key + "=...)");
     *field = TRY(ParseCount(kv.key, kv.value));
   } else {
     return Err("unknown network setting '" + kv.key +
-               "' (expected mac=, mtu=, hostfwd=, bridge=, remote=, server=, id=, bps=, bps_max=, "
-               "bps_burst=, pps=, pps_max=, pps_burst=)");
+               "' (expected mac=, mtu=, hostfwd=, bridge=, remote=, server=, id=, queues=, "
+               "mac_pinning=, bps=, bps_max=, bps_burst=, pps=, pps_max=, pps_burst=)");
   }
   return {};
 }
@@ -194,7 +199,7 @@ bool IsNetSetting(const std::string& key) {
   Throttle scratch;
   return key == "backend" || key == "tap" || key == "bridge" || key == "path" || key == "remote" ||
          key == "server" || key == "mac" || key == "hostfwd" || key == "mtu" || key == "host_mtu" ||
-         NetThrottleField(key, scratch) != nullptr;
+         key == "queues" || key == "mac_pinning" || NetThrottleField(key, scratch) != nullptr;
 }
 
 Result<DiskConfig> DiskFromJson(const json& v, const std::string& base_dir) {
@@ -261,6 +266,11 @@ Result<NetConfig> NetFromJson(const json& v) {
       net.mac = TRY(JsonText(*it, key));
     } else if (key == "id") {
       net.id = TRY(JsonText(*it, key));
+    } else if (key == "queues") {
+      net.queues = static_cast<uint32_t>(std::min<uint64_t>(TRY(JsonCount(*it, key)), UINT32_MAX));
+    } else if (key == "mac_pinning") {
+      if (!it->is_boolean()) return Err("'mac_pinning' must be true or false");
+      net.mac_pinning = it->get<bool>();
     } else if (key == "hostfwd") {
       if (!it->is_array()) return Err("'hostfwd' must be an array of strings");
       for (const json& rule : *it) net.hostfwd.push_back(TRY(JsonText(rule, "hostfwd")));
@@ -269,7 +279,8 @@ Result<NetConfig> NetFromJson(const json& v) {
     } else {
       return Err(
           "unknown network key '" + key +
-          "' (expected backend, tap, bridge, path, remote, server, mac, mtu, hostfwd, id, bps, "
+          "' (expected backend, tap, bridge, path, remote, server, mac, mtu, hostfwd, id, queues, "
+          "mac_pinning, bps, "
           "bps_max, bps_burst, pps, "
           "pps_max, pps_burst)");
     }
@@ -485,6 +496,13 @@ Result<void> ValidateNet(const NetConfig& net) {
     if (!net.hostfwd.empty()) return Err("net: hostfwd applies to user networking only");
   } else if (!net.remote.empty() || net.server || !net.socket_path.empty()) {
     return Err("net: remote=, server= and a socket path apply to dgram= and stream= only");
+  }
+  if (net.queues < 1 || net.queues > kMaxNetQueues) {
+    return Err("net: queues=" + std::to_string(net.queues) + " is out of range (1 to 16)");
+  }
+  if (net.queues > 1 && net.backend != NetBackendKind::kTap) {
+    return Err("net: queues=" + std::to_string(net.queues) +
+               " needs a tap (user, dgram and stream networks have one queue pair)");
   }
   if (net.mtu != 0 && (net.mtu < 68 || net.mtu > 65535)) {
     return Err("net: mtu=" + std::to_string(net.mtu) + " (expected 68 to 65535)");

@@ -214,6 +214,9 @@ Result<void> Machine::Resume() {
   // prelaunch before Start(): nothing is built to run (found by qmp_fuzzer).
   if (vm == nullptr) return Err("the VM cannot be resumed: the machine was not started");
   TRY(vm->Resume());
+  // The first run after a restore: the NICs announce where they are now, as QEMU does after
+  // an incoming migration.
+  if (s == RunState::kInMigrate) (void)AnnounceNets(vm->registry(), AnnounceRequest{});
   impl_->SetState(RunState::kRunning);
   impl_->Emit("RESUME");
   return {};

@@ -1,7 +1,8 @@
 // Machine's live disk operations: blockdev-snapshot-sync (SnapshotDisk), block_resize
-// (ResizeDisk), set_link (SetLink) and the block jobs (block_jobs.h). Each change of a disk's
-// image goes through LiveDisk::Reconfigure under the machine's control lock, and the machine's
-// configuration follows the disk's image (a restart, or a VM snapshot, uses the new chain).
+// (ResizeDisk), set_link (SetLink), announce-self (AnnounceSelf) and the block jobs (block_jobs.h).
+// Each change of a disk's image goes through LiveDisk::Reconfigure under the machine's control
+// lock, and the machine's configuration follows the disk's image (a restart, or a VM snapshot, uses
+// the new chain).
 #include <filesystem>
 
 #include "storage/job_filter.h"
@@ -148,6 +149,14 @@ Result<void> Machine::SetLink(const std::string& nic, bool up) {
   Vm* current = impl_->CurrentVm();
   if (!current) return Err(ErrorKind::kDeviceNotFound, "Device '" + nic + "' not found");
   return SetNetLink(current->registry(), nic, up);
+}
+
+Result<void> Machine::AnnounceSelf(const AnnounceRequest& request) {
+  TRY(CheckAnnounceRequest(request));
+  std::lock_guard control(impl_->control);
+  Vm* current = impl_->CurrentVm();
+  if (!current) return Err(ErrorKind::kDeviceNotActive, "the VM is not running");
+  return AnnounceNets(current->registry(), request);
 }
 
 Result<void> Machine::SetDiskThrottle(const std::string& device, const DiskThrottle& limit,

@@ -232,6 +232,8 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreOptions& options)
   TRY_CTX(CheckDiskSizes(DiskIdentities(vm->registry()), body["disks"]), dir);
   TRY_CTX(vm->Restore(body, /*clock_realtime=*/true), dir);
   TRY(vm->Start());
+  // Running at once: the NICs announce where they are now (paused: at the first cont).
+  if (!options.paused) (void)AnnounceNets(vm->registry(), AnnounceRequest{});
   TRY(impl->Install(std::move(vm), options.paused, RunState::kInMigrate));
   return std::unique_ptr<Machine>(new Machine(std::move(impl)));
 }

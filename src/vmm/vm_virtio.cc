@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/posix/stream_descriptor.hpp>
 #include <cstring>
 
@@ -99,8 +100,9 @@ nlohmann::json DiskIdentity(const storage::DiskImage& image) {
 
 Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio::io_context* loop) {
   std::unique_ptr<virtio::NetBackend> backend;
+  std::vector<std::unique_ptr<virtio::NetBackend>> backends;
   if (net.backend == NetBackendKind::kTap) {
-    backend = TRY(virtio::OpenTapBackend({net.tap, net.bridge}, loop));
+    backends = TRY(virtio::OpenTapQueues({net.tap, net.bridge, net.queues}, loop));
   } else if (net.backend == NetBackendKind::kDgram || net.backend == NetBackendKind::kStream) {
     virtio::SocketNetOptions socket;
     socket.kind = net.backend == NetBackendKind::kDgram ? virtio::SocketNetKind::kDgram
@@ -120,7 +122,9 @@ Result<std::shared_ptr<virtio::NetDevice>> CreateNet(const NetConfig& net, asio:
   options.mac = net.mac.empty() ? virtio::GenerateMac() : TRY(virtio::ParseMac(net.mac));
   options.rx_throttle = options.tx_throttle = RateLimitToParams(net.throttle);
   options.mtu = static_cast<uint16_t>(net.mtu);
-  return virtio::CreateVirtioNet(std::move(backend), options, loop);
+  options.mac_pinning = net.mac_pinning;
+  if (backend) backends.push_back(std::move(backend));
+  return virtio::CreateVirtioNet(std::move(backends), options, loop);
 }
 
 // One virtio device in the registry: its transport, the irqfd behind its interrupt line and one
@@ -201,6 +205,19 @@ class VirtioEntry : public VmDevice, public LiveDisk {
   nlohmann::json Counters() const override {
     virtio::DeviceCounters d = transport_->device().counters();
     virtio::TransportStats t = transport_->stats();
+    nlohmann::json out = GenericCounters(d, t);
+    if (net) {
+      virtio::NetCounters n = net->net_counters();
+      out.update({{"rx_filtered", n.rx_filtered},
+                  {"tx_spoofed", n.tx_spoofed},
+                  {"ctrl_errors", n.ctrl_errors},
+                  {"announces", n.announces},
+                  {"queue_pairs", net->pairs_in_use()}});
+    }
+    return out;
+  }
+  static nlohmann::json GenericCounters(const virtio::DeviceCounters& d,
+                                        const virtio::TransportStats& t) {
     return {{"requests", d.requests},
             {"bytes_read", d.bytes_read},
             {"bytes_written", d.bytes_written},
@@ -249,6 +266,7 @@ class VirtioEntry : public VmDevice, public LiveDisk {
     return pci_ ? std::optional<uint8_t>(pci_->slot()) : std::nullopt;
   }
   const virtio::TransportCore& transport() const { return *transport_; }
+  std::weak_ptr<virtio::TransportCore> weak_transport() const { return transport_; }
   virtio::TransportCore& transport() { return *transport_; }
   // Disks: the configuration and the device (its image changes with live snapshots and
   // block jobs); NICs: the device, for set_link.
@@ -328,6 +346,11 @@ Result<DeviceEntry> MakeEntry(const VirtioWiring& w, std::string id, std::string
   if (extras.disk) entry->disk = *extras.disk;
   entry->block = std::move(extras.block);
   entry->net = std::move(extras.net);
+  if (entry->net) {  // announce raises the configuration interrupt itself
+    entry->net->SetConfigNotifier([transport = entry->weak_transport()] {
+      if (auto t = transport.lock()) t->NotifyConfigChanged();
+    });
+  }
   return DeviceEntry{std::move(id), std::move(kind), res, std::move(entry)};
 }
 
@@ -439,6 +462,28 @@ Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, b
   if (entry->net->link_up() == up) return {};
   entry->net->SetLink(up);
   entry->transport().NotifyConfigChanged();
+  return {};
+}
+
+Result<void> CheckAnnounceRequest(const AnnounceRequest& request) {
+  return virtio::CheckAnnounceParams({request.initial, request.max, request.rounds, request.step});
+}
+
+Result<void> AnnounceNets(const DeviceRegistry& registry, const AnnounceRequest& request) {
+  TRY(CheckAnnounceRequest(request));
+  virtio::AnnounceParams params{request.initial, request.max, request.rounds, request.step};
+  for (const std::string& id : request.interfaces) {
+    VirtioEntry* entry = FindEntry(registry, id);
+    if (!entry || !entry->net) {
+      return Err(ErrorKind::kDeviceNotFound, "Device '" + id + "' not found");
+    }
+  }
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& entry) {
+    bool named = request.interfaces.empty() ||
+                 std::find(request.interfaces.begin(), request.interfaces.end(), e.id) !=
+                     request.interfaces.end();
+    if (entry.net && named) entry.net->Announce(params);
+  });
   return {};
 }
 

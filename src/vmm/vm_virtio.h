@@ -100,6 +100,12 @@ LiveDisk* FindLiveDisk(const DeviceRegistry& registry, const std::string& id);
 // set_link: NIC `id`'s link status, with a configuration-change interrupt when it changed.
 // No such NIC: "Device 'id' not found" (DeviceNotFound).
 Result<void> SetNetLink(const DeviceRegistry& registry, const std::string& id, bool up);
+// announce-self: the NICs in request.interfaces (all when empty) announce themselves
+// (virtio::NetDevice::Announce). Parameters out of QEMU's ranges, or an unknown NIC: an error
+// and nobody announces.
+Result<void> AnnounceNets(const DeviceRegistry& registry, const AnnounceRequest& request);
+// QEMU's ranges for announce-self's parameters (an error names the parameter).
+Result<void> CheckAnnounceRequest(const AnnounceRequest& request);
 
 // Rate limits: the device's settings from the configuration's, and back.
 RateLimitParams RateLimitToParams(const Throttle& limit);

@@ -80,6 +80,48 @@ sed 's/^/guest: /' $d/out; sed 's/^/kite: /' $d/err
   EXPECT_NE(run->out.find("guest: virtio_net_tx: ok"), std::string::npos) << run->Describe();
 }
 
+// queues=4: a multiqueue tap whose idle pairs' queues are detached once the guest's driver is
+// up (it never sends VQ_PAIRS_SET: one pair in use), so the kernel sees one queue. mac_pinning:
+// the guest's frames (source 52:54:00:0f:07:01) pass with that mac= and are dropped with
+// another (G25), counted in the NIC's drops.
+TEST(Bridge, MultiqueueTap_IdleQueuesDetached_MacPinningDropsSpoofed) {
+  KITE_REQUIRE_BRIDGE_HOST();
+  auto run = InNetns(R"SH(
+d=$(mktemp -d)
+vm() {  # NAME NET: runs the guest until it has sent its frames, then quits it
+  mkfifo $d/$1.in
+  $K run --kernel $G --net "$2" --serial stdio --no-host-quirks --stats <$d/$1.in >$d/$1.out     2>$d/$1.err &
+  pid=$!
+  exec 3>$d/$1.in
+  for i in $(seq 1 1200); do grep -q "frames sent" $d/$1.out && break; sleep 0.1; done
+  echo "$1_queues: $(ls /sys/class/net/tap0/queues | grep -c tx-)"
+  echo "$1_bridge_rx: $(cat /sys/class/net/kbr0/statistics/rx_packets)"
+  printf q >&3
+  exec 3>&-
+  status=0; wait $pid || status=$?
+  echo "$1_status: $status"
+  echo "$1_drops: $(sed -n 's/.*\[virtio-net\].*drops \([0-9]*\).*/\1/p' $d/$1.err)"
+}
+vm mq tap,bridge=kbr0,queues=4
+vm pinned tap,bridge=kbr0,mac=52:54:00:0f:07:01,mac_pinning=on
+ip link del kbr0; ip link add kbr0 type bridge; ip link set kbr0 up
+vm spoofed tap,bridge=kbr0,mac=52:54:00:0f:07:02,mac_pinning=on
+sed 's/^/kite: /' $d/*.err
+)SH");
+  ASSERT_TRUE(run) << run.error().message();
+  auto f = Fields(run->out);
+  EXPECT_EQ(f["mq_queues"], "1") << "pairs 1-3 idle: their tap queues detached\n"
+                                 << run->Describe();
+  EXPECT_GE(std::stoi("0" + f["mq_bridge_rx"]), 10) << run->Describe();
+  EXPECT_EQ(f["mq_status"], "0") << run->Describe();
+  EXPECT_GE(std::stoi("0" + f["pinned_bridge_rx"]), 20) << run->Describe();
+  EXPECT_EQ(f["pinned_drops"], "0") << run->Describe();
+  EXPECT_LT(std::stoi("0" + f["spoofed_bridge_rx"]), 5) << "spoofed frames dropped\n"
+                                                        << run->Describe();
+  EXPECT_GE(std::stoi("0" + f["spoofed_drops"]), 10) << run->Describe();
+  EXPECT_EQ(f["spoofed_status"], "0") << run->Describe();
+}
+
 // Refused before the guest runs, each with a message naming the bridge or tap.
 TEST(Bridge, BadBridgeOrTap_RefusedNamingIt) {
   KITE_REQUIRE_BRIDGE_HOST();

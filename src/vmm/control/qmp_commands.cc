@@ -221,6 +221,7 @@ const CommandSpec kCommands[] = {
     {"blockdev-snapshot-sync", kSnapshotSyncArgs, kSlow, kLive, kNotLive, BlockdevSnapshotSync},
     {"block_resize", kResizeArgs, kSlow, kLive, kNotLive, BlockResize},
     {"set_link", kSetLinkArgs, kSlow, kLive, kNotLive, SetLink},
+    {"announce-self", kAnnounceArgs, kSlow, kLive, kNotLive, AnnounceSelf},
     {"block_set_io_throttle", kBlockThrottleArgs, kSlow, kLive, kNotLive, BlockSetIoThrottle},
     {"x-kite-set-net-throttle", kNetThrottleArgs, kSlow, kLive, kNotLive, SetNetThrottle},
     {"x-kite-query-net-throttle", kNetThrottleQueryArgs, kFast, kAnyState, "", QueryNetThrottle},

@@ -151,6 +151,27 @@ Result<json> SetLink(Machine& machine, const json& args) {
   return json::object();
 }
 
+Result<json> AnnounceSelf(Machine& machine, const json& args) {
+  AnnounceRequest request;
+  auto field = [&](const char* name, uint32_t* out) -> Result<void> {
+    uint64_t value = TRY(Unsigned(args, name, *out));
+    *out = static_cast<uint32_t>(std::min<uint64_t>(value, UINT32_MAX));
+    return {};
+  };
+  TRY(field("initial", &request.initial));
+  TRY(field("max", &request.max));
+  TRY(field("rounds", &request.rounds));
+  TRY(field("step", &request.step));
+  if (args.contains("interfaces")) {
+    for (const json& id : args["interfaces"]) {
+      if (!id.is_string()) return Err("Parameter 'interfaces' expects a list of strings");
+      request.interfaces.push_back(id.get<std::string>());
+    }
+  }
+  TRY(machine.AnnounceSelf(request));
+  return json::object();
+}
+
 namespace {
 
 // A Throttle from the six arguments named (bytes and ops rate, bucket size, burst), each

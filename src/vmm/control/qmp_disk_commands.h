@@ -16,6 +16,7 @@ namespace kite::qmp {
 Result<nlohmann::json> BlockdevSnapshotSync(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> BlockResize(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> SetLink(Machine& machine, const nlohmann::json& args);
+Result<nlohmann::json> AnnounceSelf(Machine& machine, const nlohmann::json& args);
 // Rate limits: QEMU's block_set_io_throttle, and kite's NIC equivalent.
 Result<nlohmann::json> BlockSetIoThrottle(Machine& machine, const nlohmann::json& args);
 Result<nlohmann::json> SetNetThrottle(Machine& machine, const nlohmann::json& args);
@@ -35,7 +36,7 @@ Result<nlohmann::json> DeviceDel(Machine& machine, const nlohmann::json& args);
 
 // The settings of --disk or --net, inline; their rate limits too (bps, iops, bps_rd, ...; pps
 // for a NIC).
-inline constexpr std::array<ArgSpec, 35> kDeviceAddArgs = {
+inline constexpr std::array<ArgSpec, 36> kDeviceAddArgs = {
     {{"driver", ArgType::kString, true},         {"id", ArgType::kString, false},
      {"bus", ArgType::kString, false},           {"addr", ArgType::kString, false},
      {"path", ArgType::kString, false},          {"format", ArgType::kString, false},
@@ -53,7 +54,7 @@ inline constexpr std::array<ArgSpec, 35> kDeviceAddArgs = {
      {"bps_wr_burst", ArgType::kInteger, false}, {"iops_wr", ArgType::kInteger, false},
      {"iops_wr_max", ArgType::kInteger, false},  {"iops_wr_burst", ArgType::kInteger, false},
      {"pps", ArgType::kInteger, false},          {"pps_max", ArgType::kInteger, false},
-     {"pps_burst", ArgType::kInteger, false}}};
+     {"pps_burst", ArgType::kInteger, false},    {"mac_pinning", ArgType::kBoolean, false}}};
 inline constexpr std::array<ArgSpec, 1> kDeviceDelArgs = {{{"id", ArgType::kString, true}}};
 
 inline constexpr std::array<ArgSpec, 4> kSnapshotSyncArgs = {
@@ -65,6 +66,12 @@ inline constexpr std::array<ArgSpec, 2> kResizeArgs = {
     {{"device", ArgType::kString, true}, {"size", ArgType::kInteger, true}}};
 inline constexpr std::array<ArgSpec, 2> kSetLinkArgs = {
     {{"name", ArgType::kString, true}, {"up", ArgType::kBoolean, true}}};
+// QEMU's AnnounceParameters (milliseconds); its "id" (a timer name) is not taken.
+inline constexpr std::array<ArgSpec, 5> kAnnounceArgs = {{{"initial", ArgType::kInteger, false},
+                                                          {"max", ArgType::kInteger, false},
+                                                          {"rounds", ArgType::kInteger, false},
+                                                          {"step", ArgType::kInteger, false},
+                                                          {"interfaces", ArgType::kArray, false}}};
 // QEMU's BlockIOThrottle: the six base values are required, the bucket sizes (*_max) not.
 // kite has no *_length or iops_size; "group" is a throttle group (docs/CLI.md); the one-time
 // bursts are kite's (x-kite-*).

@@ -180,6 +180,70 @@ struct VsockTraits {
   void Done(FakeDriver&, const Req&, const UsedElement& used) { EXPECT_EQ(used.len, 0u); }
   void Prime(TransportHarness&) {}
   void AfterResume(TransportHarness&) {}
+// Multiqueue with the control queue: two queue pairs (queues 0-3) and the control queue (4).
+// Requests are transmitted frames on pair 0 (queue 1) and control requests on queue 4: the
+// first served (before the quiesce) puts pair 1 into use (VQ_PAIRS_SET 2), the others set a
+// MAC table of one entry. After the restore pair 1 must still be in use (device state) and
+// serve frames on queue 3 to its own backend. Prime: net's held receive buffers, on pair 0.
+struct NetMqTraits {
+  static constexpr uint16_t kSize = 16;
+  std::vector<std::shared_ptr<snaptest::NetBackendState>> backends;
+  NetTraits pair0;  // its Add, Done and Prime for pair 0
+
+  std::shared_ptr<VirtioDevice> Make(asio::io_context* loop) {
+    backends = {std::make_shared<snaptest::NetBackendState>(),
+                std::make_shared<snaptest::NetBackendState>()};
+    pair0.backend = backends[0];
+    std::vector<std::unique_ptr<NetBackend>> queues;
+    for (auto& b : backends) queues.push_back(snaptest::MakeFakeNetBackend(b));
+    NetOptions options{.mac = nettest::kGuestMac, .queue_size = kSize};
+    return *CreateVirtioNet(std::move(queues), options, loop);
+  }
+  std::vector<uint16_t> WorkQueues() const { return {1, 4}; }
+  Req Add(FakeDriver& d, uint16_t q, int seq) {
+    if (q != 4) return pair0.Add(d, q, seq);
+    std::vector<uint8_t> request =
+        seq == 2 ? std::vector<uint8_t>{net::kCtrlMq, net::kCtrlMqVqPairsSet, 2, 0}
+                 : std::vector<uint8_t>{net::kCtrlMac,
+                                        net::kCtrlMacTableSet,
+                                        1,
+                                        0,
+                                        0,
+                                        0,
+                                        0x52,
+                                        0x54,
+                                        0,
+                                        0,
+                                        0,
+                                        static_cast<uint8_t>(seq),
+                                        0,
+                                        0,
+                                        0,
+                                        0};
+    Req r{.seq = seq};
+    r.a = d.Alloc(static_cast<uint32_t>(request.size()));
+    d.WriteBytes(r.a, request.data(), request.size());
+    r.b = d.Alloc(1);  // the ack
+    d.WriteObj<uint8_t>(r.b, 0xee);
+    r.head = d.AddChain({{r.a, static_cast<uint32_t>(request.size()), false}, {r.b, 1, true}});
+    return r;
+  }
+  void Done(FakeDriver& d, const Req& r, const UsedElement& used) {
+    if (r.b == 0) return pair0.Done(d, r, used);  // a frame (NetTraits::Add sets only a)
+    EXPECT_EQ(used.len, 1u);
+    EXPECT_EQ(d.ReadObj<uint8_t>(r.b), net::kCtrlOk) << "control request " << r.seq;
+  }
+  void Prime(TransportHarness& h) { pair0.Prime(h); }
+  void AfterResume(TransportHarness& h) {
+    EXPECT_EQ(dynamic_cast<NetDevice&>(h.device()).pairs_in_use(), 2);
+    pair0.backend = backends[1];  // pair 1: queue 3, its own backend
+    Req r = pair0.Add(h.driver(3), 3, 99);
+    h.Kick(3);
+    std::optional<UsedElement> used;
+    EXPECT_TRUE(h.RunUntil([&] { return (used = h.driver(3).PopUsed()).has_value(); }));
+    if (used) pair0.Done(h.driver(3), r, *used);
+    pair0.backend = backends[0];
+  }
 };
 
 template <typename T>
@@ -254,7 +318,7 @@ class DeviceSnapshotTest : public ::testing::Test {
   int seq_ = 1;
 };
 
-using Devices = ::testing::Types<BlkTraits, NetTraits, RngTraits, VsockTraits>;
+using Devices = ::testing::Types<BlkTraits, NetTraits, NetMqTraits, RngTraits, VsockTraits>;
 TYPED_TEST_SUITE(DeviceSnapshotTest, Devices);
 
 TYPED_TEST(DeviceSnapshotTest, SaveRestoreSave_Identical) {

@@ -219,6 +219,67 @@ TEST_F(TapTest, ReadFrame_FrameLargerThanBuffers_CutToTheRoom) {
   EXPECT_TRUE(std::equal(small.begin(), small.end(), frame.begin()));
 }
 
+// A single-queue tap cannot be opened as a multiqueue one (the kernel's EINVAL), with a hint.
+TEST_F(TapTest, OpenQueues_SingleQueueTap_RefusedWithHint) {
+  auto queues = OpenTapQueues({.name = name_, .bridge = "", .queues = 2}, &loop_);
+  ASSERT_FALSE(queues.has_value());
+  EXPECT_NE(queues.error().message().find("multi_queue"), std::string::npos)
+      << queues.error().message();
+}
+
+// queues=3: three fds on one interface. A detached queue (the guest's pair not in use) reads
+// nothing, is not an error, and gets no frame; the attached queues get every frame.
+TEST(TapMultiqueueTest, ThreeQueues_DetachedQueueGetsNothing_AttachAgain) {
+  asio::io_context loop;
+  std::string name = "kt" + std::to_string(getpid() % 1000000) + "m";
+  auto opened = OpenTapQueues({.name = name, .bridge = "", .queues = 3}, &loop);
+  if (!opened) {
+    int e = opened.error().sys_errno();
+    if (e == EPERM || e == EACCES || e == ENOENT || e == ENODEV) {
+      GTEST_SKIP() << "no tap here: " << opened.error().message();
+    }
+    FAIL() << opened.error().message();
+  }
+  std::vector<std::unique_ptr<NetBackend>>& queues = *opened;
+  ASSERT_EQ(queues.size(), 3u);
+  EXPECT_FALSE(OpenTapQueues({.name = "", .bridge = "", .queues = 17}, &loop).has_value());
+  for (auto& q : queues) q->StartDirectReceive([] {}, [] {});
+  ASSERT_TRUE(queues[2]->SetQueueEnabled(false));
+  UniqueFd packet(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+  ASSERT_TRUE(packet.valid());
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+  to.sll_halen = 6;
+  for (uint8_t i = 0; i < 8; ++i) {
+    std::vector<uint8_t> frame = TestFrame(100, i);
+    ASSERT_EQ(sendto(packet.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                     sizeof(to)),
+              100);
+  }
+  std::vector<uint8_t> buf(70000);
+  iovec iov{buf.data(), buf.size()};
+  int got[3] = {0, 0, 0};
+  for (int turn = 0; turn < 100 && got[0] + got[1] < 8; ++turn) {
+    for (int k = 0; k < 3; ++k) {
+      for (;;) {
+        auto read = queues[k]->ReadFrame({&iov, 1});
+        ASSERT_TRUE(read.has_value()) << "queue " << k << ": " << read.error().message();
+        if (!read->has_value()) break;
+        // Ours: 100 bytes after the header, ethertype 0x88b5 (the kernel sends others).
+        if (**read == kNetHeaderSize + 100 && buf[kNetHeaderSize + 12] == 0x88) ++got[k];
+      }
+    }
+    RunUntil(
+        &loop, [] { return false; }, 0.02);
+  }
+  EXPECT_EQ(got[0] + got[1], 8);
+  EXPECT_EQ(got[2], 0);
+  ASSERT_TRUE(queues[2]->SetQueueEnabled(true));
+  auto read = queues[2]->ReadFrame({&iov, 1});
+  EXPECT_TRUE(read.has_value());  // attached again: reads work (nothing waiting)
+}
+
 // --- User-mode NAT (libslirp) ---
 
 class UserNetTest : public ::testing::Test {

@@ -131,10 +131,11 @@ class NetRxTest : public ::testing::Test {
   FakeDriver tx_driver_{{.queue_size = kSize}};
   Queue rx_queue_{kSize};
   Queue tx_queue_{kSize};
-  std::vector<Queue*> queues_{&rx_queue_, &tx_queue_};
+  Queue ctrl_queue_{64};  // the control queue, not enabled
+  std::vector<Queue*> queues_{&rx_queue_, &tx_queue_, &ctrl_queue_};
   std::shared_ptr<VirtioDevice> device_;
   VirtioNet* net_ = nullptr;
-  int signals_[2] = {0, 0};
+  int signals_[3] = {0, 0, 0};
   std::vector<std::string> broken_;
 };
 

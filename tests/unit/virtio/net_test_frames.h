@@ -2,6 +2,8 @@
 // DISCOVER, built byte by byte (network byte order), so the tests need no packet library.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
@@ -32,6 +34,16 @@ inline bool RunUntil(asio::io_context* loop, const std::function<bool()>& done,
 inline constexpr uint16_t kEthertypeIpv4 = 0x0800;
 inline constexpr uint16_t kEthertypeArp = 0x0806;
 inline constexpr uint16_t kEthertypeTest = 0x88b5;  // IEEE "local experimental"
+
+// The bytes of a frame a backend was handed as iovecs, in one piece.
+inline std::vector<uint8_t> Gather(std::span<const iovec> iov) {
+  std::vector<uint8_t> frame;
+  for (const iovec& v : iov) {
+    auto* p = static_cast<const uint8_t*>(v.iov_base);
+    frame.insert(frame.end(), p, p + v.iov_len);
+  }
+  return frame;
+}
 
 // A virtio-net header with the given fields (the rest zero).
 inline net::Header Hdr(uint8_t flags, uint8_t gso_type = net::kGsoNone, uint16_t gso_size = 0,

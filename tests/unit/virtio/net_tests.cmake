@@ -5,6 +5,7 @@
 if(TARGET kite_testing_virtio AND EXISTS ${KITE_SRC_DIR}/virtio/net.cc)
   kite_test(virtio_net_tests LABEL unit threads
     SOURCES net_test.cc net_rx_test.cc net_parse_test.cc net_backend_test.cc net_test_frames.cc
+      net_ctrl_test.cc
       socket_backend_test.cc
     LIBS kite_testing_virtio kite_virtio kite_testing)
 endif()

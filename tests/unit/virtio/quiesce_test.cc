@@ -124,9 +124,10 @@ class NetQuiesceTest : public ::testing::Test {
   FakeDriver tx_{&rx_, 16};
   Queue rx_queue_{16};
   Queue tx_queue_{16};
-  std::vector<Queue*> queues_{&rx_queue_, &tx_queue_};
+  Queue ctrl_queue_{64};  // the control queue, not enabled
+  std::vector<Queue*> queues_{&rx_queue_, &tx_queue_, &ctrl_queue_};
   std::shared_ptr<VirtioDevice> device_;
-  int signals_[2] = {0, 0};
+  int signals_[3] = {0, 0, 0};
 };
 
 TEST_F(NetQuiesceTest, Quiesce_RxChainsPopped_NextAvailRewound) {
@@ -203,11 +204,15 @@ TEST_F(NetQuiesceTest, Quiesce_TxRefusedByBackend_GivenBackAndSentAfterUnquiesce
 }
 
 TEST_F(NetQuiesceTest, DeviceState_RoundTripAndMalformedRefused) {
+  // Version 2: status, MAC, pairs in use, filter flags (promiscuous after reset), no table.
   std::vector<uint8_t> state = device_->SaveDeviceState();
-  EXPECT_EQ(state, (std::vector<uint8_t>{1, net::kStatusLinkUp, 0}));
+  EXPECT_EQ(state, (std::vector<uint8_t>{2, net::kStatusLinkUp, 0, 0x52, 0x54, 0, 0x12, 0x34, 0x56,
+                                         1, 0, 1, 0, 0}));
   EXPECT_TRUE(device_->RestoreDeviceState(state));
+  EXPECT_TRUE(device_->RestoreDeviceState(std::vector<uint8_t>{1, 1, 0}));  // version 1
   EXPECT_FALSE(device_->RestoreDeviceState(std::vector<uint8_t>{}));
-  EXPECT_FALSE(device_->RestoreDeviceState(std::vector<uint8_t>{2, 1, 0}));  // version
+  EXPECT_FALSE(device_->RestoreDeviceState(std::vector<uint8_t>{2, 1, 0}));  // too short
+  EXPECT_FALSE(device_->RestoreDeviceState(std::vector<uint8_t>{3, 1, 0}));  // version
   EXPECT_FALSE(device_->RestoreDeviceState(std::vector<uint8_t>{1, 4, 0}));  // unknown bit
   EXPECT_FALSE(device_->RestoreDeviceState(std::vector<uint8_t>{1, 1, 0, 0}));
   EXPECT_EQ(device_->SaveDeviceState(), state);

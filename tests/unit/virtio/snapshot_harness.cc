@@ -3,6 +3,8 @@
 
 #include <chrono>
 
+#include "net_test_frames.h"
+
 namespace kite::virtio::snaptest {
 
 using namespace mmio;
@@ -101,12 +103,7 @@ class FakeNetBackend final : public NetBackend {
   Result<void> SetOffloads(uint64_t) override { return {}; }
   Result<bool> Send(std::span<const iovec> iov) override {
     if (s_->full) return false;
-    std::vector<uint8_t> frame;
-    for (const iovec& v : iov) {
-      auto* p = static_cast<const uint8_t*>(v.iov_base);
-      frame.insert(frame.end(), p, p + v.iov_len);
-    }
-    s_->sent.push_back(std::move(frame));
+    s_->sent.push_back(nettest::Gather(iov));
     return true;
   }
   void StartReceive(FrameSink sink, std::function<void()> on_writable) override {

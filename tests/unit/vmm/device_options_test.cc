@@ -272,6 +272,28 @@ TEST(NetOption, TapOnBridge_NameOptional) {
   EXPECT_FALSE(ParseNetOption("tap,bridge=a-name-that-is-too-long"));
 }
 
+// queues=N (multiqueue) is a tap's only; mac_pinning=on any network's (G25).
+TEST(NetOption, QueuesAndMacPinning) {
+  auto n = ParseNetOption("tap=kt0,queues=4,mac_pinning=on");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->queues, 4u);
+  EXPECT_TRUE(n->mac_pinning);
+  auto json = NetFromJson(
+      nlohmann::json::parse(R"({"backend": "tap", "tap": "t", "queues": 2, "mac_pinning": true})"));
+  ASSERT_TRUE(json) << json.error().message();
+  EXPECT_EQ(json->queues, 2u);
+  EXPECT_TRUE(json->mac_pinning);
+  EXPECT_TRUE(ParseNetOption("user,mac_pinning=on"));
+  auto user = ParseNetOption("user,queues=2");
+  ASSERT_FALSE(user);
+  EXPECT_NE(user.error().message().find("needs a tap"), std::string::npos);
+  EXPECT_FALSE(ParseNetOption("tap=kt0,queues=0"));
+  EXPECT_FALSE(ParseNetOption("tap=kt0,queues=17"));
+  EXPECT_FALSE(ParseNetOption("tap=kt0,queues=two"));
+  EXPECT_FALSE(ParseNetOption("tap=kt0,mac_pinning=maybe"));
+  EXPECT_FALSE(NetFromJson(nlohmann::json::parse(R"({"backend": "user", "mac_pinning": 1})")));
+}
+
 // Links to other VMs on Unix sockets: QEMU's -netdev dgram and stream.
 TEST(NetOption, DgramAndStream_ParsedCheckedAndRoundTrip) {
   auto d = ParseNetOption("dgram=/run/a.sock,remote=/run/b.sock,mac=52:54:00:00:00:0a");

@@ -233,6 +233,14 @@ TEST_F(DispatcherTest, DiskCommands_BadValues_Refused) {
               "Parameter 'device' is missing");
   ExpectError(Negotiated(R"({"execute":"set_link","arguments":{"name":"n","up":"no"}})"),
               "GenericError", "Invalid parameter type for 'up', expected: boolean");
+  ExpectError(Negotiated(R"({"execute":"announce-self","arguments":{"rounds":0}})"), "GenericError",
+              "Parameter 'rounds' expects a value between 1 and 1000");
+  ExpectError(Negotiated(R"({"execute":"announce-self","arguments":{"step":-1}})"), "GenericError",
+              "Parameter 'step' expects a non-negative value");
+  ExpectError(Negotiated(R"({"execute":"announce-self","arguments":{"interfaces":[1]}})"),
+              "GenericError", "Parameter 'interfaces' expects a list of strings");
+  ExpectError(Negotiated(R"({"execute":"announce-self","arguments":{"id":"t"}})"), "GenericError",
+              "Parameter 'id' is unexpected");
   ExpectError(Negotiated(R"({"execute":"block-commit","arguments":{"device":"v","on-error":"x"}})"),
               "GenericError", "Parameter 'on-error' is unexpected");
 }

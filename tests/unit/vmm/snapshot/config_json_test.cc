@@ -27,6 +27,8 @@ void ExpectSameNet(const NetConfig& a, const NetConfig& b) {
   EXPECT_EQ(a.mac, b.mac);
   EXPECT_EQ(a.hostfwd, b.hostfwd);
   EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.queues, b.queues);
+  EXPECT_EQ(a.mac_pinning, b.mac_pinning);
 }
 
 void ExpectSame(const VmConfig& a, const VmConfig& b) {
@@ -115,6 +117,8 @@ TEST(ConfigJsonTest, EverythingSet_RoundTrips) {
   NetConfig tap;
   tap.backend = NetBackendKind::kTap;
   tap.tap = "tap0";
+  tap.queues = 4;
+  tap.mac_pinning = true;
   c.nets = {user, tap};
   ExpectSame(c, RoundTrip(c));
 }
