@@ -15,6 +15,7 @@
 
 #include "base/unique_fd.h"
 #include "base/units.h"
+#include "vmm/balloon_options.h"
 #include "vmm/device_options.h"
 #include "vmm/host_resources.h"
 
@@ -47,6 +48,7 @@ constexpr OptionSpec kRunOptions[] = {
     {"--net", true},
     {"--rng", false},
     {"--no-rng", false},
+    {"--balloon", true},
     {"--name", true},
     {"--api-sock", true},
     {"--paused", false},
@@ -245,6 +247,8 @@ Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::stri
     }
   } else if (key == "rng") {
     c.rng = TRY(JsonBool(v, key));
+  } else if (key == "balloon") {
+    c.balloon = TRY_CTX(BalloonFromJson(v), "key 'balloon'");
   } else if (key == "transport") {
     c.transport = TRY_CTX(ParseTransport(TRY(JsonString(v, key))), "key 'transport'");
   } else if (key == "pci_slots") {
@@ -340,6 +344,8 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
     c.rng = true;
   } else if (name == "--no-rng") {
     c.rng = false;
+  } else if (name == "--balloon") {
+    c.balloon = TRY_CTX(ParseBalloonOption(value), ctx);
   } else if (name == "--name") {
     c.name = value;
   } else if (name == "--api-sock") {
@@ -517,6 +523,9 @@ Options of kite run:
   --net SPEC             a virtio-net interface (repeatable): user[,hostfwd=tcp::2222-:22]
                            [,mac=MAC][,id=ID] (rootless NAT) or tap=NAME[,mac=MAC][,id=ID]
   --no-rng               no virtio-rng entropy device (on by default)
+  --balloon SPEC         a virtio-balloon: size=SIZE (taken from the guest at start)
+                           [,deflate_on_oom=on][,free_page_reporting=on]
+                           [,statistics_interval=SECONDS][,id=ID]; QMP `balloon` resizes it
   --transport KIND       how virtio devices attach: mmio (default) or pci (virtio-pci with
                            MSI-X behind a PCI host bridge; needs ACPI)
   --unplug-timeout SECS  device_del: how long the guest has to release a device before

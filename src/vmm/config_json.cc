@@ -2,6 +2,7 @@
 // vmm/device_options.cc, and every key here must be one they accept.
 #include "vmm/config_json.h"
 
+#include "vmm/balloon_options.h"
 #include "vmm/host_resources.h"
 
 namespace kite {
@@ -90,6 +91,7 @@ json ConfigToJson(const VmConfig& c) {
               {"rng", c.rng},
               {"transport", c.transport == VirtioTransportKind::kPci ? "pci" : "mmio"},
               {"paused", c.start_paused}};
+  if (c.balloon) out["balloon"] = cli::BalloonToJson(*c.balloon);
   if (!c.pci_slots.empty()) out["pci_slots"] = c.pci_slots;
   if (!c.cpu_affinity.empty()) out["cpu_affinity"] = c.cpu_affinity;
   if (!c.emulator_affinity.empty()) out["emulator_affinity"] = c.emulator_affinity;
