@@ -8,6 +8,8 @@
 //     qom-get guest-stats; `balloon` back to the whole RAM gives the guest its memory back.
 //   * free_page_reporting=on: the guest deletes its file and kite's RSS drops without any
 //     inflate.
+//   * a snapshot of an inflated guest restores with the balloon's target and actual, and the
+//     restored guest deflates when asked.
 // Prints the RSS figures (before/after) for the report.
 #include <chrono>
 #include <cstdio>
@@ -72,8 +74,12 @@ class BalloonE2e : public UserspaceGuestTest {
         KITE_BINARY, "run", "--kernel", kernel_, "--initrd", initrd_, "--memory", "512M",
         "--cmdline", "console=ttyS0 reboot=k panic=1 quiet kite.test=balloon", "--balloon", balloon,
         "--api-sock", sock, "--serial", "file:" + serial_});
-    ASSERT_TRUE(qmp_.Connect(sock, 60s)) << Slurp(serial_);
-    ASSERT_TRUE(qmp_.Negotiate());
+    Connect(sock);
+  }
+  void Connect(const std::string& sock) {
+    qmp_ = std::make_unique<QmpClient>();
+    ASSERT_TRUE(qmp_->Connect(sock, 60s)) << Slurp(serial_);
+    ASSERT_TRUE(qmp_->Negotiate());
   }
   // Waits for the guest's line `tag` (its MemTotal, kB).
   uint64_t WaitFor(const std::string& tag, std::chrono::seconds timeout = 180s) {
@@ -89,7 +95,7 @@ class BalloonE2e : public UserspaceGuestTest {
   bool WaitActual(uint64_t bytes, std::chrono::seconds timeout = 120s) {
     auto until = Clock::now() + timeout;
     while (Clock::now() < until) {
-      json r = qmp_.Run(R"({"execute":"query-balloon"})");
+      json r = qmp_->Run(R"({"execute":"query-balloon"})");
       if (r["return"]["actual"] == bytes) return true;
       std::this_thread::sleep_for(200ms);
     }
@@ -98,7 +104,7 @@ class BalloonE2e : public UserspaceGuestTest {
   // A BALLOON_CHANGE with actual == `bytes` (the ones before it are skipped).
   bool SawChange(uint64_t bytes) {
     for (;;) {
-      json e = qmp_.WaitEvent("BALLOON_CHANGE", 5s);
+      json e = qmp_->WaitEvent("BALLOON_CHANGE", 5s);
       if (e.is_null()) return false;
       if (e["data"]["actual"] == bytes) return true;
     }
@@ -119,7 +125,7 @@ class BalloonE2e : public UserspaceGuestTest {
     if (kite_ && kite_->running()) kite_->Kill();
   }
   void Quit() {
-    qmp_.Send(R"({"execute":"quit"})");
+    qmp_->Send(R"({"execute":"quit"})");
     const ProcessResult& r = kite_->Join();
     EXPECT_TRUE(r.exited) << r.Describe();
   }
@@ -127,7 +133,7 @@ class BalloonE2e : public UserspaceGuestTest {
   TempDir dir_;
   std::string initrd_, serial_;
   std::unique_ptr<KiteInBackground> kite_;
-  QmpClient qmp_;
+  std::unique_ptr<QmpClient> qmp_;
 };
 
 TEST_F(BalloonE2e, Inflate_GuestShrinks_HostRssDrops_StatsArrive_DeflateGivesItBack) {
@@ -137,11 +143,11 @@ TEST_F(BalloonE2e, Inflate_GuestShrinks_HostRssDrops_StatsArrive_DeflateGivesItB
   std::this_thread::sleep_for(1s);
   const uint64_t rss_before = Rss(kite_->pid());
 
-  json r = qmp_.Run(R"({"execute":"balloon","arguments":{"value":0}})");
+  json r = qmp_->Run(R"({"execute":"balloon","arguments":{"value":0}})");
   EXPECT_EQ(r["error"]["desc"], "Parameter 'target' expects a size") << r;
-  r = qmp_.Run(R"({"execute":"balloon","arguments":{"value":)" + std::to_string(kTarget) + "}}");
+  r = qmp_->Run(R"({"execute":"balloon","arguments":{"value":)" + std::to_string(kTarget) + "}}");
   ASSERT_TRUE(r.contains("return")) << r;
-  ASSERT_TRUE(WaitActual(kTarget)) << qmp_.Run(R"({"execute":"query-balloon"})") << "\n"
+  ASSERT_TRUE(WaitActual(kTarget)) << qmp_->Run(R"({"execute":"query-balloon"})") << "\n"
                                    << Slurp(serial_);
   EXPECT_TRUE(SawChange(kTarget));
   const uint64_t shrunk_kb = WaitMemTotal(total_kb - (kRam - kTarget) / 1024);
@@ -161,7 +167,7 @@ TEST_F(BalloonE2e, Inflate_GuestShrinks_HostRssDrops_StatsArrive_DeflateGivesItB
   // Statistics (statistics_interval=1), as QEMU's qom-get shows them.
   json stats;
   for (int i = 0; i < 20; ++i) {
-    stats = qmp_.Run(
+    stats = qmp_->Run(
         R"({"execute":"qom-get","arguments":{"path":"/machine/peripheral/balloon0","property":"guest-stats"}})");
     if (stats.contains("return")) break;
     std::this_thread::sleep_for(500ms);
@@ -174,15 +180,15 @@ TEST_F(BalloonE2e, Inflate_GuestShrinks_HostRssDrops_StatsArrive_DeflateGivesItB
   EXPECT_GT(s["stat-free-memory"].get<uint64_t>(), 0u);
   EXPECT_LT(s["stat-free-memory"].get<uint64_t>(), s["stat-total-memory"].get<uint64_t>());
   std::printf("guest-stats: %s\n", stats["return"].dump().c_str());
-  r = qmp_.Run(
+  r = qmp_->Run(
       R"({"execute":"qom-set","arguments":{"path":"/machine/peripheral/balloon0","property":"guest-stats-polling-interval","value":2}})");
   EXPECT_TRUE(r.contains("return")) << r;
-  r = qmp_.Run(
+  r = qmp_->Run(
       R"({"execute":"qom-get","arguments":{"path":"/machine/peripheral/balloon0","property":"guest-stats-polling-interval"}})");
   EXPECT_EQ(r["return"], 2) << r;
 
   // Deflate: the guest has all of its RAM again.
-  r = qmp_.Run(R"({"execute":"balloon","arguments":{"value":)" + std::to_string(kRam) + "}}");
+  r = qmp_->Run(R"({"execute":"balloon","arguments":{"value":)" + std::to_string(kRam) + "}}");
   ASSERT_TRUE(r.contains("return")) << r;
   ASSERT_TRUE(WaitActual(kRam));
   EXPECT_TRUE(SawChange(kRam));
@@ -208,8 +214,39 @@ TEST_F(BalloonE2e, FreePageReporting_GuestFreesMemory_HostRssDrops_WithoutInflat
       static_cast<unsigned long long>(rss_filled / kMiB),
       static_cast<unsigned long long>(rss / kMiB));
   EXPECT_LT(rss + 150 * kMiB, rss_filled) << "the freed pages stayed resident";
-  json r = qmp_.Run(R"({"execute":"query-balloon"})");
+  json r = qmp_->Run(R"({"execute":"query-balloon"})");
   EXPECT_EQ(r["return"]["actual"], kRam) << r;  // nothing inflated
+  Quit();
+}
+
+TEST_F(BalloonE2e, Snapshot_TargetAndActualSurviveRestore_RestoredGuestDeflates) {
+  Boot("size=0");
+  uint64_t total_kb = WaitFor("freed");
+  ASSERT_GT(total_kb, 0u);
+  json r =
+      qmp_->Run(R"({"execute":"balloon","arguments":{"value":)" + std::to_string(kTarget) + "}}");
+  ASSERT_TRUE(r.contains("return")) << r;
+  ASSERT_TRUE(WaitActual(kTarget)) << Slurp(serial_);
+  ASSERT_TRUE(qmp_->Run(R"({"execute":"stop"})").contains("return"));
+  std::string snap = dir_.File("snap");
+  r = qmp_->Run(R"({"execute":"x-vm-snapshot-save","arguments":{"path":")" + snap + "\"}}");
+  ASSERT_TRUE(r.contains("return")) << r;
+  Quit();
+
+  serial_ = dir_.File("serial-restored.txt");
+  std::string sock = dir_.File("restored.sock");
+  kite_ = std::make_unique<KiteInBackground>(std::vector<std::string>{
+      KITE_BINARY, "restore", snap, "--serial", "file:" + serial_, "--api-sock", sock});
+  Connect(sock);
+  r = qmp_->Run(R"({"execute":"query-balloon"})");
+  EXPECT_EQ(r["return"]["actual"], kTarget) << r;
+  // The target came back too: the guest does not deflate by itself.
+  EXPECT_EQ(WaitMemTotal(total_kb - (kRam - kTarget) / 1024), total_kb - (kRam - kTarget) / 1024);
+  EXPECT_EQ(qmp_->Run(R"({"execute":"query-balloon"})")["return"]["actual"], kTarget);
+  r = qmp_->Run(R"({"execute":"balloon","arguments":{"value":)" + std::to_string(kRam) + "}}");
+  ASSERT_TRUE(r.contains("return")) << r;
+  EXPECT_TRUE(WaitActual(kRam));
+  EXPECT_EQ(WaitMemTotal(total_kb), total_kb);
   Quit();
 }
 
