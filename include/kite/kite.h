@@ -120,6 +120,18 @@ struct MemoryBacking {
   bool operator==(const MemoryBacking&) const = default;
 };
 
+// The memory balloon (--balloon size=SIZE,deflate_on_oom=on,free_page_reporting=on,
+// statistics_interval=SECONDS,id=ID; "balloon" in the JSON config): virtio-balloon,
+// docs/VIRTIO.md "The memory balloon". QMP `balloon` changes the size.
+struct BalloonConfig {
+  uint64_t size = 0;  // bytes the guest is asked to give up (a multiple of 4 KiB, <= memory)
+  bool deflate_on_oom = false;
+  bool free_page_reporting = false;
+  uint32_t statistics_interval = 0;  // seconds between statistics requests; 0: none
+  std::string id;                    // empty: "balloon0"
+  bool operator==(const BalloonConfig&) const = default;
+};
+
 struct VmConfig {
   std::string kernel;  // ELF vmlinux (64-bit or PVH entry) or bzImage
   std::string initrd;  // empty: none
@@ -146,6 +158,8 @@ struct VmConfig {
   std::vector<NetConfig> nets;
   bool rng = true;                   // virtio-rng fed from getrandom(2) (--no-rng turns it off)
   std::optional<VsockConfig> vsock;  // --vsock: after the entropy device
+  // A virtio-balloon after the entropy device (--balloon); none by default.
+  std::optional<BalloonConfig> balloon;
   VirtioTransportKind transport = VirtioTransportKind::kMmio;  // --transport mmio|pci
   // pci: the slot of each virtio device by id ("pci_slots" in the JSON config). A snapshot
   // records every device's slot here, so a restore puts each where the guest had it; devices
@@ -260,6 +274,16 @@ struct BlockStats {
   uint64_t rd_operations = 0, wr_operations = 0, flush_operations = 0;
   uint64_t discard_operations = 0;
   uint64_t failed_operations = 0;  // completed with an error status
+};
+
+// query-balloon and qom-get guest-stats: the balloon as the guest reports it.
+struct BalloonInfo {
+  std::string id;
+  uint64_t actual = 0;  // guest RAM outside the balloon, bytes (QMP "actual")
+  uint64_t target = 0;  // guest RAM `balloon` asked for, bytes
+  uint32_t stats_interval = 0;
+  std::vector<uint64_t> stats;  // by VIRTIO_BALLOON_S_* tag; UINT64_MAX: not reported
+  int64_t last_update = 0;      // host seconds of the last statistics; 0: none yet
 };
 
 // x-vm-snapshot-save: a paused VM's state, memory and configuration written to `path` (a
@@ -411,6 +435,15 @@ class Machine {
   // "path"} if it has not within VmConfig::unplug_timeout_ms — the device then stays, fully
   // working (a later release by the guest still removes it).
   Result<void> RemoveDevice(const std::string& id);
+
+  // The memory balloon (machine_balloon.cc). Without one: DeviceNotActive "No balloon device
+  // has been activated". SetBalloon is QMP `balloon`: asks the guest to leave itself `bytes` of
+  // RAM (clamped to the RAM size); event BALLOON_CHANGE {"actual": bytes} when the guest's
+  // balloon changed (at most once a second). Target and polling interval are kept in the
+  // configuration (restarts and snapshots keep them).
+  Result<void> SetBalloon(uint64_t bytes);
+  Result<BalloonInfo> Balloon() const;
+  Result<void> SetBalloonStatsInterval(uint32_t seconds);
 
   RunState state() const;
   const VmConfig& config() const;

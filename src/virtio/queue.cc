@@ -347,7 +347,7 @@ const char* Queue::AddBuffer(const Descriptor& desc, DescriptorChain* chain) {
   }
   if (desc.addr + desc.len < desc.addr) return "buffer address + length overflows";  // G6
   uint64_t total = uint64_t{chain->readable_bytes_} + chain->writable_bytes_ + desc.len;
-  if (total > kMaxChainBytes) return "chain larger than kMaxChainBytes";  // G6, G10
+  if (total > max_chain_bytes_) return "chain larger than the queue's cap";  // G6, G10
   // G8/G9: every byte inside RAM; a buffer is split where one region ends and the next begins
   // at the following guest address, never one host range across two mappings.
   uint64_t addr = desc.addr;

@@ -139,6 +139,9 @@ class Queue {
   uint64_t avail_addr() const { return avail_addr_; }
   uint64_t used_addr() const { return used_addr_; }
   bool ready() const { return ready_; }
+  // The cap on one chain's bytes (default kMaxChainBytes, G10). A device whose chains only
+  // name guest memory and are never buffered (the balloon's free page reports) may raise it.
+  void set_max_chain_bytes(uint32_t bytes) { max_chain_bytes_ = bytes; }
 
   // QueueReady = 1: checks size (power of two, 1..max_size: G13) and the three ring areas
   // (alignment 16/2/4, inside one RAM region each, no overlap: G12) and makes the queue ready.
@@ -193,6 +196,7 @@ class Queue {
   bool event_idx_ = false;
   bool indirect_ = false;
   const GuestMemory* memory_ = nullptr;
+  uint32_t max_chain_bytes_ = kMaxChainBytes;
 
   uint16_t next_avail_ = 0;      // the driver's avail index we have consumed up to
   uint16_t next_used_ = 0;       // our used index

@@ -12,6 +12,7 @@ namespace kite::virtio {
 inline constexpr uint32_t kDeviceIdNet = 1;
 inline constexpr uint32_t kDeviceIdBlock = 2;
 inline constexpr uint32_t kDeviceIdRng = 4;
+inline constexpr uint32_t kDeviceIdBalloon = 5;
 
 // 2.1 Device status field.
 inline constexpr uint32_t kStatusAcknowledge = 1;

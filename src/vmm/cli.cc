@@ -15,6 +15,7 @@
 
 #include "base/unique_fd.h"
 #include "base/units.h"
+#include "vmm/balloon_options.h"
 #include "vmm/device_options.h"
 #include "vmm/host_resources.h"
 #include "vmm/vsock_options.h"
@@ -49,6 +50,7 @@ constexpr OptionSpec kRunOptions[] = {
     {"--rng", false},
     {"--no-rng", false},
     {"--vsock", true},
+    {"--balloon", true},
     {"--name", true},
     {"--api-sock", true},
     {"--paused", false},
@@ -249,6 +251,8 @@ Result<void> ApplyJsonKey(const std::string& key, const json& v, const std::stri
     c.rng = TRY(JsonBool(v, key));
   } else if (key == "vsock") {
     c.vsock = TRY_CTX(VsockFromJson(v), "key 'vsock'");
+  } else if (key == "balloon") {
+    c.balloon = TRY_CTX(BalloonFromJson(v), "key 'balloon'");
   } else if (key == "transport") {
     c.transport = TRY_CTX(ParseTransport(TRY(JsonString(v, key))), "key 'transport'");
   } else if (key == "pci_slots") {
@@ -346,6 +350,8 @@ Result<void> ApplyOption(std::string_view name, std::string_view value, VmConfig
     c.rng = false;
   } else if (name == "--vsock") {
     c.vsock = TRY_CTX(ParseVsockOption(value), ctx);
+  } else if (name == "--balloon") {
+    c.balloon = TRY_CTX(ParseBalloonOption(value), ctx);
   } else if (name == "--name") {
     c.name = value;
   } else if (name == "--api-sock") {
@@ -526,6 +532,9 @@ Options of kite run:
   --vsock cid=N,uds=PATH a virtio-vsock device (guest CID N >= 3); host programs connect to
                            PATH and send "CONNECT <port>\n", the guest's connections to host
                            port P reach PATH_P (docs/VSOCK.md)
+  --balloon SPEC         a virtio-balloon: size=SIZE (taken from the guest at start)
+                           [,deflate_on_oom=on][,free_page_reporting=on]
+                           [,statistics_interval=SECONDS][,id=ID]; QMP `balloon` resizes it
   --transport KIND       how virtio devices attach: mmio (default) or pci (virtio-pci with
                            MSI-X behind a PCI host bridge; needs ACPI)
   --unplug-timeout SECS  device_del: how long the guest has to release a device before

@@ -4,12 +4,12 @@
 //   kite run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory SIZE]
 //            [--serial stdio|file:PATH|none] [--no-acpi] [--on-reboot exit|restart]
 //            [--config FILE.json] [--stats] [--no-host-quirks] [--disk SPEC]...
-//            [--net SPEC]... [--no-rng] [--vsock cid=N,uds=PATH] [--name NAME]
-//            [--api-sock PATH] [--paused]
+//            [--net SPEC]... [--no-rng] [--vsock cid=N,uds=PATH] [--balloon SPEC]
+//            [--name NAME] [--api-sock PATH] [--paused]
 //            [--transport mmio|pci] [--seccomp on|log|off]
 //            [--jail DIR --jail-uid U --jail-gid G [--netns PATH] [--cgroup LIMITS]
 //             [--rlimit LIMITS]]
-//            (device specs: vmm/device_options.h)
+//            (device specs: vmm/device_options.h, vmm/balloon_options.h)
 //   kite restore DIR [--api-sock PATH] [--paused] [--disk-overlays] [--serial MODE]
 //                    [--seccomp on|log|off] [--jail DIR ... as for run]
 //   kite ctl [--json] SOCKET COMMAND [key=value ...]   (vmm/control/ctl.h)

@@ -2,6 +2,7 @@
 // vmm/device_options.cc, and every key here must be one they accept.
 #include "vmm/config_json.h"
 
+#include "vmm/balloon_options.h"
 #include "vmm/host_resources.h"
 #include "vmm/vsock_options.h"
 
@@ -94,6 +95,7 @@ json ConfigToJson(const VmConfig& c) {
               {"rng", c.rng},
               {"transport", c.transport == VirtioTransportKind::kPci ? "pci" : "mmio"},
               {"paused", c.start_paused}};
+  if (c.balloon) out["balloon"] = cli::BalloonToJson(*c.balloon);
   if (!c.pci_slots.empty()) out["pci_slots"] = c.pci_slots;
   if (c.vsock) out["vsock"] = cli::VsockToJson(*c.vsock);
   if (!c.cpu_affinity.empty()) out["cpu_affinity"] = c.cpu_affinity;

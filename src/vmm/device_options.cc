@@ -326,6 +326,7 @@ Result<void> ValidateDeviceIds(const VmConfig& config) {
   std::vector<std::string> ids = {"com1", "i8042", "rtc", "boot-marker", "acpi-pm", "ged"};
   if (config.rng) ids.push_back("rng0");
   if (config.vsock) ids.push_back("vsock0");
+  if (config.balloon) ids.push_back(config.balloon->id.empty() ? "balloon0" : config.balloon->id);
   auto add = [&](const std::string& id, bool user_given) -> Result<void> {
     if (user_given) TRY(ValidateDeviceId(id));
     for (const std::string& other : ids) {

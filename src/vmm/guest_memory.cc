@@ -73,6 +73,7 @@ Result<GuestMemory> GuestMemory::Create(uint64_t size, const Backing& backing) {
   GuestMemory memory;
   memory.owned_ = true;
   memory.map_align_ = page;
+  memory.discard_ = backing.shared ? DiscardKind::kSharedFd : DiscardKind::kPrivate;
   const bool huge = backing.hugepage_size != 0;
   if (backing.shared) {
     unsigned flags = MFD_CLOEXEC | (huge ? MFD_HUGETLB | HugeFlag(page, MFD_HUGE_SHIFT) : 0);
@@ -104,6 +105,7 @@ Result<GuestMemory> GuestMemory::Create(uint64_t size, const Backing& backing) {
       return error;
     }
     memory.regions_.push_back({GuestAddr(base), len, static_cast<uint8_t*>(host)});
+    memory.memfd_offsets_.push_back(file_offset);
     file_offset += AlignUp(len, page);
     if (backing.prealloc) TRY(Populate(static_cast<uint8_t*>(host), len));
   }
@@ -125,10 +127,12 @@ Result<void> GuestMemory::SortAndCheck(std::vector<MemoryRegion>& regions) {
   return {};
 }
 
-Result<GuestMemory> GuestMemory::FromRegions(std::vector<MemoryRegion> regions) {
+Result<GuestMemory> GuestMemory::FromRegions(std::vector<MemoryRegion> regions,
+                                             bool private_anonymous) {
   TRY(SortAndCheck(regions));
   GuestMemory memory;
   memory.regions_ = std::move(regions);
+  if (private_anonymous) memory.discard_ = DiscardKind::kPrivate;
   return memory;
 }
 
@@ -138,6 +142,7 @@ Result<GuestMemory> GuestMemory::FromMappings(std::vector<MemoryRegion> regions,
   memory.owned_ = true;
   memory.regions_ = std::move(regions);
   memory.backing_path_ = std::move(backing_path);
+  memory.discard_ = DiscardKind::kPrivate;  // MAP_PRIVATE: MADV_DONTNEED drops our copies
   for (const MemoryRegion& r : memory.regions_) {
     if (r.host == nullptr) return Err("guest memory mapping without an address");
   }
@@ -150,8 +155,11 @@ GuestMemory::GuestMemory(GuestMemory&& other) noexcept
       owned_(other.owned_),
       map_align_(other.map_align_),
       memfd_(std::move(other.memfd_)),
+      memfd_offsets_(std::move(other.memfd_offsets_)),
+      discard_(other.discard_),
       backing_path_(std::move(other.backing_path_)) {
   other.regions_.clear();
+  other.discard_ = DiscardKind::kNone;
   other.owned_ = false;
   other.backing_path_.clear();
 }
@@ -163,8 +171,11 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& other) noexcept {
     owned_ = other.owned_;
     map_align_ = other.map_align_;
     memfd_ = std::move(other.memfd_);
+    memfd_offsets_ = std::move(other.memfd_offsets_);
+    discard_ = other.discard_;
     backing_path_ = std::move(other.backing_path_);
     other.regions_.clear();
+    other.discard_ = DiscardKind::kNone;
     other.owned_ = false;
     other.backing_path_.clear();
   }
@@ -185,6 +196,8 @@ void GuestMemory::Unmap() {
   owned_ = false;
   map_align_ = 4096;
   memfd_.Reset();
+  memfd_offsets_.clear();
+  discard_ = DiscardKind::kNone;
   backing_path_.clear();
 }
 

@@ -53,8 +53,10 @@ class GuestMemory {
   static Result<GuestMemory> Create(uint64_t size, const Backing& backing);
   static Result<GuestMemory> Create(uint64_t size) { return Create(size, Backing()); }
   // Wraps memory the caller owns (tests, snapshot restore with a file mapping). Regions must
-  // not overlap; they are not unmapped by the destructor.
-  static Result<GuestMemory> FromRegions(std::vector<MemoryRegion> regions);
+  // not overlap; they are not unmapped by the destructor. `private_anonymous`: they are
+  // MAP_PRIVATE | MAP_ANONYMOUS mappings of 4 KiB pages, so Discard() may release them.
+  static Result<GuestMemory> FromRegions(std::vector<MemoryRegion> regions,
+                                         bool private_anonymous = false);
   // Takes over mmap(2)ed regions (snapshot restore: MAP_PRIVATE views of a memory file); the
   // destructor unmaps them, and so does a failure here. `backing_path` names the file they
   // map, for backing_path().
@@ -76,6 +78,8 @@ class GuestMemory {
   // The memfd of shared memory (Backing::shared), -1 otherwise; regions lie in it one after
   // another, each at an offset aligned to the page size.
   int memfd() const { return memfd_.get(); }
+  // The size of the pages behind the RAM: 4 KiB, or the huge page size (Backing::hugepage_size).
+  uint64_t page_size() const { return map_align_; }
   // One past the highest guest-physical RAM address.
   GuestAddr end() const;
 
@@ -85,6 +89,17 @@ class GuestMemory {
   // Host view of [addr, addr + len) when it lies inside one region; empty span otherwise
   // (also for len 0 at an invalid address). The only sanctioned raw pointer into the guest.
   std::span<uint8_t> Slice(GuestAddr addr, uint64_t len) const;
+
+  // Gives the host memory behind `host` back to the host (virtio-balloon: inflated pages, free
+  // pages the guest reported). `host` must lie inside one region, as Slice() returns it. Only
+  // the whole pages of page_size() inside it are released (a huge page only when all of it is
+  // in `host`); returns their bytes. How (guest_memory_discard.cc): private memory (anonymous,
+  // hugetlb, a restored snapshot's MAP_PRIVATE file view) with madvise(MADV_DONTNEED), shared
+  // memory with fallocate(PUNCH_HOLE) on the memfd. Afterwards the guest reads zeros there (a
+  // snapshot view: the memory file's bytes) and the host faults pages in again on the next
+  // touch. Memory this class does not know how to release (FromRegions without
+  // `private_anonymous`) releases nothing and returns 0. An error: the kernel refused.
+  Result<uint64_t> Discard(std::span<uint8_t> host) const;
 
   // Copies, splitting across regions where the range is contiguous in guest-physical space.
   Result<void> Read(GuestAddr addr, void* dst, uint64_t len) const;
@@ -108,10 +123,15 @@ class GuestMemory {
   void Unmap();
   static Result<void> SortAndCheck(std::vector<MemoryRegion>& regions);
 
+  // How Discard() releases pages.
+  enum class DiscardKind { kNone, kPrivate, kSharedFd };
+
   std::vector<MemoryRegion> regions_;  // sorted by guest_base
   bool owned_ = false;
   uint64_t map_align_ = 4096;  // munmap lengths are rounded up to this (the huge page size)
   UniqueFd memfd_;
+  std::vector<uint64_t> memfd_offsets_;  // per region, its offset in memfd_ (shared memory)
+  DiscardKind discard_ = DiscardKind::kNone;
   std::string backing_path_;
 };
 

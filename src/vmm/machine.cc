@@ -42,6 +42,7 @@ Result<void> Machine::Impl::Boot(bool paused) {
 Result<void> Machine::Impl::Install(std::unique_ptr<Vm> fresh, bool paused, RunState paused_state) {
   fresh->SetSlotEjectHandler(
       [this, from = fresh.get()](uint32_t slot) { OnSlotEjected(from, slot); });
+  WatchBalloon(*fresh);
   if (!paused) TRY(fresh->Resume());
   {
     std::lock_guard lock(mutex);

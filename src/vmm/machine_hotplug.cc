@@ -19,6 +19,7 @@
 
 #include "base/seccomp.h"
 #include "kite/kite.h"
+#include "vmm/balloon_options.h"
 #include "vmm/device_options.h"
 #include "vmm/machine_impl.h"
 #include "vmm/vm_virtio.h"
@@ -133,6 +134,7 @@ void Machine::Impl::ForgetDeviceLocked(const std::string& id) {
   }
   if (id == "rng0") config.rng = false;
   if (id == "vsock0") config.vsock.reset();
+  if (config.balloon && cli::BalloonId(*config.balloon) == id) config.balloon.reset();
   config.pci_slots.erase(id);
 }
 

@@ -95,6 +95,8 @@ struct Machine::Impl {
   void SetState(RunState state);
   Vm* CurrentVm() const;
   void Emit(const std::string& name, nlohmann::json data = nullptr);
+  // The balloon's BALLOON_CHANGE events of a Vm about to run (machine_balloon.cc).
+  void WatchBalloon(Vm& fresh);
   // The SHUTDOWN or RESET event for how a run ended.
   void EmitEnd(const VmOutcome& outcome, bool restarting);
 

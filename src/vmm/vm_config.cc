@@ -4,6 +4,7 @@
 
 #include "base/units.h"
 #include "kite/kite.h"
+#include "vmm/balloon_options.h"
 #include "vmm/cpuid.h"
 #include "vmm/device_options.h"
 #include "vmm/host_resources.h"
@@ -41,6 +42,7 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
   for (const DiskConfig& disk : c.disks) TRY(cli::ValidateDisk(disk));
   for (const NetConfig& net : c.nets) TRY(cli::ValidateNet(net));
   if (c.vsock) TRY(cli::ValidateVsock(*c.vsock));
+  if (c.balloon) TRY(cli::ValidateBalloon(*c.balloon, c.memory));
   TRY(cli::ValidateDeviceIds(c));
   if (c.transport == VirtioTransportKind::kPci && !c.acpi) {
     return Err(
@@ -64,12 +66,13 @@ Result<void> ValidateVmConfig(const VmConfig& c) {
     return Err("unplug_timeout_ms: " + std::to_string(c.unplug_timeout_ms) +
                " (expected 1 to 3600000)");
   }
-  size_t devices = c.disks.size() + c.nets.size() + (c.rng ? 1 : 0) + (c.vsock ? 1 : 0);
+  size_t devices = c.disks.size() + c.nets.size() + (c.rng ? 1 : 0) + (c.vsock ? 1 : 0) +
+                   (c.balloon ? 1 : 0);
   const bool pci = c.transport == VirtioTransportKind::kPci;
   size_t limit = pci ? kMaxPciVirtioDevices : kMaxVirtioDevices;
   if (devices > limit) {
     return Err("too many virtio devices: " + std::to_string(devices) +
-               " (disks + nets + rng + vsock; at most " + std::to_string(limit) +
+               " (disks + nets + rng + vsock + balloon; at most " + std::to_string(limit) +
                (pci ? ", one per PCI slot)" : " on virtio-mmio; --transport pci takes 31)"));
   }
   return {};

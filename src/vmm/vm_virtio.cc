@@ -15,12 +15,14 @@
 #include "base/units.h"
 #include "devices/irq_line.h"
 #include "storage/disk_image.h"
+#include "virtio/balloon.h"
 #include "virtio/block.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/virtio_spec.h"
 #include "virtio/vsock.h"
+#include "vmm/balloon_options.h"
 #include "vmm/device_options.h"
 #include "vmm/layout.h"
 #include "vmm/snapshot/virtio_state_json.h"
@@ -273,6 +275,7 @@ class VirtioEntry : public VmDevice, public LiveDisk {
   DiskConfig disk;
   std::shared_ptr<virtio::BlockDevice> block;
   std::shared_ptr<virtio::NetDevice> net;
+  std::shared_ptr<virtio::BalloonDevice> balloon;
 
  private:
   // Reads the eventfd's counter and serves the queue, then waits for the next kick.
@@ -313,6 +316,7 @@ struct EntryExtras {
   const DiskConfig* disk = nullptr;
   std::shared_ptr<virtio::BlockDevice> block;
   std::shared_ptr<virtio::NetDevice> net;
+  std::shared_ptr<virtio::BalloonDevice> balloon;
 };
 
 // Where the device with `id` goes on the PCI bus: the slot the configuration gives it (a
@@ -351,6 +355,7 @@ Result<DeviceEntry> MakeEntry(const VirtioWiring& w, std::string id, std::string
       if (auto t = transport.lock()) t->NotifyConfigChanged();
     });
   }
+  entry->balloon = std::move(extras.balloon);
   return DeviceEntry{std::move(id), std::move(kind), res, std::move(entry)};
 }
 
@@ -363,6 +368,22 @@ VirtioEntry* FindEntry(const DeviceRegistry& registry, const std::string& id) {
   return nullptr;
 }
 
+// The memory balloon (virtio/balloon.h) as config.balloon describes it.
+Result<DeviceEntry> BalloonEntry(const VirtioWiring& w, const BalloonConfig& b) {
+  std::string id = cli::BalloonId(b);
+  std::optional<uint8_t> slot = TRY_CTX(PlannedSlot(w, id), id);
+  virtio::BalloonOptions options;
+  options.target_pages = static_cast<uint32_t>(b.size >> 12);
+  options.deflate_on_oom = b.deflate_on_oom;
+  options.free_page_reporting = b.free_page_reporting;
+  options.stats_interval_s = b.statistics_interval;
+  options.host_page_size = w.memory->page_size();
+  auto device = virtio::CreateVirtioBalloon(options, &w.loop->context());
+  EntryExtras extras;
+  extras.balloon = device ? *device : nullptr;
+  return MakeEntry(w, id, "virtio-balloon", id, std::move(device), slot, std::move(extras));
+}
+
 }  // namespace
 
 Result<DeviceEntry> CreateVirtioDisk(const VirtioWiring& w, const DiskConfig& disk,
@@ -372,7 +393,7 @@ Result<DeviceEntry> CreateVirtioDisk(const VirtioWiring& w, const DiskConfig& di
   auto image = OpenDisk(disk);
   if (!image) return std::move(image).error().Context(label);
   auto device = CreateDisk(disk, *image, w);
-  EntryExtras extras{&disk, device ? *device : nullptr, nullptr};
+  EntryExtras extras{&disk, device ? *device : nullptr, nullptr, nullptr};
   return MakeEntry(w, id, "virtio-blk", label, std::move(device), slot, std::move(extras));
 }
 
@@ -381,7 +402,7 @@ Result<DeviceEntry> CreateVirtioNet(const VirtioWiring& w, const NetConfig& net,
   std::string label = "net " + id;
   if (!slot) slot = TRY_CTX(PlannedSlot(w, id), label);
   auto device = CreateNet(net, &w.loop->context());
-  EntryExtras extras{nullptr, nullptr, device ? *device : nullptr};
+  EntryExtras extras{nullptr, nullptr, device ? *device : nullptr, nullptr};
   return MakeEntry(w, id, "virtio-net", label, std::move(device), slot, std::move(extras));
 }
 
@@ -405,6 +426,7 @@ Result<void> AddVirtioDevices(const VirtioWiring& w) {
         TRY(MakeEntry(w, cli::kVsockId, "virtio-vsock", "vsock0 (" + c.vsock->uds_path + ")",
                       virtio::CreateVirtioVsock(options, &w.loop->context()), slot))));
   }
+  if (c.balloon) TRY(w.registry->Add(TRY(BalloonEntry(w, *c.balloon))));
   return {};
 }
 
@@ -447,6 +469,28 @@ std::string VirtioKernelCmdline(const DeviceRegistry& registry) {
            std::to_string(*e.resources.gsi);
   });
   return out;
+}
+
+std::shared_ptr<virtio::BalloonDevice> FindBalloon(const DeviceRegistry& registry,
+                                                   std::string* id) {
+  std::shared_ptr<virtio::BalloonDevice> found;
+  ForEachVirtio(registry, [&](const DeviceEntry& e, const VirtioEntry& v) {
+    if (!v.balloon || found) return;
+    found = v.balloon;
+    if (id) *id = e.id;
+  });
+  return found;
+}
+
+Result<void> SetBalloonTarget(const DeviceRegistry& registry, uint32_t pages) {
+  for (const auto& e : registry.entries()) {
+    if (e->kind != "virtio-balloon") continue;
+    auto& entry = static_cast<VirtioEntry&>(*e->device);
+    entry.balloon->SetTarget(pages);
+    entry.transport().NotifyConfigChanged();
+    return {};
+  }
+  return Err(ErrorKind::kDeviceNotActive, "No balloon device has been activated");
 }
 
 LiveDisk* FindLiveDisk(const DeviceRegistry& registry, const std::string& id) {

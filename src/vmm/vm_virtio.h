@@ -26,6 +26,7 @@
 #include "devices/bus.h"
 #include "kite/kite.h"
 #include "storage/disk_image.h"
+#include "virtio/balloon.h"
 #include "virtio/block.h"
 #include "vmm/acpi/acpi_tables.h"
 #include "vmm/device_registry.h"
@@ -121,6 +122,12 @@ Result<std::string> SetDiskThrottle(const DeviceRegistry& registry, virtio::Thro
                                     const std::optional<std::string>& group);
 Result<void> SetNetThrottle(const DeviceRegistry& registry, const std::string& id,
                             const Throttle& limit);
+
+// The memory balloon, nullptr when the VM has none (`id`: its device id); and QMP `balloon`:
+// its new num_pages with a configuration-change interrupt (DeviceNotActive without one).
+std::shared_ptr<virtio::BalloonDevice> FindBalloon(const DeviceRegistry& registry,
+                                                   std::string* id = nullptr);
+Result<void> SetBalloonTarget(const DeviceRegistry& registry, uint32_t pages);
 
 // x-kite-query-net-throttle: every NIC's limit (its TX one; both directions have the same).
 std::vector<NetThrottleInfo> QueryNetThrottles(const DeviceRegistry& registry);

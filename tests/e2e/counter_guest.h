@@ -91,6 +91,7 @@ class KiteInBackground {
     });
   }
   bool running() const { return !done_.load(); }
+  int pid() const { return pid_.load(); }
   ~KiteInBackground() { Join(); }
   void Kill() {
     if (int pid = pid_.load(); pid > 0) ::kill(pid, SIGKILL);
@@ -107,13 +108,10 @@ class KiteInBackground {
   ProcessResult result_;
 };
 
-// A fixture for tests of the counter guest: KVM whose guests run userspace (else a skip, or a
-// failure under CI=true), kite's own guest kernel (kernel_), and in dir_ the guest's root file
-// system base.raw (64 MiB, ext4) under a qcow2 overlay root.qcow2. Needs KITE_SOURCE_DIR and
-// KITE_IMG_BINARY.
-inline constexpr uint64_t kRootMiB = 64;
-
-class CounterGuestTest : public ::testing::Test {
+// A fixture for tests that boot the Linux guest with userspace: KVM whose guests run it (else
+// a skip, or a failure under CI=true) and kite's own guest kernel (kernel_). A derived SetUp
+// calls this one first and returns when IsSkipped() or HasFatalFailure().
+class UserspaceGuestTest : public ::testing::Test {
  protected:
   void SetUp() override {
     KITE_REQUIRE_GUEST_USERSPACE();
@@ -122,6 +120,21 @@ class CounterGuestTest : public ::testing::Test {
       FAIL() << "kite's guest kernel is not built (guest-firmware/linux/guest-kernel.sh; "
                 "scripts/test.sh builds it)";
     }
+  }
+
+  std::string kernel_;
+};
+
+// A fixture for tests of the counter guest: UserspaceGuestTest, and in dir_ the guest's root
+// file system base.raw (64 MiB, ext4) under a qcow2 overlay root.qcow2. Needs KITE_SOURCE_DIR
+// and KITE_IMG_BINARY.
+inline constexpr uint64_t kRootMiB = 64;
+
+class CounterGuestTest : public UserspaceGuestTest {
+ protected:
+  void SetUp() override {
+    UserspaceGuestTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     std::string base = dir_.File("base.raw");
     ASSERT_TRUE(Sh("/bin/bash " + std::string(KITE_SOURCE_DIR) + "/tests/e2e/make-rootfs.sh " +
                    base + " " + std::to_string(kRootMiB) + " counter"));
@@ -130,7 +143,6 @@ class CounterGuestTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::string kernel_;
 };
 
 }  // namespace kite::testing

@@ -49,10 +49,7 @@ std::string VmCommand(const std::string& name, const std::string& args,
 TEST(NetBridgeE2e, TwoVmsAndHost_PingEachOther_MultiqueueSpreadsFlows) {
   KITE_REQUIRE_KVM();
   KITE_REQUIRE_TOOL("unshare", "ip", "bash", "busybox");  // busybox ping: the host may have none
-  if (!HardwareBackedKvm()) {
-    if (RunningInCi()) FAIL() << "CI=true: guest userspace must run (nested VM or hardware)";
-    GTEST_SKIP() << "guest userspace cannot run on an emulated /dev/kvm (MACHINE.md)";
-  }
+  KITE_REQUIRE_GUEST_USERSPACE();
   if (::geteuid() != 0) {
     if (RunningInCi()) FAIL() << "CI=true but not root: a bridge and taps need CAP_NET_ADMIN";
     GTEST_SKIP() << "skipped: not root";

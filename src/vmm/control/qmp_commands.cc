@@ -5,6 +5,7 @@
 #include <sstream>
 #include <vector>
 
+#include "vmm/control/qmp_balloon_commands.h"
 #include "vmm/control/qmp_disk_commands.h"
 #include "vmm/control/qmp_protocol.h"
 
@@ -31,6 +32,8 @@ const char* TypeName(ArgType type) {
       return "array";
     case ArgType::kObject:
       return "object";
+    case ArgType::kAny:
+      return "any";
   }
   return "?";
 }
@@ -47,6 +50,8 @@ bool HasType(const json& value, ArgType type) {
       return value.is_array();
     case ArgType::kObject:
       return value.is_object();
+    case ArgType::kAny:
+      return true;
   }
   return false;
 }
@@ -236,6 +241,11 @@ const CommandSpec kCommands[] = {
     {"block-job-resume", kJobArgs, kSlow, kAnyState, "", BlockJobResume},
     {"block-job-complete", kJobArgs, kSlow, kAnyState, "", BlockJobComplete},
     {"block-job-set-speed", kJobSpeedArgs, kSlow, kAnyState, "", BlockJobSetSpeed},
+    // The memory balloon: qmp_balloon_commands.cc.
+    {"balloon", kBalloonArgs, kSlow, kLive, kNotLive, Balloon},
+    {"query-balloon", {}, kFast, kAnyState, "", QueryBalloon},
+    {"qom-get", kQomGetArgs, kFast, kAnyState, "", QomGet},
+    {"qom-set", kQomSetArgs, kSlow, kLive, kNotLive, QomSet},
 };
 
 }  // namespace

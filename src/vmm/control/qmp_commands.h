@@ -18,7 +18,7 @@
 
 namespace kite::qmp {
 
-enum class ArgType { kString, kInteger, kBoolean, kArray, kObject };
+enum class ArgType { kString, kInteger, kBoolean, kArray, kObject, kAny };
 
 struct ArgSpec {
   const char* name;

@@ -50,7 +50,8 @@ FakeDriver::FakeDriver(FakeDriverOptions options) : options_(options) {
     mapping_sizes_.push_back(options_.high_size);
     regions.push_back({GuestAddr(HighAddr()), options_.high_size, mappings_.back()});
   }
-  auto memory = GuestMemory::FromRegions(std::move(regions));
+  // Private anonymous mappings: a device may give pages back (virtio-balloon's Discard).
+  auto memory = GuestMemory::FromRegions(std::move(regions), /*private_anonymous=*/true);
   if (!memory) Die(memory.error().message().c_str());
   memory_ = std::move(*memory);
   ring_base_ = kRingStart;

@@ -19,6 +19,7 @@
 #include "net_test_frames.h"
 #include "snapshot_harness.h"
 #include "testing/temp_dir.h"
+#include "virtio/balloon.h"
 #include "virtio/block.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
@@ -243,6 +244,50 @@ struct NetMqTraits {
     EXPECT_TRUE(h.RunUntil([&] { return (used = h.driver(3).PopUsed()).has_value(); }));
     if (used) pair0.Done(h.driver(3), r, *used);
     pair0.backend = backends[0];
+// Requests inflate one touched page each (its host memory goes: it reads zero). Prime leaves a
+// statistics buffer held; the quiesce gives it back and the restored device reads it again.
+// The target and actual survive.
+struct BalloonTraits {
+  std::shared_ptr<BalloonDevice> device;
+  std::shared_ptr<VirtioDevice> Make(asio::io_context* loop) {
+    BalloonOptions options;
+    options.target_pages = 1000;
+    options.free_page_reporting = true;
+    device = *CreateVirtioBalloon(options, loop);
+    return device;
+  }
+  std::vector<uint16_t> WorkQueues() const { return {0}; }
+  Req Add(FakeDriver& d, uint16_t, int seq) {
+    Req r{.seq = seq};
+    r.a = (d.Alloc(2 * 4096) + 4095) / 4096 * 4096;
+    std::vector<uint8_t> page(4096, 0x5a);
+    d.WriteBytes(r.a, page.data(), page.size());
+    r.b = d.Alloc(4);
+    d.WriteObj<uint32_t>(r.b, static_cast<uint32_t>(r.a / 4096));
+    r.head = d.AddChain({{r.b, 4, false}});
+    return r;
+  }
+  void Done(FakeDriver& d, const Req& r, const UsedElement& used) {
+    EXPECT_EQ(used.len, 0u);
+    EXPECT_EQ(d.ReadObj<uint8_t>(r.a), 0);
+  }
+  void Prime(TransportHarness& h) {
+    device->SetTarget(4321);
+    uint32_t actual = 1234;  // as the driver writes it
+    h.Write32(mmio::kConfig + balloon::kConfigActual, actual);
+    FakeDriver& stats = h.driver(2);
+    uint8_t entry[10] = {4, 0, 0x00, 0x10};  // free memory: 4096 bytes
+    uint64_t buf = stats.Alloc(sizeof(entry));
+    stats.WriteBytes(buf, entry, sizeof(entry));
+    stats.AddChain({{buf, sizeof(entry), false}});
+    h.Kick(2);
+    EXPECT_TRUE(h.RunUntil([&] { return device->stats().values[4] == 4096; }));
+  }
+  void AfterResume(TransportHarness& h) {
+    EXPECT_EQ(device->target(), 4321u);
+    EXPECT_EQ(device->actual(), 1234u);
+    EXPECT_TRUE(h.RunUntil([&] { return device->stats().values[4] == 4096; }));
+    EXPECT_FALSE(h.driver(2).PopUsed().has_value());  // held again, not returned
   }
 };
 
@@ -318,7 +363,8 @@ class DeviceSnapshotTest : public ::testing::Test {
   int seq_ = 1;
 };
 
-using Devices = ::testing::Types<BlkTraits, NetTraits, NetMqTraits, RngTraits, VsockTraits>;
+using Devices =
+    ::testing::Types<BlkTraits, NetTraits, NetMqTraits, RngTraits, VsockTraits, BalloonTraits>;
 TYPED_TEST_SUITE(DeviceSnapshotTest, Devices);
 
 TYPED_TEST(DeviceSnapshotTest, SaveRestoreSave_Identical) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "testing/temp_dir.h"
+#include "vmm/control/qmp_balloon_commands.h"
 #include "vmm/control/qmp_commands.h"
 #include "vmm/control/qmp_dispatcher.h"
 #include "vmm/control/qmp_protocol.h"
@@ -329,6 +330,60 @@ TEST_F(DispatcherTest, NonAsciiId_EscapedOnTheWire) {
   Outcome outcome = dispatcher_->Handle("{\"execute\":\"query-kvm\",\"id\":\"\xc3\xa9\"}");
   EXPECT_NE(outcome.reply.find("\"id\":\"\\u00e9\""), std::string::npos) << outcome.reply;
   for (unsigned char c : outcome.reply) EXPECT_LT(c, 0x80);
+}
+
+// The memory balloon's commands without a balloon (with one: tests/e2e/balloon_e2e_test.cc).
+TEST_F(DispatcherTest, Balloon_NoBalloon_DeviceNotActive_QemuText) {
+  ExpectError(Negotiated(R"({"execute":"balloon","arguments":{"value":1073741824}})"),
+              "DeviceNotActive", "No balloon device has been activated");
+  ExpectError(Negotiated(R"({"execute":"query-balloon"})"), "DeviceNotActive",
+              "No balloon device has been activated");
+  // QEMU checks for the device before the value.
+  ExpectError(Negotiated(R"({"execute":"balloon","arguments":{"value":-5}})"), "DeviceNotActive",
+              "No balloon device has been activated");
+}
+
+TEST_F(DispatcherTest, Balloon_QomPaths_WithoutBalloon_DeviceNotFound) {
+  ExpectError(
+      Negotiated(R"({"execute":"qom-get","arguments":{"path":"/machine/peripheral/balloon0",)"
+                 R"("property":"guest-stats"}})"),
+      "DeviceNotFound", "Device '/machine/peripheral/balloon0' not found");
+  ExpectError(
+      Negotiated(R"({"execute":"qom-set","arguments":{"path":"/machine/peripheral/balloon0",)"
+                 R"("property":"guest-stats-polling-interval","value":2}})"),
+      "DeviceNotFound", "Device '/machine/peripheral/balloon0' not found");
+}
+
+TEST_F(DispatcherTest, Balloon_Arguments_QemuTexts) {
+  ExpectError(Negotiated(R"({"execute":"balloon"})"), "GenericError",
+              "Parameter 'value' is missing");
+  ExpectError(Negotiated(R"({"execute":"balloon","arguments":{"value":"1G"}})"), "GenericError",
+              "Invalid parameter type for 'value', expected: integer");
+  ExpectError(Negotiated(R"({"execute":"qom-get","arguments":{"path":"/x"}})"), "GenericError",
+              "Parameter 'property' is missing");
+  ExpectError(Negotiated(R"({"execute":"qom-set","arguments":{"path":"/x","property":"p"}})"),
+              "GenericError", "Parameter 'value' is missing");
+  ExpectError(Negotiated(R"({"execute":"query-balloon","arguments":{"x":1}})"), "GenericError",
+              "Parameter 'x' is unexpected");
+}
+
+TEST(BalloonShapes, GuestStats_QemuNames_UnsetIsMinusOneAsUint64) {
+  BalloonInfo info;
+  info.stats.assign(16, UINT64_MAX);
+  info.stats[4] = 1000;  // free memory
+  info.stats[5] = 4000;  // total memory
+  info.last_update = 1718000000;
+  json j = GuestStatsJson(info);
+  EXPECT_EQ(j["last-update"], 1718000000);
+  EXPECT_EQ(j["stats"]["stat-free-memory"], 1000u);
+  EXPECT_EQ(j["stats"]["stat-total-memory"], 4000u);
+  EXPECT_EQ(j["stats"]["stat-swap-in"], UINT64_MAX);
+  for (const char* name :
+       {"stat-swap-out", "stat-major-faults", "stat-minor-faults", "stat-available-memory",
+        "stat-disk-caches", "stat-htlb-pgalloc", "stat-htlb-pgfail"}) {
+    EXPECT_TRUE(j["stats"].contains(name)) << name;
+  }
+  EXPECT_EQ(j["stats"].size(), 16u);
 }
 
 TEST(RunInline, StreamOfRequests_RepliesInOrder) {
