@@ -181,6 +181,8 @@ struct VsockTraits {
   void Done(FakeDriver&, const Req&, const UsedElement& used) { EXPECT_EQ(used.len, 0u); }
   void Prime(TransportHarness&) {}
   void AfterResume(TransportHarness&) {}
+};
+
 // Multiqueue with the control queue: two queue pairs (queues 0-3) and the control queue (4).
 // Requests are transmitted frames on pair 0 (queue 1) and control requests on queue 4: the
 // first served (before the quiesce) puts pair 1 into use (VQ_PAIRS_SET 2), the others set a
@@ -244,6 +246,9 @@ struct NetMqTraits {
     EXPECT_TRUE(h.RunUntil([&] { return (used = h.driver(3).PopUsed()).has_value(); }));
     if (used) pair0.Done(h.driver(3), r, *used);
     pair0.backend = backends[0];
+  }
+};
+
 // Requests inflate one touched page each (its host memory goes: it reads zero). Prime leaves a
 // statistics buffer held; the quiesce gives it back and the restored device reads it again.
 // The target and actual survive.
