@@ -253,12 +253,16 @@ struct NetMqTraits {
 // statistics buffer held; the quiesce gives it back and the restored device reads it again.
 // The target and actual survive.
 struct BalloonTraits {
-  std::shared_ptr<BalloonDevice> device;
+  // Not owned: the fixture destroys the devices before their loop, and the balloon's timers
+  // must go first (the traits outlive the loop).
+  std::weak_ptr<BalloonDevice> made;
+  std::shared_ptr<BalloonDevice> device() const { return made.lock(); }
   std::shared_ptr<VirtioDevice> Make(asio::io_context* loop) {
     BalloonOptions options;
     options.target_pages = 1000;
     options.free_page_reporting = true;
-    device = *CreateVirtioBalloon(options, loop);
+    std::shared_ptr<BalloonDevice> device = *CreateVirtioBalloon(options, loop);
+    made = device;
     return device;
   }
   std::vector<uint16_t> WorkQueues() const { return {0}; }
@@ -277,7 +281,7 @@ struct BalloonTraits {
     EXPECT_EQ(d.ReadObj<uint8_t>(r.a), 0);
   }
   void Prime(TransportHarness& h) {
-    device->SetTarget(4321);
+    device()->SetTarget(4321);
     uint32_t actual = 1234;  // as the driver writes it
     h.Write32(mmio::kConfig + balloon::kConfigActual, actual);
     FakeDriver& stats = h.driver(2);
@@ -286,12 +290,12 @@ struct BalloonTraits {
     stats.WriteBytes(buf, entry, sizeof(entry));
     stats.AddChain({{buf, sizeof(entry), false}});
     h.Kick(2);
-    EXPECT_TRUE(h.RunUntil([&] { return device->stats().values[4] == 4096; }));
+    EXPECT_TRUE(h.RunUntil([&] { return device()->stats().values[4] == 4096; }));
   }
   void AfterResume(TransportHarness& h) {
-    EXPECT_EQ(device->target(), 4321u);
-    EXPECT_EQ(device->actual(), 1234u);
-    EXPECT_TRUE(h.RunUntil([&] { return device->stats().values[4] == 4096; }));
+    EXPECT_EQ(device()->target(), 4321u);
+    EXPECT_EQ(device()->actual(), 1234u);
+    EXPECT_TRUE(h.RunUntil([&] { return device()->stats().values[4] == 4096; }));
     EXPECT_FALSE(h.driver(2).PopUsed().has_value());  // held again, not returned
   }
 };
