@@ -1,6 +1,8 @@
 // See linux_guest.h.
 #include "linux_guest.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <fstream>
 
@@ -36,6 +38,13 @@ bool HardwareBackedKvm() {
     }
   }
   return false;
+}
+
+void FindGuestImages(GuestImages* out) {
+  out->kernel = FindGuestKernel();
+  ASSERT_FALSE(out->kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
+  out->initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
+  ASSERT_FALSE(out->initrd.empty()) << "build-initramfs.sh failed";
 }
 
 }  // namespace kite::testing

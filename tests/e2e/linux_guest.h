@@ -21,6 +21,14 @@ std::string FindKernel();
 // hosts (MACHINE.md) only the guest kernel does.
 bool HardwareBackedKvm();
 
+// kite's guest kernel and its test initramfs (build-initramfs.sh, cached): the calling test
+// fails (fatally: wrap the call in ASSERT_NO_FATAL_FAILURE) when either is missing.
+struct GuestImages {
+  std::string kernel;
+  std::string initrd;
+};
+void FindGuestImages(GuestImages* out);
+
 }  // namespace kite::testing
 
 // KVM whose guests run userspace (the nested VM or hardware): else the test is skipped, and

@@ -106,10 +106,9 @@ DeviceBytes Bytes(QmpClient& qmp) {
 
 TEST(RateLimitE2e, LinuxGuest_SaturatesDiskAndNic_RatesHeld_ControlSocketResponsive) {
   KITE_REQUIRE_GUEST_USERSPACE();
-  std::string kernel = FindGuestKernel();
-  ASSERT_FALSE(kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
-  std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
-  ASSERT_FALSE(initrd.empty()) << "build-initramfs.sh failed";
+  GuestImages images;
+  ASSERT_NO_FATAL_FAILURE(FindGuestImages(&images));
+  const std::string &kernel = images.kernel, &initrd = images.initrd;
   TempDir dir;
   {
     std::ofstream disk(dir.File("disk.raw"), std::ios::binary);

@@ -44,10 +44,9 @@ std::vector<std::string> KiteArgs(const std::string& kernel, const std::string& 
 
 TEST_P(SocketNetE2e, TwoLinuxGuests_PingEachOther) {
   KITE_REQUIRE_GUEST_USERSPACE();
-  std::string kernel = FindGuestKernel();
-  ASSERT_FALSE(kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
-  std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
-  ASSERT_FALSE(initrd.empty()) << "build-initramfs.sh failed";
+  GuestImages images;
+  ASSERT_NO_FATAL_FAILURE(FindGuestImages(&images));
+  const std::string &kernel = images.kernel, &initrd = images.initrd;
   TempDir dir;
   const bool stream = GetParam();
   std::string a_net = stream ? "stream=" + dir.File("link.sock") + ",server=on"

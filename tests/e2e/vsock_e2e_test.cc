@@ -133,10 +133,9 @@ std::string SendToGuest(const std::string& path, uint32_t port, const std::vecto
 
 TEST(VsockE2e, BothWays_8MiB_ChecksumsMatch_HostResetSeenByGuest) {
   KITE_REQUIRE_GUEST_USERSPACE();
-  std::string kernel = FindGuestKernel();
-  ASSERT_FALSE(kernel.empty()) << "kite's guest kernel is not built (guest-kernel.sh)";
-  std::string initrd = ScriptOutput({"/bin/bash", LinuxDir() + "/build-initramfs.sh"});
-  ASSERT_FALSE(initrd.empty()) << "build-initramfs.sh failed";
+  GuestImages images;
+  ASSERT_NO_FATAL_FAILURE(FindGuestImages(&images));
+  const std::string &kernel = images.kernel, &initrd = images.initrd;
   TempDir dir;
   std::string uds = dir.File("v.sock"), serial = dir.File("serial.txt");
   UniqueFd to_host = Listen(uds + "_6000"), resetting = Listen(uds + "_6001");
