@@ -115,32 +115,39 @@ elif ((kvm_vm_ok)); then
   else
     echo "== no /dev/kvm on this host: KVM tests run in a nested VM (scripts/kvm-vm)"
   fi
-  # The plain build's labels take about 6 minutes (the snapshot e2e tests boot and restore
-  # Linux five times), the sanitizer builds' kvm tests a few more. The nested VM (kvm_amd on QEMU's emulated SVM, one
-  # vCPU: scripts/kvm-vm/README.md) may still wedge its own kernel now and then: a
-  # VM that stalls (the runner exits 124 on its timeout or when the VM sat idle, no CPU and no
-  # output, for KITE_VM_IDLE_TIMEOUT = 300 s; 125 when the VM died before the
-  # command finished) is retried, up to three attempts: that is the test machinery failing,
-  # not a test. A retry goes on from the test the VM wedged in (KITE_KVM_RESUME: the tests
-  # that passed before are not run again; their count is added to the closing line). A test
-  # failure (ctest's own status) is never retried.
-  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1500}
-  passed_lists=("$build/Testing/kite-passed")
-  ((sanitizers)) && passed_lists+=("$asan_build/Testing/kite-passed" "$tsan_build/Testing/kite-passed")
-  passed_count() { cat "${passed_lists[@]}" 2>/dev/null | wc -l; }
-  earlier=0
-  for attempt in 1 2 3; do
-    rc=0
-    ((attempt > 1)) && earlier=$(passed_count)
-    KITE_KVM_RESUME=$((attempt > 1)) run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- "${kvm_tests[@]}" || rc=$?
-    ((rc == 124 || rc == 125)) && ((attempt < 3)) && { echo "== the VM failed (status $rc): again, from where it stopped"; continue; }
-    break
+  # Three parts, each in a nested VM of its own (KITE_KVM_PART): the plain build's labels
+  # (about 20 minutes: the Debian and snapshot e2e tests boot Linux many times), then the
+  # sanitizer builds' kvm tests (about 8 and 3 minutes); a VM's KITE_VM_TIMEOUT (1800 s) is
+  # per part. The nested VM (kvm_amd on QEMU's emulated SVM, one vCPU:
+  # scripts/kvm-vm/README.md) may still wedge its own kernel now and then: a VM that stalls
+  # (the runner exits 124 on its timeout or when the VM sat idle, no CPU and no output, for
+  # KITE_VM_IDLE_TIMEOUT = 300 s; 125 when the VM died before the command finished) is
+  # retried, up to three attempts per part: that is the test machinery failing, not a test. A
+  # retry goes on from the test the VM wedged in (KITE_KVM_RESUME: the tests that passed
+  # before are not run again; their count is added to the closing line). A test failure
+  # (ctest's own status) is never retried.
+  export KITE_VM_TIMEOUT=${KITE_VM_TIMEOUT:-1800}
+  parts=("plain:$build")
+  ((sanitizers)) && parts+=("asan:$asan_build" "tsan:$tsan_build")
+  for entry in "${parts[@]}"; do
+    part=${entry%%:*} passed_list=${entry#*:}/Testing/kite-passed
+    passed_count() { cat "$passed_list" 2>/dev/null | wc -l; }
+    earlier=0
+    for attempt in 1 2 3; do
+      rc=0
+      echo "== nested VM: the $part part's kvm tests (attempt $attempt)"
+      ((attempt > 1)) && earlier=$(passed_count)
+      KITE_KVM_PART=$part KITE_KVM_RESUME=$((attempt > 1)) \
+        run_ctest scripts/kvm-vm/run-in-kvm-vm.sh "$repo" -- "${kvm_tests[@]}" || rc=$?
+      ((rc == 124 || rc == 125)) && ((attempt < 3)) && { echo "== the VM failed (status $rc): again, from where it stopped"; continue; }
+      break
+    done
+    # Tests that passed in a VM that then wedged: their ctest never printed its total line.
+    n=$earlier
+    ((rc == 124 || rc == 125)) && n=$(passed_count)
+    ((n > 0)) && echo "$n tests passed, 0 tests failed out of $n (in a VM that wedged)" >> "$summary"
+    ((rc == 0)) || status=1
   done
-  # Tests that passed in a VM that then wedged: their ctest never printed its total line.
-  n=$earlier
-  ((rc == 124 || rc == 125)) && n=$(passed_count)
-  ((n > 0)) && echo "$n tests passed, 0 tests failed out of $n (in a VM that wedged)" >> "$summary"
-  ((rc == 0)) || status=1
 else
   echo "== no /dev/kvm and no nested VM: KVM tests report skipped (they fail under CI=true)"
   run_ctest "${kvm_tests[@]}" || status=1
