@@ -252,7 +252,7 @@ Result<Command> ParseMeasure(std::span<const std::string> args) {
 constexpr OptDef kConvertDefs[] = {
     {"f", true},  {"O", true},  {"o", true}, {"c", false}, {"S", true},
     {"p", false}, {"q", false}, {"B", true}, {"F", true},  {"U", false, "force-share"},
-    {"m", true},  {"W", false}, {"t", true}};
+    {"m", true},  {"W", false}, {"t", true}, {"n", false}, {"target-is-zero", false}};
 
 Result<int> ParseRequests(const std::string& value) {
   auto n = ParseNumber(value, "number of coroutines");
@@ -279,8 +279,24 @@ Result<Command> ParseConvert(std::span<const std::string> args) {
     if (o.key == "m") c.requests = TRY(ParseRequests(o.value));
     if (o.key == "W") c.out_of_order = true;
     if (o.key == "t") c.cache = o.value;
+    if (o.key == "n") c.skip_create = true;
+    if (o.key == "target-is-zero") c.target_is_zero = true;
   }
   if (!storage::ParseCacheMode(c.cache)) return Err("Invalid cache option: " + c.cache);
+  if (c.target_is_zero && !c.skip_create) return Err("--target-is-zero requires use of -n flag");
+  if (c.skip_create && !c.options.empty()) {
+    return Err("-o has no effect when skipping image creation");
+  }
+  // qemu-img ignores -B with -n without a word; the backing file of an image that exists is
+  // set with rebase, so kite-img says so instead of dropping the option.
+  if (c.skip_create && !c.backing.empty()) {
+    return Err("-B has no effect when skipping image creation (use rebase)");
+  }
+  // A compressed cluster is only ever written to unallocated space (qemu-img fails at the first
+  // cluster the target already holds): refused up front rather than half-way.
+  if (c.skip_create && c.compress) {
+    return Err("-c cannot be used with -n: compressed clusters go to unallocated space only");
+  }
   if (c.compress && c.out_of_order) {
     return Err("Out of order write and compress are mutually exclusive");
   }
@@ -288,10 +304,12 @@ Result<Command> ParseConvert(std::span<const std::string> args) {
     return Err("Invalid buffer size for sparse output specified (must be a multiple of 512)");
   }
   if (w.positional.size() < 2) return Err("Must specify image file name");
-  if (w.positional.size() > 2) return Err("Only one input image is supported");
+  if (w.positional.size() > 2 && !c.backing.empty()) {
+    return Err("-B makes no sense when concatenating multiple input images");
+  }
   if (c.progress && c.quiet) c.progress = false;
-  c.input = w.positional[0];
-  c.output = w.positional[1];
+  c.inputs.assign(w.positional.begin(), w.positional.end() - 1);
+  c.output = w.positional.back();
   return Command(std::move(c));
 }
 
@@ -496,9 +514,9 @@ const char* UsageText() {
          "  check [-q] [--output=ofmt] [-f fmt] [-r [leaks | all]] [-U] filename\n"
          "  commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n"
          "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"
-         "  convert [-c] [-p] [-q] [-W] [-f fmt] [-t cache] [-O output_fmt]\n"
-         "          [-B backing_file [-F fmt]] [-o options] [-S sparse_size] [-m num_coroutines]\n"
-         "          [-U] filename output_filename\n"
+         "  convert [--target-is-zero] [-c] [-p] [-q] [-n] [-W] [-f fmt] [-t cache]\n"
+         "          [-O output_fmt] [-B backing_file [-F fmt]] [-o options] [-S sparse_size]\n"
+         "          [-m num_coroutines] [-U] filename [filename2 [...]] output_filename\n"
          "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options]\n"
          "         filename [size]\n"
          "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"

@@ -85,7 +85,10 @@ struct ConvertArgs {
   int requests = 8;                           // -m: requests in flight (1..16)
   bool out_of_order = false;                  // -W: writes as soon as their data is ready
   std::string cache = "unsafe";               // -t: the output's cache mode (qemu-img's default)
-  std::string input, output;
+  bool skip_create = false;  // -n: write into the existing OUT (format -O) instead of creating it
+  bool target_is_zero = false;  // --target-is-zero (with -n): OUT reads as zeros, skip zero writes
+  std::vector<std::string> inputs;  // several: concatenated, in order, into one disk
+  std::string output;
 };
 
 struct CommitArgs {

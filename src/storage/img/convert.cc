@@ -1,14 +1,20 @@
 // kite-img convert: copies the guest-visible content of an image (its whole backing chain
-// flattened) into a new raw or qcow2 image. Ranges the input reports as zero are not read;
-// zero runs of at least -S bytes inside data are not written (holes stay holes); -S 0 writes
-// every byte. With -B the new image gets a backing file and only ranges whose content differs
-// from that backing file are written. With -c (qcow2 only) every cluster holding data (or,
-// with -B, differing from the backing file) is written compressed; zero clusters stay holes.
-// The copy runs on the request pipeline (chunk_pipeline.h): -m chunks in flight, reads, zero
-// scans and compression on their worker threads, writes in disk order unless -W. -t is the
-// output's cache mode: unsafe by default (no flush at the end), as qemu-img convert.
+// flattened) into a new raw or qcow2 image; several inputs are concatenated, in order, into one
+// disk. Ranges the input reports as zero are not read; zero runs of at least -S bytes inside
+// data are not written (holes stay holes); -S 0 writes every byte. With -B the new image gets a
+// backing file and only ranges whose content differs from that backing file are written. With
+// -c (qcow2 only) every cluster holding data (or, with -B, differing from the backing file) is
+// written compressed; zero clusters stay holes. With -n the output exists already (format -O,
+// at least as large as the input): it may hold data, so what reads as zeros is written as
+// zeros (WriteZeroes: holes where the format can), unless --target-is-zero promises that it
+// reads as zeros; an output with a backing file of its own gets only what differs from what
+// it shows. The copy runs on the request pipeline (chunk_pipeline.h): -m chunks in flight,
+// reads, zero scans and compression on their worker threads, writes in disk order unless -W.
+// -t is the output's cache mode: unsafe by default (no flush at the end), as qemu-img convert.
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <memory>
 #include <vector>
 
 #include "storage/img/chunk_pipeline.h"
@@ -24,17 +30,35 @@ namespace {
 
 enum ChunkKind { kData, kZero };
 
+// One input of the copy and where its content starts in the output.
+struct Source {
+  storage::DiskImage& image;
+  uint64_t start;
+  StatusCursor status;  // Plan only
+};
+
+// How zeros reach the output.
+struct ZeroPolicy {
+  uint64_t min_sparse = 0;  // -S: zero runs at least this long inside data are not written
+  bool fill = false;        // -n without --target-is-zero: the output may hold data there
+};
+
 // The copy as a pipeline job (chunk_pipeline.h): Plan asks the input's block status, Work reads
 // and scans (and with -c compresses) on the chunk's own thread, Finish writes.
 class Copier final : public ChunkJob {
  public:
-  Copier(storage::DiskImage& in, storage::DiskImage& out, uint64_t min_sparse,
+  Copier(std::vector<Source>& in, storage::DiskImage& out, ZeroPolicy zeros,
          uint64_t compress_cluster)
-      : in_(in), out_(out), min_sparse_(min_sparse), compress_cluster_(compress_cluster) {}
+      : in_(in),
+        out_(out),
+        min_sparse_(zeros.min_sparse),
+        zero_fill_(zeros.fill && zeros.min_sparse != 0 && out.backing() == nullptr),
+        compress_cluster_(compress_cluster) {}
 
+  // A chunk never crosses from one input into the next, but for -c's whole clusters.
   Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
     if (compress_cluster_ != 0) return PlanClusters(c, max_data, rest);
-    storage::Extent e = TRY(status_.At(c.offset, rest));
+    storage::Extent e = TRY(StatusAt(c.offset, rest));
     bool write_zeros = min_sparse_ == 0 || out_.backing() != nullptr;
     c.kind = e.zero ? kZero : kData;
     c.length = c.kind == kZero && !write_zeros ? e.length : std::min(max_data, e.length);
@@ -49,7 +73,7 @@ class Copier final : public ChunkJob {
     if (c.kind == kZero) {
       std::fill_n(c.data.begin(), c.length, 0);
     } else {
-      TRY(in_.Read(c.offset, c.data.data(), c.length));
+      TRY(ReadInputs(c.offset, c.data.data(), c.length));
     }
     if (out_.backing() != nullptr) {  // compare with what the output shows through its backing
       Reserve(c.other, c.length, kPipelineChunk);
@@ -67,14 +91,22 @@ class Copier final : public ChunkJob {
   }
 
   Result<bool> Finish(Chunk& c) override {
+    uint64_t zeros_from = 0;  // zero_fill_: the chunk's bytes before this are written
     for (size_t i = 0; i < c.ranges.size(); ++i) {
       const ByteRange& r = c.ranges[i];
+      if (zero_fill_ && r.offset > zeros_from) {
+        TRY(out_.WriteZeroes(c.offset + zeros_from, r.offset - zeros_from, true));
+      }
+      zeros_from = r.offset + r.length;
       if (compress_cluster_ == 0) {
         TRY(out_.Write(c.offset + r.offset, c.data.data() + r.offset, r.length));
       } else {
         std::span<const uint8_t> cluster(c.data.data() + r.offset, r.length);
         TRY(storage::WriteCompressedCluster(out_, c.offset + r.offset, cluster, c.streams[i]));
       }
+    }
+    if (zero_fill_ && c.length > zeros_from) {
+      TRY(out_.WriteZeroes(c.offset + zeros_from, c.length - zeros_from, true));
     }
     return true;
   }
@@ -84,7 +116,7 @@ class Copier final : public ChunkJob {
   // clusters). Whole clusters reading as zeros (no backing) are one chunk.
   Result<void> PlanClusters(Chunk& c, uint64_t max_data, uint64_t rest) {
     if (out_.backing() == nullptr) {
-      storage::Extent e = TRY(status_.At(c.offset, rest));
+      storage::Extent e = TRY(StatusAt(c.offset, rest));
       uint64_t whole = e.length == rest ? rest : e.length / compress_cluster_ * compress_cluster_;
       if (e.zero && whole > 0) {
         c.kind = kZero;
@@ -117,38 +149,73 @@ class Copier final : public ChunkJob {
     return {};
   }
 
-  storage::DiskImage& in_;
+  Source& SourceAt(uint64_t offset) {
+    auto after = std::upper_bound(in_.begin(), in_.end(), offset,
+                                  [](uint64_t at, const Source& s) { return at < s.start; });
+    return *std::prev(after);  // in_[0] starts at 0; empty inputs are never found here
+  }
+
+  // The input's extent at `offset`, clipped at the end of that input.
+  Result<storage::Extent> StatusAt(uint64_t offset, uint64_t rest) {
+    Source& s = SourceAt(offset);
+    uint64_t in_rest = std::min(rest, s.start + s.image.size() - offset);
+    return s.status.At(offset - s.start, in_rest);
+  }
+
+  Result<void> ReadInputs(uint64_t offset, uint8_t* data, uint64_t len) {
+    while (len > 0) {
+      Source& s = SourceAt(offset);
+      uint64_t n = std::min(len, s.start + s.image.size() - offset);
+      TRY(s.image.Read(offset - s.start, data, n));
+      offset += n, data += n, len -= n;
+    }
+    return {};
+  }
+
+  std::vector<Source>& in_;  // sorted by start; each at least one byte long
   storage::DiskImage& out_;
-  StatusCursor status_{in_};  // Plan only
   uint64_t min_sparse_;
+  bool zero_fill_;             // the gaps between written ranges become WriteZeroes
   uint64_t compress_cluster_;  // -c: the output's cluster size; 0 without -c
 };
 
 Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_out) {
-  storage::ImageFormat in_format = TRY(ResolveFormat(args.input, args.in_format));
   storage::CacheMode cache = TRY(storage::ParseCacheMode(args.cache));
   ToolOpenOptions in_options;
   in_options.force_share = args.force_share;
-  auto in = TRY(OpenForTool(args.input, in_format, in_options));
-  CreateSpec spec = TRY(BuildCreateSpec(
-      {args.out_format, args.options, args.backing, args.backing_format, in->size()}));
+  std::vector<std::unique_ptr<storage::DiskImage>> inputs;
+  std::vector<Source> sources;
+  uint64_t size = 0;
+  for (const std::string& path : args.inputs) {
+    storage::ImageFormat in_format = TRY(ResolveFormat(path, args.in_format));
+    inputs.push_back(TRY(OpenForTool(path, in_format, in_options)));
+    if (inputs.back()->size() == 0) continue;  // adds nothing to the disk
+    sources.push_back({*inputs.back(), size, StatusCursor(*inputs.back())});
+    size += inputs.back()->size();
+  }
+  CreateSpec spec = TRY(
+      BuildCreateSpec({args.out_format, args.options, args.backing, args.backing_format, size}));
   if (args.compress && spec.format != storage::ImageFormat::kQcow2) {
     return Err("Compression not supported for this file format");
   }
-  TRY_CTX(CreateImage(args.output, spec, cache != storage::CacheMode::kUnsafe), args.output);
+  if (!args.skip_create) {
+    TRY_CTX(CreateImage(args.output, spec, cache != storage::CacheMode::kUnsafe), args.output);
+  }
   ToolOpenOptions out_options;
   out_options.read_only = false;
   out_options.cache = cache;
   auto out = TRY(OpenForTool(args.output, spec.format, out_options));
-  Copier copier(*in, *out, args.min_sparse, args.compress ? spec.qcow2.cluster_size : 0);
+  if (out->size() < size) return Err("output file is smaller than input file");
+  ZeroPolicy zeros{args.min_sparse, args.skip_create && !args.target_is_zero};
+  Copier copier(sources, *out, zeros, args.compress ? spec.qcow2.cluster_size : 0);
   PipelineOptions pipeline;
-  pipeline.size = in->size();
+  pipeline.size = size;
   pipeline.requests = args.requests;
   pipeline.in_order = !args.out_of_order;
   // -c: one cluster a chunk (at least 64 KiB), so that a chunk whose worker was preempted holds
   // back the in-order stores of the others only briefly (2 MiB took ~45 ms to compress).
   if (args.compress) pipeline.chunk_size = std::max<uint64_t>(spec.qcow2.cluster_size, 64 << 10);
-  Progress progress(progress_out, args.progress && tty, in->size());
+  Progress progress(progress_out, args.progress && tty, size);
   TRY(RunPipeline(copier, pipeline, progress));
   return out->Flush();  // a no-op with -t unsafe, convert's default (as qemu-img)
 }

@@ -125,14 +125,14 @@ TEST(ImgCli, Convert_Options) {
   EXPECT_TRUE(c.progress);
   EXPECT_EQ(c.min_sparse, 65536u);
   EXPECT_EQ(c.backing, "base");
-  EXPECT_EQ(c.input, "in.vmdk");
+  EXPECT_EQ(c.inputs, std::vector<std::string>{"in.vmdk"});
   EXPECT_EQ(c.output, "out.qcow2");
 }
 
 TEST(ImgCli, Convert_OptionsAfterPositionals) {
   auto c = Parse<ConvertArgs>({"convert", "in", "out", "-O", "qcow2"});
   EXPECT_EQ(c.out_format, "qcow2");
-  EXPECT_EQ(c.input, "in");
+  EXPECT_EQ(c.inputs, std::vector<std::string>{"in"});
 }
 
 TEST(ImgCli, Convert_SparseSizeNotSectorMultiple_Refused) {
@@ -171,8 +171,37 @@ TEST(ImgCli, Convert_UnknownCacheMode_Refused) {
 
 TEST(ImgCli, Convert_DoubleDashEndsOptions) {
   auto c = Parse<ConvertArgs>({"convert", "--", "-in", "-out"});
-  EXPECT_EQ(c.input, "-in");
+  EXPECT_EQ(c.inputs, std::vector<std::string>{"-in"});
   EXPECT_EQ(c.output, "-out");
+}
+
+TEST(ImgCli, Convert_SeveralInputs_LastIsOutput) {
+  auto c = Parse<ConvertArgs>({"convert", "-O", "qcow2", "a.qcow2", "b.raw", "c.vmdk", "out"});
+  EXPECT_EQ(c.inputs, (std::vector<std::string>{"a.qcow2", "b.raw", "c.vmdk"}));
+  EXPECT_EQ(c.output, "out");
+  auto r = ParseCommandLine({"convert", "-B", "base", "a", "b", "out"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "-B makes no sense when concatenating multiple input images");
+}
+
+TEST(ImgCli, Convert_SkipCreate_OptionsThatWouldShapeANewImage_Refused) {
+  auto n = Parse<ConvertArgs>({"convert", "-n", "--target-is-zero", "in", "out"});
+  EXPECT_TRUE(n.skip_create);
+  EXPECT_TRUE(n.target_is_zero);
+  const std::pair<std::vector<std::string>, std::string> refused[] = {
+      {{"convert", "--target-is-zero", "in", "out"}, "--target-is-zero requires use of -n flag"},
+      {{"convert", "-n", "-o", "cluster_size=4k", "in", "out"},
+       "-o has no effect when skipping image creation"},
+      {{"convert", "-n", "-B", "base", "in", "out"},
+       "-B has no effect when skipping image creation (use rebase)"},
+      {{"convert", "-n", "-c", "-O", "qcow2", "in", "out"},
+       "-c cannot be used with -n: compressed clusters go to unallocated space only"},
+  };
+  for (const auto& [args, message] : refused) {
+    auto r = ParseCommandLine(args);
+    ASSERT_FALSE(r) << message;
+    EXPECT_EQ(r.error().message(), message);
+  }
 }
 
 TEST(ImgCli, Resize_RelativeSizes) {
