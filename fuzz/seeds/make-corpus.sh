@@ -16,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 rm -rf "$corpus"/{kernel_loader_fuzzer,config_json_fuzzer,virtio_mmio_fuzzer,virtio_net_fuzzer}
-rm -rf "$corpus"/{vsock_fuzzer,virtio_balloon_fuzzer}
+rm -rf "$corpus"/{vsock_fuzzer,vsock_device_fuzzer,virtio_balloon_fuzzer}
 rm -rf "$corpus"/{vmdk_fuzzer,qcow2_image_fuzzer,qcow2_header_fuzzer,qmp_fuzzer,qed_fuzzer}
 "$build"/fuzz/make_seeds "$corpus"
 

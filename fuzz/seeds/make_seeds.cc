@@ -428,6 +428,48 @@ Bytes BalloonSeed(bool stats, uint32_t max_pfns, uint32_t max_entries,
   Pieces(in, stream, lengths);
   return in.Build();
 }
+
+// vsock_device_fuzzer: a guest CID, then steps (0 a tx packet: pieces, length, bytes; 1 an rx
+// buffer: its length; 2 an rx kick; 3 an event-loop turn).
+Bytes VsockDeviceSeed(bool small_buffers) {
+  namespace vsock = kite::virtio::vsock;
+  FdpInput in;
+  in.Int(3, 3, 0xfffffffe);
+  auto send = [&in](uint16_t op, uint64_t src_cid, uint64_t dst_cid, const std::string& data,
+                    uint64_t pieces) {
+    vsock::Header h{};
+    h.src_cid = src_cid;
+    h.dst_cid = dst_cid;
+    h.src_port = 1024;
+    h.dst_port = 5000;
+    h.type = vsock::kTypeStream;
+    h.op = op;
+    h.len = static_cast<uint32_t>(data.size());
+    h.buf_alloc = 256 * 1024;
+    Bytes bytes(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h + 1));
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    in.Int(0, 0, 3);
+    in.Int(pieces, 1, 3);
+    in.Int(bytes.size(), 0, 96);
+    in.Front(bytes.data(), bytes.size());
+  };
+  auto give = [&in](uint32_t len) {
+    in.Int(1, 0, 3);
+    in.Int(len, 0, 96);
+  };
+  send(vsock::kOpRequest, 3, vsock::kHostCid, "", 1);  // no listener: RST
+  give(small_buffers ? 20 : 60);
+  in.Int(2, 0, 3);
+  in.Int(3, 0, 3);
+  send(vsock::kOpRw, 3, vsock::kHostCid, "hello", 3);  // no connection: RST
+  send(vsock::kOpRequest, 7, vsock::kHostCid, "", 2);  // foreign src_cid: dropped
+  send(vsock::kOpRst, 3, vsock::kHostCid, "", 1);      // an RST: never answered
+  send(vsock::kOpRequest, 3, 9, "", 2);                // not to the host: RST from CID 9
+  give(60);
+  give(small_buffers ? 43 : 44);
+  in.Int(3, 0, 3);
+  return in.Build();
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -468,6 +510,8 @@ int main(int argc, char** argv) {
   Write(dir / "vsock_fuzzer/credit-update-split.bin",
         VsockSeed(vsock::kOpCreditUpdate, "", {20, 0}));
   Write(dir / "vsock_fuzzer/shutdown-rw.bin", VsockSeed(vsock::kOpShutdown, "xy", {30, 16}));
+  Write(dir / "vsock_device_fuzzer/refused.bin", VsockDeviceSeed(false));
+  Write(dir / "vsock_device_fuzzer/small-buffers.bin", VsockDeviceSeed(true));
   Write(dir / "virtio_balloon_fuzzer/pfns.bin", BalloonSeed(false, 4096, 256, {}));
   Write(dir / "virtio_balloon_fuzzer/pfns-split.bin", BalloonSeed(false, 4, 2, {6, 0, 17}));
   Write(dir / "virtio_balloon_fuzzer/stats.bin", BalloonSeed(true, 4096, 256, {}));
