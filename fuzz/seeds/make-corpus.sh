@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rewrites the committed seed corpora in fuzz/corpus/ (docs/FUZZING.md): qcow2 and VMDK images
-# made with qemu-img, and the kernel, config, virtio-mmio, virtio-pci and virtio-net seeds that
-# fuzz/seeds/make_seeds.cc writes. Needs qemu-img and the fuzz build (make_seeds):
+# made with qemu-img, and the kernel, config, virtio-mmio, virtio-pci, virtio-net, vsock and
+# balloon seeds that fuzz/seeds/make_seeds.cc writes. Needs qemu-img and the fuzz build
+# (make_seeds):
 #   fuzz/seeds/make-corpus.sh [BUILD_DIR]        (default build-fuzz)
 # The seeds of virtqueue_fuzzer and virtio_blk_fuzzer are kept from campaigns (libFuzzer's
 # -merge=1) and are left alone, as are virtio_pci_fuzzer's inputs from a campaign (named by SHA-1;
@@ -15,6 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 rm -rf "$corpus"/{kernel_loader_fuzzer,config_json_fuzzer,virtio_mmio_fuzzer,virtio_net_fuzzer}
+rm -rf "$corpus"/{vsock_fuzzer,vsock_device_fuzzer,virtio_balloon_fuzzer}
 rm -rf "$corpus"/{vmdk_fuzzer,qcow2_image_fuzzer,qcow2_header_fuzzer,qmp_fuzzer,qed_fuzzer}
 "$build"/fuzz/make_seeds "$corpus"
 

@@ -1,8 +1,9 @@
 // make_seeds: writes the hand-made seed inputs of the fuzzers into fuzz/corpus/ (run by
 // fuzz/seeds/make-corpus.sh, which also makes the qcow2 and VMDK images with qemu-img).
 //
-//   make_seeds DIR                      the kernel, config, virtio-mmio, virtio-pci and
-//                                       virtio-net seeds, each into DIR/<fuzzer>/
+//   make_seeds DIR                      the kernel, config, virtio-mmio, virtio-pci,
+//                                       virtio-net, vsock and balloon seeds, each into
+//                                       DIR/<fuzzer>/
 //   make_seeds --qcow2-program IN OUT   IN (a qcow2 image) with an I/O program appended, as
 //                                       qcow2_image_fuzzer reads it
 //
@@ -18,11 +19,14 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kite/kite.h"
 #include "unit/vmm/boot/test_images.h"
+#include "virtio/balloon_request.h"
 #include "virtio/virtio_spec.h"
+#include "virtio/vsock_packet.h"
 #include "vmm/config_json.h"
 #include "vmm/snapshot/device_state_json.h"
 #include "vmm/snapshot/kvm_state_json.h"
@@ -363,6 +367,109 @@ Bytes Qcow2Program(const Bytes& image) {
   return in.Build();
 }
 
+// --- vsock_fuzzer and virtio_balloon_fuzzer: a chain's readable bytes in pieces ---
+
+// fuzz_iovecs.h ConsumeIovecs(in, 16, 128): the piece count, each piece's length but the
+// last's, then the bytes.
+void Pieces(FdpInput& in, const Bytes& stream, const std::vector<size_t>& lengths) {
+  in.Int(lengths.size() + 1, 1, 16);
+  for (size_t n : lengths) in.Int(n, 0, 128);
+  in.Front(stream.data(), stream.size());
+}
+
+Bytes VsockSeed(uint16_t op, const std::string& payload, const std::vector<size_t>& lengths) {
+  namespace vsock = kite::virtio::vsock;
+  FdpInput in;
+  in.Int(3, 3, 0xfffffffe);  // the guest CID
+  vsock::Header h{};         // from the guest's port 1024 to the host's port 5000
+  h.src_cid = 3;
+  h.dst_cid = vsock::kHostCid;
+  h.src_port = 1024;
+  h.dst_port = 5000;
+  h.type = vsock::kTypeStream;
+  h.op = op;
+  h.len = static_cast<uint32_t>(payload.size());
+  h.buf_alloc = 256 * 1024;
+  Bytes stream(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h + 1));
+  stream.insert(stream.end(), payload.begin(), payload.end());
+  Pieces(in, stream, lengths);
+  return in.Build();
+}
+
+// PFNs in and around the fuzzer's guest RAM, then stats entries: both parsers read the same
+// bytes, so one seed of each shape.
+Bytes BalloonSeed(bool stats, uint32_t max_pfns, uint32_t max_entries,
+                  const std::vector<size_t>& lengths) {
+  namespace balloon = kite::virtio::balloon;
+  using kite::virtio::FeatureBit;
+  FdpInput in;
+  in.U64(FeatureBit(balloon::kFeatureStatsVq) | FeatureBit(balloon::kFeatureReporting));
+  in.Int(max_pfns, 0, 4096);
+  in.Int(max_entries, 0, 256);
+  in.Int(2, 0, 8);  // stale PFNs in the vector
+  in.Bool(false);
+  Bytes stream;
+  auto put = [&stream](const void* p, size_t n) {
+    stream.insert(stream.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+  };
+  if (stats) {
+    // swap in, swap out, free, total, a tag given twice, and one beyond kStatTags.
+    const std::pair<uint16_t, uint64_t> entries[] = {{0, 4096},    {1, 8192},    {4, 1 << 20},
+                                                     {5, 1 << 28}, {4, 2 << 20}, {40, 7}};
+    for (const auto& [tag, value] : entries) {
+      put(&tag, sizeof(tag));
+      put(&value, sizeof(value));
+    }
+  } else {
+    const uint32_t pfns[] = {0, 1, 2, 15, 16, 256, 263, 264, 0xfffffffc, 0xffffffff};
+    put(pfns, sizeof(pfns));
+    stream.push_back(0xab);  // a trailing byte
+  }
+  Pieces(in, stream, lengths);
+  return in.Build();
+}
+
+// vsock_device_fuzzer: a guest CID, then steps (0 a tx packet: pieces, length, bytes; 1 an rx
+// buffer: its length; 2 an rx kick; 3 an event-loop turn).
+Bytes VsockDeviceSeed(bool small_buffers) {
+  namespace vsock = kite::virtio::vsock;
+  FdpInput in;
+  in.Int(3, 3, 0xfffffffe);
+  auto send = [&in](uint16_t op, uint64_t src_cid, uint64_t dst_cid, const std::string& data,
+                    uint64_t pieces) {
+    vsock::Header h{};
+    h.src_cid = src_cid;
+    h.dst_cid = dst_cid;
+    h.src_port = 1024;
+    h.dst_port = 5000;
+    h.type = vsock::kTypeStream;
+    h.op = op;
+    h.len = static_cast<uint32_t>(data.size());
+    h.buf_alloc = 256 * 1024;
+    Bytes bytes(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h + 1));
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    in.Int(0, 0, 3);
+    in.Int(pieces, 1, 3);
+    in.Int(bytes.size(), 0, 96);
+    in.Front(bytes.data(), bytes.size());
+  };
+  auto give = [&in](uint32_t len) {
+    in.Int(1, 0, 3);
+    in.Int(len, 0, 96);
+  };
+  send(vsock::kOpRequest, 3, vsock::kHostCid, "", 1);  // no listener: RST
+  give(small_buffers ? 20 : 60);
+  in.Int(2, 0, 3);
+  in.Int(3, 0, 3);
+  send(vsock::kOpRw, 3, vsock::kHostCid, "hello", 3);  // no connection: RST
+  send(vsock::kOpRequest, 7, vsock::kHostCid, "", 2);  // foreign src_cid: dropped
+  send(vsock::kOpRst, 3, vsock::kHostCid, "", 1);      // an RST: never answered
+  send(vsock::kOpRequest, 3, 9, "", 2);                // not to the host: RST from CID 9
+  give(60);
+  give(small_buffers ? 43 : 44);
+  in.Int(3, 0, 3);
+  return in.Build();
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -397,5 +504,17 @@ int main(int argc, char** argv) {
   Write(dir / "virtio_net_fuzzer/vnet-mergeable.bin", NetSeed(true, false, true));
   Write(dir / "virtio_net_fuzzer/tap-direct.bin", NetSeed(true, true, true));
   Write(dir / "virtio_net_fuzzer/tap-direct-small.bin", NetSeed(true, true, false));
+  namespace vsock = kite::virtio::vsock;
+  Write(dir / "vsock_fuzzer/request.bin", VsockSeed(vsock::kOpRequest, "", {}));
+  Write(dir / "vsock_fuzzer/rw-split.bin", VsockSeed(vsock::kOpRw, "hello", {44}));
+  Write(dir / "vsock_fuzzer/credit-update-split.bin",
+        VsockSeed(vsock::kOpCreditUpdate, "", {20, 0}));
+  Write(dir / "vsock_fuzzer/shutdown-rw.bin", VsockSeed(vsock::kOpShutdown, "xy", {30, 16}));
+  Write(dir / "vsock_device_fuzzer/refused.bin", VsockDeviceSeed(false));
+  Write(dir / "vsock_device_fuzzer/small-buffers.bin", VsockDeviceSeed(true));
+  Write(dir / "virtio_balloon_fuzzer/pfns.bin", BalloonSeed(false, 4096, 256, {}));
+  Write(dir / "virtio_balloon_fuzzer/pfns-split.bin", BalloonSeed(false, 4, 2, {6, 0, 17}));
+  Write(dir / "virtio_balloon_fuzzer/stats.bin", BalloonSeed(true, 4096, 256, {}));
+  Write(dir / "virtio_balloon_fuzzer/stats-split.bin", BalloonSeed(true, 4096, 3, {15, 10}));
   return 0;
 }
