@@ -527,7 +527,7 @@ const char* UsageText() {
          "  snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] [-U] filename\n\n"
          "Supported formats: raw qcow2 (read and write), vmdk (read: monolithicSparse,\n"
          "streamOptimized, monolithicFlat, vmfs, twoGbMaxExtentSparse, twoGbMaxExtentFlat;\n"
-         "write: streamOptimized)\n";
+         "write: streamOptimized, monolithicSparse)\n";
 }
 
 }  // namespace kite::img

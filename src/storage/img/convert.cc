@@ -1,18 +1,18 @@
 // kite-img convert: copies the guest-visible content of an image (its whole backing chain
-// flattened) into a new raw or qcow2 image, or a streamOptimized VMDK (vmdk_writer.h: appended in
-// disk order, so no -W or -n); several inputs are concatenated, in order, into one disk. Ranges the
-// input reports as zero are not read; zero runs of at least -S bytes inside data are not written
-// (holes stay holes); -S 0 writes every byte. With -B the new image gets a backing file and only
-// ranges whose content differs from that backing file are written. With -c (qcow2; accepted and a
-// no-op for a VMDK stream, compressed anyway, as qemu-img) every cluster holding data (or, with -B,
-// differing from the backing file) is written compressed; zero clusters stay holes. With -n the
-// output exists already (format -O, at least as large as the input): it may hold data, so what
-// reads as zeros is written as zeros (WriteZeroes: holes where the format can), unless
-// --target-is-zero promises that it reads as zeros; an output with a backing file of its own gets
-// only what differs from what it shows. The copy runs on the request pipeline (chunk_pipeline.h):
-// -m chunks in flight, reads, zero scans and compression on their worker threads, writes in disk
-// order unless -W. -t is the output's cache mode: unsafe by default (no flush at the end), as
-// qemu-img convert.
+// flattened) into a new raw or qcow2 image, or a streamOptimized or monolithicSparse VMDK
+// (vmdk_writer.h: written in disk order, so no -W or -n); several inputs are concatenated, in
+// order, into one disk. Ranges the input reports as zero are not read; zero runs of at least -S
+// bytes inside data are not written (holes stay holes); -S 0 writes every byte. With -B the new
+// image gets a backing file and only ranges whose content differs from that backing file are
+// written. With -c (qcow2; accepted and a no-op for VMDK, as qemu-img: a stream is compressed
+// anyway) every cluster holding data (or, with -B, differing from the backing file) is written
+// compressed; zero clusters stay holes. With -n the output exists already (format -O, at least as
+// large as the input): it may hold data, so what reads as zeros is written as zeros (WriteZeroes:
+// holes where the format can), unless --target-is-zero promises that it reads as zeros; an output
+// with a backing file of its own gets only what differs from what it shows. The copy runs on the
+// request pipeline (chunk_pipeline.h): -m chunks in flight, reads, zero scans and compression on
+// their worker threads, writes in disk order unless -W. -t is the output's cache mode: unsafe by
+// default (no flush at the end), as qemu-img convert.
 #include <algorithm>
 #include <cstring>
 #include <iterator>
@@ -182,13 +182,13 @@ class Copier final : public ChunkJob {
   uint64_t compress_cluster_;  // -c: the output's cluster size; 0 without -c
 };
 
-// A stream-optimized VMDK is appended in disk order and made whole: no -W, no -n.
-Result<void> CheckStreamArgs(const ConvertArgs& args) {
+// A VMDK is written in disk order and made whole (vmdk_writer.h): no -W, no -n.
+Result<void> CheckVmdkArgs(const ConvertArgs& args) {
   if (args.out_of_order) {
-    return Err("-W is not supported with -O vmdk: a streamOptimized VMDK is written in disk order");
+    return Err("-W is not supported with -O vmdk: kite-img writes a VMDK in disk order");
   }
   if (args.skip_create) {
-    return Err("-n is not supported with -O vmdk: kite-img writes a streamOptimized VMDK whole");
+    return Err("-n is not supported with -O vmdk: kite-img writes only new VMDK images");
   }
   return {};
 }
@@ -215,11 +215,11 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   }
   bool sync = cache != storage::CacheMode::kUnsafe;
   std::unique_ptr<storage::DiskImage> out;
-  VmdkStreamWriter* stream = nullptr;  // -O vmdk: `out`, finished after the copy
+  VmdkWriter* vmdk = nullptr;  // -O vmdk: `out`, finished after the copy
   if (spec.format == storage::ImageFormat::kVmdk) {
-    TRY(CheckStreamArgs(args));
-    auto writer = TRY(VmdkStreamWriter::Create(args.output, size, spec.vmdk));
-    stream = writer.get();
+    TRY(CheckVmdkArgs(args));
+    auto writer = TRY(VmdkWriter::Create(args.output, size, spec.vmdk));
+    vmdk = writer.get();
     out = std::move(writer);
   } else {
     if (!args.skip_create) TRY_CTX(CreateImage(args.output, spec, sync), args.output);
@@ -240,7 +240,7 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   if (qcow2_compress) pipeline.chunk_size = std::max<uint64_t>(spec.qcow2.cluster_size, 64 << 10);
   Progress progress(progress_out, args.progress && tty, size);
   TRY(RunPipeline(copier, pipeline, progress));
-  if (stream != nullptr) return stream->Finish(sync);
+  if (vmdk != nullptr) return vmdk->Finish(sync);
   return out->Flush();  // a no-op with -t unsafe, convert's default (as qemu-img)
 }
 

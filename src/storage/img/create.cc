@@ -122,9 +122,9 @@ Result<void> CheckVmdkOptions(const VmdkCreateOptions& o) {
   if (o.compat6 && !o.hwversion.empty()) {
     return Err("compat6 cannot be enabled with hwversion set");
   }
-  if (o.subformat != "streamOptimized") {
-    return Err("kite-img writes VMDK only as subformat=streamOptimized, not " + o.subformat +
-               " (add -o subformat=streamOptimized)");
+  if (o.subformat != "streamOptimized" && o.subformat != "monolithicSparse") {
+    return Err("kite-img writes VMDK subformats streamOptimized and monolithicSparse only, not " +
+               o.subformat);
   }
   return {};
 }
@@ -218,8 +218,8 @@ std::string FormattingLine(const std::string& filename, const CreateSpec& spec) 
 }
 
 Result<void> CreateImage(const std::string& filename, const CreateSpec& spec, bool sync) {
-  if (spec.format == ImageFormat::kVmdk) {  // an empty stream: no grain, an empty directory
-    auto stream = TRY(VmdkStreamWriter::Create(filename, spec.size, spec.vmdk));
+  if (spec.format == ImageFormat::kVmdk) {  // no grain: only the metadata
+    auto stream = TRY(VmdkWriter::Create(filename, spec.size, spec.vmdk));
     return stream->Finish(sync);
   }
   if (spec.format == ImageFormat::kRaw) {

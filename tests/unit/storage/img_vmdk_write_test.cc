@@ -1,6 +1,7 @@
 // VMDK export: `kite-img convert -O vmdk -o subformat=streamOptimized` checked against qemu-img
-// (compare, info, check, converting back) and kite's own reader; the descriptor as qemu-img
-// writes it; the cases refused (-W, -n, unknown options, other subformats, a 0-byte disk).
+// (compare, info, check, converting back) and kite's own reader; monolithicSparse byte for byte
+// as qemu-img's (but for the random CID); the descriptor as qemu-img writes it; the cases
+// refused (-W, -n, unknown options, other subformats, a 0-byte disk).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -45,12 +46,13 @@ void QemuIo(const std::string& fmt, const std::string& path, const std::string& 
 // Everything an exported VMDK must satisfy: qemu-img sees a clean, compressed streamOptimized
 // disk equal to the source, and so does kite's reader; qemu-img's raw copy of it is the source.
 void ExpectGoodExport(const TempDir& dir, const std::string& src, const std::string& fmt,
-                      const std::string& vmdk) {
+                      const std::string& vmdk, bool stream = true) {
   EXPECT_EQ(Shell("qemu-img compare -f " + fmt + " -F vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
   EXPECT_EQ(Shell("qemu-img check -f vmdk " + Q(vmdk)).code, 0);
   std::string info = Shell("qemu-img info -f vmdk " + Q(vmdk)).out;
-  EXPECT_NE(info.find("create type: streamOptimized"), std::string::npos) << info;
-  EXPECT_NE(info.find("compressed: true"), std::string::npos) << info;
+  std::string type = stream ? "streamOptimized" : "monolithicSparse";
+  EXPECT_NE(info.find("create type: " + type), std::string::npos) << info;
+  EXPECT_EQ(info.find("compressed: true") != std::string::npos, stream) << info;
   std::string src_raw = dir.File("src-copy.raw"), back = dir.File("back.raw");
   ASSERT_EQ(Shell("qemu-img convert -f " + fmt + " -O raw " + Q(src) + " " + Q(src_raw)).code, 0);
   ASSERT_EQ(Shell("qemu-img convert -f vmdk -O raw " + Q(vmdk) + " " + Q(back)).code, 0);
@@ -62,18 +64,23 @@ void ExpectGoodExport(const TempDir& dir, const std::string& src, const std::str
   EXPECT_TRUE(ReadAll(**image) == expected);
 }
 
-TEST(ImgVmdkWrite, Qcow2WithHolesAndPartialGrain_EqualForQemuAndKite) {
-  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
-  TempDir dir;
-  // 70 MiB + 1536: three grain tables (the middle one without data) and a last grain of 3
-  // sectors.
+// 70 MiB + 1536: three grain tables (the middle one without data) and a last grain of 3
+// sectors.
+std::string MakeQcow2Source(const TempDir& dir) {
   std::string src = dir.File("src.qcow2");
-  ASSERT_EQ(Shell("qemu-img create -q -f qcow2 " + Q(src) + " 73401856").code, 0);
+  EXPECT_EQ(Shell("qemu-img create -q -f qcow2 " + Q(src) + " 73401856").code, 0);
   QemuIo("qcow2", src, "write -P 0x11 0 64k");
   QemuIo("qcow2", src, "write -P 0x22 1048676 300");
   QemuIo("qcow2", src, "write -P 0x33 3M 200k");
   QemuIo("qcow2", src, "write -P 0x44 70M 1536");
   QemuIo("qcow2", src, "write -z 3200k 64k");  // zeros inside data: not a grain
+  return src;
+}
+
+TEST(ImgVmdkWrite, Qcow2WithHolesAndPartialGrain_EqualForQemuAndKite) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string src = MakeQcow2Source(dir);
   std::string vmdk = dir.File("out.vmdk");
   auto r = Kite({"convert", "-f", "qcow2", "-O", "vmdk", "-o", kStream, src, vmdk});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -125,6 +132,43 @@ TEST(ImgVmdkWrite, OnlyData_EveryGrainWritten) {
   auto r = Kite({"convert", "-c", "-S", "0", "-f", "raw", "-O", "vmdk", "-o", kStream, src, vmdk});
   ASSERT_EQ(r.code, 0) << r.err;
   ExpectGoodExport(dir, src, "raw", vmdk);
+}
+
+// The file but for its CID, random in both tools: the descriptor's CID line blanked.
+std::string WithoutCid(const std::string& vmdk) {
+  std::string bytes = ReadFile(vmdk);
+  size_t cid = bytes.find("\nCID=");
+  if (cid != std::string::npos) bytes.replace(cid + 5, 8, 8, '-');
+  return bytes;
+}
+
+// monolithicSparse (qemu-img's default subformat) has qemu-img's layout exactly.
+TEST(ImgVmdkWrite, MonolithicSparse_SameBytesAsQemu) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string src = MakeQcow2Source(dir);
+  ASSERT_EQ(::mkdir(dir.File("q").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.File("k").c_str(), 0755), 0);
+  std::string ours = dir.File("k/d.vmdk"), theirs = dir.File("q/d.vmdk");
+  auto r = Kite({"convert", "-f", "qcow2", "-O", "vmdk", src, ours});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(Shell("qemu-img convert -f qcow2 -O vmdk " + Q(src) + " " + Q(theirs)).code, 0);
+  EXPECT_TRUE(WithoutCid(ours) == WithoutCid(theirs));
+  ExpectGoodExport(dir, src, "qcow2", ours, false);
+}
+
+TEST(ImgVmdkWrite, CreateDefault_SameBytesAsQemu) {
+  KITE_REQUIRE_TOOL("qemu-img");
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.File("q").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.File("k").c_str(), 0755), 0);
+  std::string ours = dir.File("k/d.vmdk"), theirs = dir.File("q/d.vmdk");
+  auto r = Kite({"create", "-f", "vmdk", ours, "100M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "Formatting '" + ours + "', fmt=vmdk size=104857600 compat6=off hwversion=undefined\n");
+  ASSERT_EQ(Shell("qemu-img create -q -f vmdk " + Q(theirs) + " 100M").code, 0);
+  EXPECT_TRUE(WithoutCid(ours) == WithoutCid(theirs));
 }
 
 // The descriptor qemu-img writes for the same options, but for its random CID.
@@ -183,8 +227,9 @@ TEST(ImgVmdkWrite, Refused_NoOutputLeft) {
       {{"-W", "-o", kStream}, "-W is not supported with -O vmdk"},
       {{"-o", kStream + ",foo=1"}, "Invalid parameter 'foo'"},
       {{"-o", "preallocation=full," + kStream}, "Invalid parameter 'preallocation'"},
-      {{}, "kite-img writes VMDK only as subformat=streamOptimized, not monolithicSparse"},
-      {{"-o", "subformat=monolithicFlat"}, "subformat=streamOptimized, not monolithicFlat"},
+      {{"-o", "subformat=monolithicFlat"},
+       "streamOptimized and monolithicSparse only, not monolithicFlat"},
+      {{"-o", "subformat=twoGbMaxExtentSparse"}, "only, not twoGbMaxExtentSparse"},
       {{"-o", "subformat=bogus"}, "Unknown subformat 'bogus'"},
       {{"-o", kStream + ",adapter_type=scsi"}, "Unknown adapter type 'scsi'"},
       {{"-o", kStream + ",compat6=on,hwversion=7"}, "compat6 cannot be enabled with hwversion"},
@@ -201,7 +246,7 @@ TEST(ImgVmdkWrite, Refused_NoOutputLeft) {
   }
 }
 
-// -n cannot name the subformat (-o is refused with -n), and the default one is not written.
+// kite-img writes no VMDK in place; -o is refused with -n anyway.
 TEST(ImgVmdkWrite, SkipCreate_Refused) {
   TempDir dir;
   std::string src = dir.File("src.raw"), out = dir.File("out.vmdk");
@@ -209,7 +254,7 @@ TEST(ImgVmdkWrite, SkipCreate_Refused) {
   WriteFile(out, "keep");
   auto r = Kite({"convert", "-n", "-f", "raw", "-O", "vmdk", src, out});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("only as subformat=streamOptimized"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("-n is not supported with -O vmdk"), std::string::npos) << r.err;
   r = Kite({"convert", "-n", "-f", "raw", "-O", "vmdk", "-o", kStream, src, out});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("-o has no effect when skipping image creation"), std::string::npos)
@@ -234,25 +279,30 @@ TEST(ImgVmdkWrite, Measure_RefusedAsQemu) {
       << r.err;
 }
 
-TEST(ImgVmdkWrite, Writer_EarlierOffsetRefused) {
-  TempDir dir;
-  auto w = VmdkStreamWriter::Create(dir.File("w.vmdk"), 1 << 20, VmdkCreateOptions{});
-  ASSERT_TRUE(w) << w.error().message();
-  std::string grain(64 << 10, 'a');
-  ASSERT_TRUE((*w)->Write(128 << 10, grain.data(), grain.size()));
-  auto back = (*w)->Write(0, grain.data(), grain.size());
-  ASSERT_FALSE(back);
-  EXPECT_NE(back.error().message().find("written in disk order"), std::string::npos);
-  EXPECT_FALSE((*w)->Write((1 << 20) - 512, grain.data(), 1024));  // beyond the disk
-  char byte = 0;
-  EXPECT_FALSE((*w)->Read(0, &byte, 1));
-  ASSERT_TRUE((*w)->Finish(false));
-  EXPECT_FALSE((*w)->Write(1 << 19, grain.data(), 512));  // after Finish
-  auto image = OpenVmdk(dir.File("w.vmdk"));
-  ASSERT_TRUE(image) << image.error().message();
-  std::string expected(1 << 20, '\0');
-  std::memcpy(expected.data() + (128 << 10), grain.data(), grain.size());
-  EXPECT_TRUE(ReadAll(**image) == expected);
+TEST(ImgVmdkWrite, Writer_EarlierOffsetRefused_RestReadsBack) {
+  for (const char* subformat : {"streamOptimized", "monolithicSparse"}) {
+    SCOPED_TRACE(subformat);
+    TempDir dir;
+    VmdkCreateOptions options;
+    options.subformat = subformat;
+    auto w = VmdkWriter::Create(dir.File("w.vmdk"), 1 << 20, options);
+    ASSERT_TRUE(w) << w.error().message();
+    std::string grain(64 << 10, 'a');
+    ASSERT_TRUE((*w)->Write(128 << 10, grain.data(), grain.size()));
+    auto back = (*w)->Write(0, grain.data(), grain.size());
+    ASSERT_FALSE(back);
+    EXPECT_NE(back.error().message().find("in disk order"), std::string::npos);
+    EXPECT_FALSE((*w)->Write((1 << 20) - 512, grain.data(), 1024));  // beyond the disk
+    char byte = 0;
+    EXPECT_FALSE((*w)->Read(0, &byte, 1));
+    ASSERT_TRUE((*w)->Finish(false));
+    EXPECT_FALSE((*w)->Write(1 << 19, grain.data(), 512));  // after Finish
+    auto image = OpenVmdk(dir.File("w.vmdk"));
+    ASSERT_TRUE(image) << image.error().message();
+    std::string expected(1 << 20, '\0');
+    std::memcpy(expected.data() + (128 << 10), grain.data(), grain.size());
+    EXPECT_TRUE(ReadAll(**image) == expected);
+  }
 }
 
 }  // namespace
