@@ -321,7 +321,7 @@ class Writer final : public VmdkWriter {
 std::string VmdkDescriptorText(const VmdkCreateOptions& options, uint64_t capacity_sectors,
                                const std::string& basename, uint32_t cid) {
   char cid_hex[9];
-  std::snprintf(cid_hex, sizeof(cid_hex), "%08x", cid);
+  std::snprintf(cid_hex, sizeof(cid_hex), "%x", cid);  // unpadded, as qemu-img
   std::string hw = !options.hwversion.empty() ? options.hwversion : options.compat6 ? "6" : "4";
   uint64_t heads = options.adapter_type == "ide" ? 16 : 255;
   std::string tools = options.toolsversion.empty() ? "2147483647" : options.toolsversion;
