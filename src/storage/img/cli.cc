@@ -526,7 +526,8 @@ const char* UsageText() {
          "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size\n"
          "  snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] [-U] filename\n\n"
          "Supported formats: raw qcow2 (read and write), vmdk (read: monolithicSparse,\n"
-         "streamOptimized)\n";
+         "streamOptimized, monolithicFlat, vmfs, twoGbMaxExtentSparse, twoGbMaxExtentFlat;\n"
+         "write: streamOptimized, monolithicSparse)\n";
 }
 
 }  // namespace kite::img

@@ -1,16 +1,18 @@
 // kite-img convert: copies the guest-visible content of an image (its whole backing chain
-// flattened) into a new raw or qcow2 image; several inputs are concatenated, in order, into one
-// disk. Ranges the input reports as zero are not read; zero runs of at least -S bytes inside
-// data are not written (holes stay holes); -S 0 writes every byte. With -B the new image gets a
-// backing file and only ranges whose content differs from that backing file are written. With
-// -c (qcow2 only) every cluster holding data (or, with -B, differing from the backing file) is
-// written compressed; zero clusters stay holes. With -n the output exists already (format -O,
-// at least as large as the input): it may hold data, so what reads as zeros is written as
-// zeros (WriteZeroes: holes where the format can), unless --target-is-zero promises that it
-// reads as zeros; an output with a backing file of its own gets only what differs from what
-// it shows. The copy runs on the request pipeline (chunk_pipeline.h): -m chunks in flight,
-// reads, zero scans and compression on their worker threads, writes in disk order unless -W.
-// -t is the output's cache mode: unsafe by default (no flush at the end), as qemu-img convert.
+// flattened) into a new raw or qcow2 image, or a streamOptimized or monolithicSparse VMDK
+// (vmdk_writer.h: written in disk order, so no -W or -n); several inputs are concatenated, in
+// order, into one disk. Ranges the input reports as zero are not read; zero runs of at least -S
+// bytes inside data are not written (holes stay holes); -S 0 writes every byte. With -B the new
+// image gets a backing file and only ranges whose content differs from that backing file are
+// written. With -c (qcow2; accepted and a no-op for VMDK, as qemu-img: a stream is compressed
+// anyway) every cluster holding data (or, with -B, differing from the backing file) is written
+// compressed; zero clusters stay holes. With -n the output exists already (format -O, at least as
+// large as the input): it may hold data, so what reads as zeros is written as zeros (WriteZeroes:
+// holes where the format can), unless --target-is-zero promises that it reads as zeros; an output
+// with a backing file of its own gets only what differs from what it shows. The copy runs on the
+// request pipeline (chunk_pipeline.h): -m chunks in flight, reads, zero scans and compression on
+// their worker threads, writes in disk order unless -W. -t is the output's cache mode: unsafe by
+// default (no flush at the end), as qemu-img convert.
 #include <algorithm>
 #include <cstring>
 #include <iterator>
@@ -23,6 +25,7 @@
 #include "storage/img/create_spec.h"
 #include "storage/img/image_open.h"
 #include "storage/img/progress.h"
+#include "storage/img/vmdk_writer.h"
 #include "storage/qcow2/qcow2.h"
 
 namespace kite::img {
@@ -179,6 +182,17 @@ class Copier final : public ChunkJob {
   uint64_t compress_cluster_;  // -c: the output's cluster size; 0 without -c
 };
 
+// A VMDK is written in disk order and made whole (vmdk_writer.h): no -W, no -n.
+Result<void> CheckVmdkArgs(const ConvertArgs& args) {
+  if (args.out_of_order) {
+    return Err("-W is not supported with -O vmdk: kite-img writes a VMDK in disk order");
+  }
+  if (args.skip_create) {
+    return Err("-n is not supported with -O vmdk: kite-img writes only new VMDK images");
+  }
+  return {};
+}
+
 Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_out) {
   storage::CacheMode cache = TRY(storage::ParseCacheMode(args.cache));
   ToolOpenOptions in_options;
@@ -195,28 +209,38 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   }
   CreateSpec spec = TRY(
       BuildCreateSpec({args.out_format, args.options, args.backing, args.backing_format, size}));
-  if (args.compress && spec.format != storage::ImageFormat::kQcow2) {
+  bool qcow2_compress = args.compress && spec.format == storage::ImageFormat::kQcow2;
+  if (args.compress && !qcow2_compress && spec.format != storage::ImageFormat::kVmdk) {
     return Err("Compression not supported for this file format");
   }
-  if (!args.skip_create) {
-    TRY_CTX(CreateImage(args.output, spec, cache != storage::CacheMode::kUnsafe), args.output);
+  bool sync = cache != storage::CacheMode::kUnsafe;
+  std::unique_ptr<storage::DiskImage> out;
+  VmdkWriter* vmdk = nullptr;  // -O vmdk: `out`, finished after the copy
+  if (spec.format == storage::ImageFormat::kVmdk) {
+    TRY(CheckVmdkArgs(args));
+    auto writer = TRY(VmdkWriter::Create(args.output, size, spec.vmdk));
+    vmdk = writer.get();
+    out = std::move(writer);
+  } else {
+    if (!args.skip_create) TRY_CTX(CreateImage(args.output, spec, sync), args.output);
+    ToolOpenOptions out_options;
+    out_options.read_only = false;
+    out_options.cache = cache;
+    out = TRY(OpenForTool(args.output, spec.format, out_options));
   }
-  ToolOpenOptions out_options;
-  out_options.read_only = false;
-  out_options.cache = cache;
-  auto out = TRY(OpenForTool(args.output, spec.format, out_options));
   if (out->size() < size) return Err("output file is smaller than input file");
   ZeroPolicy zeros{args.min_sparse, args.skip_create && !args.target_is_zero};
-  Copier copier(sources, *out, zeros, args.compress ? spec.qcow2.cluster_size : 0);
+  Copier copier(sources, *out, zeros, qcow2_compress ? spec.qcow2.cluster_size : 0);
   PipelineOptions pipeline;
   pipeline.size = size;
   pipeline.requests = args.requests;
   pipeline.in_order = !args.out_of_order;
   // -c: one cluster a chunk (at least 64 KiB), so that a chunk whose worker was preempted holds
   // back the in-order stores of the others only briefly (2 MiB took ~45 ms to compress).
-  if (args.compress) pipeline.chunk_size = std::max<uint64_t>(spec.qcow2.cluster_size, 64 << 10);
+  if (qcow2_compress) pipeline.chunk_size = std::max<uint64_t>(spec.qcow2.cluster_size, 64 << 10);
   Progress progress(progress_out, args.progress && tty, size);
   TRY(RunPipeline(copier, pipeline, progress));
+  if (vmdk != nullptr) return vmdk->Finish(sync);
   return out->Flush();  // a no-op with -t unsafe, convert's default (as qemu-img)
 }
 

@@ -1,4 +1,8 @@
 // kite-img create: option validation (create_spec.h) and the create subcommand itself.
+#include <algorithm>
+#include <cctype>
+#include <iterator>
+
 #include "base/units.h"
 #include "storage/img/cli.h"
 #include "storage/img/commands.h"
@@ -70,6 +74,73 @@ Result<void> CheckQcow2Combination(const storage::Qcow2CreateOptions& q) {
   return {};
 }
 
+// Version strings go into the descriptor between quotes: a quote or newline would end it.
+Result<std::string> VersionString(const std::string& key, const std::string& v) {
+  bool plain = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  });
+  if (!plain)
+    return Err("Invalid " + key + " '" + v + "' (expected letters, digits, '.', '-', '_')");
+  return v;
+}
+
+Result<void> ApplyVmdkOption(VmdkCreateOptions& o, const std::string& key, const std::string& v) {
+  if (key == "subformat") {
+    static constexpr const char* kKnown[] = {"monolithicSparse", "monolithicFlat",
+                                             "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
+                                             "streamOptimized"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), v) == std::end(kKnown)) {
+      return Err("Unknown subformat '" + v +
+                 "' (expected monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, "
+                 "twoGbMaxExtentFlat or streamOptimized)");
+    }
+    o.subformat = v;
+    o.subformat_given = true;
+  } else if (key == "adapter_type") {
+    if (v != "ide" && v != "lsilogic" && v != "buslogic" && v != "legacyESX") {
+      return Err("Unknown adapter type '" + v +
+                 "' (expected ide, lsilogic, buslogic or legacyESX)");
+    }
+    o.adapter_type = v;
+    o.adapter_type_given = true;
+  } else if (key == "hwversion") {
+    o.hwversion = TRY(VersionString(key, v));
+  } else if (key == "toolsversion") {
+    o.toolsversion = TRY(VersionString(key, v));
+  } else if (key == "compat6") {
+    o.compat6 = TRY(ParseOnOff(key, v));
+  } else if (key == "zeroed_grain") {
+    o.zeroed_grain = TRY(ParseOnOff(key, v));
+    o.zeroed_grain_given = true;
+  } else {
+    return Err("Invalid parameter '" + key + "'");
+  }
+  return {};
+}
+
+Result<void> CheckVmdkOptions(const VmdkCreateOptions& o) {
+  if (o.compat6 && !o.hwversion.empty()) {
+    return Err("compat6 cannot be enabled with hwversion set");
+  }
+  if (o.subformat != "streamOptimized" && o.subformat != "monolithicSparse") {
+    return Err("kite-img writes VMDK subformats streamOptimized and monolithicSparse only, not " +
+               o.subformat);
+  }
+  return {};
+}
+
+// qemu-img's order: size adapter_type compat6 hwversion toolsversion subformat zeroed_grain.
+std::string VmdkFormattingOptions(const VmdkCreateOptions& o) {
+  std::string line;
+  if (o.adapter_type_given) line += " adapter_type=" + o.adapter_type;
+  line += std::string(" compat6=") + (o.compat6 ? "on" : "off");
+  line += " hwversion=" + (o.hwversion.empty() ? std::string("undefined") : o.hwversion);
+  if (!o.toolsversion.empty()) line += " toolsversion=" + o.toolsversion;
+  if (o.subformat_given) line += " subformat=" + o.subformat;
+  if (o.zeroed_grain_given) line += std::string(" zeroed_grain=") + (o.zeroed_grain ? "on" : "off");
+  return line;
+}
+
 }  // namespace
 
 Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
@@ -77,7 +148,6 @@ Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
   auto format = storage::ParseImageFormat(r.format);
   if (!format) return Err("Unknown file format '" + r.format + "'");
   spec.format = *format;
-  if (spec.format == ImageFormat::kVmdk) return Err("kite-img cannot create VMDK images");
   if (spec.format == ImageFormat::kQed) return Err("kite-img cannot create QED images");
   std::string backing = r.backing;
   std::optional<std::string> backing_format = r.backing_format;
@@ -86,12 +156,14 @@ Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
   for (const auto& [key, value] : options) {
     if (key == "size") {
       size = TRY(ParseSize(value));
-    } else if (key == "preallocation") {
-      spec.preallocation = TRY(storage::ParsePreallocation(value));
     } else if (key == "backing_file") {
       backing = value;
     } else if (key == "backing_fmt") {
       backing_format = value;
+    } else if (spec.format == ImageFormat::kVmdk) {
+      TRY(ApplyVmdkOption(spec.vmdk, key, value));
+    } else if (key == "preallocation") {
+      spec.preallocation = TRY(storage::ParsePreallocation(value));
     } else if (spec.format == ImageFormat::kRaw) {
       return Err("Invalid parameter '" + key + "'");
     } else {
@@ -118,6 +190,7 @@ Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
   spec.qcow2.backing_format = backing_format.value_or("");
   spec.qcow2.preallocation = spec.preallocation;
   if (spec.format == ImageFormat::kQcow2) TRY(CheckQcow2Combination(spec.qcow2));
+  if (spec.format == ImageFormat::kVmdk) TRY(CheckVmdkOptions(spec.vmdk));
   return spec;
 }
 
@@ -129,6 +202,8 @@ std::string FormattingLine(const std::string& filename, const CreateSpec& spec) 
   }
   if (spec.format == ImageFormat::kRaw)
     return line + " size=" + std::to_string(spec.size) + prealloc;
+  if (spec.format == ImageFormat::kVmdk)
+    return line + " size=" + std::to_string(spec.size) + VmdkFormattingOptions(spec.vmdk);
   const storage::Qcow2CreateOptions& q = spec.qcow2;
   line += " cluster_size=" + std::to_string(q.cluster_size) + " extended_l2=off" + prealloc;
   line += std::string(" compression_type=") + storage::CompressionTypeName(q.compression_type);
@@ -143,6 +218,10 @@ std::string FormattingLine(const std::string& filename, const CreateSpec& spec) 
 }
 
 Result<void> CreateImage(const std::string& filename, const CreateSpec& spec, bool sync) {
+  if (spec.format == ImageFormat::kVmdk) {  // no grain: only the metadata
+    auto stream = TRY(VmdkWriter::Create(filename, spec.size, spec.vmdk));
+    return stream->Finish(sync);
+  }
   if (spec.format == ImageFormat::kRaw) {
     return storage::CreateRaw(filename, spec.size, spec.preallocation, sync);
   }

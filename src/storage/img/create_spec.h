@@ -9,6 +9,7 @@
 
 #include "base/result.h"
 #include "storage/disk_image.h"
+#include "storage/img/vmdk_writer.h"
 #include "storage/qcow2/qcow2.h"
 
 namespace kite::img {
@@ -19,6 +20,7 @@ struct CreateSpec {
   bool size_given = false;
   storage::Preallocation preallocation = storage::Preallocation::kOff;
   storage::Qcow2CreateOptions qcow2;  // format == kQcow2 only
+  VmdkCreateOptions vmdk;             // format == kVmdk only
 };
 
 struct CreateRequest {

@@ -60,6 +60,9 @@ Result<uint64_t> DataClusterBytes(storage::DiskImage& image, uint64_t cluster_si
 }
 
 int RunMeasure(const MeasureArgs& args, Console& console) {
+  if (args.out_format == "vmdk") {  // qemu-img's answer; a stream's size is known only once made
+    return Fail(console, Err("Block driver 'vmdk' does not support size measurement"));
+  }
   auto spec =
       BuildCreateSpec({args.out_format, args.options, "", std::nullopt, args.size.value_or(1)});
   if (!spec) return Fail(console, spec.error());
