@@ -2,7 +2,8 @@
 # debian-master.sh: builds a Debian 12 (bookworm) master image for kite, the way the QEMU/libvirt
 # articles do it, without libguestfs and without mounting anything:
 #   1. debootstrap a minimal system with Debian's own kernel (linux-image-amd64), an initramfs
-#      made by Debian's initramfs-tools, systemd, and DHCP on every Ethernet link (systemd-networkd);
+#      made by Debian's initramfs-tools, systemd, and DHCP on every Ethernet link (systemd-networkd,
+#      with systemd-resolved taking the DNS servers the lease names);
 #   2. an ext4 file system made from that tree (mke2fs -d), the whole disk, no partition table;
 #   3. converted to qcow2 with kite-img. The kernel and initramfs are copied out beside it, since
 #      kite boots without firmware or a boot loader.
@@ -73,9 +74,10 @@ trap cleanup EXIT
 
 echo "debian-master: debootstrap bookworm from $mirror (packages cached in $cache)" >&2
 # minbase plus what a bootable, networked, loggable-in system needs. systemd-sysv makes systemd
-# init; udev loads the virtio drivers; linux-image-amd64 pulls initramfs-tools and runs it.
+# init; udev loads the virtio drivers; linux-image-amd64 pulls initramfs-tools and runs it;
+# systemd-resolved is the resolver (names through the DNS servers DHCP gives).
 debootstrap --variant=minbase --cache-dir="$cache" \
-  --include=systemd-sysv,udev,dbus,kmod,linux-image-amd64,initramfs-tools,iproute2,iputils-ping,procps,e2fsprogs \
+  --include=systemd-sysv,systemd-resolved,udev,dbus,kmod,linux-image-amd64,initramfs-tools,iproute2,iputils-ping,procps,e2fsprogs \
   bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 ||
   { tail -30 "$work/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
 
@@ -92,7 +94,10 @@ Type=ether
 [Network]
 DHCP=yes
 EOF
-chroot "$root" systemctl enable systemd-networkd.service > /dev/null 2>&1
+chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service > /dev/null 2>&1
+# Names through resolved's stub (127.0.0.53), which asks the servers of each link's lease (on
+# kite's user network, libslirp's DNS proxy 10.0.2.3). debootstrap left the host's file here.
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 # The serial console: systemd starts a getty on every console= of the kernel command line by
 # itself; only the apt lists and package files are dropped to keep the master small.
 chroot "$root" apt-get clean

@@ -134,6 +134,11 @@ TEST_F(DebianE2e, OverlayBoot_ChangeCommittedToNewMaster_SeenByNextVm) {
     EXPECT_NE(init.find("/dev/vda ext4"), std::string::npos) << init;
     std::string addr = Run(vm, "ip -4 -o addr show scope global", 60s);
     EXPECT_NE(addr.find("inet 10.0.2.15/24"), std::string::npos) << addr;
+    // A resolver: systemd-resolved's stub, asking the DNS server the lease named (libslirp's
+    // proxy). No name is looked up: the nested VM the tests run in has no network to ask.
+    std::string dns = Run(vm, "grep ^nameserver /etc/resolv.conf; resolvectl dns", 60s);
+    EXPECT_NE(dns.find("nameserver 127.0.0.53"), std::string::npos) << dns;
+    EXPECT_NE(dns.find("10.0.2.3"), std::string::npos) << dns;
     std::string kernel =
         Run(vm, "uname -r; dpkg-query -W -f '${Version}\\n' linux-image-amd64", 60s);
     EXPECT_NE(kernel.find("-amd64"), std::string::npos) << kernel;
