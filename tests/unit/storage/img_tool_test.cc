@@ -21,11 +21,8 @@ using kite::testing::TempDir;
 using kite::testing::WriteFile;
 using testing::Kite;
 using testing::Q;
+using testing::Qemu;
 using testing::Shell;
-
-void Qemu(const std::string& cmd) {
-  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
-}
 
 // Writes `pattern` bytes at `offset` through qemu-io.
 void QemuWrite(const std::string& path, const std::string& fmt, uint64_t offset, uint64_t len,
