@@ -11,12 +11,6 @@ namespace {
 
 using storage::ImageFormat;
 
-Result<bool> ParseOnOff(const std::string& name, const std::string& value) {
-  if (value == "on" || value == "true") return true;
-  if (value == "off" || value == "false") return false;
-  return Err("Parameter '" + name + "' expects 'on' or 'off'");
-}
-
 Result<void> ApplyQcow2Option(CreateSpec& spec, const std::string& key, const std::string& v) {
   storage::Qcow2CreateOptions& q = spec.qcow2;
   if (key == "compat") {
@@ -71,6 +65,12 @@ Result<void> CheckQcow2Combination(const storage::Qcow2CreateOptions& q) {
 }
 
 }  // namespace
+
+Result<bool> ParseOnOff(const std::string& name, const std::string& value) {
+  if (value == "on" || value == "true") return true;
+  if (value == "off" || value == "false") return false;
+  return Err("Parameter '" + name + "' expects 'on' or 'off'");
+}
 
 Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
   CreateSpec spec;

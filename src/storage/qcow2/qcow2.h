@@ -115,6 +115,18 @@ Result<void> ResizeImage(const std::string& path, ImageFormat format, uint64_t n
 Result<void> SetBackingFile(const std::string& path, const std::string& new_backing,
                             const std::string& new_format);
 
+// What `qemu-img amend` may change on a qcow2 image; unset fields stay as they are.
+struct Qcow2AmendOptions {
+  std::optional<int> version;          // 2 (compat=0.10) or 3 (compat=1.1)
+  std::optional<bool> lazy_refcounts;  // needs version 3
+  std::optional<uint64_t> size;        // new virtual size, a multiple of 512; a shrink drops data
+};
+
+// Amends `path` in qemu's order: upgrade to version 3, lazy refcounts, size, downgrade to
+// version 2 (zero clusters become unallocated or zero-filled data clusters first). Every
+// refusal qemu would make part-way is made before the first write. See qcow2_amend.cc.
+Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options);
+
 // Writes one whole guest cluster of an open qcow2 image compressed, with the image's
 // compression type (qemu-img convert -c): `offset` cluster-aligned, `cluster` one cluster long
 // (shorter only for the disk's last cluster), the cluster not yet allocated in this image.

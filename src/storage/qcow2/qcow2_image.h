@@ -109,4 +109,8 @@ class Qcow2Image final : public DiskImage {
   std::atomic<bool> failed_{false};
 };
 
+// Resize on the metadata alone (Qcow2Image::Resize under its lock, AmendQcow2): `new_size` a
+// multiple of 512; the header's size field is rewritten last.
+Result<void> ResizeMeta(Meta& meta, uint64_t new_size, const ResizeOptions& options);
+
 }  // namespace kite::storage::qcow2

@@ -1,0 +1,249 @@
+// AmendQcow2 (qemu-img amend): compat upgrade and downgrade, lazy refcounts on and off, and
+// the virtual size, applied in qemu's order (upgrade, lazy refcounts, size, downgrade).
+//
+// Refusals: everything qemu refuses part-way through (a downgrade of zstd-compressed clusters,
+// of refcounts wider than 16 bits, a v2 resize with snapshots) is checked here before the first
+// write, so a refused amend leaves the file as it was. One exception, as in qemu: a dirty
+// image (lazy refcounts after a crash) is repaired when it is opened read-write.
+//
+// Crash safety: the header is switched by one write of cluster 0 after the structures it will
+// describe are on disk and synced. A downgrade first turns every zero cluster into something
+// version 2 can express: without a backing file an unallocated cluster (which reads as zeros),
+// else a zero-filled data cluster (in place when the cluster already had host space of its
+// own, as qemu). The zeros are written and synced before the L2 entries change, so a crash
+// leaves a valid version 3 image with at most leaked clusters. Not atomic: the header write
+// itself (one pwrite of at most one cluster; the header with its extensions is about 600
+// bytes, so it spans more than one 512-byte sector) and a size change followed by a downgrade
+// (a crash between them leaves the new size with the old version).
+#include <fcntl.h>
+#include <linux/falloc.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "storage/qcow2/qcow2.h"
+#include "storage/qcow2/qcow2_image.h"
+#include "storage/qcow2/qcow2_ops.h"
+#include "storage/qcow2/qcow2_snapshot.h"
+
+namespace kite::storage {
+namespace {
+
+using qcow2::Header;
+using qcow2::Mapping;
+using qcow2::Meta;
+
+// The feature name table (header extension 0x6803f857) qemu writes into every version 3
+// header: type (0 incompatible, 1 compatible, 2 autoclear), bit, name (46 bytes, NUL-padded).
+struct FeatureName {
+  uint8_t type;
+  uint8_t bit;
+  const char* name;
+};
+constexpr FeatureName kFeatureNames[] = {
+    {0, 0, "dirty bit"},        {0, 1, "corrupt bit"},         {0, 2, "external data file"},
+    {0, 3, "compression type"}, {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
+    {2, 0, "bitmaps"},          {2, 1, "raw external data"}};
+constexpr size_t kFeatureEntryBytes = 48;
+
+std::vector<uint8_t> FeatureTable() {
+  std::vector<uint8_t> table(std::size(kFeatureNames) * kFeatureEntryBytes, 0);
+  for (size_t i = 0; i < std::size(kFeatureNames); ++i) {
+    uint8_t* e = &table[i * kFeatureEntryBytes];
+    e[0] = kFeatureNames[i].type;
+    e[1] = kFeatureNames[i].bit;
+    std::string_view name = kFeatureNames[i].name;
+    std::copy(name.begin(), name.end(), e + 2);
+  }
+  return table;
+}
+
+// Version 3 headers carry the feature name table first (after the backing format, which
+// SerializeHeader places itself); version 2 headers none.
+void SetFeatureTable(Header& h, bool present) {
+  std::erase_if(h.extensions,
+                [](const qcow2::HeaderExtension& e) { return e.type == qcow2::kExtFeatureTable; });
+  if (present) h.extensions.insert(h.extensions.begin(), {qcow2::kExtFeatureTable, FeatureTable()});
+}
+
+using L2Visitor = std::function<Result<void>(uint64_t l1_index, const std::vector<uint64_t>& l2)>;
+
+// Reads each L2 table `l1` points at (offsets checked: untrusted) and hands it to `visit`.
+Result<void> ForEachL2(Meta& meta, const std::vector<uint64_t>& l1, const L2Visitor& visit) {
+  uint64_t cs = meta.cluster_size();
+  for (uint64_t i = 0; i < l1.size(); ++i) {
+    uint64_t off = l1[i] & qcow2::kL1OffsetMask;
+    if (off == 0) continue;
+    if ((off & (cs - 1)) != 0 || off > meta.file_size() || cs > meta.file_size() - off) {
+      return Err(meta.path() + ": Invalid L2 table offset in L1 entry " + std::to_string(i));
+    }
+    TRY(visit(i, TRY(meta.ReadTable(off, meta.header().l2_entries()))));
+  }
+  return {};
+}
+
+bool IsCompressed(uint64_t entry) {
+  return entry & qcow2::kOflagCompressed;
+}
+bool IsZero(uint64_t entry) {
+  return !IsCompressed(entry) && (entry & qcow2::kOflagZero);
+}
+
+// What stands in the way of a downgrade, as qemu words it (kite's own words where kite-img
+// refuses what qemu does: zero clusters in snapshot tables).
+Result<void> CheckDowngrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots) {
+  const Header& h = meta.header();
+  if (h.refcount_order != 4) return Err("compat=0.10 requires refcount_bits=16");
+  bool compressed = false, snapshot_zeros = false;
+  auto census = [&](bool snapshot) {
+    return [&, snapshot](uint64_t, const std::vector<uint64_t>& l2) -> Result<void> {
+      compressed |= std::any_of(l2.begin(), l2.end(), IsCompressed);
+      snapshot_zeros |= snapshot && std::any_of(l2.begin(), l2.end(), IsZero);
+      return {};
+    };
+  };
+  if (h.compression_type != 0) TRY(ForEachL2(meta, meta.l1(), census(false)));
+  for (const qcow2::SnapshotEntry& s : snapshots) {
+    TRY(ForEachL2(meta, TRY(meta.ReadTable(s.l1_table_offset, s.l1_size)), census(true)));
+  }
+  if (compressed) {
+    return Err(
+        "Cannot downgrade an image with zstd compression type and existing compressed "
+        "clusters");
+  }
+  if (snapshot_zeros) {
+    return Err(meta.path() +
+               ": kite-img cannot downgrade zero clusters held by internal snapshots "
+               "(qemu-img amend can)");
+  }
+  return {};
+}
+
+// Zeroes one host cluster: an unwritten extent where the file system has them (as qemu's
+// write-zeroes, so the space stays sparse and reads as a hole), else zero bytes.
+Result<void> ZeroHostCluster(Meta& meta, uint64_t host, const std::vector<uint8_t>& zeros) {
+  if (::fallocate(meta.fd(), FALLOC_FL_ZERO_RANGE, static_cast<off_t>(host),
+                  static_cast<off_t>(zeros.size())) == 0) {
+    return {};
+  }
+  return meta.io().Write(zeros.data(), zeros.size(), host);
+}
+
+// Turns the zero clusters of the active L2 tables into what version 2 can express (see the
+// file comment). One L2 table at a time: zeros written and synced, then its entries.
+Result<void> ExpandZeroClusters(Meta& meta) {
+  uint64_t cs = meta.cluster_size(), per_table = meta.header().l2_entries();
+  bool backed = !meta.header().backing_file.empty();
+  std::vector<uint8_t> zeros(cs, 0);
+  const std::vector<uint64_t> l1 = meta.l1();
+  return ForEachL2(meta, l1, [&](uint64_t i, const std::vector<uint64_t>& l2) -> Result<void> {
+    struct Change {
+      uint64_t guest;
+      uint64_t entry;
+      std::optional<Mapping> drop;  // the old host cluster, when replaced by a new one
+    };
+    std::vector<Change> changes;
+    for (uint64_t j = 0; j < l2.size(); ++j) {
+      if (!IsZero(l2[j])) continue;
+      uint64_t guest = (i * per_table + j) * cs;
+      Mapping m = TRY(meta.Decode(l2[j], guest));
+      if (m.host == 0 && !backed) {
+        changes.push_back({guest, 0, std::nullopt});
+        continue;
+      }
+      bool own = m.host != 0 && TRY(meta.GetRefcount(meta.ClusterOf(m.host))) == 1;
+      uint64_t host = own ? m.host : TRY(meta.Allocate(1));
+      TRY(meta.CheckDataWrite(host));
+      TRY(ZeroHostCluster(meta, host, zeros));
+      changes.push_back({guest, host | qcow2::kOflagCopied,
+                         !own && m.host != 0 ? std::optional<Mapping>(m) : std::nullopt});
+    }
+    if (changes.empty()) return {};
+    TRY(meta.Sync());
+    for (const Change& c : changes) TRY(meta.SetL2Entry(c.guest, c.entry));
+    TRY(meta.Sync());
+    for (const Change& c : changes) {
+      if (c.drop) TRY(meta.FreeMapping(*c.drop));
+    }
+    return {};
+  });
+}
+
+Result<void> Downgrade(Meta& meta) {
+  TRY(ExpandZeroClusters(meta));
+  TRY(meta.Sync());
+  Header& h = meta.mutable_header();
+  // Only the compression type bit can be set here: a dirty image was repaired on open, a
+  // corrupt one is not opened read-write, and other bits are refused by the header parser.
+  // A zstd image without compressed clusters (CheckDowngrade) goes back to zlib, as qemu.
+  h.version = 2;
+  h.incompatible_features = 0;
+  h.compatible_features = 0;
+  h.autoclear_features = 0;
+  h.compression_type = 0;
+  SetFeatureTable(h, false);
+  TRY(meta.RewriteHeader());
+  return meta.Sync();
+}
+
+}  // namespace
+
+Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options) {
+  qcow2::Opened o = TRY(qcow2::OpenMeta(path, true));
+  Meta& meta = *o.meta;
+  Header& h = meta.mutable_header();
+  std::vector<qcow2::SnapshotEntry> snapshots;
+  if (h.nb_snapshots > 0) {
+    snapshots = TRY(qcow2::ReadSnapshots(meta.io(), h, meta.file_size(), path));
+  }
+  const int old_version = static_cast<int>(h.version);
+  const int new_version = options.version.value_or(old_version);
+  if (new_version != 2 && new_version != 3) return Err("Unknown compatibility level");
+  const bool old_lazy = h.compatible_features & qcow2::kCompatLazyRefcounts;
+  const bool lazy = options.lazy_refcounts.value_or(old_lazy);
+  if (lazy && !old_lazy && new_version < 3) {
+    return Err(
+        "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 "
+        "or greater)");
+  }
+  if (options.size) {
+    if (*options.size % 512 != 0) return Err("The new size must be a multiple of 512");
+    if (*options.size > qcow2::kMaxVirtualSize) return Err(path + ": Image size too big");
+    if (!snapshots.empty() && old_version < 3 && new_version < 3) {
+      return Err("Can't resize a v2 image which has snapshots");
+    }
+    if (!snapshots.empty() && *options.size < h.size) {
+      return Err(path + ": kite-img cannot shrink an image with internal snapshots");
+    }
+  }
+  if (new_version < old_version) TRY(CheckDowngrade(meta, snapshots));
+
+  if (new_version > old_version || lazy != old_lazy) {
+    if (new_version > old_version) {  // every version 3 field at its default, as qemu
+      h.version = 3;
+      h.incompatible_features = 0;
+      h.autoclear_features = 0;
+      h.refcount_order = 4;
+      h.compression_type = 0;
+    }
+    SetFeatureTable(h, true);  // qemu writes it with every version 3 header
+    if (lazy) {
+      h.compatible_features |= qcow2::kCompatLazyRefcounts;
+    } else {
+      // Refcounts are exact: the open repaired a dirty image, and Meta writes through.
+      h.compatible_features &= ~qcow2::kCompatLazyRefcounts;
+    }
+    TRY(meta.RewriteHeader());
+    TRY(meta.Sync());
+  }
+  if (options.size && *options.size != h.size) {
+    ResizeOptions resize;
+    resize.shrink = true;  // amend shrinks without asking, discarding the data (as qemu)
+    resize.force = true;
+    TRY(qcow2::ResizeMeta(meta, *options.size, resize));
+  }
+  if (new_version < old_version) TRY(Downgrade(meta));
+  return {};
+}
+
+}  // namespace kite::storage
