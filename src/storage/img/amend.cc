@@ -1,7 +1,7 @@
 // kite-img amend: changes the creation options of an existing qcow2 image, as qemu-img amend.
 // The -o list is checked here (qemu-img's messages: options only for creation, encryption and
-// data file options on images without them, the backing file, the refcount width); the change
-// itself is the storage library's AmendQcow2 (compat, lazy_refcounts, size).
+// data file options on images without them, the backing file); the change itself is the
+// storage library's AmendQcow2 (compat, refcount_bits, lazy_refcounts, size).
 #include <algorithm>
 #include <optional>
 #include <span>
@@ -23,7 +23,6 @@ using storage::ImageFormat;
 // What the -o list asks for, before it is compared with the image.
 struct AmendRequest {
   storage::Qcow2AmendOptions qcow2;
-  std::optional<int> refcount_bits;
   bool backing_given = false;  // backing_file or backing_fmt named
   std::optional<std::string> backing_file, backing_format;
   bool encryption = false;  // an encrypt.* option that amends keyslots
@@ -72,7 +71,7 @@ Result<AmendRequest> ParseAmendOptions(const std::vector<std::string>& lists) {
       if (*bits == 0 || *bits > 64 || (*bits & (*bits - 1)) != 0) {
         return Err("Refcount width must be a power of two and may not exceed 64 bits");
       }
-      r.refcount_bits = static_cast<int>(*bits);
+      r.qcow2.refcount_bits = static_cast<int>(*bits);
     } else if (key == "backing_file") {
       r.backing_given = true;
       r.backing_file = v;
@@ -99,8 +98,7 @@ std::optional<std::string> Named(const std::string& s) {
   return s.empty() ? std::nullopt : std::optional<std::string>(s);
 }
 
-// The requests kite-img refuses for this image before anything is written: the ones qemu
-// refuses (with its messages) and refcount width changes (kite-img cannot rewrite refcounts).
+// What qemu-img refuses for this image (its messages), checked before kite opens it to write.
 Result<void> CheckAgainstImage(const AmendRequest& r, const storage::Qcow2Info& info) {
   if (r.encryption) return Err("Can't amend encryption options - encryption not present");
   if (r.data_file)
@@ -111,14 +109,6 @@ Result<void> CheckAgainstImage(const AmendRequest& r, const storage::Qcow2Info& 
                           r.backing_format != Named(info.backing_format))) {
     return Err("Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.");
   }
-  if (r.refcount_bits && *r.refcount_bits != info.refcount_bits) {
-    if (r.qcow2.version.value_or(info.version) < 3 && *r.refcount_bits != 16) {
-      return Err(
-          "Refcount widths other than 16 bits require compatibility level 1.1 or above (use "
-          "compat=1.1 or greater)");
-    }
-    return Err("Changing refcount_bits is not supported by kite-img (qemu-img amend can)");
-  }
   return {};
 }
 
@@ -128,7 +118,7 @@ constexpr const char* kQcow2AmendHelp =
     "  backing_fmt=<str>      - Image format of the base image (only the current one)\n"
     "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
     "  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n"
-    "  refcount_bits=<num>    - Width of a reference count entry in bits (only the current)\n"
+    "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
     "  size=<size>            - Virtual disk size\n";
 
 bool WantsHelp(const std::vector<std::string>& lists) {

@@ -119,10 +119,12 @@ Result<void> SetBackingFile(const std::string& path, const std::string& new_back
 struct Qcow2AmendOptions {
   std::optional<int> version;          // 2 (compat=0.10) or 3 (compat=1.1)
   std::optional<bool> lazy_refcounts;  // needs version 3
+  std::optional<int> refcount_bits;    // 1, 2, 4, ..., 64; other than 16 needs version 3
   std::optional<uint64_t> size;        // new virtual size, a multiple of 512; a shrink drops data
 };
 
-// Amends `path` in qemu's order: upgrade to version 3, lazy refcounts, size, downgrade to
+// Amends `path` in qemu's order: upgrade to version 3, refcount width (new refcount table and
+// blocks, as CheckQcow2's repair writes them), lazy refcounts, size, downgrade to
 // version 2 (zero clusters become unallocated or zero-filled data clusters first). Every
 // refusal qemu would make part-way is made before the first write. See qcow2_amend.cc.
 Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options);

@@ -1,5 +1,6 @@
-// AmendQcow2 (qemu-img amend): compat upgrade and downgrade, lazy refcounts on and off, and
-// the virtual size, applied in qemu's order (upgrade, lazy refcounts, size, downgrade).
+// AmendQcow2 (qemu-img amend): compat upgrade and downgrade, the refcount width, lazy
+// refcounts on and off, and the virtual size, applied in qemu's order (upgrade, refcount
+// width, lazy refcounts, size, downgrade).
 //
 // Refusals: everything qemu refuses part-way through (a downgrade of zstd-compressed clusters,
 // of refcounts wider than 16 bits, a v2 resize with snapshots) is checked here before the first
@@ -11,7 +12,9 @@
 // version 2 can express: without a backing file an unallocated cluster (which reads as zeros),
 // else a zero-filled data cluster (in place when the cluster already had host space of its
 // own, as qemu). The zeros are written and synced before the L2 entries change, so a crash
-// leaves a valid version 3 image with at most leaked clusters. Not atomic: the header write
+// leaves a valid version 3 image with at most leaked clusters. A new refcount width gets
+// fresh refcount structures past the end of the file (RebuildRefcounts), synced before the
+// header names them; the old ones become free clusters. Not atomic: the header write
 // itself (one pwrite of at most one cluster; the header with its extensions is about 600
 // bytes, so it spans more than one 512-byte sector) and a size change followed by a downgrade
 // (a crash between them leaves the new size with the old version).
@@ -22,6 +25,7 @@
 #include <functional>
 
 #include "storage/qcow2/qcow2.h"
+#include "storage/qcow2/qcow2_check.h"
 #include "storage/qcow2/qcow2_image.h"
 #include "storage/qcow2/qcow2_ops.h"
 #include "storage/qcow2/qcow2_snapshot.h"
@@ -91,9 +95,10 @@ bool IsZero(uint64_t entry) {
 
 // What stands in the way of a downgrade, as qemu words it (kite's own words where kite-img
 // refuses what qemu does: zero clusters in snapshot tables).
-Result<void> CheckDowngrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots) {
+Result<void> CheckDowngrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots,
+                            uint32_t refcount_order) {
   const Header& h = meta.header();
-  if (h.refcount_order != 4) return Err("compat=0.10 requires refcount_bits=16");
+  if (refcount_order != 4) return Err("compat=0.10 requires refcount_bits=16");
   bool compressed = false, snapshot_zeros = false;
   auto census = [&](bool snapshot) {
     return [&, snapshot](uint64_t, const std::vector<uint64_t>& l2) -> Result<void> {
@@ -216,7 +221,21 @@ Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& option
       return Err(path + ": kite-img cannot shrink an image with internal snapshots");
     }
   }
-  if (new_version < old_version) TRY(CheckDowngrade(meta, snapshots));
+  const uint32_t old_order = h.refcount_order;
+  uint32_t order = old_order;
+  if (options.refcount_bits) {
+    int bits = *options.refcount_bits;
+    if (bits < 1 || bits > 64 || (bits & (bits - 1)) != 0) {
+      return Err("Refcount width must be a power of two and may not exceed 64 bits");
+    }
+    if (new_version < 3 && bits != 16) {
+      return Err(
+          "Refcount widths other than 16 bits require compatibility level 1.1 or above (use "
+          "compat=1.1 or greater)");
+    }
+    order = static_cast<uint32_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+  }
+  if (new_version < old_version) TRY(CheckDowngrade(meta, snapshots, order));
 
   if (new_version > old_version || lazy != old_lazy) {
     if (new_version > old_version) {  // every version 3 field at its default, as qemu
@@ -235,6 +254,10 @@ Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& option
     }
     TRY(meta.RewriteHeader());
     TRY(meta.Sync());
+  }
+  if (order != old_order) {
+    SetFeatureTable(h, true);  // the rebuild rewrites the (version 3) header
+    TRY(qcow2::RebuildRefcounts(meta, order));
   }
   if (options.size && *options.size != h.size) {
     ResizeOptions resize;
