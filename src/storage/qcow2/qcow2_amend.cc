@@ -11,7 +11,8 @@
 // describe are on disk and synced. A downgrade first turns every zero cluster into something
 // version 2 can express: without a backing file an unallocated cluster (which reads as zeros),
 // else a zero-filled data cluster (in place when the cluster already had host space of its
-// own, as qemu). The zeros are written and synced before the L2 entries change, so a crash
+// own, as qemu), in the snapshots' L2 tables too (changed in place, shared or not). The zeros
+// are written and synced before the L2 entries change, so a crash
 // leaves a valid version 3 image with at most leaked clusters. A new refcount width gets
 // fresh refcount structures past the end of the file (RebuildRefcounts), synced before the
 // header names them; the old ones become free clusters. Not atomic: the header write
@@ -23,6 +24,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include "storage/qcow2/qcow2.h"
 #include "storage/qcow2/qcow2_check.h"
@@ -93,33 +95,25 @@ bool IsZero(uint64_t entry) {
   return !IsCompressed(entry) && (entry & qcow2::kOflagZero);
 }
 
-// What stands in the way of a downgrade, as qemu words it (kite's own words where kite-img
-// refuses what qemu does: zero clusters in snapshot tables).
+// What stands in the way of a downgrade, as qemu words it.
 Result<void> CheckDowngrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots,
                             uint32_t refcount_order) {
   const Header& h = meta.header();
   if (refcount_order != 4) return Err("compat=0.10 requires refcount_bits=16");
-  bool compressed = false, snapshot_zeros = false;
-  auto census = [&](bool snapshot) {
-    return [&, snapshot](uint64_t, const std::vector<uint64_t>& l2) -> Result<void> {
-      compressed |= std::any_of(l2.begin(), l2.end(), IsCompressed);
-      snapshot_zeros |= snapshot && std::any_of(l2.begin(), l2.end(), IsZero);
-      return {};
-    };
+  if (h.compression_type == 0) return {};
+  bool compressed = false;
+  auto census = [&](uint64_t, const std::vector<uint64_t>& l2) -> Result<void> {
+    compressed |= std::any_of(l2.begin(), l2.end(), IsCompressed);
+    return {};
   };
-  if (h.compression_type != 0) TRY(ForEachL2(meta, meta.l1(), census(false)));
+  TRY(ForEachL2(meta, meta.l1(), census));
   for (const qcow2::SnapshotEntry& s : snapshots) {
-    TRY(ForEachL2(meta, TRY(meta.ReadTable(s.l1_table_offset, s.l1_size)), census(true)));
+    TRY(ForEachL2(meta, TRY(meta.ReadTable(s.l1_table_offset, s.l1_size)), census));
   }
   if (compressed) {
     return Err(
         "Cannot downgrade an image with zstd compression type and existing compressed "
         "clusters");
-  }
-  if (snapshot_zeros) {
-    return Err(meta.path() +
-               ": kite-img cannot downgrade zero clusters held by internal snapshots "
-               "(qemu-img amend can)");
   }
   return {};
 }
@@ -134,48 +128,76 @@ Result<void> ZeroHostCluster(Meta& meta, uint64_t host, const std::vector<uint8_
   return meta.io().Write(zeros.data(), zeros.size(), host);
 }
 
-// Turns the zero clusters of the active L2 tables into what version 2 can express (see the
-// file comment). One L2 table at a time: zeros written and synced, then its entries.
-Result<void> ExpandZeroClusters(Meta& meta) {
+// Turns the zero clusters of one L2 table (`l2`, at `l2_offset`, reached through `l1_index`
+// of some L1 table) into what version 2 can express (see the file comment). The table is
+// changed in place, shared or not: every L1 table reaching it reads the same zeros after.
+// A new data cluster gets one reference per L1 table reaching the L2 table (the L2 table's
+// refcount), as snapshot creation counts them. Zeros are written and synced before entries.
+Result<void> ExpandZerosInTable(Meta& meta, uint64_t l1_index, uint64_t l2_offset,
+                                const std::vector<uint64_t>& l2) {
   uint64_t cs = meta.cluster_size(), per_table = meta.header().l2_entries();
   bool backed = !meta.header().backing_file.empty();
+  uint64_t users = TRY(meta.GetRefcount(meta.ClusterOf(l2_offset)));
+  if (users == 0) return Err(meta.path() + ": L2 table with refcount 0 (run check -r all)");
   std::vector<uint8_t> zeros(cs, 0);
-  const std::vector<uint64_t> l1 = meta.l1();
-  return ForEachL2(meta, l1, [&](uint64_t i, const std::vector<uint64_t>& l2) -> Result<void> {
-    struct Change {
-      uint64_t guest;
-      uint64_t entry;
-      std::optional<Mapping> drop;  // the old host cluster, when replaced by a new one
-    };
-    std::vector<Change> changes;
-    for (uint64_t j = 0; j < l2.size(); ++j) {
-      if (!IsZero(l2[j])) continue;
-      uint64_t guest = (i * per_table + j) * cs;
-      Mapping m = TRY(meta.Decode(l2[j], guest));
-      if (m.host == 0 && !backed) {
-        changes.push_back({guest, 0, std::nullopt});
-        continue;
-      }
-      bool own = m.host != 0 && TRY(meta.GetRefcount(meta.ClusterOf(m.host))) == 1;
-      uint64_t host = own ? m.host : TRY(meta.Allocate(1));
-      TRY(meta.CheckDataWrite(host));
-      TRY(ZeroHostCluster(meta, host, zeros));
-      changes.push_back({guest, host | qcow2::kOflagCopied,
-                         !own && m.host != 0 ? std::optional<Mapping>(m) : std::nullopt});
+  struct Change {
+    uint64_t index;
+    uint64_t entry;
+    std::optional<Mapping> drop;  // the old host cluster, when replaced by a new one
+  };
+  std::vector<Change> changes;
+  for (uint64_t j = 0; j < l2.size(); ++j) {
+    if (!IsZero(l2[j])) continue;
+    Mapping m = TRY(meta.Decode(l2[j], (l1_index * per_table + j) * cs));
+    if (m.host == 0 && !backed) {
+      changes.push_back({j, 0, std::nullopt});
+      continue;
     }
-    if (changes.empty()) return {};
-    TRY(meta.Sync());
-    for (const Change& c : changes) TRY(meta.SetL2Entry(c.guest, c.entry));
-    TRY(meta.Sync());
-    for (const Change& c : changes) {
-      if (c.drop) TRY(meta.FreeMapping(*c.drop));
+    // In place when this table's users are the cluster's only users, as qemu.
+    bool in_place = m.host != 0 && TRY(meta.GetRefcount(meta.ClusterOf(m.host))) == users;
+    uint64_t host = m.host;
+    if (!in_place) {
+      host = TRY(meta.Allocate(1));
+      if (users > 1) TRY(meta.UpdateRefcounts(host, cs, static_cast<int>(users - 1)));
     }
-    return {};
-  });
+    TRY(meta.CheckDataWrite(host));
+    TRY(ZeroHostCluster(meta, host, zeros));
+    changes.push_back({j, host | (users == 1 ? qcow2::kOflagCopied : 0),
+                       !in_place && m.host != 0 ? std::optional<Mapping>(m) : std::nullopt});
+  }
+  if (changes.empty()) return {};
+  TRY(meta.Sync());
+  for (const Change& c : changes) {
+    uint8_t be[8];
+    qcow2::PutBe64(be, c.entry);
+    TRY(meta.l2_cache().Write(l2_offset, c.index * 8, be, 8));
+  }
+  TRY(meta.Sync());
+  for (const Change& c : changes) {
+    if (c.drop) TRY(meta.UpdateRefcounts(c.drop->host, cs, -static_cast<int>(users)));
+  }
+  return {};
 }
 
-Result<void> Downgrade(Meta& meta) {
-  TRY(ExpandZeroClusters(meta));
+// Every zero cluster of the active and the snapshots' L1 tables (shared L2 tables once).
+Result<void> ExpandZeroClusters(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots) {
+  std::vector<std::vector<uint64_t>> l1s = {meta.l1()};
+  for (const qcow2::SnapshotEntry& s : snapshots) {
+    l1s.push_back(TRY(meta.ReadTable(s.l1_table_offset, s.l1_size)));
+  }
+  std::set<uint64_t> done;
+  for (const std::vector<uint64_t>& l1 : l1s) {
+    TRY(ForEachL2(meta, l1, [&](uint64_t i, const std::vector<uint64_t>& l2) -> Result<void> {
+      uint64_t offset = l1[i] & qcow2::kL1OffsetMask;
+      if (!done.insert(offset).second) return {};
+      return ExpandZerosInTable(meta, i, offset, l2);
+    }));
+  }
+  return {};
+}
+
+Result<void> Downgrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots) {
+  TRY(ExpandZeroClusters(meta, snapshots));
   TRY(meta.Sync());
   Header& h = meta.mutable_header();
   // Only the compression type bit can be set here: a dirty image was repaired on open, a
@@ -265,7 +287,7 @@ Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& option
     resize.force = true;
     TRY(qcow2::ResizeMeta(meta, *options.size, resize));
   }
-  if (new_version < old_version) TRY(Downgrade(meta));
+  if (new_version < old_version) TRY(Downgrade(meta, snapshots));
   return {};
 }
 

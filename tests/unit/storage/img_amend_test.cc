@@ -131,6 +131,45 @@ TEST(ImgAmend, Downgrade_SnapshotWithoutZeroClusters_AgreesWithQemu) {
   a.ExpectContentKept();
 }
 
+// Zero clusters (with and without host space) that snapshots share or own: the snapshots'
+// L2 tables are expanded too. Each snapshot, applied, must read as it does in the original.
+// Not compared with qemu's copy: qemu-img 7.2 zeroes in place a host cluster the active layer
+// marks zero while a snapshot still reads its data, so its snapshots change (seen here at
+// 128 KiB in s1 and 192 KiB in s2); kite-img gives that layer a new cluster instead.
+void DowngradeWithSnapshotZeros(const std::string& backing_setup, const std::string& create) {
+  TempDir dir;
+  Amended a(dir, backing_setup + create +
+                     " && qemu-io -c 'write -P 1 0 256k' -c 'write -z 0 64k' "
+                     "-c 'write -z -u 64k 64k' -c 'write -z 1M 64k' orig.qcow2 && "
+                     "qemu-img snapshot -c s1 orig.qcow2 && "
+                     "qemu-io -c 'write -P 2 0 4k' -c 'write -z 128k 64k' orig.qcow2 && "
+                     "qemu-img snapshot -c s2 orig.qcow2 && "
+                     "qemu-io -c 'write -P 3 1M 64k' -c 'write -z 192k 64k' orig.qcow2");
+  a.Run("compat=0.10");
+  a.ExpectContentKept();
+  std::string orig_applied = dir.File("orig-applied.qcow2");
+  std::string kite_applied = dir.File("kite-applied.qcow2");
+  for (const char* snap : {"s1", "s2"}) {
+    Qemu("cp " + Q(a.orig) + " " + Q(orig_applied) + " && cp " + Q(a.kite) + " " + Q(kite_applied));
+    Qemu("qemu-img snapshot -a " + std::string(snap) + " " + Q(orig_applied));
+    Qemu("qemu-img snapshot -a " + std::string(snap) + " " + Q(kite_applied));
+    EXPECT_EQ(Shell("qemu-img check " + Q(kite_applied)).code, 0) << snap;
+    EXPECT_EQ(Shell("qemu-img compare " + Q(orig_applied) + " " + Q(kite_applied)).code, 0) << snap;
+  }
+}
+
+TEST(ImgAmend, Downgrade_SnapshotZeroClusters_SnapshotsKept) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  DowngradeWithSnapshotZeros("", "qemu-img create -f qcow2 orig.qcow2 4M");
+}
+
+TEST(ImgAmend, Downgrade_SnapshotZeroClustersOverBacking_SnapshotsKept) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  DowngradeWithSnapshotZeros(
+      "qemu-img create -f qcow2 base.qcow2 4M && qemu-io -c 'write -P 7 0 4M' base.qcow2 && ",
+      "qemu-img create -f qcow2 -b base.qcow2 -F qcow2 orig.qcow2");
+}
+
 TEST(ImgAmend, LazyRefcounts_OnThenOff_AgreesWithQemu) {
   KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
@@ -303,15 +342,6 @@ void ExpectRefusedByKite(const std::string& image, const std::string& options,
   EXPECT_EQ(k.code, 1);
   EXPECT_NE(k.err.find(message), std::string::npos) << k.err;
   EXPECT_EQ(ReadFile(image), before);
-}
-
-TEST(ImgAmend, DowngradeZeroClustersInSnapshot_RefusedByKite) {
-  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
-  TempDir dir;
-  std::string path = dir.File("a.qcow2");
-  Qemu("qemu-img create -f qcow2 " + Q(path) + " 4M && qemu-io -c 'write -z 0 64k' " + Q(path) +
-       " && qemu-img snapshot -c s " + Q(path));
-  ExpectRefusedByKite(path, "compat=0.10", "zero clusters held by internal snapshots");
 }
 
 TEST(ImgAmend, ShrinkWithSnapshots_RefusedByKite) {
