@@ -106,7 +106,7 @@ struct ResizeOptions {
   Preallocation preallocation = Preallocation::kOff;  // for the grown part (raw: all modes)
 };
 
-// Resizes a raw or qcow2 image (qcow2: not while it has internal snapshots when shrinking).
+// Resizes a raw or qcow2 image (qcow2 version 2: no shrinking while it has internal snapshots).
 Result<void> ResizeImage(const std::string& path, ImageFormat format, uint64_t new_size,
                          const ResizeOptions& options);
 

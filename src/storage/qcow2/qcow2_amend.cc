@@ -239,9 +239,6 @@ Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& option
     if (!snapshots.empty() && old_version < 3 && new_version < 3) {
       return Err("Can't resize a v2 image which has snapshots");
     }
-    if (!snapshots.empty() && *options.size < h.size) {
-      return Err(path + ": kite-img cannot shrink an image with internal snapshots");
-    }
   }
   const uint32_t old_order = h.refcount_order;
   uint32_t order = old_order;

@@ -63,7 +63,8 @@ class Qcow2Image final : public DiskImage {
   Result<void> WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster,
                                       std::span<const uint8_t> stream);
 
-  // Changes the virtual size (grow; shrink only when allowed). No snapshots when shrinking.
+  // Changes the virtual size (grow; shrink only when allowed; not a version 2 image with
+  // snapshots).
   Result<void> Resize(uint64_t new_size, const ResizeOptions& options);
   Meta& meta() { return *meta_; }
 

@@ -41,8 +41,10 @@ Result<void> ResizeMeta(Meta& meta, uint64_t new_size, const ResizeOptions& opti
   if (new_size > kMaxVirtualSize) return Err(path + ": Image size too big");
   if (new_size < size) {
     if (!options.shrink) return Err(path + ": shrinking needs --shrink");
-    if (meta.header().nb_snapshots > 0) {
-      return Err(path + ": Can't shrink an image with internal snapshots");
+    // Version 3 snapshots keep their own size (and L1 table): only the active layer shrinks,
+    // dropping its references. Version 2 snapshots do not record a size (qemu refuses too).
+    if (meta.header().nb_snapshots > 0 && meta.header().version < 3) {
+      return Err(path + ": Can't resize a v2 image which has snapshots");
     }
     for (uint64_t c = (new_size + cs - 1) / cs * cs; c < size; c += cs) {
       Mapping m = TRY(meta.Lookup(c));

@@ -508,6 +508,29 @@ TEST(ImgResize, ShrinkWithoutFlag_Refused) {
   EXPECT_EQ(std::filesystem::file_size(dir.File("r")), 1u << 20);
 }
 
+// As qemu-img: a version 3 image shrinks with snapshots (they keep their size), version 2 not.
+TEST(ImgResize, ShrinkWithSnapshots_V3Shrinks_V2Refused) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string v3 = dir.File("v3.qcow2"), v2 = dir.File("v2.qcow2");
+  Qemu("qemu-img create -f qcow2 " + Q(v3) + " 4M && qemu-io -c 'write -P 1 0 1M' " + Q(v3) +
+       " && qemu-img snapshot -c s " + Q(v3));
+  auto r = Kite({"resize", "--shrink", v3, "2M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(QemuCheck(v3), 0);
+  Qemu("qemu-img snapshot -a s " + Q(v3));
+  EXPECT_EQ(Json::parse(Shell("qemu-img info --output=json " + Q(v3)).out)["virtual-size"],
+            4 << 20);
+  Qemu("qemu-io -c 'read -P 1 0 1M' " + Q(v3));
+  Qemu("qemu-img create -f qcow2 -o compat=0.10 " + Q(v2) + " 4M && qemu-img snapshot -c s " +
+       Q(v2));
+  std::string before = ReadFile(v2);
+  r = Kite({"resize", "--shrink", v2, "2M"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("Can't resize a v2 image which has snapshots"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(v2), before);
+}
+
 TEST(ImgSnapshot, CreateApplyDelete_QemuAgrees) {
   KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
