@@ -213,78 +213,96 @@ Result<void> Downgrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snap
   return meta.Sync();
 }
 
-}  // namespace
+// What an amend changes, decided (and refused) before the first write.
+struct Plan {
+  int old_version = 0, new_version = 0;
+  bool old_lazy = false, lazy = false;
+  uint32_t old_order = 0, order = 0;
+};
 
-Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options) {
-  qcow2::Opened o = TRY(qcow2::OpenMeta(path, true));
-  Meta& meta = *o.meta;
-  Header& h = meta.mutable_header();
-  std::vector<qcow2::SnapshotEntry> snapshots;
-  if (h.nb_snapshots > 0) {
-    snapshots = TRY(qcow2::ReadSnapshots(meta.io(), h, meta.file_size(), path));
+Result<uint32_t> RefcountOrder(int bits, int new_version) {
+  if (bits < 1 || bits > 64 || (bits & (bits - 1)) != 0) {
+    return Err("Refcount width must be a power of two and may not exceed 64 bits");
   }
-  const int old_version = static_cast<int>(h.version);
-  const int new_version = options.version.value_or(old_version);
-  if (new_version != 2 && new_version != 3) return Err("Unknown compatibility level");
-  const bool old_lazy = h.compatible_features & qcow2::kCompatLazyRefcounts;
-  const bool lazy = options.lazy_refcounts.value_or(old_lazy);
-  if (lazy && !old_lazy && new_version < 3) {
+  if (new_version < 3 && bits != 16) {
+    return Err(
+        "Refcount widths other than 16 bits require compatibility level 1.1 or above (use "
+        "compat=1.1 or greater)");
+  }
+  return static_cast<uint32_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+}
+
+Result<Plan> MakePlan(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snapshots,
+                      const Qcow2AmendOptions& options) {
+  const Header& h = meta.header();
+  Plan p;
+  p.old_version = static_cast<int>(h.version);
+  p.new_version = options.version.value_or(p.old_version);
+  if (p.new_version != 2 && p.new_version != 3) return Err("Unknown compatibility level");
+  p.old_lazy = h.compatible_features & qcow2::kCompatLazyRefcounts;
+  p.lazy = options.lazy_refcounts.value_or(p.old_lazy);
+  if (p.lazy && !p.old_lazy && p.new_version < 3) {
     return Err(
         "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 "
         "or greater)");
   }
   if (options.size) {
     if (*options.size % 512 != 0) return Err("The new size must be a multiple of 512");
-    if (*options.size > qcow2::kMaxVirtualSize) return Err(path + ": Image size too big");
-    if (!snapshots.empty() && old_version < 3 && new_version < 3) {
+    if (*options.size > qcow2::kMaxVirtualSize) return Err(meta.path() + ": Image size too big");
+    // The resize comes before the downgrade: only an image that stays version 2 is refused.
+    if (!snapshots.empty() && p.old_version < 3 && p.new_version < 3) {
       return Err("Can't resize a v2 image which has snapshots");
     }
   }
-  const uint32_t old_order = h.refcount_order;
-  uint32_t order = old_order;
-  if (options.refcount_bits) {
-    int bits = *options.refcount_bits;
-    if (bits < 1 || bits > 64 || (bits & (bits - 1)) != 0) {
-      return Err("Refcount width must be a power of two and may not exceed 64 bits");
-    }
-    if (new_version < 3 && bits != 16) {
-      return Err(
-          "Refcount widths other than 16 bits require compatibility level 1.1 or above (use "
-          "compat=1.1 or greater)");
-    }
-    order = static_cast<uint32_t>(__builtin_ctz(static_cast<unsigned>(bits)));
-  }
-  if (new_version < old_version) TRY(CheckDowngrade(meta, snapshots, order));
+  p.old_order = p.order = h.refcount_order;
+  if (options.refcount_bits) p.order = TRY(RefcountOrder(*options.refcount_bits, p.new_version));
+  if (p.new_version < p.old_version) TRY(CheckDowngrade(meta, snapshots, p.order));
+  return p;
+}
 
-  if (new_version > old_version || lazy != old_lazy) {
-    if (new_version > old_version) {  // every version 3 field at its default, as qemu
-      h.version = 3;
-      h.incompatible_features = 0;
-      h.autoclear_features = 0;
-      h.refcount_order = 4;
-      h.compression_type = 0;
-    }
-    SetFeatureTable(h, true);  // qemu writes it with every version 3 header
-    if (lazy) {
-      h.compatible_features |= qcow2::kCompatLazyRefcounts;
-    } else {
-      // Refcounts are exact: the open repaired a dirty image, and Meta writes through.
-      h.compatible_features &= ~qcow2::kCompatLazyRefcounts;
-    }
-    TRY(meta.RewriteHeader());
-    TRY(meta.Sync());
+// Upgrade and lazy refcounts: one header rewrite.
+Result<void> RewriteV3Header(Meta& meta, const Plan& p) {
+  Header& h = meta.mutable_header();
+  if (p.new_version > p.old_version) {  // every version 3 field at its default, as qemu
+    h.version = 3;
+    h.incompatible_features = 0;
+    h.autoclear_features = 0;
+    h.refcount_order = 4;
+    h.compression_type = 0;
   }
-  if (order != old_order) {
-    SetFeatureTable(h, true);  // the rebuild rewrites the (version 3) header
-    TRY(qcow2::RebuildRefcounts(meta, order));
+  SetFeatureTable(h, true);  // qemu writes it with every version 3 header
+  if (p.lazy) {
+    h.compatible_features |= qcow2::kCompatLazyRefcounts;
+  } else {
+    // Refcounts are exact: the open repaired a dirty image, and Meta writes through.
+    h.compatible_features &= ~qcow2::kCompatLazyRefcounts;
   }
-  if (options.size && *options.size != h.size) {
+  TRY(meta.RewriteHeader());
+  return meta.Sync();
+}
+
+}  // namespace
+
+Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options) {
+  qcow2::Opened o = TRY(qcow2::OpenMeta(path, true));
+  Meta& meta = *o.meta;
+  std::vector<qcow2::SnapshotEntry> snapshots;
+  if (meta.header().nb_snapshots > 0) {
+    snapshots = TRY(qcow2::ReadSnapshots(meta.io(), meta.header(), meta.file_size(), path));
+  }
+  const Plan p = TRY(MakePlan(meta, snapshots, options));
+  if (p.new_version > p.old_version || p.lazy != p.old_lazy) TRY(RewriteV3Header(meta, p));
+  if (p.order != p.old_order) {
+    SetFeatureTable(meta.mutable_header(), true);  // the rebuild rewrites the v3 header
+    TRY(qcow2::RebuildRefcounts(meta, p.order));
+  }
+  if (options.size && *options.size != meta.header().size) {
     ResizeOptions resize;
     resize.shrink = true;  // amend shrinks without asking, discarding the data (as qemu)
     resize.force = true;
     TRY(qcow2::ResizeMeta(meta, *options.size, resize));
   }
-  if (new_version < old_version) TRY(Downgrade(meta, snapshots));
+  if (p.new_version < p.old_version) TRY(Downgrade(meta, snapshots));
   return {};
 }
 
