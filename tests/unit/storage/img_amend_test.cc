@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "img_test_util.h"
+#include "storage/disk_image.h"
 #include "testing/temp_dir.h"
 #include "testing/tool_required.h"
 
@@ -353,6 +354,25 @@ TEST(ImgAmend, Size_ShrinkWithSnapshots_SnapshotsKept) {
             "qemu-io -c 'write -P 4 1M 1M' orig.qcow2");
   a.Run("size=1536k");
   a.ExpectSnapshotsKept(dir, {"s1", "s2"});
+}
+
+// The image is opened read-write with its lock: an image in use (here open for writing
+// in-process, as a running VM holds it) is refused and left alone.
+TEST(ImgAmend, ImageInUse_RefusedByTheLock) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string path = dir.File("a.qcow2");
+  Qemu("qemu-img create -f qcow2 " + Q(path) + " 4M");
+  std::string before = ReadFile(path);
+  storage::OpenOptions options;
+  options.open_backing = false;
+  auto in_use = storage::OpenImage(path, storage::ImageFormat::kQcow2, options);
+  ASSERT_TRUE(in_use) << in_use.error().message();
+  auto k = Kite({"amend", "-o", "lazy_refcounts=on", path});
+  EXPECT_EQ(k.code, 1);
+  EXPECT_NE(k.err.find("Failed to get \"write\" lock"), std::string::npos) << k.err;
+  in_use->reset();
+  EXPECT_EQ(ReadFile(path), before);
 }
 
 TEST(ImgAmend, Help_ListsTheQcow2Options) {
