@@ -461,6 +461,30 @@ Result<Command> ParseBench(std::span<const std::string> args) {
   return Command(std::move(c));
 }
 
+constexpr OptDef kAmendDefs[] = {{"f", true},  {"o", true}, {"p", false},
+                                 {"q", false}, {"t", true}, {"force", false}};
+
+Result<Command> ParseAmend(std::span<const std::string> args) {
+  Walked w = TRY(Walk(args, kAmendDefs));
+  AmendArgs c;
+  for (const Opt& o : w.opts) {
+    if (o.key == "f") c.format = o.value;
+    if (o.key == "o") c.options.push_back(o.value);
+    if (o.key == "p") c.progress = true;
+    if (o.key == "q") c.quiet = true;
+    if (o.key == "t") c.cache = o.value;
+    if (o.key == "force") c.force = true;
+  }
+  if (!storage::ParseCacheMode(c.cache)) return Err("Invalid cache option: " + c.cache);
+  if (c.options.empty()) {
+    return Err("Must specify options (-o)\nTry 'kite-img --help' for more information");
+  }
+  if (w.positional.size() != 1) return Err("Expecting one image file name");
+  if (c.progress && c.quiet) c.progress = false;
+  c.filename = w.positional[0];
+  return Command(std::move(c));
+}
+
 }  // namespace
 
 Result<Command> ParseCommandLine(const std::vector<std::string>& args) {
@@ -480,6 +504,7 @@ Result<Command> ParseCommandLine(const std::vector<std::string>& args) {
   if (cmd == "resize") return ParseResize(rest);
   if (cmd == "snapshot") return ParseSnapshot(rest);
   if (cmd == "bench") return ParseBench(rest);
+  if (cmd == "amend") return ParseAmend(rest);
   return Err("Command not found: " + cmd);
 }
 
@@ -508,6 +533,7 @@ const char* UsageText() {
   return "usage: kite-img [standard options] command [command options]\n"
          "kite image utility (follows qemu-img)\n\n"
          "Command syntax:\n"
+         "  amend [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename\n"
          "  bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-i aio] [--no-drain] [-n]\n"
          "        [-o offset] [--pattern=N] [-q] [-s buffer_size] [-S step] [-t cache] [-w]\n"
          "        [-U] filename\n"

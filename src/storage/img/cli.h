@@ -151,11 +151,21 @@ struct BenchArgs {
   std::string filename;
 };
 
+struct AmendArgs {
+  std::optional<std::string> format;  // -f
+  std::vector<std::string> options;   // -o, may repeat; required
+  bool progress = false;              // -p
+  bool quiet = false;                 // -q
+  bool force = false;                 // --force (qemu: encryption keyslots; accepted, no effect)
+  std::string cache = "writeback";    // -t (checked, no effect: amend flushes every step)
+  std::string filename;
+};
+
 struct HelpArgs {};
 
-using Command =
-    std::variant<HelpArgs, CreateArgs, InfoArgs, CheckArgs, MapArgs, CompareArgs, MeasureArgs,
-                 ConvertArgs, CommitArgs, RebaseArgs, ResizeArgs, SnapshotArgs, BenchArgs>;
+using Command = std::variant<HelpArgs, CreateArgs, InfoArgs, CheckArgs, MapArgs, CompareArgs,
+                             MeasureArgs, ConvertArgs, CommitArgs, RebaseArgs, ResizeArgs,
+                             SnapshotArgs, BenchArgs, AmendArgs>;
 
 // Parses argv[1..] (the subcommand and its options). Errors read like qemu-img's messages,
 // without the "kite-img: " prefix.

@@ -39,6 +39,8 @@ int RunCommand(const Command& command, Console& console) {
           return RunResize(args, console);
         } else if constexpr (std::is_same_v<T, SnapshotArgs>) {
           return RunSnapshot(args, console);
+        } else if constexpr (std::is_same_v<T, AmendArgs>) {
+          return RunAmend(args, console);
         } else {
           static_assert(std::is_same_v<T, BenchArgs>);
           return RunBench(args, console);

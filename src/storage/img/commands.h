@@ -33,5 +33,6 @@ int RunRebase(const RebaseArgs& args, Console& console);
 int RunResize(const ResizeArgs& args, Console& console);
 int RunSnapshot(const SnapshotArgs& args, Console& console);
 int RunBench(const BenchArgs& args, Console& console);
+int RunAmend(const AmendArgs& args, Console& console);
 
 }  // namespace kite::img

@@ -15,12 +15,6 @@ namespace {
 
 using storage::ImageFormat;
 
-Result<bool> ParseOnOff(const std::string& name, const std::string& value) {
-  if (value == "on" || value == "true") return true;
-  if (value == "off" || value == "false") return false;
-  return Err("Parameter '" + name + "' expects 'on' or 'off'");
-}
-
 Result<void> ApplyQcow2Option(CreateSpec& spec, const std::string& key, const std::string& v) {
   storage::Qcow2CreateOptions& q = spec.qcow2;
   if (key == "compat") {
@@ -142,6 +136,12 @@ std::string VmdkFormattingOptions(const VmdkCreateOptions& o) {
 }
 
 }  // namespace
+
+Result<bool> ParseOnOff(const std::string& name, const std::string& value) {
+  if (value == "on" || value == "true") return true;
+  if (value == "off" || value == "false") return false;
+  return Err("Parameter '" + name + "' expects 'on' or 'off'");
+}
 
 Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
   CreateSpec spec;

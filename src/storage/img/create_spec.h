@@ -31,6 +31,9 @@ struct CreateRequest {
   std::optional<uint64_t> size;
 };
 
+// "on"/"true" or "off"/"false" for the boolean -o option `name`, with qemu-img's message.
+Result<bool> ParseOnOff(const std::string& name, const std::string& value);
+
 // Validates the combination (backing needs qcow2 and -F; option names and values known to
 // the format) and fills a CreateSpec.
 Result<CreateSpec> BuildCreateSpec(const CreateRequest& request);

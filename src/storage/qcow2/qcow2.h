@@ -106,7 +106,7 @@ struct ResizeOptions {
   Preallocation preallocation = Preallocation::kOff;  // for the grown part (raw: all modes)
 };
 
-// Resizes a raw or qcow2 image (qcow2: not while it has internal snapshots when shrinking).
+// Resizes a raw or qcow2 image (qcow2 version 2: no shrinking while it has internal snapshots).
 Result<void> ResizeImage(const std::string& path, ImageFormat format, uint64_t new_size,
                          const ResizeOptions& options);
 
@@ -114,6 +114,20 @@ Result<void> ResizeImage(const std::string& path, ImageFormat format, uint64_t n
 // `new_backing` removes the backing file.
 Result<void> SetBackingFile(const std::string& path, const std::string& new_backing,
                             const std::string& new_format);
+
+// What `qemu-img amend` may change on a qcow2 image; unset fields stay as they are.
+struct Qcow2AmendOptions {
+  std::optional<int> version;          // 2 (compat=0.10) or 3 (compat=1.1)
+  std::optional<bool> lazy_refcounts;  // needs version 3
+  std::optional<int> refcount_bits;    // 1, 2, 4, ..., 64; other than 16 needs version 3
+  std::optional<uint64_t> size;        // new virtual size, a multiple of 512; a shrink drops data
+};
+
+// Amends `path` in qemu's order: upgrade to version 3, refcount width (new refcount table and
+// blocks, as CheckQcow2's repair writes them), lazy refcounts, size, downgrade to
+// version 2 (zero clusters become unallocated or zero-filled data clusters first). Every
+// refusal qemu would make part-way is made before the first write. See qcow2_amend.cc.
+Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options);
 
 // Writes one whole guest cluster of an open qcow2 image compressed, with the image's
 // compression type (qemu-img convert -c): `offset` cluster-aligned, `cluster` one cluster long

@@ -4,6 +4,7 @@
 #include "storage/qcow2/qcow2_check.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "base/units.h"
 #include "storage/qcow2/qcow2_snapshot.h"
@@ -181,14 +182,25 @@ Result<CheckReport> CheckOnce(Meta& meta) {
   return report;
 }
 
-// Writes fresh refcount structures past the end of everything in use, covering all counted
-// references and themselves; then switches the header to them. The old ones become free.
-Result<void> RebuildRefcounts(Meta& meta) {
+}  // namespace
+
+Result<void> RebuildRefcounts(Meta& meta, uint32_t order) {
   CheckReport scratch;
   Counter c = TRY(Count(meta, scratch, false));
   std::vector<uint64_t>& refs = c.refs;
-  uint64_t cs = meta.cluster_size(), epb = meta.header().refblock_entries();
-  uint32_t order = meta.header().refcount_order;
+  const uint32_t old_order = meta.header().refcount_order;
+  if (order > 6) return Err(meta.path() + ": refcount order " + std::to_string(order) + " > 6");
+  uint64_t cs = meta.cluster_size(), epb = cs * 8 >> order;
+  uint64_t bits = 1ull << order, max = bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
+  for (uint64_t i = 0; i < refs.size(); ++i) {  // before any write: a refusal changes nothing
+    if (refs[i] <= max) continue;
+    if (order >= old_order) return Err(meta.path() + ": refcount overflow");
+    char offset[32];
+    std::snprintf(offset, sizeof(offset), "%#llx", static_cast<unsigned long long>(i * cs));
+    return Err("Cannot decrease refcount entry width to " + std::to_string(bits) +
+               " bits: Cluster at offset " + offset + " has a refcount of " +
+               std::to_string(refs[i]));
+  }
   uint64_t e = std::max<uint64_t>(c.file_clusters, refs.size());
   refs.resize(e, 0);
   auto block_used = [&](uint64_t b) {
@@ -218,7 +230,6 @@ Result<void> RebuildRefcounts(Meta& meta) {
     if (!(b * epb + epb > e) && !block_used(b)) continue;
     std::vector<uint8_t> block(cs, 0);
     for (uint64_t i = b * epb; i < std::min(end, (b + 1) * epb); ++i) {
-      if (refs[i] > meta.refcount_max()) return Err(meta.path() + ": refcount overflow");
       PutRefcountEntry(block.data(), i - b * epb, order, refs[i]);
     }
     TRY(meta.io().Write(block.data(), cs, next * cs));
@@ -227,15 +238,23 @@ Result<void> RebuildRefcounts(Meta& meta) {
   }
   TRY(meta.io().Write(table.data(), table.size(), e * cs));
   TRY(meta.Sync());
-  uint8_t hdr[12];
-  PutBe64(hdr, e * cs);
-  PutBe32(hdr + 8, static_cast<uint32_t>(t));
-  TRY(meta.WriteHeaderBytes(kOffRefcountTable, hdr, 12));
+  if (order == old_order) {
+    uint8_t hdr[12];
+    PutBe64(hdr, e * cs);
+    PutBe32(hdr + 8, static_cast<uint32_t>(t));
+    TRY(meta.WriteHeaderBytes(kOffRefcountTable, hdr, 12));
+  } else {
+    // The width and the table switch together: both fields lie in the header's first sector,
+    // written by one write of cluster 0.
+    Header& h = meta.mutable_header();
+    h.refcount_table_offset = e * cs;
+    h.refcount_table_clusters = static_cast<uint32_t>(t);
+    h.refcount_order = order;
+    TRY(meta.RewriteHeader());
+  }
   TRY(meta.Sync());
   return meta.Reload();
 }
-
-}  // namespace
 
 Result<CheckReport> CheckMeta(Meta& meta, RepairMode repair) {
   CheckReport before = TRY(CheckOnce(meta));
@@ -243,7 +262,7 @@ Result<CheckReport> CheckMeta(Meta& meta, RepairMode repair) {
   if (repair == RepairMode::kNone) return before;
   bool fix = before.leaks > 0 || dirty || (repair == RepairMode::kAll && before.corruptions > 0);
   if (!fix) return before;
-  TRY(RebuildRefcounts(meta));
+  TRY(RebuildRefcounts(meta, meta.header().refcount_order));
   if (repair == RepairMode::kAll) TRY(FixCopiedFlags(meta));
   TRY(meta.SetIncompatBit(kIncompatDirty, false));
   TRY(meta.Sync());

@@ -13,4 +13,10 @@ namespace kite::storage::qcow2 {
 // (the old ones become free space), fixes COPIED flags, and clears the dirty bit.
 Result<CheckReport> CheckMeta(Meta& meta, RepairMode repair);
 
+// Writes fresh refcount structures of width 2^`order` bits past the end of everything in use,
+// counting every reference from the metadata and themselves; then switches the header to them
+// (and to the new width). The old structures become free clusters. A count that does not fit
+// the new width is refused before anything is written (qemu-img amend's message).
+Result<void> RebuildRefcounts(Meta& meta, uint32_t order);
+
 }  // namespace kite::storage::qcow2

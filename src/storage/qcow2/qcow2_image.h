@@ -63,7 +63,8 @@ class Qcow2Image final : public DiskImage {
   Result<void> WriteCompressedCluster(uint64_t offset, std::span<const uint8_t> cluster,
                                       std::span<const uint8_t> stream);
 
-  // Changes the virtual size (grow; shrink only when allowed). No snapshots when shrinking.
+  // Changes the virtual size (grow; shrink only when allowed; not a version 2 image with
+  // snapshots).
   Result<void> Resize(uint64_t new_size, const ResizeOptions& options);
   Meta& meta() { return *meta_; }
 
@@ -108,5 +109,9 @@ class Qcow2Image final : public DiskImage {
   std::shared_mutex io_mu_;
   std::atomic<bool> failed_{false};
 };
+
+// Resize on the metadata alone (Qcow2Image::Resize under its lock, AmendQcow2): `new_size` a
+// multiple of 512; the header's size field is rewritten last.
+Result<void> ResizeMeta(Meta& meta, uint64_t new_size, const ResizeOptions& options);
 
 }  // namespace kite::storage::qcow2

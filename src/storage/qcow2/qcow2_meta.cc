@@ -256,6 +256,9 @@ Result<void> Meta::WriteHeaderBytes(uint64_t offset, const void* data, size_t le
 
 Result<void> Meta::RewriteHeader() {
   std::vector<uint8_t> bytes = TRY(SerializeHeader(header_));
+  // Zero-padded to the cluster's end, as qemu: no byte of a longer old header (extensions, a
+  // backing name) lingers after the new end marker.
+  bytes.resize(cluster_size(), 0);
   return WriteHeaderBytes(0, bytes.data(), bytes.size());
 }
 

@@ -1,5 +1,7 @@
 // Path-based qcow2 operations for kite-img: info, check, snapshots, resize, rebase -u.
 // Each opens the file itself (advisory lock included), works through Meta and closes it.
+#include "storage/qcow2/qcow2_ops.h"
+
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,19 +15,8 @@
 #include "storage/qcow2/qcow2_snapshot.h"
 
 namespace kite::storage {
-namespace {
 
-using qcow2::Meta;
-using qcow2::SnapshotEntry;
-
-struct Opened {
-  OpenedFile file;
-  std::unique_ptr<Meta> meta;
-};
-
-// Opens for maintenance. Writable opens refuse corrupt images (unless `allow_corrupt`) and
-// repair dirty ones first, as a read-write OpenImage does.
-Result<Opened> OpenMeta(const std::string& path, bool writable, bool allow_corrupt = false) {
+Result<qcow2::Opened> qcow2::OpenMeta(const std::string& path, bool writable, bool allow_corrupt) {
   OpenOptions options;
   options.read_only = !writable;
   options.force_share = !writable;
@@ -36,11 +27,18 @@ Result<Opened> OpenMeta(const std::string& path, bool writable, bool allow_corru
   if (o.meta->corrupt() && !allow_corrupt) {
     return Err(path + ": qcow2 image is corrupt; cannot be opened read/write");
   }
-  if (!allow_corrupt && (o.meta->header().incompatible_features & qcow2::kIncompatDirty)) {
-    TRY(qcow2::CheckMeta(*o.meta, RepairMode::kAll));
+  if (!allow_corrupt && (o.meta->header().incompatible_features & kIncompatDirty)) {
+    TRY(CheckMeta(*o.meta, RepairMode::kAll));
   }
   return o;
 }
+
+namespace {
+
+using qcow2::Meta;
+using qcow2::Opened;
+using qcow2::OpenMeta;
+using qcow2::SnapshotEntry;
 
 SnapshotInfo ToInfo(const SnapshotEntry& s) {
   SnapshotInfo i;

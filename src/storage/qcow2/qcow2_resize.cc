@@ -1,5 +1,5 @@
-// Qcow2Image::Resize: grow (a larger L1 table when needed) or shrink (only when allowed, and
-// refusing to drop allocated data unless forced).
+// ResizeMeta / Qcow2Image::Resize: grow (a larger L1 table when needed) or shrink (only when
+// allowed, and refusing to drop allocated data unless forced).
 #include "storage/qcow2/qcow2_image.h"
 
 namespace kite::storage::qcow2 {
@@ -34,38 +34,47 @@ Result<void> GrowL1(Meta& meta, uint64_t entries) {
 
 }  // namespace
 
+Result<void> ResizeMeta(Meta& meta, uint64_t new_size, const ResizeOptions& options) {
+  const std::string& path = meta.path();
+  uint64_t size = meta.header().size;
+  uint64_t cs = meta.cluster_size();
+  if (new_size > kMaxVirtualSize) return Err(path + ": Image size too big");
+  if (new_size < size) {
+    if (!options.shrink) return Err(path + ": shrinking needs --shrink");
+    // Version 3 snapshots keep their own size (and L1 table): only the active layer shrinks,
+    // dropping its references. Version 2 snapshots do not record a size (qemu refuses too).
+    if (meta.header().nb_snapshots > 0 && meta.header().version < 3) {
+      return Err(path + ": Can't resize a v2 image which has snapshots");
+    }
+    for (uint64_t c = (new_size + cs - 1) / cs * cs; c < size; c += cs) {
+      Mapping m = TRY(meta.Lookup(c));
+      if (m.kind == Mapping::kUnallocated) continue;
+      if (!options.force && m.kind != Mapping::kZero) {
+        return Err(path + ": shrinking would discard allocated data (use --force)");
+      }
+      TRY(meta.SetL2Entry(c, 0));
+      TRY(meta.FreeMapping(m));
+    }
+  }
+  uint64_t need = L1EntriesFor(new_size, meta.header().cluster_bits);
+  if (need > meta.l1().size()) TRY(GrowL1(meta, need));
+  uint8_t be[8];
+  PutBe64(be, new_size);
+  TRY(meta.WriteHeaderBytes(kOffSize, be, 8));
+  meta.mutable_header().size = new_size;
+  return meta.Sync();
+}
+
 Result<void> Qcow2Image::Resize(uint64_t new_size, const ResizeOptions& options) {
   if (options_.read_only) return Err(path_ + ": image is read-only");
   if (options.preallocation != Preallocation::kOff) {
     return Err(path_ + ": preallocation on resize is not supported for qcow2");
   }
   new_size = (new_size + 511) & ~511ull;
-  if (new_size > kMaxVirtualSize) return Err(path_ + ": Image size too big");
   std::unique_lock lock(meta_mu_);
-  uint64_t cs = meta_->cluster_size();
-  if (new_size < size_) {
-    if (!options.shrink) return Err(path_ + ": shrinking needs --shrink");
-    if (meta_->header().nb_snapshots > 0) {
-      return Err(path_ + ": Can't shrink an image with internal snapshots");
-    }
-    for (uint64_t c = (new_size + cs - 1) / cs * cs; c < size_; c += cs) {
-      Mapping m = TRY(meta_->Lookup(c));
-      if (m.kind == Mapping::kUnallocated) continue;
-      if (!options.force && m.kind != Mapping::kZero) {
-        return Err(path_ + ": shrinking would discard allocated data (use --force)");
-      }
-      TRY(meta_->SetL2Entry(c, 0));
-      TRY(meta_->FreeMapping(m));
-    }
-  }
-  uint64_t need = L1EntriesFor(new_size, meta_->header().cluster_bits);
-  if (need > meta_->l1().size()) TRY(GrowL1(*meta_, need));
-  uint8_t be[8];
-  PutBe64(be, new_size);
-  TRY(meta_->WriteHeaderBytes(kOffSize, be, 8));
-  meta_->mutable_header().size = new_size;
+  TRY(ResizeMeta(*meta_, new_size, options));
   size_ = new_size;
-  return meta_->Sync();
+  return {};
 }
 
 }  // namespace kite::storage::qcow2

@@ -271,5 +271,42 @@ TEST(ImgCli, OptionList_NoValue_Refused) {
   EXPECT_FALSE(ParseOptionList({"=1"}));
 }
 
+TEST(ImgCli, Amend_AllOptions) {
+  auto c = Parse<AmendArgs>({"amend", "-f", "qcow2", "-o", "compat=0.10", "-o", "size=1G", "-p",
+                             "-t", "none", "--force", "x.qcow2"});
+  EXPECT_EQ(c.format, "qcow2");
+  EXPECT_EQ(c.options, (std::vector<std::string>{"compat=0.10", "size=1G"}));
+  EXPECT_TRUE(c.progress);
+  EXPECT_TRUE(c.force);
+  EXPECT_EQ(c.cache, "none");
+  EXPECT_EQ(c.filename, "x.qcow2");
+}
+
+TEST(ImgCli, Amend_QuietWinsOverProgress) {
+  auto c = Parse<AmendArgs>({"amend", "-pq", "-o", "size=1G", "x.qcow2"});
+  EXPECT_TRUE(c.quiet);
+  EXPECT_FALSE(c.progress);
+}
+
+TEST(ImgCli, Amend_NoOptions_RefusedAsQemu) {
+  auto c = ParseCommandLine({"amend", "x.qcow2"});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message(),
+            "Must specify options (-o)\nTry 'kite-img --help' for more information");
+}
+
+TEST(ImgCli, Amend_FileNames_ExactlyOne) {
+  auto none = ParseCommandLine({"amend", "-o", "size=1G"});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().message(), "Expecting one image file name");
+  EXPECT_TRUE(Refused({"amend", "-o", "size=1G", "a", "b"}));
+}
+
+TEST(ImgCli, Amend_BadCacheOrUnknownOption_Refused) {
+  EXPECT_TRUE(Refused({"amend", "-t", "bogus", "-o", "size=1G", "x"}));
+  EXPECT_TRUE(Refused({"amend", "--image-opts", "-o", "size=1G", "x"}));
+  EXPECT_TRUE(Refused({"amend", "-U", "-o", "size=1G", "x"}));
+}
+
 }  // namespace
 }  // namespace kite::img

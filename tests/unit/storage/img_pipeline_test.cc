@@ -23,6 +23,7 @@ using kite::testing::ReadFile;
 using kite::testing::TempDir;
 using testing::Kite;
 using testing::Q;
+using testing::Qemu;
 using testing::Shell;
 
 constexpr uint64_t kMiB = 1 << 20;
@@ -86,10 +87,6 @@ TEST(ImgPipeline, WorkError_FailsTheWalk) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message(), "work failed");
   EXPECT_LE(job.finished.size(), 50u);  // nothing at or after the failed chunk
-}
-
-void Qemu(const std::string& cmd) {
-  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
 }
 
 void QemuIo(const std::string& path, const std::string& fmt, const std::string& command) {

@@ -19,11 +19,8 @@ using kite::testing::ReadFile;
 using kite::testing::TempDir;
 using testing::Kite;
 using testing::Q;
+using testing::Qemu;
 using testing::Shell;
-
-void Qemu(const std::string& cmd) {
-  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
-}
 
 // A raw base, a QED converted from it (holes kept), and a QED overlay over each of a raw and a
 // qcow2 copy of the base, with writes and zero clusters of their own.

@@ -2,6 +2,8 @@
 // capturing output and exit codes.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -29,6 +31,11 @@ inline Ran Shell(const std::string& cmd) {
   int status = ::pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Runs a shell command that must succeed (qemu-img, qemu-io making the test's images).
+inline void Qemu(const std::string& cmd) {
+  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
 }
 
 // Runs `kite-img <args...>` in-process.

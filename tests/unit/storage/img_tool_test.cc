@@ -21,11 +21,8 @@ using kite::testing::TempDir;
 using kite::testing::WriteFile;
 using testing::Kite;
 using testing::Q;
+using testing::Qemu;
 using testing::Shell;
-
-void Qemu(const std::string& cmd) {
-  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
-}
 
 // Writes `pattern` bytes at `offset` through qemu-io.
 void QemuWrite(const std::string& path, const std::string& fmt, uint64_t offset, uint64_t len,
@@ -509,6 +506,29 @@ TEST(ImgResize, ShrinkWithoutFlag_Refused) {
   EXPECT_EQ(std::filesystem::file_size(dir.File("r")), 2u << 20);
   EXPECT_EQ(Kite({"resize", "-f", "raw", "--shrink", dir.File("r"), "1M"}).code, 0);
   EXPECT_EQ(std::filesystem::file_size(dir.File("r")), 1u << 20);
+}
+
+// As qemu-img: a version 3 image shrinks with snapshots (they keep their size), version 2 not.
+TEST(ImgResize, ShrinkWithSnapshots_V3Shrinks_V2Refused) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string v3 = dir.File("v3.qcow2"), v2 = dir.File("v2.qcow2");
+  Qemu("qemu-img create -f qcow2 " + Q(v3) + " 4M && qemu-io -c 'write -P 1 0 1M' " + Q(v3) +
+       " && qemu-img snapshot -c s " + Q(v3));
+  auto r = Kite({"resize", "--shrink", v3, "2M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(QemuCheck(v3), 0);
+  Qemu("qemu-img snapshot -a s " + Q(v3));
+  EXPECT_EQ(Json::parse(Shell("qemu-img info --output=json " + Q(v3)).out)["virtual-size"],
+            4 << 20);
+  Qemu("qemu-io -c 'read -P 1 0 1M' " + Q(v3));
+  Qemu("qemu-img create -f qcow2 -o compat=0.10 " + Q(v2) + " 4M && qemu-img snapshot -c s " +
+       Q(v2));
+  std::string before = ReadFile(v2);
+  r = Kite({"resize", "--shrink", v2, "2M"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("Can't resize a v2 image which has snapshots"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(v2), before);
 }
 
 TEST(ImgSnapshot, CreateApplyDelete_QemuAgrees) {

@@ -24,12 +24,9 @@ using kite::testing::TempDir;
 using kite::testing::WriteFile;
 using testing::Kite;
 using testing::Q;
+using testing::Qemu;
 using testing::ReadAll;
 using testing::Shell;
-
-void Qemu(const std::string& cmd) {
-  ASSERT_EQ(Shell(cmd).code, 0) << cmd;
-}
 
 // What qemu-img reads from `path` (any format it probes), as raw bytes.
 std::string QemuReads(const std::string& path) {
