@@ -7,7 +7,6 @@
 #include "vmm/host_resources.h"
 
 #include <gtest/gtest.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,6 +17,7 @@
 #include <thread>
 
 #include "kite/kite.h"
+#include "testing/huge_page_pool.h"
 #include "testing/kvm_required.h"
 #include "testing/temp_dir.h"
 
@@ -25,6 +25,8 @@ namespace kite {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::HugePagePool;
+using testing::MemInfo;
 
 constexpr uint64_t kGuestMemory = 64ull << 20;
 constexpr uint64_t kPages = kGuestMemory / (2ull << 20);
@@ -50,54 +52,6 @@ bool WaitForLines(const std::string& path, size_t lines) {
   }
   return false;
 }
-
-// A /proc/meminfo field in pages or kB.
-uint64_t MemInfo(const std::string& field) {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1));
-  }
-  return 0;
-}
-
-// Adds `pages` 2 MiB pages to the host's pool for its lifetime, one user at a time (flock).
-class HugePagePool {
- public:
-  explicit HugePagePool(uint64_t pages) : pages_(pages) {
-    lock_ = ::open("/tmp/kite-test-hugepages.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_ >= 0) ::flock(lock_, LOCK_EX);
-    original_ = Read();
-    ok_ = Write(original_ + pages) && MemInfo("HugePages_Free") >= pages;
-  }
-  ~HugePagePool() {
-    (void)Write(original_);
-    if (lock_ >= 0) ::close(lock_);
-  }
-  bool ok() const { return ok_; }
-
- private:
-  static constexpr const char* kPath = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-  static uint64_t Read() { return std::stoull("0" + ReadFile(kPath)); }
-  static bool Write(uint64_t value) {
-    std::ofstream out(kPath);
-    out << value << "\n";
-    out.close();
-    return out.good() && Read() == value;
-  }
-  uint64_t pages_;
-  uint64_t original_ = 0;
-  int lock_ = -1;
-  bool ok_ = false;
-};
-
-#define KITE_REQUIRE_HUGE_PAGES(pool)                                                          \
-  do {                                                                                         \
-    if (!(pool).ok()) {                                                                        \
-      if (::kite::testing::RunningInCi()) FAIL() << "CI=true but no 2 MiB pages can be added"; \
-      GTEST_SKIP() << "skipped: cannot add 2 MiB pages to the host pool (root needed)";        \
-    }                                                                                          \
-  } while (0)
 
 VmConfig CounterConfig(const std::string& serial_path) {
   VmConfig config;

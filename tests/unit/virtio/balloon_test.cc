@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/huge_page_pool.h"
 #include "testing/virtio/fake_driver.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_spec.h"
@@ -502,14 +503,16 @@ TEST(BalloonRequest, ParseStats_UnknownTagsAndTrailingBytes) {
   EXPECT_EQ(values[7], 123u);
 }
 
-// Huge-page RAM (needs the host's 2 MiB pool: skipped without it). The PFNs name pages of
+// Huge-page RAM (4 pages added to the host's 2 MiB pool: root needed). The PFNs name pages of
 // that memory; the queues live in the fake driver's. A huge page goes back only when all 512
 // of its 4 KiB pages are inflated; a deflate in between keeps it.
 TEST_F(BalloonTest, HugePages_OnlyWholeHugePagesGoBack) {
   GuestMemory::Backing backing;
   backing.hugepage_size = 2ull << 20;
+  testing::HugePagePool pool(4);
+  KITE_REQUIRE_HUGE_PAGES(pool);
   auto huge = GuestMemory::Create(8ull << 20, backing);
-  if (!huge) GTEST_SKIP() << "no 2 MiB huge pages here: " << huge.error().message();
+  ASSERT_TRUE(huge) << huge.error().message();
   std::span<uint8_t> all = huge->Slice(GuestAddr(0), 8 << 20);
   std::memset(all.data(), 0x77, all.size());
   device_->Reset();

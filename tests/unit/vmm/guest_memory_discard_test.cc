@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "testing/huge_page_pool.h"
 #include "vmm/guest_memory.h"
 
 namespace kite {
@@ -105,12 +106,14 @@ TEST(GuestMemoryDiscard, RangeOutsideRam_Refused) {
   EXPECT_FALSE(mem->Discard(std::span<uint8_t>(last.data(), 2 * kPage)));
 }
 
-// 2 MiB huge pages (needs the host's pool: skipped without one): only whole huge pages go.
+// 2 MiB huge pages (4 pages added to the host's pool: root needed): only whole huge pages go.
 TEST(GuestMemoryDiscard, HugePages_OnlyWholeHugePages) {
   GuestMemory::Backing backing;
   backing.hugepage_size = 2ull << 20;
+  testing::HugePagePool pool(4);
+  KITE_REQUIRE_HUGE_PAGES(pool);
   auto mem = GuestMemory::Create(8ull << 20, backing);
-  if (!mem) GTEST_SKIP() << "no 2 MiB huge pages here: " << mem.error().message();
+  ASSERT_TRUE(mem) << mem.error().message();
   EXPECT_EQ(mem->page_size(), 2u << 20);
   std::span<uint8_t> all = mem->Slice(GuestAddr(0), 8 << 20);
   std::memset(all.data(), 0x77, all.size());
