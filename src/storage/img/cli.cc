@@ -3,10 +3,14 @@
 // getopt) and one function per subcommand that turns the walked options into its Args struct.
 #include "storage/img/cli.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <span>
 #include <string_view>
+#include <type_traits>
+#include <variant>
 
 #include "base/units.h"
 #include "storage/disk_image.h"
@@ -485,12 +489,158 @@ Result<Command> ParseAmend(std::span<const std::string> args) {
   return Command(std::move(c));
 }
 
+// --image-opts: `name` becomes the option string's file name, `format` its driver (-f with
+// --image-opts is refused, as qemu-img), and force-share=on sets -U where the command has it.
+Result<void> FromImageOpts(std::string& name, std::optional<std::string>& format,
+                           bool* force_share) {
+  if (format) return Err("--image-opts and --format are mutually exclusive");
+  ImageOpts opts = TRY(ParseImageOpts(name));
+  // Commands without -U (commit, rebase, resize, amend) write the image.
+  if (opts.read_only && force_share == nullptr) {
+    return Err("Could not open '" + name + "': this command writes the image (read-only=on)");
+  }
+  if (opts.force_share && force_share == nullptr) {
+    return Err("Could not open '" + name +
+               "': force-share=on can only be used with read-only images");
+  }
+  if (opts.force_share) *force_share = true;
+  name = opts.path;
+  format = opts.driver;
+  return {};
+}
+
+template <typename Args>
+Result<void> ApplyImageOpts(Args& c) {
+  if constexpr (std::is_same_v<Args, CompareArgs>) {
+    TRY(FromImageOpts(c.filename1, c.format1, &c.force_share));
+    return FromImageOpts(c.filename2, c.format2, &c.force_share);
+  } else if constexpr (std::is_same_v<Args, ConvertArgs>) {
+    if (c.in_format) return Err("--image-opts and --format are mutually exclusive");
+    c.input_formats.resize(c.inputs.size());
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+      TRY(FromImageOpts(c.inputs[i], c.input_formats[i], &c.force_share));
+    }
+    return {};
+  } else if constexpr (std::is_same_v<Args, MeasureArgs>) {
+    if (c.filename.empty()) return {};  // --size
+    return FromImageOpts(c.filename, c.in_format, &c.force_share);
+  } else if constexpr (requires {
+                         c.filename;
+                         c.format;
+                         requires !std::is_same_v<decltype(c.format), std::string>;
+                       }) {
+    bool* share = nullptr;
+    if constexpr (requires { c.force_share; }) share = &c.force_share;
+    return FromImageOpts(c.filename, c.format, share);
+  } else {
+    return Err("unrecognized option '--image-opts'");
+  }
+}
+
+// convert --target-image-opts (only with -n, as qemu-img): the output's driver is its format.
+Result<void> ApplyTargetImageOpts(ConvertArgs& c, bool format_given) {
+  if (!c.skip_create) return Err("--target-image-opts requires use of -n flag");
+  if (format_given) return Err("--target-image-opts and -O are mutually exclusive");
+  ImageOpts opts = TRY(ParseImageOpts(c.output));
+  if (opts.force_share) {
+    return Err("Could not open '" + c.output +
+               "': force-share=on can only be used with read-only images");
+  }
+  c.output = opts.path;
+  if (opts.driver) c.out_format = *opts.driver;
+  return {};
+}
+
+// Takes `flag` out of args (before a "--", after which every argument is a file name).
+bool TakeFlag(std::vector<std::string>& args, std::string_view flag) {
+  bool found = false;
+  for (size_t i = 0; i < args.size() && args[i] != "--";) {
+    if (args[i] == flag) {
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+      found = true;
+    } else {
+      ++i;
+    }
+  }
+  return found;
+}
+
+Result<Command> ParseSubcommand(const std::string& cmd, std::span<const std::string> rest);
+
 }  // namespace
+
+Result<ImageOpts> ParseImageOpts(const std::string& text) {
+  auto fail = [&](const std::string& why) { return Err("Could not open '" + text + "': " + why); };
+  // Items split at single commas; ",," is a comma inside an item.
+  std::vector<std::string> items(1);
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != ',') {
+      items.back() += text[i];
+    } else if (i + 1 < text.size() && text[i + 1] == ',') {
+      items.back() += ',';
+      ++i;
+    } else {
+      items.emplace_back();
+    }
+  }
+  std::map<std::string, std::string> values;
+  for (size_t i = 0; i < items.size(); ++i) {
+    size_t eq = items[i].find('=');
+    if (eq == std::string::npos && i == 0) {  // qemu reads it as a node name: none exist here
+      return fail("Cannot find device='" + items[i] + "' nor node-name='" + items[i] + "'");
+    }
+    if (eq == std::string::npos || eq == 0) return fail("Invalid parameter '" + items[i] + "'");
+    values[items[i].substr(0, eq)] = items[i].substr(eq + 1);
+  }
+  ImageOpts opts;
+  if (auto d = values.find("driver"); d != values.end()) opts.driver = d->second;
+  const std::string format = opts.driver.value_or("raw");
+  for (const auto& [key, value] : values) {
+    if (key == "driver" || key == "file.filename") continue;
+    if (key == "file.driver") {
+      if (value != "file" && value != "host_device") {
+        return fail("kite-img opens images through the 'file' and 'host_device' protocols only");
+      }
+    } else if (key == "read-only" || key == "force-share") {
+      if (value != "on" && value != "off") {
+        return fail("Parameter '" + key + "' expects 'on' or 'off'");
+      }
+      (key == "force-share" ? opts.force_share : opts.read_only) = value == "on";
+    } else if (key.starts_with("file.")) {
+      return fail("Block protocol 'file' doesn't support the option '" + key.substr(5) + "'");
+    } else {
+      return fail("Block format '" + format + "' does not support the option '" + key + "'");
+    }
+  }
+  auto f = values.find("file.filename");
+  if (f == values.end() || f->second.empty()) {
+    return fail("A block device must be specified for \"file\"");
+  }
+  opts.path = f->second;
+  return opts;
+}
 
 Result<Command> ParseCommandLine(const std::vector<std::string>& args) {
   if (args.empty()) return Err("Not enough arguments\nTry 'kite-img --help' for more information");
   const std::string& cmd = args[0];
-  std::span<const std::string> rest(args.data() + 1, args.size() - 1);
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  bool image_opts = TakeFlag(rest, "--image-opts");
+  bool target_image_opts = cmd == "convert" && TakeFlag(rest, "--target-image-opts");
+  Command command = TRY(ParseSubcommand(cmd, rest));
+  if (image_opts) {
+    TRY(std::visit([](auto& c) -> Result<void> { return ApplyImageOpts(c); }, command));
+  }
+  if (target_image_opts) {
+    bool format_given = std::any_of(rest.begin(), std::find(rest.begin(), rest.end(), "--"),
+                                    [](const std::string& a) { return a.starts_with("-O"); });
+    TRY(ApplyTargetImageOpts(std::get<ConvertArgs>(command), format_given));
+  }
+  return command;
+}
+
+namespace {
+
+Result<Command> ParseSubcommand(const std::string& cmd, std::span<const std::string> rest) {
   if (cmd == "-h" || cmd == "--help" || cmd == "help") return Command(HelpArgs{});
   if (cmd == "create") return ParseCreate(rest);
   if (cmd == "info") return ParseInfo(rest);
@@ -507,6 +657,8 @@ Result<Command> ParseCommandLine(const std::vector<std::string>& args) {
   if (cmd == "amend") return ParseAmend(rest);
   return Err("Command not found: " + cmd);
 }
+
+}  // namespace
 
 Result<std::vector<std::pair<std::string, std::string>>> ParseOptionList(
     const std::vector<std::string>& lists) {
@@ -540,7 +692,8 @@ const char* UsageText() {
          "  check [-q] [--output=ofmt] [-f fmt] [-r [leaks | all]] [-U] filename\n"
          "  commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n"
          "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"
-         "  convert [--target-is-zero] [-c] [-p] [-q] [-n] [-W] [-f fmt] [-t cache]\n"
+         "  convert [--image-opts] [--target-image-opts] [--target-is-zero] [-c] [-p] [-q] [-n]\n"
+         "          [-W] [-f fmt] [-t cache]\n"
          "          [-O output_fmt] [-B backing_file [-F fmt]] [-o options] [-S sparse_size]\n"
          "          [-m num_coroutines] [-U] filename [filename2 [...]] output_filename\n"
          "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options]\n"
@@ -550,7 +703,10 @@ const char* UsageText() {
          "  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] filename]\n"
          "  rebase [-q] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] filename\n"
          "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size\n"
-         "  snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] [-U] filename\n\n"
+         "  snapshot [-q] [-l | -a snapshot | -c snapshot | -d snapshot] [-U] filename\n"
+         "Every command but create takes --image-opts: each file name is then an option string,\n"
+         "driver=FMT,file.filename=PATH[,file.driver=file|host_device][,force-share=on|off]\n"
+         "[,read-only=on|off]\n\n"
          "Supported formats: raw qcow2 (read and write), vmdk (read: monolithicSparse,\n"
          "streamOptimized, monolithicFlat, vmfs, twoGbMaxExtentSparse, twoGbMaxExtentFlat;\n"
          "write: streamOptimized, monolithicSparse)\n";

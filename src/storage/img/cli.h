@@ -88,6 +88,8 @@ struct ConvertArgs {
   bool skip_create = false;  // -n: write into the existing OUT (format -O) instead of creating it
   bool target_is_zero = false;  // --target-is-zero (with -n): OUT reads as zeros, skip zero writes
   std::vector<std::string> inputs;  // several: concatenated, in order, into one disk
+  // --image-opts: each input's own driver (empty: -f or probing for all of them)
+  std::vector<std::optional<std::string>> input_formats;
   std::string output;
 };
 
@@ -170,6 +172,19 @@ using Command = std::variant<HelpArgs, CreateArgs, InfoArgs, CheckArgs, MapArgs,
 // Parses argv[1..] (the subcommand and its options). Errors read like qemu-img's messages,
 // without the "kite-img: " prefix.
 Result<Command> ParseCommandLine(const std::vector<std::string>& args);
+
+// A file name given with --image-opts (or convert's --target-image-opts): qemu's option string
+// for the image, "driver=qcow2,file.filename=disk.qcow2" (",," is a comma in a value; a key
+// given twice: the last one counts). kite-img takes driver, file.filename (required),
+// file.driver (file or host_device), read-only and force-share (on|off); any other key is
+// refused naming it, as qemu-img.
+struct ImageOpts {
+  std::string path;                   // file.filename
+  std::optional<std::string> driver;  // the image format; none: probed
+  bool force_share = false;
+  bool read_only = false;
+};
+Result<ImageOpts> ParseImageOpts(const std::string& text);
 
 // "name=value,name2=value2" lists from -o, merged in order; "help" is refused here.
 Result<std::vector<std::pair<std::string, std::string>>> ParseOptionList(

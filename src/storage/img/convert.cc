@@ -200,8 +200,12 @@ Result<void> Convert(const ConvertArgs& args, bool tty, std::ostream& progress_o
   std::vector<std::unique_ptr<storage::DiskImage>> inputs;
   std::vector<Source> sources;
   uint64_t size = 0;
-  for (const std::string& path : args.inputs) {
-    storage::ImageFormat in_format = TRY(ResolveFormat(path, args.in_format));
+  for (size_t i = 0; i < args.inputs.size(); ++i) {
+    const std::string& path = args.inputs[i];
+    // --image-opts: each input's own driver; else -f (or probing) for all
+    const std::optional<std::string>& format =
+        i < args.input_formats.size() ? args.input_formats[i] : args.in_format;
+    storage::ImageFormat in_format = TRY(ResolveFormat(path, format));
     inputs.push_back(TRY(OpenForTool(path, in_format, in_options)));
     if (inputs.back()->size() == 0) continue;  // adds nothing to the disk
     sources.push_back({*inputs.back(), size, StatusCursor(*inputs.back())});

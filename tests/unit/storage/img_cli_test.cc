@@ -204,6 +204,75 @@ TEST(ImgCli, Convert_SkipCreate_OptionsThatWouldShapeANewImage_Refused) {
   }
 }
 
+TEST(ImgCli, ImageOpts_FileNameAndDriverFromTheOptionString) {
+  auto info = Parse<InfoArgs>(
+      {"info", "--image-opts", "driver=qcow2,file.driver=file,file.filename=a,,b.qcow2"});
+  EXPECT_EQ(info.filename, "a,b.qcow2");  // ",," is a comma
+  EXPECT_EQ(info.format, "qcow2");
+  EXPECT_FALSE(info.force_share);
+  auto probed =
+      Parse<MapArgs>({"map", "file.filename=x,force-share=on,read-only=on", "--image-opts"});
+  EXPECT_EQ(probed.filename, "x");
+  EXPECT_FALSE(probed.format.has_value());
+  EXPECT_TRUE(probed.force_share);
+  auto last_wins =
+      Parse<CheckArgs>({"check", "--image-opts", "driver=raw,file.filename=y,driver=qcow2"});
+  EXPECT_EQ(last_wins.format, "qcow2");
+  auto cmp = Parse<CompareArgs>(
+      {"compare", "--image-opts", "driver=raw,file.filename=p", "driver=qcow2,file.filename=q"});
+  EXPECT_EQ(cmp.filename1, "p");
+  EXPECT_EQ(cmp.format1, "raw");
+  EXPECT_EQ(cmp.filename2, "q");
+  EXPECT_EQ(cmp.format2, "qcow2");
+  // After "--" it is a file name like any other.
+  auto plain = Parse<InfoArgs>({"info", "--", "--image-opts"});
+  EXPECT_EQ(plain.filename, "--image-opts");
+}
+
+TEST(ImgCli, ImageOpts_Convert_EachInputItsDriver_TargetOnlyWithN) {
+  auto c = Parse<ConvertArgs>({"convert", "--image-opts", "-n", "--target-image-opts",
+                               "driver=qcow2,file.filename=a", "file.filename=b",
+                               "driver=qcow2,file.filename=out"});
+  EXPECT_EQ(c.inputs, (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(c.input_formats.size(), 2u);
+  EXPECT_EQ(c.input_formats[0], "qcow2");
+  EXPECT_FALSE(c.input_formats[1].has_value());
+  EXPECT_EQ(c.output, "out");
+  EXPECT_EQ(c.out_format, "qcow2");
+  auto r = ParseCommandLine({"convert", "--target-image-opts", "a", "file.filename=out"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "--target-image-opts requires use of -n flag");
+}
+
+TEST(ImgCli, ImageOpts_BadStrings_RefusedAsQemuImg) {
+  const std::pair<std::vector<std::string>, std::string> refused[] = {
+      {{"info", "--image-opts", "-f", "qcow2", "file.filename=x"},
+       "--image-opts and --format are mutually exclusive"},
+      {{"info", "--image-opts", "driver=qcow2,file.filename=x,foo=1"},
+       "Could not open 'driver=qcow2,file.filename=x,foo=1': Block format 'qcow2' does not "
+       "support the option 'foo'"},
+      {{"info", "--image-opts", "file.filename=x,file.foo=1"},
+       "Could not open 'file.filename=x,file.foo=1': Block protocol 'file' doesn't support the "
+       "option 'foo'"},
+      {{"info", "--image-opts", "driver=qcow2"},
+       "Could not open 'driver=qcow2': A block device must be specified for \"file\""},
+      {{"info", "--image-opts", "disk.qcow2"},
+       "Could not open 'disk.qcow2': Cannot find device='disk.qcow2' nor node-name='disk.qcow2'"},
+      {{"commit", "--image-opts", "file.filename=x,force-share=on"},
+       "Could not open 'file.filename=x,force-share=on': force-share=on can only be used with "
+       "read-only images"},
+      {{"create", "--image-opts", "file.filename=x", "1M"}, "unrecognized option '--image-opts'"},
+      {{"resize", "--image-opts", "file.filename=x,read-only=on", "+1M"},
+       "Could not open 'file.filename=x,read-only=on': this command writes the image "
+       "(read-only=on)"},
+  };
+  for (const auto& [args, message] : refused) {
+    auto r = ParseCommandLine(args);
+    ASSERT_FALSE(r) << message;
+    EXPECT_EQ(r.error().message(), message);
+  }
+}
+
 TEST(ImgCli, Resize_RelativeSizes) {
   auto grow = Parse<ResizeArgs>({"resize", "x", "+1G"});
   EXPECT_EQ(grow.mode, ResizeArgs::Mode::kGrow);

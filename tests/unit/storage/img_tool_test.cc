@@ -438,6 +438,37 @@ TEST(ImgConvert, SeveralInputs_Concatenated_EqualsQemuImg_PlainAndCompressed) {
   }
 }
 
+// --image-opts: the same answers as qemu-img given the same option strings.
+TEST(ImgImageOpts, InfoCompareConvert_AsQemuImg) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  Chain chain(dir);
+  std::string top = "driver=qcow2,file.filename=" + chain.top;
+  auto kite = Kite({"info", "--output=json", "--image-opts", top});
+  ASSERT_EQ(kite.code, 0) << kite.err;
+  auto qemu = Shell("qemu-img info --output=json --image-opts " + Q(top));
+  ASSERT_EQ(qemu.code, 0) << qemu.err;
+  ExpectSameInfo(Json::parse(kite.out), Json::parse(qemu.out));
+  // The image read as raw (the driver says so), against qemu-img's answer.
+  std::string as_raw = "driver=raw,file.filename=" + chain.top;
+  auto raw_info = Kite({"info", "--output=json", "--image-opts", as_raw});
+  ASSERT_EQ(raw_info.code, 0) << raw_info.err;
+  EXPECT_EQ(Json::parse(raw_info.out)["format"], "raw");
+  // Two inputs with their own drivers, into an existing raw output named by its options.
+  std::string flat = dir.File("flat.raw"), out = dir.File("out.raw"), expected = dir.File("e.raw");
+  Qemu("qemu-img convert -O raw " + Q(chain.top) + " " + Q(flat));
+  Qemu("qemu-img convert -O raw " + Q(chain.top) + " " + Q(flat) + " " + Q(expected));
+  FillFile(out, 8 << 20, 0x55);
+  auto r = Kite({"convert", "--image-opts", "-n", "--target-image-opts", top,
+                 "driver=raw,file.filename=" + flat, "driver=raw,file.filename=" + out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(out) == ReadFile(expected));
+  auto same = Kite({"compare", "--image-opts", top, "driver=raw,file.filename=" + flat});
+  EXPECT_EQ(same.code, 0) << same.err;
+  auto differ = Kite({"compare", "--image-opts", as_raw, "driver=raw,file.filename=" + flat});
+  EXPECT_EQ(differ.code, 1) << differ.err;
+}
+
 TEST(ImgCommit, IntoBase_BaseShowsOverlayContent) {
   KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
   TempDir dir;
