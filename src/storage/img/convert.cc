@@ -55,23 +55,22 @@ class Copier final : public ChunkJob {
       : in_(in),
         out_(out),
         min_sparse_(zeros.min_sparse),
-        zero_fill_(zeros.fill && zeros.min_sparse != 0 && out.backing() == nullptr),
+        write_zeros_(zeros.min_sparse == 0 || out.backing() != nullptr),
+        zero_fill_(zeros.fill && !write_zeros_),
         compress_cluster_(compress_cluster) {}
 
   // A chunk never crosses from one input into the next, but for -c's whole clusters.
   Result<void> Plan(Chunk& c, uint64_t max_data, uint64_t rest) override {
     if (compress_cluster_ != 0) return PlanClusters(c, max_data, rest);
     storage::Extent e = TRY(StatusAt(c.offset, rest));
-    bool write_zeros = min_sparse_ == 0 || out_.backing() != nullptr;
     c.kind = e.zero ? kZero : kData;
-    c.length = c.kind == kZero && !write_zeros ? e.length : std::min(max_data, e.length);
+    c.length = c.kind == kZero && !write_zeros_ ? e.length : std::min(max_data, e.length);
     return {};
   }
 
   Result<void> Work(Chunk& c) override {
     c.ranges.clear();
-    bool write_zeros = min_sparse_ == 0 || out_.backing() != nullptr;
-    if (c.kind == kZero && (compress_cluster_ != 0 || !write_zeros)) return {};  // no buffer
+    if (c.kind == kZero && (compress_cluster_ != 0 || !write_zeros_)) return {};  // no buffer
     Reserve(c.data, c.length + compress_cluster_, kPipelineChunk + compress_cluster_);
     if (c.kind == kZero) {
       std::fill_n(c.data.begin(), c.length, 0);
@@ -178,6 +177,7 @@ class Copier final : public ChunkJob {
   std::vector<Source>& in_;  // sorted by start; each at least one byte long
   storage::DiskImage& out_;
   uint64_t min_sparse_;
+  bool write_zeros_;           // zero ranges are read as data: -S 0, or compared with the backing
   bool zero_fill_;             // the gaps between written ranges become WriteZeroes
   uint64_t compress_cluster_;  // -c: the output's cluster size; 0 without -c
 };
