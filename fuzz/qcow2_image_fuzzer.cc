@@ -11,8 +11,10 @@
 // end), so any qcow2 file is a valid seed. The image lives in a private temporary directory
 // that is also the backing root, holding the only files a backing name may reach: base.raw
 // and base.qcow2 (a qcow2 over base.raw); it is removed when the fuzzer ends, however it
-// ends. Nothing may crash, hang or allocate without bound (BAD_INPUTS I2-I31); every refusal
-// is an Error.
+// ends. An image with an external data file (incompatible bit 2) gets data.raw there, as a
+// disk with data_file= does: its data I/O, allocation at guest offsets, zeroing of a raw data
+// file and resizing run against it. Nothing may crash, hang or allocate without bound
+// (BAD_INPUTS I2-I31); every refusal is an Error.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -53,6 +55,7 @@ constexpr uint64_t kWindow = 64 << 20;   // offsets fall in the first and last 6
 struct Dir {
   std::string root;
   std::string top;
+  std::string data;  // the external data file the disk names (data_file=), emptied per input
 };
 
 // A private directory (on tmpfs when there is one) with the backing files.
@@ -60,7 +63,7 @@ const Dir& TheDir() {
   static Dir* dir = [] {
     std::string tmpl = kite::fuzz::MakePrivateDir("kite-qcow2-fuzz");
     if (tmpl.empty()) Fail("mkdtemp failed");
-    auto* d = new Dir{tmpl, tmpl + "/top.qcow2"};
+    auto* d = new Dir{tmpl, tmpl + "/top.qcow2", tmpl + "/data.raw"};
     std::vector<char> pattern(kBaseSize);
     for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<char>(i * 13 + 7);
     std::ofstream(d->root + "/base.raw", std::ios::binary).write(pattern.data(), kBaseSize);
@@ -202,10 +205,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint8_t snapshot_ops = in.ConsumeIntegral<uint8_t>();
   if (!WriteFile(dir.top, in.ConsumeRemainingBytes<uint8_t>())) Fail("writing the image");
 
+  if (!WriteFile(dir.data, {})) Fail("emptying the data file");
   OpenOptions options{.read_only = false,
                       .cache = CacheMode::kUnsafe,
                       .max_backing_depth = 4,
                       .backing_root = dir.root,
+                      .data_file = dir.data,
                       .lock = false};
   {
     auto image = OpenImage(dir.top, ImageFormat::kQcow2, options);

@@ -41,6 +41,9 @@ img create -f qcow2 -o cluster_size=4096,refcount_bits=1,lazy_refcounts=on "$q/l
 img convert -c -f raw -O qcow2 -o cluster_size=4096 "$q/raw" "$q/compressed.qcow2"
 img create -f qcow2 -u -o cluster_size=4096 -b base.qcow2 -F qcow2 "$q/overlay.qcow2" 1M
 img create -f qcow2 -u -o cluster_size=4096 -b base.raw -F raw "$q/overlay-raw.qcow2" 1M
+# External data files (the fuzzer gives every such image its own data file, as data_file= does).
+(cd "$q" && img create -f qcow2 -o cluster_size=4096,data_file=datafile.data datafile.qcow2 1M)
+(cd "$q" && img convert -f raw -O qcow2 -o cluster_size=4096,data_file=datafile-raw.data,data_file_raw=on raw datafile-raw.qcow2)
 mkdir -p "$corpus/qcow2_image_fuzzer"
 for f in "$q"/*.qcow2; do
   cp "$f" "$corpus/qcow2_image_fuzzer/$(basename "$f")"

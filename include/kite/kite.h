@@ -76,6 +76,9 @@ struct DiskConfig {
   DiskThrottle throttle{};          // bps=, iops=, bps_rd=, ...; block_set_io_throttle changes it
   // group=NAME (QEMU's throttling.group): disks of one group share its limits, together.
   std::string throttle_group{};
+  // data_file=PATH: the external data file of a qcow2 image that keeps its data in one (qemu's
+  // data-file=). kite never follows the name stored in the image itself (BAD_INPUTS I7).
+  std::string data_file{};
 };
 
 // A virtio-net interface: a tap device (--net tap=NAME[,mac=..]) or the user-mode NAT

@@ -26,28 +26,33 @@ struct ChainState {
   std::vector<std::pair<uint64_t, uint64_t>> seen;  // (dev, ino) of every layer so far
 };
 
+// A file name stored in an image (`what`: "backing file", "data file") as a path: relative
+// names against the image's directory, or against the working directory with
+// `relative_to_cwd` (qemu's rule for data file names).
 Result<std::string> ResolveBacking(const std::string& overlay, const std::string& name,
-                                   const OpenOptions& options) {
+                                   const OpenOptions& options,
+                                   const std::string& what = "backing file",
+                                   bool relative_to_cwd = false) {
   if (name.rfind("json:", 0) == 0) {
-    return Err(overlay + ": backing file '" + name + "': json: filenames are not supported");
+    return Err(overlay + ": " + what + " '" + name + "': json: filenames are not supported");
   }
   size_t colon = name.find(':'), slash = name.find('/');
   if (colon != std::string::npos && (slash == std::string::npos || colon < slash)) {
-    return Err(overlay + ": backing file '" + name + "': protocol names are not supported");
+    return Err(overlay + ": " + what + " '" + name + "': protocol names are not supported");
   }
   std::filesystem::path p(name);
-  if (p.is_relative()) p = std::filesystem::path(overlay).parent_path() / p;
+  if (p.is_relative() && !relative_to_cwd) p = std::filesystem::path(overlay).parent_path() / p;
   if (options.backing_root.empty()) return p.string();
   std::error_code ec;
   auto st = std::filesystem::symlink_status(p, ec);
   if (!ec && std::filesystem::is_symlink(st)) {
-    return Err(overlay + ": backing file '" + name + "' is a symbolic link (not allowed)");
+    return Err(overlay + ": " + what + " '" + name + "' is a symbolic link (not allowed)");
   }
   auto real = std::filesystem::weakly_canonical(p, ec);
   auto root = std::filesystem::weakly_canonical(options.backing_root, ec);
   auto rel = real.lexically_relative(root);
   if (ec || rel.empty() || *rel.begin() == "..") {
-    return Err(overlay + ": backing file '" + name + "' is outside " + options.backing_root);
+    return Err(overlay + ": " + what + " '" + name + "' is outside " + options.backing_root);
   }
   return real.string();
 }
@@ -100,6 +105,29 @@ Result<std::unique_ptr<DiskImage>> OpenBacking(const std::string& overlay, const
   return OpenLayer(path, format, bopts, depth + 1, chain);
 }
 
+// A qcow2 image's external data file: the caller's, or the header's name checked as a
+// backing file name is (no protocol or json: names, within backing_root) but, as qemu-img
+// resolves it, relative to the working directory; opened with the image's flags and lock. It
+// may be a block device.
+Result<std::optional<qcow2::ExternalData>> OpenDataFile(const std::string& path,
+                                                        const qcow2::Header& h,
+                                                        const OpenOptions& options, int depth) {
+  if (!h.external_data()) return std::optional<qcow2::ExternalData>();
+  std::string data_path;
+  if (depth == 0 && !options.data_file.empty()) {
+    data_path = options.data_file;  // named by the user: taken as given
+  } else if (h.data_file.empty()) {
+    return Err("Could not open '" + path + "': 'data-file' is required for this image");
+  } else if (!options.follow_data_file) {
+    return Err(path + ": the image keeps its data in the external data file '" + h.data_file +
+               "'; kite opens it only when the disk names it (data_file=PATH)");
+  } else {
+    data_path = TRY(ResolveBacking(path, h.data_file, options, "data file", true));
+  }
+  OpenedFile file = TRY_CTX(OpenImageFile(data_path, options, true), path + ": data file");
+  return std::optional<qcow2::ExternalData>(qcow2::ExternalData{data_path, std::move(file)});
+}
+
 // QED: read-only only; the backing file is raw when the header says so, else probed, which
 // is safe because no guest can write any layer of a chain under a read-only QED image.
 Result<std::unique_ptr<DiskImage>> OpenQedLayer(const std::string& path, OpenedFile file,
@@ -148,7 +176,9 @@ Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageForma
       if (!h.backing_file.empty() && options.open_backing) {
         backing = TRY(OpenBacking(path, {h.backing_file, h.backing_format}, options, depth, chain));
       }
-      auto image = TRY(qcow2::Qcow2Image::Open(path, std::move(file), options, std::move(backing)));
+      auto data = TRY(OpenDataFile(path, h, options, depth));
+      auto image = TRY(qcow2::Qcow2Image::Open(path, std::move(file), options, std::move(backing),
+                                               std::move(data)));
       return std::unique_ptr<DiskImage>(std::move(image));
     }
     case ImageFormat::kQed:

@@ -57,6 +57,13 @@ struct OpenOptions {
   bool allow_unformatted_backing_as_raw = false;
   // When non-empty, every backing file must resolve (realpath) inside this directory (I14).
   std::string backing_root;
+  // A qcow2 image with an external data file (BAD_INPUTS I7): the data file is `data_file`
+  // when given (qemu's data-file=, libvirt's <dataStore>; top image only). Else the name the
+  // image's header stores is followed only with follow_data_file (kite-img: the image's owner
+  // runs it, as qemu-img); otherwise the open is refused, so that an image file cannot point
+  // kite at a host file for the guest to read and write.
+  std::string data_file;
+  bool follow_data_file = false;
   // Take advisory locks at all (tests of the lock itself turn it off for the peer).
   bool lock = true;
   // The backing layer at this path (compared after realpath) is opened read-write, with an
@@ -82,6 +89,8 @@ class DiskImage {
 
   virtual ImageFormat format() const = 0;
   virtual const std::string& path() const = 0;
+  // The file BlockStatus's host offsets refer to: path(), or a qcow2 external data file.
+  virtual const std::string& data_path() const { return path(); }
   virtual uint64_t size() const = 0;  // virtual disk size in bytes
   virtual bool read_only() const = 0;
   // Bytes the image file occupies on the host (allocated blocks, as `du`).

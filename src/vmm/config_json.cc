@@ -44,6 +44,7 @@ json DiskToJson(const DiskConfig& d) {
   if (!d.serial.empty()) out["serial"] = d.serial;
   if (!d.id.empty()) out["id"] = d.id;  // empty: the default name (vda, vdb, ...)
   if (!d.throttle_group.empty()) out["group"] = d.throttle_group;
+  if (!d.data_file.empty()) out["data_file"] = d.data_file;
   ThrottleToJson(d.throttle.total, "bps", "iops", out);
   ThrottleToJson(d.throttle.read, "bps_rd", "iops_rd", out);
   ThrottleToJson(d.throttle.write, "bps_wr", "iops_wr", out);

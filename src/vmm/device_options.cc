@@ -111,9 +111,12 @@ Result<void> ApplyDiskKey(const KeyValue& kv, DiskConfig& disk) {
     disk.id = kv.value;
   } else if (kv.key == "group" || kv.key == "throttling.group") {
     disk.throttle_group = kv.value;
+  } else if (kv.key == "data_file" || kv.key == "data-file") {
+    disk.data_file = kv.value;
   } else {
     return Err("unknown disk setting '" + kv.key +
-               "' (expected path, format, readonly, cache, serial, queues, id, group, bps, "
+               "' (expected path, format, readonly, cache, serial, queues, id, group, data_file, "
+               "bps, "
                "iops, bps_rd, iops_rd, bps_wr, iops_wr, each also with _max and _burst)");
   }
   return {};
@@ -191,8 +194,8 @@ Result<NetConfig> ParseNetOption(std::string_view text) {
 bool IsDiskSetting(const std::string& key) {
   DiskThrottle scratch;
   return key == "path" || key == "format" || key == "readonly" || key == "cache" ||
-         key == "serial" || key == "queues" || key == "group" ||
-         DiskThrottleField(key, scratch) != nullptr;
+         key == "serial" || key == "queues" || key == "group" || key == "data_file" ||
+         key == "data-file" || DiskThrottleField(key, scratch) != nullptr;
 }
 
 bool IsNetSetting(const std::string& key) {
@@ -222,8 +225,10 @@ Result<DiskConfig> DiskFromJson(const json& v, const std::string& base_dir) {
       TRY(ApplyDiskKey({key, std::move(value), true}, disk));
     }
   }
-  if (!base_dir.empty() && !disk.path.empty() && disk.path.front() != '/') {
-    disk.path = (std::filesystem::path(base_dir) / disk.path).string();
+  for (std::string* file : {&disk.path, &disk.data_file}) {  // relative to the config file
+    if (!base_dir.empty() && !file->empty() && file->front() != '/') {
+      *file = (std::filesystem::path(base_dir) / *file).string();
+    }
   }
   TRY(ValidateDisk(disk));
   return disk;

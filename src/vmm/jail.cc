@@ -115,7 +115,8 @@ class BindList {
   std::vector<Bind> binds_;
 };
 
-// A disk's image and every backing file of its chain (read-only), as kite will open them.
+// A disk's image, its external data file and every backing file of its chain (read-only), as
+// kite will open them.
 Result<void> AddDisk(const DiskConfig& disk, BindList& binds) {
   std::string what = "the disk " + disk.path;
   TRY(binds.AddFile(disk.path, !disk.read_only, "the disk"));
@@ -126,7 +127,12 @@ Result<void> AddDisk(const DiskConfig& disk, BindList& binds) {
   open.read_only = true;
   open.force_share = true;
   open.lock = false;
+  open.data_file = disk.data_file;
   auto image = TRY_CTX(storage::OpenImage(disk.path, format, open), "jail: " + what);
+  if (image->data_path() != image->path()) {
+    TRY(binds.AddFile(Absolute(image->data_path()), !disk.read_only,
+                      "the data file of " + disk.path));
+  }
   for (storage::DiskImage* layer = image->backing(); layer != nullptr; layer = layer->backing()) {
     TRY(binds.AddFile(Absolute(layer->path()), false, "the backing file of " + disk.path));
   }

@@ -128,7 +128,9 @@ Result<void> Machine::SnapshotDisk(const DiskSnapshotOptions& options) {
         disk.reset();  // the old image's exclusive lock goes; it is reopened read-only below
         std::string why = OpenOverlay(options.file, old_path, open, disk);
         if (why.empty()) return {};
-        disk = TRY(storage::OpenImage(old_path, old_format, open));  // as it was
+        storage::OpenOptions as_it_was = open;
+        as_it_was.data_file = impl_->config.disks[impl_->DiskIndex(options.device)].data_file;
+        disk = TRY(storage::OpenImage(old_path, old_format, as_it_was));
         if (!options.existing) std::filesystem::remove(options.file);
         return Err("blockdev-snapshot-sync: " + why);
       });

@@ -68,6 +68,7 @@ Result<std::shared_ptr<storage::DiskImage>> OpenDisk(const DiskConfig& disk) {
   storage::OpenOptions open;
   open.read_only = disk.read_only;
   open.cache = TRY(storage::ParseCacheMode(disk.cache));
+  open.data_file = disk.data_file;
   storage::ImageFormat format = TRY(DiskFormat(disk));
   return std::shared_ptr<storage::DiskImage>(TRY(storage::OpenImage(disk.path, format, open)));
 }

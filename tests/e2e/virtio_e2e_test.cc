@@ -5,6 +5,7 @@
 //     ACPI (LNRO0005) and through virtio_mmio.device= (--no-acpi). A read-write mount writes
 //     the superblock (mount count, last mount time), which the host then reads back. A
 //     readonly=on disk makes the kernel fall back to a read-only mount; nothing changes on it.
+//     A qcow2 image with an external raw data file (data_file=) mounts read-write too.
 //   - virtio-net: ip=dhcp through the user-mode NAT, and netconsole= kernel log lines that reach
 //     a UDP socket on the host through the NAT (10.0.2.2 → 127.0.0.1) and through a tap.
 // Where /dev/kvm is hardware-backed, the ACPI disk boot also runs a busybox /init that writes
@@ -277,6 +278,42 @@ TEST_F(VirtioE2eTest, Acpi_Qcow2OverlayRoot_MountedReadWrite_SuperblockWritten_B
 
 TEST_F(VirtioE2eTest, NoAcpi_CmdlineDevices_Qcow2OverlayRoot_MountedReadWrite) {
   OverlayRootMountedReadWrite(/*acpi=*/false);
+}
+
+// A qcow2 image that keeps its data in an external raw data file (kite-img convert -o
+// data_file=..,data_file_raw=on): without data_file= kite refuses the disk (the image's own
+// name for it is never followed, BAD_INPUTS I7); with it the guest mounts root read-write
+// (and, with userspace, writes /hello). Then the raw data file alone is the disk, the qcow2 file
+// holds only metadata, and qemu-img check is clean.
+TEST_F(VirtioE2eTest, Qcow2ExternalDataFile_RootMountedReadWrite_DataFileIsTheDisk) {
+  bool userspace = HardwareBackedKvm();
+  std::string base = MakeRootfs("base.raw", userspace);
+  ASSERT_FALSE(base.empty());
+  Superblock sb_before = ReadSuperblock(base);
+  std::string image = dir_.File("ext.qcow2"), data = dir_.File("ext.data");
+  ASSERT_TRUE(ShellOk(std::string(KITE_IMG_BINARY) + " convert -f raw -O qcow2 -o data_file=" +
+                      data + ",data_file_raw=on " + base + " " + image));
+
+  ProcessResult refused = Boot(kRootCmdline, {"--disk", "path=" + image + ",format=qcow2"});
+  EXPECT_TRUE(refused.exited && refused.exit_status != 0) << refused.Describe();
+  EXPECT_TRUE(Contains(refused.err, "data_file=PATH")) << refused.Describe();
+
+  ProcessResult r = Boot(std::string(kRootCmdline) + (userspace ? " init=/init" : ""),
+                         {"--disk", "path=" + image + ",format=qcow2,data_file=" + data});
+  ASSERT_TRUE(r.exited) << "kite did not exit by itself\n" << r.Describe();
+  EXPECT_TRUE(Contains(r.out, kExt4Mounted)) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, kRootReadWrite)) << r.Describe();
+  EXPECT_TRUE(Contains(r.out, userspace ? kUserspaceMarker : kNoInit)) << r.Describe();
+
+  ProcessResult check = Shell("qemu-img check -f qcow2 " + image);
+  EXPECT_EQ(check.exit_status, 0) << check.Describe();
+  EXPECT_LT(std::filesystem::file_size(image), 1u << 20) << "guest data went into the qcow2 file";
+  Superblock sb_after = ReadSuperblock(data);  // data_file_raw: the data file is the disk
+  EXPECT_EQ(sb_after.mount_count, sb_before.mount_count + 1);
+  if (userspace) {
+    ProcessResult cat = Shell("debugfs -R 'cat /hello' " + data + " 2>/dev/null");
+    EXPECT_EQ(cat.out, kHelloText) << cat.Describe();
+  }
 }
 
 TEST_F(VirtioE2eTest, G19_ReadOnlyDisk_RootMountFallsBackToReadOnly_ImageUnchanged) {

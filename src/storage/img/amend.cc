@@ -1,7 +1,8 @@
 // kite-img amend: changes the creation options of an existing qcow2 image, as qemu-img amend.
 // The -o list is checked here (qemu-img's messages: options only for creation, encryption and
 // data file options on images without them, the backing file); the change itself is the
-// storage library's AmendQcow2 (compat, refcount_bits, lazy_refcounts, size).
+// storage library's AmendQcow2 (compat, refcount_bits, lazy_refcounts, size, data_file,
+// data_file_raw).
 #include <algorithm>
 #include <optional>
 #include <span>
@@ -26,7 +27,6 @@ struct AmendRequest {
   bool backing_given = false;  // backing_file or backing_fmt named
   std::optional<std::string> backing_file, backing_format;
   bool encryption = false;  // an encrypt.* option that amends keyslots
-  bool data_file = false, data_file_raw = false;
 };
 
 // qcow2 creation options qemu-img amend refuses by name (its "only for creation" list).
@@ -79,9 +79,9 @@ Result<AmendRequest> ParseAmendOptions(const std::vector<std::string>& lists) {
       r.backing_given = true;
       r.backing_format = v;
     } else if (key == "data_file") {
-      r.data_file = true;
+      r.qcow2.data_file = v;
     } else if (key == "data_file_raw") {
-      r.data_file_raw = true;
+      r.qcow2.data_file_raw = TRY(ParseOnOff(key, v));
     } else if (OneOf(kEncryptAmend, key)) {
       r.encryption = true;
     } else if (OneOf(kCreateOnly, key)) {
@@ -101,9 +101,12 @@ std::optional<std::string> Named(const std::string& s) {
 // What qemu-img refuses for this image (its messages), checked before kite opens it to write.
 Result<void> CheckAgainstImage(const AmendRequest& r, const storage::Qcow2Info& info) {
   if (r.encryption) return Err("Can't amend encryption options - encryption not present");
-  if (r.data_file)
+  if (r.qcow2.data_file && !info.external_data)
     return Err("data-file can only be set for images that use an external data file");
-  if (r.data_file_raw) return Err("data-file-raw cannot be set on existing images");
+  if (r.qcow2.data_file_raw && (*r.qcow2.data_file_raw || !info.external_data) &&
+      !info.data_file_raw) {
+    return Err("data-file-raw cannot be set on existing images");
+  }
   // qemu-img 7.2 only accepts the backing file and format the image already has (both named).
   if (r.backing_given && (r.backing_file != Named(info.backing_file) ||
                           r.backing_format != Named(info.backing_format))) {
@@ -117,6 +120,8 @@ constexpr const char* kQcow2AmendHelp =
     "  backing_file=<str>     - File name of a base image (only the current one)\n"
     "  backing_fmt=<str>      - Image format of the base image (only the current one)\n"
     "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
+    "  data_file=<str>        - File name of an external data file\n"
+    "  data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image\n"
     "  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n"
     "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
     "  size=<size>            - Virtual disk size\n";

@@ -142,6 +142,7 @@ Result<double> Bench(const BenchArgs& args, Console& console) {
   o.cache = cache;
   o.force_share = args.force_share;
   o.allow_unformatted_backing_as_raw = true;
+  o.follow_data_file = true;  // as every kite-img command (image_open.cc)
   std::shared_ptr<storage::DiskImage> image;
   if (format == storage::ImageFormat::kVmdk) {
     if (args.write) return Err("VMDK images are read-only");

@@ -126,7 +126,7 @@ Result<std::vector<MapEntry>> BuildMap(storage::DiskImage& image) {
                e.zero,   e.data,   e.host_offset, ""};
     const storage::DiskImage* layer = &image;
     for (int d = 0; d < e.depth && layer->backing() != nullptr; ++d) layer = layer->backing();
-    m.filename = layer->path();
+    m.filename = layer->data_path();  // an external data file holds the mapped data
     if (!entries.empty() && CanMerge(entries.back(), m)) {
       entries.back().length += m.length;
     } else {

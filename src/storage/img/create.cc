@@ -42,8 +42,11 @@ Result<void> ApplyQcow2Option(CreateSpec& spec, const std::string& key, const st
     q.compression_type = TRY(storage::ParseCompressionType(v));
   } else if (key == "extended_l2") {
     if (TRY(ParseOnOff(key, v))) return Err("extended_l2=on is not supported by kite");
-  } else if (key == "encryption" || key == "encrypt.format" || key == "data_file" ||
-             key == "data_file_raw") {
+  } else if (key == "data_file") {
+    q.data_file = v;
+  } else if (key == "data_file_raw") {
+    q.data_file_raw = TRY(ParseOnOff(key, v));
+  } else if (key == "encryption" || key == "encrypt.format") {
     return Err("Parameter '" + key + "' is not supported by kite");
   } else {
     return Err("Invalid parameter '" + key + "'");
@@ -212,6 +215,8 @@ std::string FormattingLine(const std::string& filename, const CreateSpec& spec) 
     line += " backing_file=" + q.backing_file + " backing_fmt=" + q.backing_format;
   }
   if (q.compat != "1.1") line += " compat=" + q.compat;
+  if (!q.data_file.empty()) line += " data_file=" + q.data_file;
+  if (q.data_file_raw) line += " data_file_raw=on";
   line += std::string(" lazy_refcounts=") + (q.lazy_refcounts ? "on" : "off");
   line += " refcount_bits=" + std::to_string(q.refcount_bits);
   return line;

@@ -52,6 +52,7 @@ Result<std::unique_ptr<storage::DiskImage>> OpenForTool(const std::string& path,
   o.force_share = options.force_share;
   o.open_backing = options.open_backing;
   o.allow_unformatted_backing_as_raw = options.allow_unformatted_backing_as_raw;
+  o.follow_data_file = true;  // the image's owner runs kite-img (qemu-img follows it too)
   o.cache = options.cache;
   auto image = storage::OpenImage(path, format, o);
   if (!image) return std::move(image).error().Context("Could not open '" + path + "'");

@@ -36,6 +36,8 @@ Json FormatSpecific(const storage::Qcow2Info& q) {
   data["compression-type"] = storage::CompressionTypeName(q.compression_type);
   if (q.version >= 3) data["lazy-refcounts"] = q.lazy_refcounts;
   data["refcount-bits"] = q.refcount_bits;
+  if (!q.data_file.empty()) data["data-file"] = q.data_file;
+  if (q.external_data) data["data-file-raw"] = q.data_file_raw;
   if (q.version >= 3) {
     data["corrupt"] = q.corrupt;
     data["extended-l2"] = q.extended_l2;

@@ -29,6 +29,11 @@ struct Qcow2CreateOptions {
   std::string backing_file;    // stored as given (relative names: against the image's dir)
   std::string backing_format;  // "raw" or "qcow2"; required when backing_file is set
   CompressionType compression_type = CompressionType::kZlib;  // zstd needs compat 1.1
+  // An external data file (compat 1.1): created (truncated) at the virtual size; guest
+  // clusters live there at their guest offsets. Stored as given; a relative name is relative
+  // to the working directory, when created and when opened (qemu-img's rule).
+  std::string data_file;
+  bool data_file_raw = false;  // the data file stays a raw image (preallocates metadata)
   // When size is 0 and a backing file is given, take the backing file's virtual size.
   bool size_from_backing = true;
   // fsync the new file before returning. kite-img convert with -t unsafe (its default) turns
@@ -86,6 +91,9 @@ struct Qcow2Info {
   bool corrupt = false;
   bool dirty = false;
   bool extended_l2 = false;
+  std::string data_file;       // the external data file name, as stored (may be empty)
+  bool external_data = false;  // incompatible bit 2: guest data lives in the data file
+  bool data_file_raw = false;  // the data file is a consistent raw image too
   CompressionType compression_type = CompressionType::kZlib;
   uint64_t l1_size = 0;
   std::vector<SnapshotInfo> snapshots;
@@ -117,10 +125,13 @@ Result<void> SetBackingFile(const std::string& path, const std::string& new_back
 
 // What `qemu-img amend` may change on a qcow2 image; unset fields stay as they are.
 struct Qcow2AmendOptions {
-  std::optional<int> version;          // 2 (compat=0.10) or 3 (compat=1.1)
-  std::optional<bool> lazy_refcounts;  // needs version 3
-  std::optional<int> refcount_bits;    // 1, 2, 4, ..., 64; other than 16 needs version 3
-  std::optional<uint64_t> size;        // new virtual size, a multiple of 512; a shrink drops data
+  std::optional<int> version;            // 2 (compat=0.10) or 3 (compat=1.1)
+  std::optional<bool> lazy_refcounts;    // needs version 3
+  std::optional<int> refcount_bits;      // 1, 2, 4, ..., 64; other than 16 needs version 3
+  std::optional<uint64_t> size;          // new virtual size, a multiple of 512; a shrink drops data
+                                         // (an external data file is resized with it)
+  std::optional<std::string> data_file;  // renames the external data file (images with one)
+  std::optional<bool> data_file_raw;     // may only be turned off (or stay on)
 };
 
 // Amends `path` in qemu's order: upgrade to version 3, refcount width (new refcount table and

@@ -88,6 +88,7 @@ Result<void> Meta::Free(uint64_t offset, uint64_t bytes) {
 
 Result<void> Meta::FreeMapping(const Mapping& m) {
   uint64_t cs = cluster_size();
+  if (header_.external_data()) return {};  // data file clusters are not refcounted
   switch (m.kind) {
     case Mapping::kNormal:
       return Free(m.host, cs);
@@ -106,6 +107,7 @@ Result<void> Meta::FreeMapping(const Mapping& m) {
 }
 
 Result<void> Meta::CheckDataWrite(uint64_t host_offset) {
+  if (header_.external_data()) return {};  // data goes to the other file
   if (metadata_.count(host_offset / cluster_size())) {
     return MarkCorrupt("Preventing invalid write on metadata (host offset " +
                        std::to_string(host_offset) + ")");

@@ -1,6 +1,7 @@
 // AmendQcow2 (qemu-img amend): compat upgrade and downgrade, the refcount width, lazy
-// refcounts on and off, and the virtual size, applied in qemu's order (upgrade, refcount
-// width, lazy refcounts, size, downgrade).
+// refcounts on and off, the external data file's name and raw bit, and the virtual size (with
+// the data file's), applied in qemu's order (upgrade, refcount width, lazy refcounts, size,
+// downgrade).
 //
 // Refusals: everything qemu refuses part-way through (a downgrade of zstd-compressed clusters,
 // of refcounts wider than 16 bits, a v2 resize with snapshots) is checked here before the first
@@ -21,8 +22,10 @@
 // (a crash between them leaves the new size with the old version).
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <set>
 
@@ -31,6 +34,7 @@
 #include "storage/qcow2/qcow2_image.h"
 #include "storage/qcow2/qcow2_ops.h"
 #include "storage/qcow2/qcow2_snapshot.h"
+#include "storage/raw_image.h"
 
 namespace kite::storage {
 namespace {
@@ -254,6 +258,12 @@ Result<Plan> MakePlan(Meta& meta, const std::vector<qcow2::SnapshotEntry>& snaps
       return Err("Can't resize a v2 image which has snapshots");
     }
   }
+  if (h.external_data() && p.new_version < 3) {
+    return Err("Cannot downgrade an image with a data file");
+  }
+  if (options.data_file_raw.value_or(false) && !h.data_file_raw()) {
+    return Err("data-file-raw cannot be set on existing images");
+  }
   p.old_order = p.order = h.refcount_order;
   if (options.refcount_bits) p.order = TRY(RefcountOrder(*options.refcount_bits, p.new_version));
   if (p.new_version < p.old_version) TRY(CheckDowngrade(meta, snapshots, p.order));
@@ -281,6 +291,45 @@ Result<void> RewriteV3Header(Meta& meta, const Plan& p) {
   return meta.Sync();
 }
 
+// The data file's name and raw bit: one header rewrite.
+Result<void> RewriteDataFile(Meta& meta, const Qcow2AmendOptions& options) {
+  Header& h = meta.mutable_header();
+  if (options.data_file) h.data_file = *options.data_file;
+  if (options.data_file_raw == false) h.autoclear_features &= ~qcow2::kAutoclearDataFileRaw;
+  SetFeatureTable(h, true);
+  TRY(meta.RewriteHeader());
+  return meta.Sync();
+}
+
+// The external data file follows the virtual size (as qemu-img amend size=); a block device
+// must already be large enough.
+Result<void> ResizeDataFile(const std::string& path, const Header& h, uint64_t new_size) {
+  if (!h.external_data()) return {};
+  std::filesystem::path d(h.data_file);  // relative: to the working directory, as qemu
+  OpenOptions open;
+  open.lock = false;  // the image's own lock guards its data file
+  OpenedFile file = TRY_CTX(OpenImageFile(d.string(), open, true), path + ": data file");
+  if (file.block_device) {
+    if (new_size <= file.size) return {};
+    return Err(d.string() + ": the data file (a block device) is smaller than the new size");
+  }
+  if (::ftruncate(file.fd.get(), static_cast<off_t>(new_size)) != 0) {
+    return SysErr(d.string() + ": resizing the data file");
+  }
+  return {};
+}
+
+Result<void> Resize(const std::string& path, Meta& meta, uint64_t new_size) {
+  ResizeOptions resize;
+  resize.shrink = true;  // amend shrinks without asking, discarding the data (as qemu)
+  resize.force = true;
+  bool grow = new_size > meta.header().size;
+  if (grow) TRY(ResizeDataFile(path, meta.header(), new_size));
+  TRY(qcow2::ResizeMeta(meta, new_size, resize));
+  if (!grow) TRY(ResizeDataFile(path, meta.header(), new_size));
+  return {};
+}
+
 }  // namespace
 
 Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& options) {
@@ -296,12 +345,8 @@ Result<void> AmendQcow2(const std::string& path, const Qcow2AmendOptions& option
     SetFeatureTable(meta.mutable_header(), true);  // the rebuild rewrites the v3 header
     TRY(qcow2::RebuildRefcounts(meta, p.order));
   }
-  if (options.size && *options.size != meta.header().size) {
-    ResizeOptions resize;
-    resize.shrink = true;  // amend shrinks without asking, discarding the data (as qemu)
-    resize.force = true;
-    TRY(qcow2::ResizeMeta(meta, *options.size, resize));
-  }
+  if (options.data_file || options.data_file_raw) TRY(RewriteDataFile(meta, options));
+  if (options.size && *options.size != meta.header().size) TRY(Resize(path, meta, *options.size));
   if (p.new_version < p.old_version) TRY(Downgrade(meta, snapshots));
   return {};
 }

@@ -58,6 +58,14 @@ struct Counter {
       for (uint64_t j = 0; j < table->size(); ++j) {
         uint64_t e = (*table)[j];
         if (e == 0) continue;
+        if ((e & kOflagCompressed) && meta.header().external_data()) {
+          ++report.corruptions;
+          report.messages.push_back(
+              "ERROR compressed cluster in an image with an external "
+              "data file: L2 entry " +
+              std::to_string(j) + " in table at " + std::to_string(l2));
+          continue;
+        }
         if (e & kOflagCompressed) {
           uint32_t x = 62 - (meta.header().cluster_bits - 8);
           uint64_t host = e & ((1ull << x) - 1);
@@ -73,11 +81,12 @@ struct Counter {
                                     " in table at " + std::to_string(l2));
           continue;
         }
-        if (host == 0) {
+        bool external = meta.header().external_data();
+        if (host == 0 && !(external && (e & kOflagCopied))) {
           if (active && (e & kOflagZero)) ++report.allocated_clusters;
           continue;
         }
-        Inc(host, cs, "data cluster");
+        if (!external) Inc(host, cs, "data cluster");  // data file clusters: no refcount
         if (active) {
           ++report.allocated_clusters;
           if (prev_end != 0 && host != prev_end) ++report.fragmented_clusters;
@@ -164,7 +173,9 @@ void CheckCopied(Meta& meta, const Counter& c, CheckReport& report) {
     for (uint64_t e : *table) {
       uint64_t host = e & kL2OffsetMask;
       if ((e & kOflagCompressed) || host == 0 || (host & (cs - 1))) continue;
-      if (((e & kOflagCopied) != 0) != (refs(host) == 1)) {
+      // A data file cluster has one user, the active table (no snapshots with a data file).
+      bool one_user = meta.header().external_data() || refs(host) == 1;
+      if (((e & kOflagCopied) != 0) != one_user) {
         ++report.corruptions;
         report.messages.push_back("ERROR OFLAG_COPIED data cluster: l2_entry=" + ToHex(e));
       }

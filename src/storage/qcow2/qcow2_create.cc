@@ -1,6 +1,7 @@
 // CreateQcow2: lays out a new image (header, refcount table, refcount blocks, L1 table, in
 // that order from cluster 0) and optionally preallocates metadata and data.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -14,6 +15,22 @@ namespace kite::storage {
 namespace {
 
 using qcow2::Header;
+
+// qemu's rules and messages for data_file and data_file_raw.
+Result<void> CheckDataFileOptions(const Qcow2CreateOptions& o, uint32_t version) {
+  if (o.data_file_raw && o.data_file.empty()) return Err("data-file-raw requires data-file");
+  if (o.data_file.empty()) return {};
+  if (version < 3) {
+    return Err(
+        "External data files are only supported with compatibility level 1.1 and above (use "
+        "version=v3 or greater)");
+  }
+  if (o.data_file_raw && !o.backing_file.empty()) {
+    return Err("Backing file and data-file-raw cannot be used at the same time");
+  }
+  if (o.data_file.size() > qcow2::kMaxBackingNameLength) return Err("Data file name too long");
+  return {};
+}
 
 Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
   Header h;
@@ -39,6 +56,7 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
   if (h.version == 2 && o.compression_type != CompressionType::kZlib) {
     return Err("Compression type other than zlib requires compatibility level 1.1 or above");
   }
+  TRY(CheckDataFileOptions(o, h.version));
   if (!o.backing_file.empty() && o.backing_format != "raw" && o.backing_format != "qcow2") {
     return Err("Backing file '" + o.backing_file + "' needs a backing format (raw or qcow2)");
   }
@@ -53,6 +71,11 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
   }
   h.backing_file = o.backing_file;
   h.backing_format = o.backing_file.empty() ? "" : o.backing_format;
+  if (!o.data_file.empty()) {
+    h.incompatible_features |= qcow2::kIncompatDataFile;
+    h.data_file = o.data_file;
+    if (o.data_file_raw) h.autoclear_features |= qcow2::kAutoclearDataFileRaw;
+  }
   uint64_t l1 = qcow2::L1EntriesFor(size, h.cluster_bits);
   if (l1 * 8 > qcow2::kMaxL1Bytes) return Err("Image size too big for this cluster size");
   h.l1_size = static_cast<uint32_t>(l1);
@@ -66,29 +89,54 @@ Result<uint64_t> BackingSize(const std::string& path, const Qcow2CreateOptions& 
   opts.read_only = true;
   opts.force_share = true;
   opts.open_backing = false;
+  opts.follow_data_file = true;  // only its size is read
   auto image = TRY(OpenImage(b.string(), TRY(ParseImageFormat(o.backing_format)), opts));
   return image->size();
 }
 
-Result<void> Preallocate(int fd, const std::string& path, Preallocation mode) {
+// With an external data file (`data_fd` >= 0) every cluster maps to its guest offset there,
+// and falloc/full apply to the data file; else clusters are allocated in the image.
+Result<void> Preallocate(int fd, const std::string& path, Preallocation mode, int data_fd) {
   auto meta = TRY(qcow2::Meta::Open(fd, path, true));
-  uint64_t cs = meta->cluster_size();
-  uint64_t clusters = (meta->header().size + cs - 1) / cs;
+  uint64_t cs = meta->cluster_size(), size = meta->header().size;
+  uint64_t clusters = (size + cs - 1) / cs;
   std::vector<uint8_t> zeros(mode == Preallocation::kFull ? cs : 0, 0);
+  int out = data_fd >= 0 ? data_fd : fd;
   for (uint64_t c = 0; c < clusters; ++c) {
-    uint64_t host = TRY(meta->Allocate(1));
-    if (mode == Preallocation::kFull) TRY(PwriteFull(fd, zeros.data(), cs, host));
+    uint64_t host = data_fd >= 0 ? c * cs : TRY(meta->Allocate(1));
+    if (mode == Preallocation::kFull) TRY(PwriteFull(out, zeros.data(), cs, host));
     TRY(meta->SetL2Entry(c * cs, host | qcow2::kOflagCopied));
   }
-  uint64_t end = meta->alloc_end() * cs;
-  if (mode == Preallocation::kFalloc && end > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(end))) {
+  uint64_t end = data_fd >= 0 ? size : meta->alloc_end() * cs;
+  if (mode == Preallocation::kFalloc && end > 0 &&
+      ::fallocate(out, 0, 0, static_cast<off_t>(end))) {
     return SysErr(path + ": fallocate");
+  }
+  if (data_fd >= 0) {
+    if (::ftruncate(data_fd, static_cast<off_t>(size)) != 0) return SysErr(path + ": data file");
+    end = meta->alloc_end() * cs;
   }
   // The data clusters of metadata preallocation are not written: extend the file over them.
   if (::ftruncate(fd, static_cast<off_t>(std::max(end, meta->file_size()))) != 0) {
     return SysErr(path + ": ftruncate");
   }
   return {};
+}
+
+// The external data file, created or truncated to `size` (as qemu-img create does; a relative
+// name is relative to the working directory, as qemu's); an invalid fd without one.
+Result<UniqueFd> CreateDataFile(const Qcow2CreateOptions& o, uint64_t size) {
+  if (o.data_file.empty()) return UniqueFd();
+  std::filesystem::path d(o.data_file);
+  UniqueFd fd(::open(d.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) return SysErr("Could not create data file '" + d.string() + "'");
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return SysErr("Could not open data file '" + d.string() + "'");
+  if (S_ISBLK(st.st_mode)) return fd;  // a block device keeps its size (and data)
+  if (::ftruncate(fd.get(), 0) != 0 || ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    return SysErr("Could not resize data file '" + d.string() + "'");
+  }
+  return fd;
 }
 
 }  // namespace
@@ -128,9 +176,11 @@ Result<void> CreateQcow2(const std::string& path, const Qcow2CreateOptions& opti
   }
   TRY(PwriteFull(fd.get(), meta.data(), meta.size(), 0));
   if (::ftruncate(fd.get(), static_cast<off_t>(used * cs)) != 0) return SysErr(path);
-  if (options.preallocation != Preallocation::kOff) {
-    TRY(Preallocate(fd.get(), path, options.preallocation));
-  }
+  UniqueFd data = TRY(CreateDataFile(options, size));
+  Preallocation prealloc = options.preallocation;
+  if (options.data_file_raw && prealloc == Preallocation::kOff) prealloc = Preallocation::kMetadata;
+  if (prealloc != Preallocation::kOff) TRY(Preallocate(fd.get(), path, prealloc, data.get()));
+  if (options.sync && data && ::fsync(data.get()) != 0) return SysErr(path + ": data file: fsync");
   if (options.sync && ::fsync(fd.get()) != 0) return SysErr(path + ": fsync");
   return {};
 }

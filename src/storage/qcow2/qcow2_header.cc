@@ -45,7 +45,14 @@ Result<void> ParseExtensions(std::span<const uint8_t> data, Header& h, const std
         h.backing_format.assign(body.begin(), body.end());
         break;
       case kExtDataFile:
-        return Bad(path, "External data files are not supported");
+        if (len == 0 || len > kMaxBackingNameLength) {
+          return Bad(path, "Invalid external data file name length (data file extension)");
+        }
+        h.data_file.assign(body.begin(), body.end());
+        if (h.data_file.find('\0') != std::string::npos) {
+          return Bad(path, "External data file name contains a NUL byte");
+        }
+        break;
       case kExtCrypto:
         return Bad(path, "Encrypted images are not supported");
       default:
@@ -101,7 +108,6 @@ Result<void> ParseV3Fields(std::span<const uint8_t> d, Header& h, const std::str
   if (h.header_length > d.size()) return Bad(path, "truncated qcow2 header (header_length)");
   if (h.header_length > kV3HeaderLength) h.compression_type = d[104];
   uint64_t unknown = h.incompatible_features & ~kIncompatKnown;
-  if (unknown & kIncompatDataFile) return Bad(path, "External data files are not supported");
   if (unknown & kIncompatExtendedL2) return Bad(path, "Extended L2 entries are not supported");
   if (unknown)
     return Bad(path,
@@ -188,6 +194,10 @@ Result<std::vector<uint8_t>> SerializeHeader(Header& h) {
   if (!h.backing_format.empty()) {
     put_ext(kExtBackingFormat,
             {reinterpret_cast<const uint8_t*>(h.backing_format.data()), h.backing_format.size()});
+  }
+  if (!h.data_file.empty()) {
+    put_ext(kExtDataFile,
+            {reinterpret_cast<const uint8_t*>(h.data_file.data()), h.data_file.size()});
   }
   for (const HeaderExtension& e : h.extensions) put_ext(e.type, e.data);
   put_ext(kExtEnd, {});

@@ -29,7 +29,11 @@ constexpr uint64_t kIncompatCorrupt = 1ull << 1;
 constexpr uint64_t kIncompatDataFile = 1ull << 2;
 constexpr uint64_t kIncompatCompression = 1ull << 3;
 constexpr uint64_t kIncompatExtendedL2 = 1ull << 4;
-constexpr uint64_t kIncompatKnown = kIncompatDirty | kIncompatCorrupt | kIncompatCompression;
+constexpr uint64_t kIncompatKnown =
+    kIncompatDirty | kIncompatCorrupt | kIncompatDataFile | kIncompatCompression;
+// Autoclear feature bits: the external data file is also a consistent raw image.
+constexpr uint64_t kAutoclearDataFileRaw = 1ull << 1;
+constexpr uint64_t kAutoclearKnown = kAutoclearDataFileRaw;
 // Compatible feature bits.
 constexpr uint64_t kCompatLazyRefcounts = 1ull << 0;
 
@@ -76,9 +80,16 @@ struct Header {
 
   std::string backing_file;
   std::string backing_format;
+  std::string data_file;                    // the external data file extension's name, as stored
   std::vector<HeaderExtension> extensions;  // all others (feature table, unknown), in order
 
   uint64_t cluster_size() const { return 1ull << cluster_bits; }
+  // Guest clusters live in an external data file (at their guest offsets, not refcounted).
+  bool external_data() const { return incompatible_features & kIncompatDataFile; }
+  // ... and that file is a consistent raw image of the disk.
+  bool data_file_raw() const {
+    return external_data() && (autoclear_features & kAutoclearDataFileRaw);
+  }
   uint64_t l2_entries() const { return cluster_size() / 8; }
   uint64_t refcount_bits() const { return 1ull << refcount_order; }
   uint64_t refblock_entries() const { return cluster_size() * 8 / refcount_bits(); }

@@ -2,6 +2,7 @@
 // image, zero clusters, discard and flush. See qcow2_image.h for the locking rules.
 #include "storage/qcow2/qcow2_image.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,20 +15,30 @@
 namespace kite::storage::qcow2 {
 
 Qcow2Image::Qcow2Image(std::string path, OpenedFile file, const OpenOptions& options,
-                       std::unique_ptr<Meta> meta, std::unique_ptr<DiskImage> backing)
+                       std::unique_ptr<Meta> meta, std::unique_ptr<DiskImage> backing,
+                       std::optional<ExternalData> data)
     : path_(std::move(path)),
       fd_(std::move(file.fd)),
       options_(options),
       meta_(std::move(meta)),
       backing_(std::move(backing)),
-      size_(meta_->header().size) {}
+      data_(std::move(data)),
+      size_(meta_->header().size) {
+  if (data_) data_io_ = std::make_unique<FileIo>(data_->file.fd.get());
+}
 
 Result<std::unique_ptr<Qcow2Image>> Qcow2Image::Open(std::string path, OpenedFile file,
                                                      const OpenOptions& options,
-                                                     std::unique_ptr<DiskImage> backing) {
+                                                     std::unique_ptr<DiskImage> backing,
+                                                     std::optional<ExternalData> data) {
   auto meta = TRY(Meta::Open(file.fd.get(), path, !options.read_only));
+  if (meta->header().external_data() != data.has_value()) {
+    return Err(data ? path + ": has no external data file, but one was given"
+                    : "Could not open '" + path + "': 'data-file' is required for this image");
+  }
   std::unique_ptr<Qcow2Image> image(new Qcow2Image(std::move(path), std::move(file), options,
-                                                   std::move(meta), std::move(backing)));
+                                                   std::move(meta), std::move(backing),
+                                                   std::move(data)));
   if (!options.read_only) TRY(image->PrepareWritable());
   return image;
 }
@@ -44,10 +55,14 @@ Result<void> Qcow2Image::PrepareWritable() {
     CheckReport report = TRY(CheckMeta(*meta_, RepairMode::kAll));
     if (report.corruptions > 0) return Err(path_ + ": dirty image could not be repaired");
   }
-  if (h.autoclear_features != 0) {  // I9: kite knows no autoclear feature
-    uint8_t zero[8] = {};
-    TRY(meta_->WriteHeaderBytes(kOffAutoclear, zero, 8));
-    meta_->mutable_header().autoclear_features = 0;
+  // I9: unknown autoclear bits are cleared; data_file_raw only means something (and is only
+  // kept) with an external data file.
+  uint64_t keep = h.external_data() ? kAutoclearKnown : 0;
+  if ((h.autoclear_features & ~keep) != 0) {
+    uint8_t be[8];
+    PutBe64(be, h.autoclear_features & keep);
+    TRY(meta_->WriteHeaderBytes(kOffAutoclear, be, 8));
+    meta_->mutable_header().autoclear_features &= keep;
     TRY(meta_->Sync());
   }
   // Only after any repair: the rebuild above must write its refcounts eagerly.
@@ -109,7 +124,7 @@ Result<void> Qcow2Image::ReadMapped(const Mapping& m, uint64_t offset, std::span
       ZeroIov(iov);
       return {};
     case Mapping::kNormal:
-      return meta_->io().ReadV(iov, m.host + (offset & (cs - 1)));
+      return data_io().ReadV(iov, m.host + (offset & (cs - 1)));
     case Mapping::kCompressed: {
       std::vector<uint8_t> cluster;
       TRY(ReadCompressed(m, cluster));
@@ -175,6 +190,26 @@ Result<uint64_t> Qcow2Image::ExtendRun(const Mapping& m, uint64_t pos, uint64_t 
   return chunk;
 }
 
+Result<uint64_t> Qcow2Image::AllocateData(uint64_t guest, uint64_t n) {
+  if (external_data()) return guest;
+  return meta_->Allocate(n);
+}
+
+Result<void> Qcow2Image::ZeroDataFile(uint64_t offset, uint64_t length) {
+  if (!meta_->header().data_file_raw() || length == 0) return {};
+  int fd = data_->file.fd.get();
+  auto off = static_cast<off_t>(offset), len = static_cast<off_t>(length);
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return {};
+  if (::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return {};
+  std::vector<uint8_t> zeros(std::min<uint64_t>(length, 1 << 20), 0);
+  for (uint64_t done = 0; done < length;) {
+    uint64_t n = std::min<uint64_t>(zeros.size(), length - done);
+    TRY_CTX(data_io_->Write(zeros.data(), n, offset + done), data_->path + ": zeroing");
+    done += n;
+  }
+  return {};
+}
+
 Result<void> Qcow2Image::FreeData(const Mapping& m) {
   std::unique_lock io_lock(io_mu_);  // wait for in-flight I/O to the cluster
   return meta_->FreeMapping(m);
@@ -193,13 +228,13 @@ Result<void> Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const iovec>
     iovec v{old.data(), valid};
     TRY(ReadMapped(m, start, {&v, 1}));
   }
-  uint64_t host = TRY(meta_->Allocate(1));
+  uint64_t host = TRY(AllocateData(start, 1));
   std::vector<iovec> out;
   if (head) out.push_back({old.data(), head});
   out.insert(out.end(), iov.begin(), iov.end());
   if (tail_at != cs) out.push_back({old.data() + tail_at, cs - tail_at});
   // Data first; only then does an L2 entry point at it (a crash leaks, never corrupts).
-  TRY(meta_->io().WriteV(out, host));
+  TRY(data_io().WriteV(out, host));
   TRY(meta_->SetL2Entry(start, host | kOflagCopied));
   if (m.kind != Mapping::kUnallocated) TRY(FreeData(m));
   return {};
@@ -219,9 +254,9 @@ Result<uint64_t> Qcow2Image::AllocateRun(uint64_t offset, std::span<const iovec>
   if (len == 0) return 0;
   uint64_t n = len / cs;
   // Crash-safe order as for one cluster: refcounts, data, then the L2 entries.
-  uint64_t host = TRY(meta_->Allocate(n));
+  uint64_t host = TRY(AllocateData(offset, n));
   for (uint64_t i = 0; i < n; ++i) TRY(meta_->CheckDataWrite(host + i * cs));
-  TRY(meta_->io().WriteV(SliceIov(iov, 0, len), host));
+  TRY(data_io().WriteV(SliceIov(iov, 0, len), host));
   TRY(meta_->SetL2Run(offset, n, host, kOflagCopied));
   return len;
 }
@@ -233,7 +268,7 @@ Result<void> Qcow2Image::WriteCluster(uint64_t offset, std::span<const iovec> io
     TRY(meta_->CheckDataWrite(m.host));
     std::shared_lock io_lock(io_mu_);
     meta_lock.unlock();
-    return meta_->io().WriteV(iov, m.host + (offset & (meta_->cluster_size() - 1)));
+    return data_io().WriteV(iov, m.host + (offset & (meta_->cluster_size() - 1)));
   }
   return AllocatingWrite(offset, iov, m);
 }
@@ -253,7 +288,7 @@ Result<void> Qcow2Image::WriteV(uint64_t offset, std::span<const iovec> iov) {
         chunk = TRY(ExtendRun(m, pos, chunk, len - done, true));
         std::shared_lock io_lock(io_mu_);
         meta_lock.unlock();
-        TRY(meta_->io().WriteV(SliceIov(iov, done, chunk), m.host + (pos & (cs - 1))));
+        TRY(data_io().WriteV(SliceIov(iov, done, chunk), m.host + (pos & (cs - 1))));
         done += chunk;
         continue;
       }
@@ -274,12 +309,18 @@ Result<void> Qcow2Image::Flush() {
   if (options_.read_only) return {};
   if (failed()) return Err(path_ + ": image failed after a write-back error");
   if (options_.cache == CacheMode::kUnsafe) return {};
-  while (::fdatasync(fd_.get()) != 0) {
+  // Data before the metadata that points at it.
+  if (data_) TRY(SyncFile(data_->file.fd.get(), data_->path));
+  return SyncFile(fd_.get(), path_);
+}
+
+Result<void> Qcow2Image::SyncFile(int fd, const std::string& path) {
+  while (::fdatasync(fd) != 0) {
     if (errno == EINTR) continue;
     failed_.store(true);  // F4: no false OK after a retry
-    KITE_LOG(Error, "%s: fdatasync failed (%s); disk marked failed", path_.c_str(),
+    KITE_LOG(Error, "%s: fdatasync failed (%s); disk marked failed", path.c_str(),
              std::strerror(errno));
-    return SysErr(path_ + ": fdatasync");
+    return SysErr(path + ": fdatasync");
   }
   return {};
 }
@@ -301,7 +342,9 @@ Result<void> Qcow2Image::ZeroCluster(uint64_t start, bool discard) {
   if (m.kind == Mapping::kUnallocated && entry == 0) return {};
   if (m.kind == Mapping::kZero && m.host == 0 && entry == kOflagZero) return {};
   TRY(meta_->SetL2Entry(start, entry));
-  return FreeData(m);
+  TRY(FreeData(m));
+  std::unique_lock io_lock(io_mu_);
+  return ZeroDataFile(start, std::min(meta_->cluster_size(), size_ - start));
 }
 
 Result<void> Qcow2Image::ZeroClusters(uint64_t start, uint64_t n, bool discard) {
@@ -329,12 +372,14 @@ Result<void> Qcow2Image::ZeroClusters(uint64_t start, uint64_t n, bool discard) 
     run = 0;
   }
   std::unique_lock io_lock(io_mu_);  // wait for in-flight I/O to the clusters
-  return FreeRuns(freed);
+  TRY(FreeRuns(freed));
+  return ZeroDataFile(start, std::min(n * cs, size_ - start));
 }
 
 // Drops the references `freed` held (after their L2 entries changed): contiguous host clusters
 // with refcount 1 in one refcount write, anything else one by one. Under meta_mu_ and io_mu_.
 Result<void> Qcow2Image::FreeRuns(const std::vector<Mapping>& freed) {
+  if (external_data()) return {};  // data file clusters are not refcounted
   uint64_t cs = meta_->cluster_size();
   for (size_t i = 0; i < freed.size();) {
     size_t j = i;
@@ -439,6 +484,9 @@ namespace kite::storage::qcow2 {
 
 Result<void> Qcow2Image::CheckCompressedTarget(uint64_t offset, uint64_t length) {
   TRY(CheckRange(offset, length, true));
+  if (external_data()) {
+    return Err(path_ + ": compressed clusters are not supported with an external data file");
+  }
   uint64_t cs = meta_->cluster_size();
   bool whole = length == cs || (length > 0 && length < cs && offset + length == size_);
   if ((offset & (cs - 1)) != 0 || !whole) {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 
@@ -21,19 +22,29 @@
 
 namespace kite::storage::qcow2 {
 
+// An open external data file (incompatible bit 2): guest clusters live there at their guest
+// offsets, so data I/O goes to it and only metadata to the qcow2 file.
+struct ExternalData {
+  std::string path;  // as resolved against the image's directory
+  OpenedFile file;
+};
+
 class Qcow2Image final : public DiskImage {
  public:
-  // Takes an opened file (OpenImageFile) and its parsed metadata; `backing` may be null.
+  // Takes an opened file (OpenImageFile) and its parsed metadata; `backing` may be null;
+  // `data` is required exactly when the header has an external data file.
   // Read-write opens refuse corrupt images (I6), repair dirty ones (I8) and clear unknown
   // autoclear bits (I9).
   static Result<std::unique_ptr<Qcow2Image>> Open(std::string path, OpenedFile file,
                                                   const OpenOptions& options,
-                                                  std::unique_ptr<DiskImage> backing);
+                                                  std::unique_ptr<DiskImage> backing,
+                                                  std::optional<ExternalData> data = {});
   // A clean close: with lazy refcounts, writes the refcounts and clears the dirty bit.
   ~Qcow2Image() override;
 
   ImageFormat format() const override { return ImageFormat::kQcow2; }
   const std::string& path() const override { return path_; }
+  const std::string& data_path() const override { return data_ ? data_->path : path_; }
   uint64_t size() const override { return size_; }
   bool read_only() const override { return options_.read_only; }
   uint64_t allocated_bytes() const override;
@@ -70,8 +81,20 @@ class Qcow2Image final : public DiskImage {
 
  private:
   Qcow2Image(std::string path, OpenedFile file, const OpenOptions& options,
-             std::unique_ptr<Meta> meta, std::unique_ptr<DiskImage> backing);
+             std::unique_ptr<Meta> meta, std::unique_ptr<DiskImage> backing,
+             std::optional<ExternalData> data);
   Result<void> PrepareWritable();
+  // Where guest clusters are read and written: the external data file, or the image itself.
+  const FileIo& data_io() const { return data_io_ ? *data_io_ : meta_->io(); }
+  bool external_data() const { return data_.has_value(); }
+  // Host space for `n` guest clusters from `guest` (cluster-aligned): new refcounted clusters
+  // of the image, or the guest's own offset in an external data file. Under meta_mu_.
+  Result<uint64_t> AllocateData(uint64_t guest, uint64_t n);
+  // data_file_raw: zeroed or discarded clusters read as zeros in the data file too, so that
+  // it stays a consistent raw image. Under meta_mu_ and io_mu_.
+  Result<void> ZeroDataFile(uint64_t offset, uint64_t length);
+  Result<void> ResizeDataFile(uint64_t new_size);
+  Result<void> SyncFile(int fd, const std::string& path);
   Result<void> CheckRange(uint64_t offset, uint64_t length, bool write) const;
   // Fills `iov` with what the guest cluster range reads as, per mapping `m`.
   Result<void> ReadMapped(const Mapping& m, uint64_t offset, std::span<const iovec> iov);
@@ -104,6 +127,8 @@ class Qcow2Image final : public DiskImage {
   OpenOptions options_;
   std::unique_ptr<Meta> meta_;
   std::unique_ptr<DiskImage> backing_;
+  std::optional<ExternalData> data_;
+  std::unique_ptr<FileIo> data_io_;  // over data_->file, when there is one
   uint64_t size_;
   std::mutex meta_mu_;
   std::shared_mutex io_mu_;

@@ -164,6 +164,9 @@ Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset) {
   uint64_t cs = cluster_size();
   auto where = [&] { return " (guest offset " + std::to_string(guest_offset) + ")"; };
   if (e & kOflagCompressed) {
+    if (header_.external_data()) {
+      return MarkCorrupt("compressed cluster in an image with an external data file" + where());
+    }
     uint32_t x = 62 - (header_.cluster_bits - 8);
     m.kind = Mapping::kCompressed;
     m.host = e & ((1ull << x) - 1);
@@ -180,6 +183,7 @@ Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset) {
   if ((e & kL2Reserved) || (m.host & (cs - 1))) {
     return MarkCorrupt("L2 entry with reserved bits set or misaligned offset" + where());
   }
+  if (header_.external_data()) return DecodeExternal(m, guest_offset);
   if (e & kOflagZero) {
     if (header_.version < 3) return MarkCorrupt("zero flag in a version 2 image" + where());
     m.kind = Mapping::kZero;
@@ -188,6 +192,24 @@ Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset) {
   }
   if (m.host != 0 && m.host / cs >= alloc_end_) {
     return MarkCorrupt("L2 entry points past end of file" + where());
+  }
+  return m;
+}
+
+// External data file: a cluster is allocated when its entry has an offset or the COPIED flag
+// (the guest's first cluster sits at data file offset 0), and it must sit at its own guest
+// offset there (qcow2.txt).
+Result<Mapping> Meta::DecodeExternal(Mapping m, uint64_t guest_offset) {
+  bool allocated = m.host != 0 || m.copied;
+  if (allocated && m.host != (guest_offset & ~(cluster_size() - 1))) {
+    return MarkCorrupt("data cluster at data file offset " + std::to_string(m.host) +
+                       " does not match its guest offset " + std::to_string(guest_offset));
+  }
+  if (m.entry & kOflagZero) {
+    m.kind = Mapping::kZero;
+    m.host = 0;  // nothing to free: data file clusters are not refcounted
+  } else {
+    m.kind = allocated ? Mapping::kNormal : Mapping::kUnallocated;
   }
   return m;
 }

@@ -127,9 +127,10 @@ class Meta {
   Result<uint64_t> AllocateBytes(uint64_t bytes);
   // Drops one reference to each cluster in range (data clusters, tables).
   Result<void> Free(uint64_t offset, uint64_t bytes);
-  // Drops the reference a (normal or compressed) L2 entry holds.
+  // Drops the reference a (normal or compressed) L2 entry holds; none with an external data file.
   Result<void> FreeMapping(const Mapping& m);
-  // I27: refuses (and marks corrupt) a data write into a metadata cluster.
+  // I27: refuses (and marks corrupt) a data write into a metadata cluster (never one with an
+  // external data file: data goes to the other file).
   Result<void> CheckDataWrite(uint64_t host_offset);
   void AddMetadata(uint64_t offset, uint64_t bytes);
   void RemoveMetadata(uint64_t offset, uint64_t bytes);
@@ -138,6 +139,7 @@ class Meta {
  private:
   Meta(int fd, std::string path, bool writable, Header header);
   Result<void> LoadTables();
+  Result<Mapping> DecodeExternal(Mapping m, uint64_t guest_offset);
   // Writes entry `index` of an in-memory table stored at `table_offset` (L1, refcount table).
   Result<void> WriteTableEntry(uint64_t table_offset, const std::vector<uint64_t>& table,
                                uint64_t index, const char* what);

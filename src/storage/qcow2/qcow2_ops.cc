@@ -98,6 +98,9 @@ Result<Qcow2Info> InspectQcow2(const std::string& path) {
   info.dirty = h.incompatible_features & qcow2::kIncompatDirty;
   info.compression_type = static_cast<CompressionType>(h.compression_type);
   info.l1_size = h.l1_size;
+  info.data_file = h.data_file;
+  info.external_data = h.external_data();
+  info.data_file_raw = h.data_file_raw();
   for (const SnapshotEntry& s : TRY(Snapshots(*o.meta))) info.snapshots.push_back(ToInfo(s));
   return info;
 }
@@ -114,6 +117,9 @@ Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& path) {
 Result<void> CreateSnapshot(const std::string& path, const std::string& name) {
   Opened o = TRY(OpenMeta(path, true));
   Meta& meta = *o.meta;
+  if (meta.header().external_data()) {  // the data file holds one version of each cluster
+    return Err(path + ": internal snapshots are not supported with an external data file");
+  }
   auto snaps = TRY(Snapshots(meta));
   uint64_t next_id = 1;
   for (const SnapshotEntry& s : snaps) {
@@ -225,9 +231,9 @@ Result<void> ResizeImage(const std::string& path, ImageFormat format, uint64_t n
     return {};
   }
   if (format != ImageFormat::kQcow2) return Err("resize: unsupported image format");
-  OpenedFile file = TRY(OpenImageFile(path, open, false));
-  auto image = TRY(qcow2::Qcow2Image::Open(path, std::move(file), open, nullptr));
-  return image->Resize(new_size, options);
+  open.follow_data_file = true;                     // kite-img resize: the image's owner runs it
+  auto image = TRY(OpenImage(path, format, open));  // with its external data file, if any
+  return static_cast<qcow2::Qcow2Image&>(*image).Resize(new_size, options);
 }
 
 }  // namespace kite::storage

@@ -1,5 +1,7 @@
 // ResizeMeta / Qcow2Image::Resize: grow (a larger L1 table when needed) or shrink (only when
 // allowed, and refusing to drop allocated data unless forced).
+#include <unistd.h>
+
 #include "storage/qcow2/qcow2_image.h"
 
 namespace kite::storage::qcow2 {
@@ -72,8 +74,28 @@ Result<void> Qcow2Image::Resize(uint64_t new_size, const ResizeOptions& options)
   }
   new_size = (new_size + 511) & ~511ull;
   std::unique_lock lock(meta_mu_);
+  if (new_size > size_) TRY(ResizeDataFile(new_size));  // the data file first when growing
   TRY(ResizeMeta(*meta_, new_size, options));
+  if (new_size < size_) TRY(ResizeDataFile(new_size));  // and last when shrinking
   size_ = new_size;
+  return {};
+}
+
+// The external data file follows the virtual size, as qemu keeps it (a block device must
+// already be large enough).
+Result<void> Qcow2Image::ResizeDataFile(uint64_t new_size) {
+  if (!data_) return {};
+  if (data_->file.block_device) {
+    if (new_size > data_->file.size) {
+      return Err(data_->path + ": the data file (a block device of " +
+                 std::to_string(data_->file.size) + " bytes) is smaller than the new size");
+    }
+    return {};
+  }
+  if (::ftruncate(data_->file.fd.get(), static_cast<off_t>(new_size)) != 0) {
+    return SysErr(data_->path + ": resizing the data file");
+  }
+  data_->file.size = new_size;
   return {};
 }
 

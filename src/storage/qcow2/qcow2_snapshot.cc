@@ -126,7 +126,8 @@ Result<void> FixCopiedFlags(Meta& meta) {
       uint64_t entry = table[j];
       uint64_t host = entry & kL2OffsetMask;
       if ((entry & kOflagCompressed) || host == 0) continue;
-      bool copied = TRY(meta.GetRefcount(host / cs)) == 1;
+      // A data file cluster's only user is the active table (no snapshots with a data file).
+      bool copied = meta.header().external_data() || TRY(meta.GetRefcount(host / cs)) == 1;
       if (((entry & kOflagCopied) != 0) == copied) continue;
       uint8_t be[8];
       PutBe64(be, copied ? (entry | kOflagCopied) : (entry & ~kOflagCopied));

@@ -119,19 +119,36 @@ TEST_F(BadImage, I6_CorruptBit_ReadOnlyOnly) {
 
 TEST_F(BadImage, I7_ExternalDataFileBit_Refused) {
   PatchBe64(path_, 72, 4);
-  ExpectRefused("External data file");
+  ExpectRefused("'data-file' is required for this image");
 }
 
-TEST_F(BadImage, I7_DataFileExtension_Refused) {
-  // Replace the end-of-extensions marker at header_length with a data-file extension.
-  uint64_t at = ReadBe64(path_, 96) & 0xffffffff;  // header_length
-  std::string name = "/etc/shadow";
-  std::vector<uint8_t> ext(8 + 16 + 8, 0);  // extension, padded name, end marker
+// Replaces the end-of-extensions marker at header_length with a data-file extension.
+void AddDataFileExtension(const std::string& path, const std::string& name) {
+  uint64_t at = ReadBe64(path, 96) & 0xffffffff;  // header_length
+  std::vector<uint8_t> ext(8 + 16 + 8, 0);        // extension, padded name, end marker
   const uint8_t head[8] = {0x44, 0x41, 0x54, 0x41, 0, 0, 0, uint8_t(name.size())};
   std::copy(head, head + 8, ext.begin());
   std::copy(name.begin(), name.end(), ext.begin() + 8);
-  testing::PatchFile(path_, at, ext);
-  ExpectRefused("External data file");
+  testing::PatchFile(path, at, ext);
+}
+
+// The image names a host file as its data file: kite opens none unless the disk names it
+// (data_file=PATH); see qcow2_data_file_test.cc for the allowed cases.
+TEST_F(BadImage, I7_DataFileExtensionAndBit_RefusedNoHostFileOpened) {
+  AddDataFileExtension(path_, "/etc/shadow");
+  PatchBe64(path_, 72, 4);
+  ExpectRefused("kite opens it only when the disk names it (data_file=PATH)");
+}
+
+// Without the incompatible bit the extension means nothing (qemu ignores it too): the image
+// opens and its data stays in the image.
+TEST_F(BadImage, I7_DataFileExtensionWithoutBit_Ignored) {
+  AddDataFileExtension(path_, "/etc/shadow");
+  auto image = testing::OpenForTest(path_, ImageFormat::kQcow2, true);
+  ASSERT_TRUE(image);
+  EXPECT_EQ(image->data_path(), path_);
+  std::vector<uint8_t> b(100);
+  EXPECT_TRUE(image->Read(0, b.data(), b.size()));
 }
 
 TEST_F(BadImage, I8_DirtyBit_ReadWriteOpenRebuildsRefcounts) {

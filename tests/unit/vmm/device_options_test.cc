@@ -375,6 +375,30 @@ TEST(DeviceJson, DisksAndNets_FromConfigFile) {
   EXPECT_FALSE(c.rng);
 }
 
+// data_file=PATH (QEMU's data-file): the external data file of a qcow2 image, relative to the
+// config file in JSON like the image's own path, and kept when the config is written back.
+TEST(DiskOption, DataFile_ParsedBothSpellingsAndRoundTrip) {
+  auto d = ParseDiskOption("path=/i/a.qcow2,format=qcow2,data_file=/d/a.data");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->data_file, "/d/a.data");
+  auto q = ParseDiskOption("path=/i/a.qcow2,format=qcow2,data-file=/d/b.data");
+  ASSERT_TRUE(q) << q.error().message();
+  EXPECT_EQ(q->data_file, "/d/b.data");
+  EXPECT_NE(ErrorOf(ParseDiskOption("path=/a,format=qcow2,data_file")).find("needs a value"),
+            std::string::npos);
+  VmConfig c;
+  auto r = ApplyConfigJson(
+      R"({"disks": [{"path": "a.qcow2", "format": "qcow2", "data_file": "a.data"}]})", "/etc/kite",
+      c);
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(c.disks.size(), 1u);
+  EXPECT_EQ(c.disks[0].data_file, "/etc/kite/a.data");
+  VmConfig back;
+  ASSERT_TRUE(ApplyConfigJson(ConfigToJson(c).dump(), "", back));
+  ASSERT_EQ(back.disks.size(), 1u);
+  EXPECT_EQ(back.disks[0].data_file, "/etc/kite/a.data");
+}
+
 TEST(DeviceJson, BadEntries_NameTheKey) {
   VmConfig c;
   auto r = ApplyConfigJson(R"({"disks": [{"path": "a", "format": "raw"}, {"path": "b"}]})", "", c);
