@@ -41,6 +41,11 @@ img create -f qcow2 -o cluster_size=4096,refcount_bits=1,lazy_refcounts=on "$q/l
 img convert -c -f raw -O qcow2 -o cluster_size=4096 "$q/raw" "$q/compressed.qcow2"
 img create -f qcow2 -u -o cluster_size=4096 -b base.qcow2 -F qcow2 "$q/overlay.qcow2" 1M
 img create -f qcow2 -u -o cluster_size=4096 -b base.raw -F raw "$q/overlay-raw.qcow2" 1M
+# Extended L2 entries (16 KiB clusters, the smallest they allow): partial subclusters written
+# by qemu-io, allocated, zero and unallocated side by side in one cluster.
+img create -f qcow2 -o cluster_size=16384,extended_l2=on "$q/extended.qcow2" 1M
+qemu-io -c 'write -P 0x5a 4k 1k' -c 'write -z 8k 1k' -c 'write -P 0x6b 32k 16k' \
+  -c 'write -P 0x7c 100k 3k' "$q/extended.qcow2" >/dev/null
 mkdir -p "$corpus/qcow2_image_fuzzer"
 for f in "$q"/*.qcow2; do
   cp "$f" "$corpus/qcow2_image_fuzzer/$(basename "$f")"

@@ -29,6 +29,8 @@ struct Qcow2CreateOptions {
   std::string backing_file;    // stored as given (relative names: against the image's dir)
   std::string backing_format;  // "raw" or "qcow2"; required when backing_file is set
   CompressionType compression_type = CompressionType::kZlib;  // zstd needs compat 1.1
+  // Extended L2 entries (32 subclusters a cluster): compat 1.1, cluster_size >= 16 KiB.
+  bool extended_l2 = false;
   // When size is 0 and a backing file is given, take the backing file's virtual size.
   bool size_from_backing = true;
   // fsync the new file before returning. kite-img convert with -t unsafe (its default) turns
