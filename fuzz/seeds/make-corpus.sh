@@ -44,6 +44,11 @@ img create -f qcow2 -u -o cluster_size=4096 -b base.raw -F raw "$q/overlay-raw.q
 # External data files (the fuzzer gives every such image its own data file, as data_file= does).
 (cd "$q" && img create -f qcow2 -o cluster_size=4096,data_file=datafile.data datafile.qcow2 1M)
 (cd "$q" && img convert -f raw -O qcow2 -o cluster_size=4096,data_file=datafile-raw.data,data_file_raw=on raw datafile-raw.qcow2)
+# Extended L2 entries (16 KiB clusters, the smallest they allow): partial subclusters written
+# by qemu-io, allocated, zero and unallocated side by side in one cluster.
+img create -f qcow2 -o cluster_size=16384,extended_l2=on "$q/extended.qcow2" 1M
+qemu-io -c 'write -P 0x5a 4k 1k' -c 'write -z 8k 1k' -c 'write -P 0x6b 32k 16k' \
+  -c 'write -P 0x7c 100k 3k' "$q/extended.qcow2" >/dev/null
 mkdir -p "$corpus/qcow2_image_fuzzer"
 for f in "$q"/*.qcow2; do
   cp "$f" "$corpus/qcow2_image_fuzzer/$(basename "$f")"

@@ -41,7 +41,7 @@ Result<void> ApplyQcow2Option(CreateSpec& spec, const std::string& key, const st
   } else if (key == "compression_type") {
     q.compression_type = TRY(storage::ParseCompressionType(v));
   } else if (key == "extended_l2") {
-    if (TRY(ParseOnOff(key, v))) return Err("extended_l2=on is not supported by kite");
+    q.extended_l2 = TRY(ParseOnOff(key, v));
   } else if (key == "data_file") {
     q.data_file = v;
   } else if (key == "data_file_raw") {
@@ -67,6 +67,14 @@ Result<void> CheckQcow2Combination(const storage::Qcow2CreateOptions& q) {
     if (q.compression_type != storage::CompressionType::kZlib) {
       return Err("Compression type other than zlib requires compat=1.1 or greater");
     }
+    if (q.extended_l2) {
+      return Err(
+          "Extended L2 entries are only supported with compatibility level 1.1 and above (use "
+          "version=v3 or greater)");
+    }
+  }
+  if (q.extended_l2 && q.cluster_size < 16384) {
+    return Err("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
   }
   return {};
 }
@@ -179,7 +187,7 @@ Result<CreateSpec> BuildCreateSpec(const CreateRequest& r) {
     }
     if (!backing_format) return Err("Backing file specified without backing format");
     TRY(storage::ParseImageFormat(*backing_format));
-    if (spec.preallocation != storage::Preallocation::kOff) {
+    if (spec.preallocation != storage::Preallocation::kOff && !spec.qcow2.extended_l2) {
       return Err(
           "Backing file and preallocation can only be used at the same time if "
           "extended_l2 is on");
@@ -208,7 +216,8 @@ std::string FormattingLine(const std::string& filename, const CreateSpec& spec) 
   if (spec.format == ImageFormat::kVmdk)
     return line + " size=" + std::to_string(spec.size) + VmdkFormattingOptions(spec.vmdk);
   const storage::Qcow2CreateOptions& q = spec.qcow2;
-  line += " cluster_size=" + std::to_string(q.cluster_size) + " extended_l2=off" + prealloc;
+  line += " cluster_size=" + std::to_string(q.cluster_size) +
+          " extended_l2=" + (q.extended_l2 ? "on" : "off") + prealloc;
   line += std::string(" compression_type=") + storage::CompressionTypeName(q.compression_type);
   line += " size=" + std::to_string(spec.size);
   if (!q.backing_file.empty()) {

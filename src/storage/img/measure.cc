@@ -32,12 +32,14 @@ uint64_t Qcow2RefcountMetadataSize(uint64_t clusters, uint64_t cluster_size, int
   return (blocks + table) * cluster_size;
 }
 
-uint64_t Qcow2FullyAllocatedSize(uint64_t virtual_size, uint64_t cluster_size, int refcount_bits) {
+uint64_t Qcow2FullyAllocatedSize(uint64_t virtual_size, uint64_t cluster_size, int refcount_bits,
+                                 bool extended_l2) {
   const uint64_t aligned = RoundUp(virtual_size, cluster_size);
-  uint64_t meta = cluster_size;  // header cluster
-  const uint64_t l2_entries = RoundUp(aligned / cluster_size, cluster_size / 8);
-  meta += l2_entries * 8;
-  const uint64_t l1_entries = RoundUp(l2_entries * 8 / cluster_size, cluster_size / 8);
+  const uint64_t entry = extended_l2 ? 16 : 8;  // bytes an L2 entry
+  uint64_t meta = cluster_size;                 // header cluster
+  const uint64_t l2_entries = RoundUp(aligned / cluster_size, cluster_size / entry);
+  meta += l2_entries * entry;
+  const uint64_t l1_entries = RoundUp(l2_entries * entry / cluster_size, cluster_size / 8);
   meta += l1_entries * 8;
   meta += Qcow2RefcountMetadataSize((meta + aligned) / cluster_size, cluster_size, refcount_bits);
   return meta + aligned;
@@ -89,7 +91,8 @@ int RunMeasure(const MeasureArgs& args, Console& console) {
     required = full = RoundUp(size, 512);
     bitmaps = false;
   } else {
-    full = Qcow2FullyAllocatedSize(size, cluster, spec->qcow2.refcount_bits);
+    full =
+        Qcow2FullyAllocatedSize(size, cluster, spec->qcow2.refcount_bits, spec->qcow2.extended_l2);
     required = full - RoundUp(size, cluster) + data;
   }
   if (args.output == OutputFormat::kJson) {

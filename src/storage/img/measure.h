@@ -15,7 +15,8 @@ namespace kite::img {
 uint64_t Qcow2RefcountMetadataSize(uint64_t clusters, uint64_t cluster_size, int refcount_bits);
 
 // The file size of a fully preallocated qcow2 image of `virtual_size` bytes.
-uint64_t Qcow2FullyAllocatedSize(uint64_t virtual_size, uint64_t cluster_size, int refcount_bits);
+uint64_t Qcow2FullyAllocatedSize(uint64_t virtual_size, uint64_t cluster_size, int refcount_bits,
+                                 bool extended_l2 = false);
 
 // Guest clusters of `cluster_size` that hold data (not zero) in `image` and its chain, in bytes.
 Result<uint64_t> DataClusterBytes(storage::DiskImage& image, uint64_t cluster_size);

@@ -34,6 +34,8 @@ struct Qcow2CreateOptions {
   // to the working directory, when created and when opened (qemu-img's rule).
   std::string data_file;
   bool data_file_raw = false;  // the data file stays a raw image (preallocates metadata)
+  // Extended L2 entries (32 subclusters a cluster): compat 1.1, cluster_size >= 16 KiB.
+  bool extended_l2 = false;
   // When size is 0 and a backing file is given, take the backing file's virtual size.
   bool size_from_backing = true;
   // fsync the new file before returning. kite-img convert with -t unsafe (its default) turns

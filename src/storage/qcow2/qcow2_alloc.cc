@@ -93,6 +93,7 @@ Result<void> Meta::FreeMapping(const Mapping& m) {
     case Mapping::kNormal:
       return Free(m.host, cs);
     case Mapping::kZero:
+    case Mapping::kMixed:
       return m.host != 0 ? Free(m.host, cs) : Result<void>{};
     case Mapping::kCompressed: {
       uint64_t first = m.host & ~(cs - 1);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -87,7 +88,7 @@ Result<void> ForEachL2(Meta& meta, const std::vector<uint64_t>& l1, const L2Visi
     if ((off & (cs - 1)) != 0 || off > meta.file_size() || cs > meta.file_size() - off) {
       return Err(meta.path() + ": Invalid L2 table offset in L1 entry " + std::to_string(i));
     }
-    TRY(visit(i, TRY(meta.ReadTable(off, meta.header().l2_entries()))));
+    TRY(visit(i, TRY(meta.ReadTable(off, meta.header().l2_entries()))));  // classic only
   }
   return {};
 }
@@ -104,6 +105,12 @@ Result<void> CheckDowngrade(Meta& meta, const std::vector<qcow2::SnapshotEntry>&
                             uint32_t refcount_order) {
   const Header& h = meta.header();
   if (refcount_order != 4) return Err("compat=0.10 requires refcount_bits=16");
+  if (h.incompatible_features & qcow2::kIncompatExtendedL2) {  // qemu's refusal, word for word
+    char hex[32];
+    uint64_t set = h.incompatible_features & ~(qcow2::kIncompatDirty | qcow2::kIncompatCorrupt);
+    std::snprintf(hex, sizeof(hex), "%#llx", static_cast<unsigned long long>(set));
+    return Err(std::string("Cannot downgrade an image with incompatible features ") + hex + " set");
+  }
   if (h.compression_type == 0) return {};
   bool compressed = false;
   auto census = [&](uint64_t, const std::vector<uint64_t>& l2) -> Result<void> {

@@ -8,6 +8,7 @@
 
 #include "base/units.h"
 #include "storage/qcow2/qcow2_snapshot.h"
+#include "storage/qcow2/qcow2_subcluster.h"
 #include "storage/raw_image.h"
 
 namespace kite::storage::qcow2 {
@@ -35,6 +36,20 @@ struct Counter {
     }
   }
 
+  // Extended L2 entry `index` of the table at `l2`: false (a corruption counted) when its
+  // bitmap is invalid; the entry's clusters are then not counted.
+  bool CheckBitmap(uint64_t e, uint64_t bitmap, uint64_t index, uint64_t l2) {
+    Mapping m;
+    m.host = e & kL2OffsetMask;
+    if (e & kOflagCompressed) m.kind = Mapping::kCompressed;
+    std::string why = ApplyBitmap(m, bitmap);
+    if (why.empty()) return true;
+    ++report.corruptions;
+    report.messages.push_back("ERROR invalid extended L2 entry " + std::to_string(index) +
+                              " in table at " + std::to_string(l2) + ": " + why);
+    return false;
+  }
+
   // One L1 table's L2 tables and data clusters.
   Result<void> CountL1(const std::vector<uint64_t>& l1, bool active) {
     uint64_t cs = meta.cluster_size();
@@ -55,8 +70,10 @@ struct Counter {
         ++report.check_errors;
         continue;
       }
-      for (uint64_t j = 0; j < table->size(); ++j) {
+      const uint64_t words = meta.header().l2_entry_bytes() / 8;  // 2: extended L2 entries
+      for (uint64_t j = 0; j < table->size(); j += words) {
         uint64_t e = (*table)[j];
+        if (words == 2 && !CheckBitmap(e, (*table)[j + 1], j / 2, l2)) continue;
         if (e == 0) continue;
         if ((e & kOflagCompressed) && meta.header().external_data()) {
           ++report.corruptions;
@@ -83,7 +100,8 @@ struct Counter {
         }
         bool external = meta.header().external_data();
         if (host == 0 && !(external && (e & kOflagCopied))) {
-          if (active && (e & kOflagZero)) ++report.allocated_clusters;
+          // extended L2 entries: the zero flag is not used
+          if (active && words == 1 && (e & kOflagZero)) ++report.allocated_clusters;
           continue;
         }
         if (!external) Inc(host, cs, "data cluster");  // data file clusters: no refcount
@@ -170,7 +188,9 @@ void CheckCopied(Meta& meta, const Counter& c, CheckReport& report) {
   for (uint64_t l2 : c.l2_offsets) {
     auto table = meta.ReadTable(l2, cs / 8);
     if (!table) continue;
-    for (uint64_t e : *table) {
+    const uint64_t words = meta.header().l2_entry_bytes() / 8;
+    for (uint64_t j = 0; j < table->size(); j += words) {
+      uint64_t e = (*table)[j];
       uint64_t host = e & kL2OffsetMask;
       if ((e & kOflagCompressed) || host == 0 || (host & (cs - 1))) continue;
       // A data file cluster has one user, the active table (no snapshots with a data file).

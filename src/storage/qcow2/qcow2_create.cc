@@ -29,6 +29,23 @@ Result<void> CheckDataFileOptions(const Qcow2CreateOptions& o, uint32_t version)
     return Err("Backing file and data-file-raw cannot be used at the same time");
   }
   if (o.data_file.size() > qcow2::kMaxBackingNameLength) return Err("Data file name too long");
+  if (o.extended_l2) {
+    return Err("External data files with extended L2 entries are not supported by kite");
+  }
+  return {};
+}
+
+// qemu-img create's refusals for extended_l2=on, in its words.
+Result<void> CheckExtendedL2(const Qcow2CreateOptions& o, uint32_t version) {
+  if (!o.extended_l2) return {};
+  if (version < 3) {
+    return Err(
+        "Extended L2 entries are only supported with compatibility level 1.1 and above (use "
+        "version=v3 or greater)");
+  }
+  if (o.cluster_size < (1u << qcow2::kMinExtendedL2ClusterBits)) {
+    return Err("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
+  }
   return {};
 }
 
@@ -57,6 +74,7 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
     return Err("Compression type other than zlib requires compatibility level 1.1 or above");
   }
   TRY(CheckDataFileOptions(o, h.version));
+  TRY(CheckExtendedL2(o, h.version));
   if (!o.backing_file.empty() && o.backing_format != "raw" && o.backing_format != "qcow2") {
     return Err("Backing file '" + o.backing_file + "' needs a backing format (raw or qcow2)");
   }
@@ -69,6 +87,7 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
     h.compression_type = 1;
     h.incompatible_features |= qcow2::kIncompatCompression;
   }
+  if (o.extended_l2) h.incompatible_features |= qcow2::kIncompatExtendedL2;
   h.backing_file = o.backing_file;
   h.backing_format = o.backing_file.empty() ? "" : o.backing_format;
   if (!o.data_file.empty()) {
@@ -76,7 +95,7 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
     h.data_file = o.data_file;
     if (o.data_file_raw) h.autoclear_features |= qcow2::kAutoclearDataFileRaw;
   }
-  uint64_t l1 = qcow2::L1EntriesFor(size, h.cluster_bits);
+  uint64_t l1 = qcow2::L1EntriesFor(size, h.cluster_bits, o.extended_l2);
   if (l1 * 8 > qcow2::kMaxL1Bytes) return Err("Image size too big for this cluster size");
   h.l1_size = static_cast<uint32_t>(l1);
   return h;
@@ -105,7 +124,8 @@ Result<void> Preallocate(int fd, const std::string& path, Preallocation mode, in
   for (uint64_t c = 0; c < clusters; ++c) {
     uint64_t host = data_fd >= 0 ? c * cs : TRY(meta->Allocate(1));
     if (mode == Preallocation::kFull) TRY(PwriteFull(out, zeros.data(), cs, host));
-    TRY(meta->SetL2Entry(c * cs, host | qcow2::kOflagCopied));
+    // Extended L2 entries: host space with every subcluster unallocated (bitmap 0), as qemu.
+    TRY(meta->SetL2Entry(c * cs, host | qcow2::kOflagCopied, 0));
   }
   uint64_t end = data_fd >= 0 ? size : meta->alloc_end() * cs;
   if (mode == Preallocation::kFalloc && end > 0 &&

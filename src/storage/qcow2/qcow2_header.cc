@@ -67,7 +67,7 @@ Result<void> ValidateTables(const Header& h, uint64_t file_size, const std::stri
   if (h.size > kMaxVirtualSize) return Bad(path, "Image size too big (size field)");
   uint64_t l1_bytes = uint64_t{h.l1_size} * 8;
   if (l1_bytes > kMaxL1Bytes) return Bad(path, "Active L1 table too large (l1_size)");
-  if (h.l1_size < L1EntriesFor(h.size, h.cluster_bits)) {
+  if (h.l1_size < L1EntriesFor(h.size, h.cluster_bits, h.extended_l2())) {
     return Bad(path, "L1 table is too small (l1_size)");
   }
   if (h.l1_size > 0 && (!Aligned(h.l1_table_offset, cs) || h.l1_table_offset == 0 ||
@@ -108,7 +108,10 @@ Result<void> ParseV3Fields(std::span<const uint8_t> d, Header& h, const std::str
   if (h.header_length > d.size()) return Bad(path, "truncated qcow2 header (header_length)");
   if (h.header_length > kV3HeaderLength) h.compression_type = d[104];
   uint64_t unknown = h.incompatible_features & ~kIncompatKnown;
-  if (unknown & kIncompatExtendedL2) return Bad(path, "Extended L2 entries are not supported");
+  if ((h.incompatible_features & kIncompatDataFile) &&
+      (h.incompatible_features & kIncompatExtendedL2)) {
+    return Bad(path, "External data files with extended L2 entries are not supported by kite");
+  }
   if (unknown)
     return Bad(path,
                "Unsupported qcow2 feature(s): incompatible bits 0x" + std::to_string(unknown));
@@ -117,13 +120,18 @@ Result<void> ParseV3Fields(std::span<const uint8_t> d, Header& h, const std::str
   if (has_type_bit != (h.compression_type != 0)) {
     return Bad(path, "compression_type does not match the compression type feature bit");
   }
+  if (h.extended_l2() && h.cluster_bits < kMinExtendedL2ClusterBits) {
+    return Bad(path,
+               "Extended L2 entries need a cluster size of at least 16384 bytes "
+               "(cluster_bits)");
+  }
   return {};
 }
 
 }  // namespace
 
-uint64_t L1EntriesFor(uint64_t size, uint32_t cluster_bits) {
-  uint64_t shift = cluster_bits + (cluster_bits - 3);  // bytes one L2 table maps
+uint64_t L1EntriesFor(uint64_t size, uint32_t cluster_bits, bool extended_l2) {
+  uint64_t shift = cluster_bits + (cluster_bits - (extended_l2 ? 4 : 3));  // one L2 table maps
   if (shift >= 64) return size > 0 ? 1 : 0;
   uint64_t per = 1ull << shift;
   return size / per + (size % per != 0);

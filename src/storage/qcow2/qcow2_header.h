@@ -29,11 +29,13 @@ constexpr uint64_t kIncompatCorrupt = 1ull << 1;
 constexpr uint64_t kIncompatDataFile = 1ull << 2;
 constexpr uint64_t kIncompatCompression = 1ull << 3;
 constexpr uint64_t kIncompatExtendedL2 = 1ull << 4;
-constexpr uint64_t kIncompatKnown =
-    kIncompatDirty | kIncompatCorrupt | kIncompatDataFile | kIncompatCompression;
+constexpr uint64_t kIncompatKnown = kIncompatDirty | kIncompatCorrupt | kIncompatDataFile |
+                                    kIncompatCompression | kIncompatExtendedL2;
 // Autoclear feature bits: the external data file is also a consistent raw image.
 constexpr uint64_t kAutoclearDataFileRaw = 1ull << 1;
 constexpr uint64_t kAutoclearKnown = kAutoclearDataFileRaw;
+// Extended L2 entries (subclusters) need subclusters of at least 512 bytes: 32 of them.
+constexpr uint32_t kMinExtendedL2ClusterBits = 14;
 // Compatible feature bits.
 constexpr uint64_t kCompatLazyRefcounts = 1ull << 0;
 
@@ -90,13 +92,17 @@ struct Header {
   bool data_file_raw() const {
     return external_data() && (autoclear_features & kAutoclearDataFileRaw);
   }
-  uint64_t l2_entries() const { return cluster_size() / 8; }
+  bool extended_l2() const { return incompatible_features & kIncompatExtendedL2; }
+  // An L2 entry: 8 bytes, or 16 with extended L2 entries (descriptor, subcluster bitmap).
+  uint64_t l2_entry_bytes() const { return extended_l2() ? 16 : 8; }
+  uint32_t l2_bits() const { return cluster_bits - (extended_l2() ? 4 : 3); }
+  uint64_t l2_entries() const { return cluster_size() / l2_entry_bytes(); }
   uint64_t refcount_bits() const { return 1ull << refcount_order; }
   uint64_t refblock_entries() const { return cluster_size() * 8 / refcount_bits(); }
 };
 
-// L1 entries needed to map `size` bytes with `cluster_bits`.
-uint64_t L1EntriesFor(uint64_t size, uint32_t cluster_bits);
+// L1 entries needed to map `size` bytes with `cluster_bits` (and extended L2 entries).
+uint64_t L1EntriesFor(uint64_t size, uint32_t cluster_bits, bool extended_l2 = false);
 
 // Parses and validates cluster 0 of `path` (`data` is its first min(cluster, file) bytes;
 // `file_size` is the image file's size). Errors name the file and the field.

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "storage/qcow2/qcow2_check.h"
 #include "storage/qcow2/qcow2_compress.h"
+#include "storage/qcow2/qcow2_subcluster.h"
 
 namespace kite::storage::qcow2 {
 
@@ -131,6 +132,8 @@ Result<void> Qcow2Image::ReadMapped(const Mapping& m, uint64_t offset, std::span
       CopyToIov(iov, cluster.data() + (offset & (cs - 1)));
       return {};
     }
+    case Mapping::kMixed:
+      return ReadSubclusters(m, offset, iov);
   }
   return {};
 }
@@ -145,7 +148,9 @@ Result<void> Qcow2Image::ReadV(uint64_t offset, std::span<const iovec> iov) {
     uint64_t chunk = std::min(len - done, cs - (pos & (cs - 1)));
     std::unique_lock meta_lock(meta_mu_);
     Mapping m = TRY(meta_->Lookup(pos));
-    if (m.kind != Mapping::kCompressed) chunk = TRY(ExtendRun(m, pos, chunk, len - done, false));
+    if (m.kind != Mapping::kCompressed && m.kind != Mapping::kMixed) {
+      chunk = TRY(ExtendRun(m, pos, chunk, len - done, false));
+    }
     std::shared_lock io_lock(io_mu_);
     meta_lock.unlock();
     TRY(ReadMapped(m, pos, SliceIov(iov, done, chunk)));
@@ -264,12 +269,14 @@ Result<uint64_t> Qcow2Image::AllocateRun(uint64_t offset, std::span<const iovec>
 Result<void> Qcow2Image::WriteCluster(uint64_t offset, std::span<const iovec> iov) {
   std::unique_lock meta_lock(meta_mu_);
   Mapping m = TRY(meta_->Lookup(offset));
-  if (m.kind == Mapping::kNormal && m.copied) {
+  uint64_t cs = meta_->cluster_size();
+  if (WritableInPlace(m, offset & (cs - 1), IovLength(iov), cs)) {
     TRY(meta_->CheckDataWrite(m.host));
     std::shared_lock io_lock(io_mu_);
     meta_lock.unlock();
-    return data_io().WriteV(iov, m.host + (offset & (meta_->cluster_size() - 1)));
+    return data_io().WriteV(iov, m.host + (offset & (cs - 1)));
   }
+  if (m.kind == Mapping::kMixed && m.copied && m.host != 0) return FillSubclusters(offset, iov, m);
   return AllocatingWrite(offset, iov, m);
 }
 
@@ -283,9 +290,9 @@ Result<void> Qcow2Image::WriteV(uint64_t offset, std::span<const iovec> iov) {
     {  // fast path: a run of clusters the image owns, written in place with one syscall
       std::unique_lock meta_lock(meta_mu_);
       Mapping m = TRY(meta_->Lookup(pos));
-      if (m.kind == Mapping::kNormal && m.copied) {
+      if (WritableInPlace(m, pos & (cs - 1), chunk, cs)) {
         TRY(meta_->CheckDataWrite(m.host));
-        chunk = TRY(ExtendRun(m, pos, chunk, len - done, true));
+        if (m.kind == Mapping::kNormal) chunk = TRY(ExtendRun(m, pos, chunk, len - done, true));
         std::shared_lock io_lock(io_mu_);
         meta_lock.unlock();
         TRY(data_io().WriteV(SliceIov(iov, done, chunk), m.host + (pos & (cs - 1))));
@@ -332,7 +339,7 @@ Result<void> Qcow2Image::ZeroCluster(uint64_t start, bool discard) {
   if (!v3 && backing_) {  // v2 has no zero flag: store zeros over the backing data
     std::vector<uint8_t> zeros(meta_->cluster_size(), 0);
     iovec v{zeros.data(), std::min<uint64_t>(zeros.size(), size_ - start)};
-    if (m.kind == Mapping::kNormal && m.copied) {
+    if (m.kind == Mapping::kNormal && m.copied) {  // version 2: no extended L2 entries
       meta_lock.unlock();
       return WriteCluster(start, {&v, 1});
     }
@@ -416,7 +423,7 @@ Result<void> Qcow2Image::ZeroRange(uint64_t offset, uint64_t length, bool discar
       chunk = end - pos;
     } else if (whole) {
       TRY(ZeroCluster(pos, discard));
-    } else {
+    } else {  // part of a cluster: zeros written as data (subclusters too: no zero bits set)
       zeros.assign(chunk, 0);
       iovec v{zeros.data(), chunk};
       TRY(WriteCluster(pos, {&v, 1}));
@@ -443,6 +450,10 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
   uint64_t limit = std::min(max_length, size_ - offset);
   std::unique_lock meta_lock(meta_mu_);
   Mapping first = TRY(meta_->Lookup(offset));
+  // Extended L2 entries with subclusters of several kinds: the run of one kind, no further.
+  const bool mixed = first.kind == Mapping::kMixed;
+  SubRun sub = SubclusterRun(first, offset & (cs - 1), cs);
+  first = sub.m;
   // Unallocated here: the answer is the backing's extent, cut where this image's run ends.
   // Asking the backing first bounds the scan below by its extent (else a long unallocated run
   // was scanned to its end once for every backing extent inside it).
@@ -451,8 +462,8 @@ Result<Extent> Qcow2Image::BlockStatus(uint64_t offset, uint64_t max_length) {
     below = TRY(backing_->BlockStatus(offset, std::min(limit, backing_->size() - offset)));
     limit = std::min(limit, below->length);
   }
-  uint64_t len = std::min(limit, cs - (offset & (cs - 1)));
-  while (len < limit) {
+  uint64_t len = std::min(limit, sub.length);
+  while (!mixed && len < limit) {
     Mapping next = TRY(meta_->Lookup(offset + len));
     if (next.kind != first.kind) break;
     if (first.kind == Mapping::kNormal &&

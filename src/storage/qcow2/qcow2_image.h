@@ -99,6 +99,12 @@ class Qcow2Image final : public DiskImage {
   // Fills `iov` with what the guest cluster range reads as, per mapping `m`.
   Result<void> ReadMapped(const Mapping& m, uint64_t offset, std::span<const iovec> iov);
   Result<void> ReadBacking(uint64_t offset, std::span<const iovec> iov);
+  // A kMixed cluster (extended L2 entries) read subcluster run by run (qcow2_subcluster_io.cc).
+  Result<void> ReadSubclusters(const Mapping& m, uint64_t offset, std::span<const iovec> iov);
+  // A write into a kMixed cluster the image owns: the write and the old contents of its
+  // unallocated and zero subclusters go to the host cluster in place, then all 32 subclusters
+  // are marked allocated. Under meta_mu_.
+  Result<void> FillSubclusters(uint64_t offset, std::span<const iovec> iov, const Mapping& m);
   Result<void> ReadCompressed(const Mapping& m, std::vector<uint8_t>& cluster);
   // Extends `chunk` (bytes from `pos`, ending on a cluster boundary or at `limit`) over the
   // following clusters whose mappings continue `m` (same kind; contiguous host clusters for

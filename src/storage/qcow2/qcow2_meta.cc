@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "storage/qcow2/qcow2_snapshot.h"
+#include "storage/qcow2/qcow2_subcluster.h"
 #include "storage/raw_image.h"
 
 namespace kite::storage::qcow2 {
@@ -158,8 +159,10 @@ Result<void> Meta::WriteTableEntry(uint64_t table_offset, const std::vector<uint
   return {};
 }
 
-Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset) {
+Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset, uint64_t bitmap) {
   Mapping m;
+  const bool extended = header_.extended_l2();
+  if (extended && !(e & kOflagCompressed)) e &= ~kOflagZero;  // not used with subclusters
   m.entry = e;
   uint64_t cs = cluster_size();
   auto where = [&] { return " (guest offset " + std::to_string(guest_offset) + ")"; };
@@ -175,6 +178,9 @@ Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset) {
     if (e & kOflagCopied) return MarkCorrupt("compressed L2 entry with COPIED flag" + where());
     if (m.host == 0 || (m.host + m.comp_len + cs - 1) / cs > alloc_end_) {
       return MarkCorrupt("compressed cluster points past end of file" + where());
+    }
+    if (extended) {
+      if (std::string why = ApplyBitmap(m, bitmap); !why.empty()) return MarkCorrupt(why + where());
     }
     return m;
   }
@@ -192,6 +198,9 @@ Result<Mapping> Meta::Decode(uint64_t e, uint64_t guest_offset) {
   }
   if (m.host != 0 && m.host / cs >= alloc_end_) {
     return MarkCorrupt("L2 entry points past end of file" + where());
+  }
+  if (extended) {
+    if (std::string why = ApplyBitmap(m, bitmap); !why.empty()) return MarkCorrupt(why + where());
   }
   return m;
 }
@@ -215,34 +224,48 @@ Result<Mapping> Meta::DecodeExternal(Mapping m, uint64_t guest_offset) {
 }
 
 Result<Mapping> Meta::Lookup(uint64_t guest_offset) {
-  uint64_t l2_bits = header_.cluster_bits - 3;
+  uint64_t l2_bits = header_.l2_bits();
   uint64_t cluster = guest_offset >> header_.cluster_bits;
   uint64_t l1_index = cluster >> l2_bits;
   uint64_t l2_index = cluster & ((1ull << l2_bits) - 1);
   uint64_t l2 = TRY(L2TableFor(l1_index, false));
   if (l2 == 0) return Mapping{};
   uint8_t* table = TRY(l2_cache_.Get(l2));
-  return Decode(Be64(table + l2_index * 8), guest_offset);
+  return DecodeAt(table, l2_index, guest_offset);
+}
+
+Result<Mapping> Meta::DecodeAt(const uint8_t* table, uint64_t index, uint64_t guest_offset) {
+  const uint8_t* p = table + index * header_.l2_entry_bytes();
+  return Decode(Be64(p), guest_offset, header_.extended_l2() ? Be64(p + 8) : 0);
 }
 
 Result<std::optional<Mapping>> Meta::LookupCached(uint64_t guest_offset) {
-  uint64_t l2_bits = header_.cluster_bits - 3;
+  uint64_t l2_bits = header_.l2_bits();
   uint64_t cluster = guest_offset >> header_.cluster_bits;
   uint64_t l2 = TRY(L2TableFor(cluster >> l2_bits, false));
   if (l2 == 0) return std::optional<Mapping>(Mapping{});
   const uint8_t* table = l2_cache_.Peek(l2);
   if (table == nullptr) return std::optional<Mapping>();
   uint64_t l2_index = cluster & ((1ull << l2_bits) - 1);
-  return std::optional<Mapping>(TRY(Decode(Be64(table + l2_index * 8), guest_offset)));
+  return std::optional<Mapping>(TRY(DecodeAt(table, l2_index, guest_offset)));
 }
 
-Result<void> Meta::SetL2Entry(uint64_t guest_offset, uint64_t entry) {
-  uint64_t l2_bits = header_.cluster_bits - 3;
+Result<void> Meta::SetL2Entry(uint64_t guest_offset, uint64_t entry,
+                              std::optional<uint64_t> bitmap) {
+  uint64_t l2_bits = header_.l2_bits(), width = header_.l2_entry_bytes();
   uint64_t cluster = guest_offset >> header_.cluster_bits;
   uint64_t l2 = TRY(L2TableFor(cluster >> l2_bits, true));
-  uint8_t be[8];
-  PutBe64(be, entry);
-  return l2_cache_.Write(l2, (cluster & ((1ull << l2_bits) - 1)) * 8, be, 8);
+  uint8_t be[16];
+  PutL2Entry(be, entry);
+  if (bitmap && width == 16) PutBe64(be + 8, *bitmap);
+  return l2_cache_.Write(l2, (cluster & ((1ull << l2_bits) - 1)) * width, be, width);
+}
+
+void Meta::PutL2Entry(uint8_t* out, uint64_t entry) const {
+  if (!header_.extended_l2()) return PutBe64(out, entry);
+  ExtendedEntry x = ExtendedBitmapFor(entry);
+  PutBe64(out, x.descriptor);
+  PutBe64(out + 8, x.bitmap);
 }
 
 Result<void> Meta::SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags) {
@@ -256,16 +279,17 @@ Result<void> Meta::SetL2Entries(uint64_t guest_offset, uint64_t n, uint64_t entr
 
 Result<void> Meta::WriteL2Entries(uint64_t guest_offset, uint64_t n,
                                   const std::function<uint64_t(uint64_t)>& entry) {
-  uint64_t l2_bits = header_.cluster_bits - 3, per_table = 1ull << l2_bits;
+  uint64_t l2_bits = header_.l2_bits(), per_table = 1ull << l2_bits;
+  uint64_t width = header_.l2_entry_bytes();
   uint64_t cluster = guest_offset >> header_.cluster_bits;
   std::vector<uint8_t> be;
   for (uint64_t done = 0; done < n;) {
     uint64_t c = cluster + done, index = c & (per_table - 1);
     uint64_t count = std::min(n - done, per_table - index);
     uint64_t l2 = TRY(L2TableFor(c >> l2_bits, true));
-    be.resize(count * 8);
-    for (uint64_t i = 0; i < count; ++i) PutBe64(be.data() + i * 8, entry(done + i));
-    TRY(l2_cache_.Write(l2, index * 8, be.data(), be.size()));
+    be.resize(count * width);
+    for (uint64_t i = 0; i < count; ++i) PutL2Entry(be.data() + i * width, entry(done + i));
+    TRY(l2_cache_.Write(l2, index * width, be.data(), be.size()));
     done += count;
   }
   return {};

@@ -33,14 +33,16 @@
 
 namespace kite::storage::qcow2 {
 
-// What one L2 entry says about a guest cluster.
+// What one L2 entry says about a guest cluster. kMixed: extended L2 entries whose subclusters
+// differ (qcow2_subcluster.h); `bitmap` says which are allocated or zero.
 struct Mapping {
-  enum Kind { kUnallocated, kZero, kNormal, kCompressed };
+  enum Kind { kUnallocated, kZero, kNormal, kCompressed, kMixed };
   Kind kind = kUnallocated;
   uint64_t host = 0;      // kNormal: cluster offset; kCompressed: byte offset of the stream
   uint64_t comp_len = 0;  // kCompressed: bytes to read
   bool copied = false;    // refcount is exactly 1: may be written in place
-  uint64_t entry = 0;     // the raw L2 entry
+  uint64_t entry = 0;     // the raw L2 entry (extended: its descriptor)
+  uint64_t bitmap = 0;    // extended L2 entries: the subcluster bitmap
 };
 
 // A refcount block entry of width 2^order bits (sub-byte widths: least significant bits
@@ -72,8 +74,10 @@ class Meta {
   // Lookup without reading an L2 table from the file: nullopt when it is not cached.
   Result<std::optional<Mapping>> LookupCached(uint64_t guest_offset);
   // Points the guest cluster at `entry`, first giving it an L2 table of its own (allocating
-  // one, or copying a shared one) when needed. Frees nothing.
-  Result<void> SetL2Entry(uint64_t guest_offset, uint64_t entry);
+  // one, or copying a shared one) when needed. Frees nothing. `entry` is a classic entry:
+  // images with extended L2 entries store ExtendedBitmapFor(entry), or `bitmap` when given.
+  Result<void> SetL2Entry(uint64_t guest_offset, uint64_t entry,
+                          std::optional<uint64_t> bitmap = std::nullopt);
   // Points `n` consecutive guest clusters from `guest_offset` (cluster-aligned) at consecutive
   // host clusters from `host` with `flags`: one metadata write per L2 table touched.
   Result<void> SetL2Run(uint64_t guest_offset, uint64_t n, uint64_t host, uint64_t flags);
@@ -82,8 +86,9 @@ class Meta {
   Result<void> SetL2Entries(uint64_t guest_offset, uint64_t n, uint64_t entry);
   std::vector<uint64_t>& l1() { return l1_; }
   Result<void> WriteL1Entry(uint64_t index, uint64_t value);
-  // Decodes an L2 entry (validates it: I25/I26); errors mark the image corrupt.
-  Result<Mapping> Decode(uint64_t entry, uint64_t guest_offset);
+  // Decodes an L2 entry (validates it: I25/I26); errors mark the image corrupt. `bitmap`: the
+  // subcluster bitmap of an extended L2 entry (ignored otherwise).
+  Result<Mapping> Decode(uint64_t entry, uint64_t guest_offset, uint64_t bitmap = 0);
   Result<std::vector<uint64_t>> ReadTable(uint64_t offset, uint64_t entries);
   ClusterCache& l2_cache() { return l2_cache_; }
 
@@ -146,6 +151,10 @@ class Meta {
   // Lazy refcounts: sets and flushes the dirty bit before the first deferred refcount change.
   Result<void> MarkDirty();
   Result<uint64_t> L2TableFor(uint64_t l1_index, bool for_write);
+  // Decodes entry `index` of the L2 table `table` (8 or 16 bytes an entry).
+  Result<Mapping> DecodeAt(const uint8_t* table, uint64_t index, uint64_t guest_offset);
+  // Stores classic entry `entry` at `out` in this image's entry format (8 or 16 bytes).
+  void PutL2Entry(uint8_t* out, uint64_t entry) const;
   // Writes entry(i) for the i-th of `n` guest clusters from `guest_offset`, one write per table.
   Result<void> WriteL2Entries(uint64_t guest_offset, uint64_t n,
                               const std::function<uint64_t(uint64_t)>& entry);

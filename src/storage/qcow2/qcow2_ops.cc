@@ -96,6 +96,7 @@ Result<Qcow2Info> InspectQcow2(const std::string& path) {
   info.refcount_bits = static_cast<int>(h.refcount_bits());
   info.corrupt = h.incompatible_features & qcow2::kIncompatCorrupt;
   info.dirty = h.incompatible_features & qcow2::kIncompatDirty;
+  info.extended_l2 = h.extended_l2();
   info.compression_type = static_cast<CompressionType>(h.compression_type);
   info.l1_size = h.l1_size;
   info.data_file = h.data_file;

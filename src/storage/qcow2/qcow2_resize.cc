@@ -58,7 +58,7 @@ Result<void> ResizeMeta(Meta& meta, uint64_t new_size, const ResizeOptions& opti
       TRY(meta.FreeMapping(m));
     }
   }
-  uint64_t need = L1EntriesFor(new_size, meta.header().cluster_bits);
+  uint64_t need = L1EntriesFor(new_size, meta.header().cluster_bits, meta.header().extended_l2());
   if (need > meta.l1().size()) TRY(GrowL1(meta, need));
   uint8_t be[8];
   PutBe64(be, new_size);

@@ -95,10 +95,12 @@ Result<void> UpdateL1Refcounts(Meta& meta, const std::vector<uint64_t>& l1, int 
     uint64_t l2 = e & kL1OffsetMask;
     if (l2 == 0) continue;
     std::vector<uint64_t> table = TRY(meta.ReadTable(l2, cs / 8));
-    for (uint64_t entry : table) {
+    const uint64_t words = meta.header().l2_entry_bytes() / 8;  // 2: extended L2 entries
+    for (uint64_t j = 0; j < table.size(); j += words) {
+      uint64_t entry = table[j];
       if (entry == 0) continue;
-      Mapping m = TRY(meta.Decode(entry, 0));
-      if (m.kind == Mapping::kNormal || (m.kind == Mapping::kZero && m.host != 0)) {
+      Mapping m = TRY(meta.Decode(entry, 0, words == 2 ? table[j + 1] : 0));
+      if (m.kind != Mapping::kCompressed && m.host != 0) {
         TRY(meta.UpdateRefcounts(m.host, cs, delta));
       } else if (m.kind == Mapping::kCompressed) {
         uint64_t first = m.host & ~(cs - 1);
@@ -122,7 +124,8 @@ Result<void> FixCopiedFlags(Meta& meta) {
       TRY(meta.WriteL1Entry(i, want ? (e | kOflagCopied) : (e & ~kOflagCopied)));
     }
     std::vector<uint64_t> table = TRY(meta.ReadTable(l2, cs / 8));
-    for (uint64_t j = 0; j < table.size(); ++j) {
+    const uint64_t words = meta.header().l2_entry_bytes() / 8;  // j: the descriptor's word
+    for (uint64_t j = 0; j < table.size(); j += words) {
       uint64_t entry = table[j];
       uint64_t host = entry & kL2OffsetMask;
       if ((entry & kOflagCompressed) || host == 0) continue;
