@@ -18,10 +18,10 @@
 #include "base/result.h"
 #include "storage/disk_image.h"
 
-namespace kite::img {
+namespace kite::storage {
 
 // Opens `path` as a VMDK: a sparse file (KDMV header) or a descriptor file naming extents.
 // Read-only.
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdk(const std::string& path);
+Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path);
 
-}  // namespace kite::img
+}  // namespace kite::storage

@@ -17,14 +17,14 @@
 #include "base/result.h"
 #include "storage/disk_image.h"
 
-namespace kite::img {
+namespace kite::storage {
 
 // Opens the descriptor file `path` whose text is `text` (already read, at most 1 MiB).
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdkDescriptorFile(const std::string& path,
-                                                                   std::string_view text);
+Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& path,
+                                                          std::string_view text);
 
 // One hosted sparse extent file (KDMV header, its own grain directory), without checking an
 // embedded descriptor: a part of a twoGbMaxExtentSparse image (vmdk_image.cc).
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdkSparseExtent(const std::string& path);
+Result<std::unique_ptr<DiskImage>> OpenVmdkSparseExtent(const std::string& path);
 
-}  // namespace kite::img
+}  // namespace kite::storage

@@ -1,6 +1,6 @@
 // VMDK descriptor files (see vmdk_extents.h): the extents opened and checked against the
 // descriptor, then one read-only DiskImage that routes each request to its extents.
-#include "storage/img/vmdk_extents.h"
+#include "storage/vmdk/vmdk_extents.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,22 +11,19 @@
 #include <vector>
 
 #include "base/unique_fd.h"
-#include "storage/img/vmdk_format.h"
 #include "storage/read_only_image.h"
+#include "storage/vmdk/vmdk_format.h"
 
-namespace kite::img {
+namespace kite::storage {
 namespace {
 
-using storage::DiskImage;
-using storage::Extent;
-
 // A FLAT or VMFS extent: `size` bytes of `fd` from `start`.
-class FlatExtent final : public storage::ReadOnlyImage {
+class FlatExtent final : public ReadOnlyImage {
  public:
   FlatExtent(std::string path, UniqueFd fd, uint64_t start, uint64_t size)
       : path_(std::move(path)), fd_(std::move(fd)), start_(start), size_(size) {}
 
-  storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
+  ImageFormat format() const override { return ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return size_; }
   uint64_t allocated_bytes() const override {
@@ -68,12 +65,12 @@ struct Part {
 };
 
 // The descriptor's extents, one after the other.
-class MultiExtentImage final : public storage::ReadOnlyImage {
+class MultiExtentImage final : public ReadOnlyImage {
  public:
   MultiExtentImage(std::string path, std::vector<Part> parts, uint64_t size)
       : path_(std::move(path)), parts_(std::move(parts)), size_(size) {}
 
-  storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
+  ImageFormat format() const override { return ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return size_; }
   uint64_t allocated_bytes() const override {
@@ -186,4 +183,4 @@ Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& pat
   return std::unique_ptr<DiskImage>(new MultiExtentImage(path, std::move(parts), start));
 }
 
-}  // namespace kite::img
+}  // namespace kite::storage
