@@ -115,7 +115,8 @@ class BindList {
   std::vector<Bind> binds_;
 };
 
-// A disk's image and every backing file of its chain (read-only), as kite will open them.
+// A disk's image and every backing file of its chain (read-only), as kite will open them, with
+// the extent files a VMDK descriptor names.
 Result<void> AddDisk(const DiskConfig& disk, BindList& binds) {
   std::string what = "the disk " + disk.path;
   TRY(binds.AddFile(disk.path, !disk.read_only, "the disk"));
@@ -127,8 +128,13 @@ Result<void> AddDisk(const DiskConfig& disk, BindList& binds) {
   open.force_share = true;
   open.lock = false;
   auto image = TRY_CTX(storage::OpenImage(disk.path, format, open), "jail: " + what);
-  for (storage::DiskImage* layer = image->backing(); layer != nullptr; layer = layer->backing()) {
-    TRY(binds.AddFile(Absolute(layer->path()), false, "the backing file of " + disk.path));
+  for (storage::DiskImage* layer = image.get(); layer != nullptr; layer = layer->backing()) {
+    if (layer != image.get()) {
+      TRY(binds.AddFile(Absolute(layer->path()), false, "the backing file of " + disk.path));
+    }
+    for (const std::string& file : layer->extra_files()) {  // a VMDK descriptor's extents
+      TRY(binds.AddFile(Absolute(file), false, "an extent file of " + layer->path()));
+    }
   }
   return {};
 }

@@ -27,7 +27,7 @@ struct Qcow2CreateOptions {
   Preallocation preallocation = Preallocation::kOff;
   int refcount_bits = 16;      // 1, 2, 4, ..., 64; version 2 allows only 16
   std::string backing_file;    // stored as given (relative names: against the image's dir)
-  std::string backing_format;  // "raw" or "qcow2"; required when backing_file is set
+  std::string backing_format;  // raw, qcow2, vmdk or qed; required with backing_file
   CompressionType compression_type = CompressionType::kZlib;  // zstd needs compat 1.1
   // When size is 0 and a backing file is given, take the backing file's virtual size.
   bool size_from_backing = true;

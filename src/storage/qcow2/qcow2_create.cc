@@ -39,8 +39,9 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
   if (h.version == 2 && o.compression_type != CompressionType::kZlib) {
     return Err("Compression type other than zlib requires compatibility level 1.1 or above");
   }
-  if (!o.backing_file.empty() && o.backing_format != "raw" && o.backing_format != "qcow2") {
-    return Err("Backing file '" + o.backing_file + "' needs a backing format (raw or qcow2)");
+  if (!o.backing_file.empty() && !ParseImageFormat(o.backing_format)) {
+    return Err("Backing file '" + o.backing_file +
+               "' needs a backing format (raw, qcow2, vmdk or qed)");
   }
   if (size > qcow2::kMaxVirtualSize) return Err("Image size too big");
   h.cluster_bits = static_cast<uint32_t>(__builtin_ctzll(cs));

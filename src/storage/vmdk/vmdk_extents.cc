@@ -67,8 +67,8 @@ struct Part {
 // The descriptor's extents, one after the other.
 class MultiExtentImage final : public ReadOnlyImage {
  public:
-  MultiExtentImage(std::string path, std::vector<Part> parts, uint64_t size)
-      : path_(std::move(path)), parts_(std::move(parts)), size_(size) {}
+  MultiExtentImage(std::string path, UniqueFd fd, std::vector<Part> parts, uint64_t size)
+      : path_(std::move(path)), fd_(std::move(fd)), parts_(std::move(parts)), size_(size) {}
 
   ImageFormat format() const override { return ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
@@ -76,9 +76,14 @@ class MultiExtentImage final : public ReadOnlyImage {
   uint64_t allocated_bytes() const override {
     uint64_t total = 0;
     struct stat st;
-    if (::stat(path_.c_str(), &st) == 0) total = static_cast<uint64_t>(st.st_blocks) * 512;
+    if (::fstat(fd_.get(), &st) == 0) total = static_cast<uint64_t>(st.st_blocks) * 512;
     for (const Part& p : parts_) total += p.image->allocated_bytes();
     return total;
+  }
+  std::vector<std::string> extra_files() const override {
+    std::vector<std::string> files;
+    for (const Part& p : parts_) files.push_back(p.image->path());
+    return files;
   }
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
@@ -93,6 +98,7 @@ class MultiExtentImage final : public ReadOnlyImage {
   }
 
   const std::string path_;
+  const UniqueFd fd_;  // the descriptor file, held open for its lock
   const std::vector<Part> parts_;
   const uint64_t size_;
 };
@@ -166,7 +172,7 @@ Result<std::unique_ptr<DiskImage>> OpenSparsePart(const std::string& descriptor,
 
 }  // namespace
 
-Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& path,
+Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& path, UniqueFd fd,
                                                           std::string_view text) {
   VmdkDescriptor d = TRY(ParseVmdkDescriptorFile(text, path));
   std::vector<Part> parts;
@@ -180,7 +186,8 @@ Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& pat
     parts.push_back({start, std::move(*image)});
     start += e.sectors * 512;
   }
-  return std::unique_ptr<DiskImage>(new MultiExtentImage(path, std::move(parts), start));
+  return std::unique_ptr<DiskImage>(
+      new MultiExtentImage(path, std::move(fd), std::move(parts), start));
 }
 
 }  // namespace kite::storage

@@ -286,11 +286,16 @@ Result<std::unique_ptr<DiskImage>> OpenVmdkSparseExtent(const std::string& path)
 
 Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path) {
   auto [fd, file_size] = TRY(OpenRegular(path));
+  return OpenVmdk(path, std::move(fd), file_size);
+}
+
+Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path, UniqueFd fd,
+                                            uint64_t file_size) {
   std::string head(std::min<uint64_t>(file_size, kVmdkMaxDescriptorSectors * 512), '\0');
   TRY(PreadFull(fd.get(), head.data(), head.size(), 0, path));
   if (LooksLikeVmdkDescriptor(head)) {
     if (file_size > head.size()) return Err(path + ": VMDK descriptor file larger than 1 MiB");
-    return OpenVmdkDescriptorFile(path, head);
+    return OpenVmdkDescriptorFile(path, std::move(fd), head);
   }
   if (file_size < 512) return Err(path + ": too short for a VMDK header");
   return OpenSparse(path, std::move(fd), file_size, /*extent_only=*/false);

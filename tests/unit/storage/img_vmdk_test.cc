@@ -377,6 +377,23 @@ TEST_F(VmdkMalformed, ExtentSizeDisagrees_Refused) {
   EXPECT_FALSE(Reopen());
 }
 
+// `kite-img create -f qcow2 -b X.vmdk -F vmdk`: the overlay (kite run's way to write over a
+// VMDK) opens through its VMDK backing file; kite-img and qemu-img read it as the source.
+TEST(Vmdk, CreateQcow2OverVmdk_OverlayReadsAsSource) {
+  KITE_REQUIRE_TOOL("qemu-img");
+  TempDir dir;
+  std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("b.vmdk");
+  std::string over = dir.File("over.qcow2"), out = dir.File("out.raw");
+  ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
+  auto created = testing::Kite({"create", "-f", "qcow2", "-b", vmdk, "-F", "vmdk", over});
+  ASSERT_EQ(created.code, 0) << created.err;
+  auto converted = testing::Kite({"convert", "-f", "qcow2", "-O", "raw", over, out});
+  ASSERT_EQ(converted.code, 0) << converted.err;
+  EXPECT_EQ(ReadFile(out), ReadFile(src));
+  ASSERT_EQ(Shell("qemu-img convert -f qcow2 -O raw " + Q(over) + " " + Q(out)).code, 0);
+  EXPECT_EQ(ReadFile(out), ReadFile(src));
+}
+
 // A descriptor file is read (img_vmdk_extents_test.cc); one without a createType is refused.
 TEST(Vmdk, DescriptorFileWithoutCreateType_Refused) {
   TempDir dir;
