@@ -1,4 +1,4 @@
-// libFuzzer target for kite-img's VMDK reader (src/storage/img/vmdk_image.cc, vmdk_format.cc):
+// libFuzzer target for the VMDK reader (src/storage/vmdk/vmdk_image.cc, vmdk_format.cc):
 // the input is a VMDK file (in a memfd, opened by path as `kite-img convert -f vmdk` opens
 // one) that goes through the header, footer (stream-optimized, GD_AT_END), embedded
 // descriptor and grain directory checks; an image that opens is then read — the first sector
@@ -22,7 +22,7 @@
 #include "fuzz_read_only_image.h"
 #include "storage/img/cli.h"
 #include "storage/img/commands.h"
-#include "storage/img/vmdk_image.h"
+#include "storage/vmdk/vmdk_image.h"
 
 namespace {
 
@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (fd < 0) return 0;
   if (write(fd, data, size) == static_cast<ssize_t>(size)) {
     std::string path = "/proc/self/fd/" + std::to_string(fd);
-    auto image = kite::img::OpenVmdk(path);
+    auto image = kite::storage::OpenVmdk(path);
     if (image) {
       Exercise(**image);
       std::ostringstream out, err;

@@ -36,7 +36,7 @@ enum class OnReboot { kExit, kRestart };
 // host bridge with MSI-X (docs/PCI.md; needs ACPI).
 enum class VirtioTransportKind { kMmio, kPci };
 
-// A virtio-blk disk (--disk path=FILE,format=raw|qcow2,readonly=on,cache=MODE,serial=ID).
+// A virtio-blk disk (--disk path=FILE,format=raw|qcow2|qed|vmdk,readonly=on,cache=MODE,serial=ID).
 // A device's rate limit (docs/CLI.md "Rate limits"): two token buckets, bytes and operations
 // (a disk's requests, a NIC's frames). A rate of 0 is no limit. `*_max` is the bucket's size —
 // what may go at once after an idle spell — (0: a tenth of a second's worth) and `*_burst` an

@@ -18,6 +18,7 @@
 #include "storage/qcow2/qcow2_io.h"
 #include "storage/qed/qed_image.h"
 #include "storage/raw_image.h"
+#include "storage/vmdk/vmdk_image.h"
 
 namespace kite::storage {
 namespace {
@@ -148,13 +149,24 @@ Result<std::unique_ptr<DiskImage>> OpenQedLayer(const std::string& path, OpenedF
   return qed::OpenQed({path, std::move(file), hn.header, std::move(backing)});
 }
 
+// VMDK: read-only only, refused before the file is opened (or locked) for writing.
+Error VmdkReadOnly(const std::string& path) {
+  return Err(path +
+             ": VMDK images are read-only in kite: open it with readonly=on, or put a qcow2 "
+             "overlay over it (kite-img create -f qcow2 -b " +
+             path + " -F vmdk OVERLAY.qcow2)");
+}
+
 Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageFormat format,
                                              const OpenOptions& options, int depth,
                                              ChainState& chain) {
+  if (format == ImageFormat::kVmdk && !options.read_only) return VmdkReadOnly(path);
   // Backing files must be regular files (I14); the top image may be a block device.
-  // cache=none opens every layer with O_DIRECT (qcow2 bounces unaligned I/O: qcow2_io.h).
+  // cache=none opens every layer with O_DIRECT (qcow2 bounces unaligned I/O: qcow2_io.h), but
+  // VMDK's small unaligned reads of a read-only file go through the page cache.
   OpenOptions file_opts = options;
   file_opts.lock = false;  // after the loop check: a loop would otherwise look like a conflict
+  if (format == ImageFormat::kVmdk) file_opts.cache = CacheMode::kWriteback;
   OpenedFile file = TRY(OpenImageFile(path, file_opts, depth == 0));
   for (const auto& [dev, ino] : chain.seen) {
     if (dev == file.dev && ino == file.ino) {
@@ -184,7 +196,7 @@ Result<std::unique_ptr<DiskImage>> OpenLayer(const std::string& path, ImageForma
     case ImageFormat::kQed:
       return OpenQedLayer(path, std::move(file), options, depth, chain);
     case ImageFormat::kVmdk:
-      break;
+      return OpenVmdk(path, std::move(file.fd), file.size);
   }
   return Err(path + ": the " + std::string(ImageFormatName(format)) +
              " format is not supported for I/O");
@@ -197,7 +209,7 @@ Result<ImageFormat> ParseImageFormat(std::string_view name) {
   if (name == "qcow2") return ImageFormat::kQcow2;
   if (name == "vmdk") return ImageFormat::kVmdk;
   if (name == "qed") return ImageFormat::kQed;
-  return Err("Unknown image format '" + std::string(name) + "' (expected raw, qcow2 or qed)");
+  return Err("Unknown image format '" + std::string(name) + "' (expected raw, qcow2, vmdk or qed)");
 }
 
 const char* ImageFormatName(ImageFormat format) {

@@ -15,12 +15,13 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
 namespace kite::storage {
 
-// kQed is read-only (storage/qed/qed_image.h); kVmdk is kite-img's own reader (img/vmdk_image.h).
+// kQed and kVmdk are read-only (storage/qed/qed_image.h, storage/vmdk/vmdk_image.h).
 enum class ImageFormat { kRaw, kQcow2, kVmdk, kQed };
 
 // "raw", "qcow2", "vmdk", "qed" <-> ImageFormat. Unknown names are an error.
@@ -96,6 +97,9 @@ class DiskImage {
   // Bytes the image file occupies on the host (allocated blocks, as `du`).
   virtual uint64_t allocated_bytes() const = 0;
   virtual DiskImage* backing() const { return nullptr; }
+  // The files besides path() whose bytes this layer reads (a VMDK descriptor file's extents),
+  // for the jail to bind.
+  virtual std::vector<std::string> extra_files() const { return {}; }
 
   // Scatter-gather I/O at a byte offset. Out-of-range requests fail; so does any write to
   // a read-only image (and nothing is written).
@@ -147,8 +151,9 @@ Result<ImageFormat> ProbeImageFormat(const std::string& path);
 
 // Opens an image with an explicit format: kite never guesses the format of an image a guest
 // can write (BAD_INPUTS.md I1). Backing files named in a qcow2 header must carry a backing
-// format; see docs/STORAGE.md for the path rules. QED opens read-only only (options.read_only);
-// its backing file is raw when the header says so, else probed (the whole chain is read-only).
+// format; see docs/STORAGE.md for the path rules. QED and VMDK open read-only only
+// (options.read_only; a backing file always is): a writable open is refused naming the file.
+// A QED backing file is raw when the header says so, else probed (the whole chain is read-only).
 Result<std::unique_ptr<DiskImage>> OpenImage(const std::string& path, ImageFormat format,
                                              const OpenOptions& options);
 

@@ -1,4 +1,4 @@
-// ReadOnlyImage: the part every read-only format shares (QED, kite-img's VMDK readers): writes,
+// ReadOnlyImage: the part every read-only format shares (QED, VMDK): writes,
 // discards and write-zeroes fail naming the image and saying why, and nothing is written;
 // flush has nothing to do. A format implements the reads, its size and BlockStatus.
 #pragma once

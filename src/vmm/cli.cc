@@ -522,10 +522,12 @@ Options of kite run:
   --stats                print VM exit and device counters at the end
   --no-host-quirks       do not adapt the kernel command line to an emulated KVM host
   --disk SPEC            a virtio-blk disk (repeatable):
-                           path=FILE,format=raw|qcow2|qed[,readonly=on][,cache=MODE][,serial=ID]
-                           [,queues=N][,id=ID]; MODE: writeback (default), writethrough, none,
-                           unsafe.
-                           format may be left out only with readonly=on; qed needs readonly=on
+                           path=FILE,format=raw|qcow2|qed|vmdk[,readonly=on][,cache=MODE]
+                           [,serial=ID][,queues=N][,id=ID]; MODE: writeback (default),
+                           writethrough, none, unsafe.
+                           format may be left out only with readonly=on; qed and vmdk need
+                           readonly=on (to let the guest write over a VMDK, give it a qcow2
+                           overlay: kite-img create -f qcow2 -b D.vmdk -F vmdk O.qcow2)
   --net SPEC             a virtio-net interface (repeatable): user[,hostfwd=tcp::2222-:22]
                            [,mac=MAC][,id=ID] (rootless NAT) or tap=NAME[,mac=MAC][,id=ID]
   --no-rng               no virtio-rng entropy device (on by default)

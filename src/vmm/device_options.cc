@@ -366,13 +366,19 @@ Result<void> ValidateDisk(const DiskConfig& disk) {
   if (disk.path.empty()) return Err("disk: no path given (path=FILE)");
   const std::string who = "disk " + disk.path + ": ";
   if (!disk.format.empty() && disk.format != "raw" && disk.format != "qcow2" &&
-      disk.format != "qed") {
-    return Err(who + "format '" + disk.format + "' is not raw, qcow2 or qed");
+      disk.format != "qed" && disk.format != "vmdk") {
+    return Err(who + "format '" + disk.format + "' is not raw, qcow2, qed or vmdk");
   }
   if (disk.format == "qed" && !disk.read_only) {
     return Err(who +
                "QED disks are read-only in kite: add readonly=on (or convert the image "
                "to qcow2 with kite-img convert -O qcow2)");
+  }
+  if (disk.format == "vmdk" && !disk.read_only) {
+    return Err(who +
+               "VMDK disks are read-only in kite: add readonly=on, or put a qcow2 overlay "
+               "over it (kite-img create -f qcow2 -b " +
+               disk.path + " -F vmdk OVERLAY.qcow2) and use that");
   }
   if (disk.format.empty() && !disk.read_only) {
     return Err(who +

@@ -2,7 +2,8 @@
 // "disks" / "nets" arrays, parsed into DiskConfig / NetConfig (include/kite/kite.h) and
 // checked. Pure code. docs/CLI.md is the user reference.
 //
-//   --disk path=FILE[,format=raw|qcow2][,readonly=on|off][,cache=MODE][,serial=ID][,queues=N]
+//   --disk
+//   path=FILE[,format=raw|qcow2|qed|vmdk][,readonly=on|off][,cache=MODE][,serial=ID][,queues=N]
 //          [,id=ID]
 //   --net user[,hostfwd=tcp::2222-:22][,hostfwd=...][,mac=52:54:00:12:34:56][,id=ID]
 //   --net tap=NAME[,mac=...][,id=ID]

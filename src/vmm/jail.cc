@@ -116,7 +116,7 @@ class BindList {
 };
 
 // A disk's image, its external data file and every backing file of its chain (read-only), as
-// kite will open them.
+// kite will open them, with the extent files a VMDK descriptor names.
 Result<void> AddDisk(const DiskConfig& disk, BindList& binds) {
   std::string what = "the disk " + disk.path;
   TRY(binds.AddFile(disk.path, !disk.read_only, "the disk"));
@@ -133,8 +133,13 @@ Result<void> AddDisk(const DiskConfig& disk, BindList& binds) {
     TRY(binds.AddFile(Absolute(image->data_path()), !disk.read_only,
                       "the data file of " + disk.path));
   }
-  for (storage::DiskImage* layer = image->backing(); layer != nullptr; layer = layer->backing()) {
-    TRY(binds.AddFile(Absolute(layer->path()), false, "the backing file of " + disk.path));
+  for (storage::DiskImage* layer = image.get(); layer != nullptr; layer = layer->backing()) {
+    if (layer != image.get()) {
+      TRY(binds.AddFile(Absolute(layer->path()), false, "the backing file of " + disk.path));
+    }
+    for (const std::string& file : layer->extra_files()) {  // a VMDK descriptor's extents
+      TRY(binds.AddFile(Absolute(file), false, "an extent file of " + layer->path()));
+    }
   }
   return {};
 }

@@ -480,6 +480,24 @@ TEST(Jail, BlockDeviceDisk_ReachableInTheJailsDev) {
   EXPECT_NE(r.out.find("hello: kite guest is alive"), std::string::npos) << r.Describe();
 }
 
+// A VMDK descriptor file outside the jail as a read-only disk: its flat extent (another file)
+// is bound too, so the jailed kite opens the disk and the guest runs.
+TEST(Jail, VmdkDescriptorDisk_ExtentFileBoundReadOnly) {
+  KITE_REQUIRE_ROOT();
+  JailDirs d;
+  std::string disk = d.base.File("d.vmdk");
+  WriteFile(d.base.File("d-flat.vmdk"), std::string(1 << 20, '\0'));
+  WriteFile(
+      disk,
+      "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+      "createType=\"monolithicFlat\"\n\n# Extent description\nRW 2048 FLAT \"d-flat.vmdk\" 0\n");
+  ProcessResult r = *RunProcess(
+      Options(With(JailArgs(d, "hello"), {"--disk", "path=" + disk + ",format=vmdk,readonly=on"})));
+  ASSERT_TRUE(r.exited) << r.Describe();
+  EXPECT_EQ(r.exit_status, 0) << r.Describe();
+  EXPECT_NE(r.out.find("hello: kite guest is alive"), std::string::npos) << r.Describe();
+}
+
 // A jailed VM on a stream link (--net stream=PATH,server=on) in a directory outside the jail:
 // the directory is placed in the jail, the jailed kite (nobody) listens there, an unjailed
 // kite connects, and each guest receives the other's frames.

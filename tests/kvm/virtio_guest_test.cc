@@ -98,6 +98,25 @@ class VirtioGuestTest : public ::testing::TestWithParam<std::string> {
     return runs.emplace(GetParam(), std::move(run)).first->second;
   }
 
+  // The disk contents converted by qemu-img to `format` as a read-only disk: the guest reads
+  // the same sectors, its write is refused, and the file is unchanged.
+  void ExpectReadOnlyImageDisk(const std::string& format) {
+    const std::string qemu_img = FindTool("qemu-img");
+    std::string raw = dir_.File("src.raw"), disk = dir_.File("disk." + format);
+    WriteFile(raw, DiskContents());
+    ASSERT_TRUE(RunTool({qemu_img, "convert", "-f", "raw", "-O", format, raw, disk}));
+    std::string before = ReadFile(disk);
+    ProcessResult r =
+        RunGuest("virtio_blk", {"--disk", "path=" + disk + ",format=" + format + ",readonly=on"});
+    EXPECT_EQ(r.exit_status, 0) << r.Describe();
+    EXPECT_TRUE(Contains(r.out, "virtio_blk: capacity 2048 sectors read-only\n")) << r.Describe();
+    EXPECT_TRUE(Contains(r.out, "sector 0 fnv1a " + Fnv1aHex(DiskContents().substr(0, kSector))))
+        << r.Describe();
+    EXPECT_TRUE(Contains(r.out, "virtio_blk: write refused, status 1\n")) << r.Describe();
+    EXPECT_TRUE(Contains(r.out, "virtio_blk: ok\n")) << r.Describe();
+    EXPECT_EQ(ReadFile(disk), before);
+  }
+
   TempDir dir_;
 };
 
@@ -210,19 +229,39 @@ TEST_P(VirtioGuestTest, Blk_Qcow2_WriteFlushReadBack_ImageChecksClean) {
 TEST_P(VirtioGuestTest, Blk_Qed_ReadOnly_ReadsContents_WriteRefused_FileUnchanged) {
   KITE_REQUIRE_KVM();
   KITE_REQUIRE_TOOL("qemu-img");
+  ExpectReadOnlyImageDisk("qed");
+}
+
+// A VMDK (qemu-img convert's monolithicSparse) as a read-only disk, the same way.
+TEST_P(VirtioGuestTest, Blk_Vmdk_ReadOnly_ReadsContents_WriteRefused_FileUnchanged) {
+  KITE_REQUIRE_KVM();
+  KITE_REQUIRE_TOOL("qemu-img");
+  ExpectReadOnlyImageDisk("vmdk");
+}
+
+// A writable qcow2 overlay over a streamOptimized VMDK: the guest reads the VMDK's sector 0,
+// its writes land in the overlay (the qcow2 test above), and the VMDK is unchanged.
+TEST_P(VirtioGuestTest, Blk_Qcow2OverVmdk_ReadsBase_WritesToOverlay_VmdkUnchanged) {
+  KITE_REQUIRE_KVM();
+  KITE_REQUIRE_TOOL("qemu-img");
   const std::string qemu_img = FindTool("qemu-img");
-  std::string raw = dir_.File("src.raw"), disk = dir_.File("disk.qed");
+  std::string raw = dir_.File("src.raw"), base = dir_.File("base.vmdk");
+  std::string disk = dir_.File("disk.qcow2");
   WriteFile(raw, DiskContents());
-  ASSERT_TRUE(RunTool({qemu_img, "convert", "-f", "raw", "-O", "qed", raw, disk}));
-  std::string before = ReadFile(disk);
-  ProcessResult r = RunGuest("virtio_blk", {"--disk", "path=" + disk + ",format=qed,readonly=on"});
+  ASSERT_TRUE(RunTool({qemu_img, "convert", "-f", "raw", "-O", "vmdk", "-o",
+                       "subformat=streamOptimized", raw, base}));
+  ASSERT_TRUE(RunTool({qemu_img, "create", "-q", "-f", "qcow2", "-b", base, "-F", "vmdk", disk}));
+  std::string before = ReadFile(base);
+  ProcessResult r = RunGuest("virtio_blk", {"--disk", "path=" + disk + ",format=qcow2"});
   EXPECT_EQ(r.exit_status, 0) << r.Describe();
-  EXPECT_TRUE(Contains(r.out, "virtio_blk: capacity 2048 sectors read-only\n")) << r.Describe();
   EXPECT_TRUE(Contains(r.out, "sector 0 fnv1a " + Fnv1aHex(DiskContents().substr(0, kSector))))
       << r.Describe();
-  EXPECT_TRUE(Contains(r.out, "virtio_blk: write refused, status 1\n")) << r.Describe();
   EXPECT_TRUE(Contains(r.out, "virtio_blk: ok\n")) << r.Describe();
-  EXPECT_EQ(ReadFile(disk), before);
+  EXPECT_TRUE(RunTool({qemu_img, "check", "-q", disk}));
+  std::string out = dir_.File("out.raw");
+  ASSERT_TRUE(RunTool({qemu_img, "convert", "-f", "qcow2", "-O", "raw", disk, out}));
+  EXPECT_EQ(ReadFile(out).substr(kSector, 2 * kSector), WrittenSectors());
+  EXPECT_EQ(ReadFile(base), before);
 }
 
 TEST_P(VirtioGuestTest, Net_User_ArpRequestForGateway_GetsReply) {

@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "base/unique_fd.h"
-#include "storage/img/vmdk_format.h"
-#include "storage/img/vmdk_image.h"
+#include "storage/vmdk/vmdk_format.h"
+#include "storage/vmdk/vmdk_image.h"
 
 namespace kite::img {
 
@@ -24,7 +24,7 @@ Result<ImageFormat> ProbeFormat(const std::string& path) {
   ssize_t n = ::pread(fd.get(), head.data(), head.size(), 0);
   if (n < 0) return SysErr("Could not read '" + path + "'");
   head.resize(static_cast<size_t>(n));
-  return LooksLikeVmdkDescriptor(head) ? ImageFormat::kVmdk : ImageFormat::kRaw;
+  return storage::LooksLikeVmdkDescriptor(head) ? ImageFormat::kVmdk : ImageFormat::kRaw;
 }
 
 Result<ImageFormat> ResolveFormat(const std::string& path, const std::optional<std::string>& format,
@@ -42,7 +42,7 @@ Result<std::unique_ptr<storage::DiskImage>> OpenForTool(const std::string& path,
                                                         const ToolOpenOptions& options) {
   if (format == ImageFormat::kVmdk) {
     if (!options.read_only) return Err(path + ": VMDK images can only be read by kite-img");
-    return OpenVmdk(path);
+    return storage::OpenVmdk(path);
   }
   if (format == ImageFormat::kQed && !options.read_only) {
     return Err(path + ": QED images can only be read by kite-img");

@@ -17,15 +17,15 @@
 
 #include "base/unique_fd.h"
 #include "storage/img/convert_util.h"
-#include "storage/img/vmdk_format.h"
 #include "storage/raw_image.h"
+#include "storage/vmdk/vmdk_format.h"
 
 namespace kite::img {
 namespace {
 
 constexpr uint64_t kSectorBytes = 512;
 constexpr uint64_t kGrainBytes = kVmdkWriteGrainSectors * kSectorBytes;
-constexpr uint32_t kGtes = kVmdkMaxGtesPerGt;  // 512 entries: one table covers 32 MiB
+constexpr uint32_t kGtes = storage::kVmdkMaxGtesPerGt;  // 512 entries: one table covers 32 MiB
 constexpr uint64_t kGtSectors = kGtes * 4 / kSectorBytes;
 constexpr uint64_t kDescriptorSectors = 20;  // qemu-img's room for the embedded descriptor
 constexpr uint64_t kMaxGte = UINT32_MAX;     // grain-table entries are 32-bit sector numbers
@@ -48,7 +48,7 @@ struct Layout {
   uint64_t capacity = 0;    // sectors
   uint64_t tables = 0;      // grain tables, entries of a directory
   uint64_t gd_sectors = 0;  // of one directory
-  uint64_t rgd = 0, gd = kVmdkGdAtEnd, overhead = kVmdkWriteGrainSectors;
+  uint64_t rgd = 0, gd = storage::kVmdkGdAtEnd, overhead = kVmdkWriteGrainSectors;
   uint32_t version = 3, flags = 0;
 
   uint64_t GtSector(uint64_t table, bool redundant) const {
@@ -62,13 +62,15 @@ Layout MakeLayout(uint64_t size, const VmdkCreateOptions& options) {
   l.capacity = RoundUp(size, kSectorBytes) / kSectorBytes;
   l.tables = RoundUp(l.capacity, kVmdkWriteGrainSectors * kGtes) / (kVmdkWriteGrainSectors * kGtes);
   l.gd_sectors = std::max<uint64_t>(1, RoundUp(l.tables * 4, kSectorBytes) / kSectorBytes);
-  l.flags = kVmdkFlagNewlineTest | (options.zeroed_grain ? kVmdkFlagZeroedGte : 0);
+  l.flags =
+      storage::kVmdkFlagNewlineTest | (options.zeroed_grain ? storage::kVmdkFlagZeroedGte : 0);
   if (l.stream) {
-    l.flags |= kVmdkFlagCompressed | kVmdkFlagMarkers;  // no redundant directory in a stream
+    l.flags |= storage::kVmdkFlagCompressed |
+               storage::kVmdkFlagMarkers;  // no redundant directory in a stream
     return l;
   }
   l.version = options.zeroed_grain ? 2 : 1;
-  l.flags |= kVmdkFlagRedundantGt;
+  l.flags |= storage::kVmdkFlagRedundantGt;
   l.rgd = 1 + kDescriptorSectors;
   l.gd = l.rgd + l.gd_sectors + l.tables * kGtSectors;
   l.overhead = RoundUp(l.gd + l.gd_sectors + l.tables * kGtSectors, kVmdkWriteGrainSectors);
@@ -78,7 +80,7 @@ Layout MakeLayout(uint64_t size, const VmdkCreateOptions& options) {
 // The SparseExtentHeader; a stream's footer is the same with gd_offset set.
 std::vector<uint8_t> HeaderSector(const Layout& l, uint64_t gd_offset) {
   std::vector<uint8_t> s(kSectorBytes, 0);
-  Store<uint32_t>(&s[0], kVmdkMagic);
+  Store<uint32_t>(&s[0], storage::kVmdkMagic);
   Store<uint32_t>(&s[4], l.version);
   Store<uint32_t>(&s[8], l.flags);
   Store<uint64_t>(&s[12], l.capacity);
@@ -91,7 +93,7 @@ std::vector<uint8_t> HeaderSector(const Layout& l, uint64_t gd_offset) {
   Store<uint64_t>(&s[64], l.overhead);
   s[72] = 0;                                              // uncleanShutdown
   s[73] = '\n', s[74] = ' ', s[75] = '\r', s[76] = '\n';  // detects text-mode transfers
-  Store<uint16_t>(&s[77], l.stream ? kVmdkCompressDeflate : 0);
+  Store<uint16_t>(&s[77], l.stream ? storage::kVmdkCompressDeflate : 0);
   return s;
 }
 
@@ -147,13 +149,13 @@ class Writer final : public VmdkWriter {
     TRY(EmitGrain());
     TRY(EmitTable());
     if (layout_.stream) {
-      TRY(Marker(layout_.gd_sectors, kVmdkMarkerGd));
+      TRY(Marker(layout_.gd_sectors, storage::kVmdkMarkerGd));
       uint64_t gd_offset = pos_ / kSectorBytes;
       TRY(AppendSectors(gd_.data(), gd_.size() * 4));
-      TRY(Marker(1, kVmdkMarkerFooter));
+      TRY(Marker(1, storage::kVmdkMarkerFooter));
       std::vector<uint8_t> footer = HeaderSector(layout_, gd_offset);
       TRY(AppendSectors(footer.data(), footer.size()));
-      TRY(Marker(0, kVmdkMarkerEos));
+      TRY(Marker(0, storage::kVmdkMarkerEos));
     }
     if (sync && ::fdatasync(fd_.get()) != 0) return SysErr(path_ + ": fdatasync");
     return {};
@@ -256,7 +258,7 @@ class Writer final : public VmdkWriter {
     if (!table_used_) return {};
     table_used_ = false;
     if (layout_.stream) {
-      TRY(Marker(kGtSectors, kVmdkMarkerGt));
+      TRY(Marker(kGtSectors, storage::kVmdkMarkerGt));
       gd_[table_] = TRY(HereAsEntry());
       TRY(AppendSectors(gt_.data(), gt_.size() * 4));
     } else {
@@ -344,9 +346,9 @@ Result<std::unique_ptr<VmdkWriter>> VmdkWriter::Create(const std::string& path, 
   if (layout.capacity == 0) {  // qemu-img creates one, but neither it nor kite-img can open it
     return Err(path + ": a VMDK disk holds at least one sector (0 bytes asked)");
   }
-  if (layout.capacity > kVmdkMaxCapacitySectors) {
+  if (layout.capacity > storage::kVmdkMaxCapacitySectors) {
     return Err(path + ": VMDK disk size " + std::to_string(size) + " too large (at most " +
-               std::to_string(kVmdkMaxCapacitySectors * kSectorBytes) + " bytes)");
+               std::to_string(storage::kVmdkMaxCapacitySectors * kSectorBytes) + " bytes)");
   }
   std::string basename = path.substr(path.find_last_of('/') + 1);
   std::string descriptor =

@@ -27,7 +27,7 @@ struct Qcow2CreateOptions {
   Preallocation preallocation = Preallocation::kOff;
   int refcount_bits = 16;      // 1, 2, 4, ..., 64; version 2 allows only 16
   std::string backing_file;    // stored as given (relative names: against the image's dir)
-  std::string backing_format;  // "raw" or "qcow2"; required when backing_file is set
+  std::string backing_format;  // raw, qcow2, vmdk or qed; required with backing_file
   CompressionType compression_type = CompressionType::kZlib;  // zstd needs compat 1.1
   // An external data file (compat 1.1): created (truncated) at the virtual size; guest
   // clusters live there at their guest offsets. Stored as given; a relative name is relative

@@ -75,8 +75,9 @@ Result<Header> BuildHeader(const Qcow2CreateOptions& o, uint64_t size) {
   }
   TRY(CheckDataFileOptions(o, h.version));
   TRY(CheckExtendedL2(o, h.version));
-  if (!o.backing_file.empty() && o.backing_format != "raw" && o.backing_format != "qcow2") {
-    return Err("Backing file '" + o.backing_file + "' needs a backing format (raw or qcow2)");
+  if (!o.backing_file.empty() && !ParseImageFormat(o.backing_format)) {
+    return Err("Backing file '" + o.backing_file +
+               "' needs a backing format (raw, qcow2, vmdk or qed)");
   }
   if (size > qcow2::kMaxVirtualSize) return Err("Image size too big");
   h.cluster_bits = static_cast<uint32_t>(__builtin_ctzll(cs));

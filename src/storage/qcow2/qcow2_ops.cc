@@ -199,8 +199,8 @@ Result<void> DeleteSnapshot(const std::string& path, const std::string& name_or_
 Result<void> SetBackingFile(const std::string& path, const std::string& new_backing,
                             const std::string& new_format) {
   Opened o = TRY(OpenMeta(path, true));
-  if (!new_backing.empty() && new_format != "raw" && new_format != "qcow2") {
-    return Err("A backing format (raw or qcow2) is required for '" + new_backing + "'");
+  if (!new_backing.empty() && !ParseImageFormat(new_format)) {
+    return Err("A backing format (raw, qcow2, vmdk or qed) is required for '" + new_backing + "'");
   }
   qcow2::Header& h = o.meta->mutable_header();
   h.backing_file = new_backing;

@@ -11,8 +11,8 @@
 
 #include "img_test_util.h"
 #include "img_vmdk_test_util.h"
-#include "storage/img/vmdk_format.h"
-#include "storage/img/vmdk_image.h"
+#include "storage/vmdk/vmdk_format.h"
+#include "storage/vmdk/vmdk_image.h"
 #include "testing/temp_dir.h"
 #include "testing/tool_required.h"
 
@@ -37,7 +37,7 @@ std::string QemuReads(const std::string& path) {
 
 // Opening fails with a message containing every one of `needles`.
 void ExpectRefused(const std::string& path, std::initializer_list<std::string> needles) {
-  auto r = OpenVmdk(path);
+  auto r = storage::OpenVmdk(path);
   ASSERT_FALSE(r) << path << " opened";
   for (const std::string& n : needles) {
     EXPECT_NE(r.error().message().find(n), std::string::npos) << r.error().message();
@@ -57,7 +57,7 @@ TEST_P(VmdkSubformat, FromQemu_ReadsEqualToSource) {
   std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   Qemu("qemu-img convert -f raw -O vmdk -o subformat=" + std::string(GetParam()) + " " + Q(src) +
        " " + Q(vmdk));
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ(ReadAll(**image), ReadFile(src));
   // kite-img probes the descriptor file as qemu-img does, and its conversion is identical.
@@ -98,7 +98,7 @@ TEST(VmdkExtents, TwoGbMaxExtentFlat_ThreeExtents_ReadsAcrossBoundaries) {
   std::string vmdk = dir.File("d.vmdk");
   Qemu("qemu-img create -f vmdk -o subformat=twoGbMaxExtentFlat " + Q(vmdk) + " 5G");
   WriteAcrossBoundaries(vmdk);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ((*image)->size(), 5ull << 30);
   std::string buf(8192, '\0');
@@ -117,7 +117,7 @@ TEST(VmdkExtents, Vmfs_HandWritten_ReadsAsQemu) {
   std::string src = testing::MakeVmdkSource(dir);
   ASSERT_EQ(::rename(src.c_str(), dir.File("d-flat.vmdk").c_str()), 0);
   WriteFile(dir.File("d.vmdk"), Descriptor("vmfs", "RW 2048 VMFS \"d-flat.vmdk\""));
-  auto image = OpenVmdk(dir.File("d.vmdk"));
+  auto image = storage::OpenVmdk(dir.File("d.vmdk"));
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ(ReadAll(**image), QemuReads(dir.File("d.vmdk")));
 }
@@ -137,7 +137,7 @@ TEST(VmdkExtents, MixedExtents_HandWritten_ReadsAsQemu) {
                                                    dir.File("sparse.vmdk") +
                                                    "\"\n"
                                                    "RDONLY 16 FLAT \"../flat.bin\" 0\n"));
-  auto image = OpenVmdk(dir.File("sub/d.vmdk"));
+  auto image = storage::OpenVmdk(dir.File("sub/d.vmdk"));
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ((*image)->size(), (100u + 2048 + 16) * 512);
   std::string qemu = QemuReads(dir.File("sub/d.vmdk"));
@@ -163,7 +163,7 @@ class VmdkDescriptorBad : public ::testing::Test {
 
 TEST_F(VmdkDescriptorBad, Valid_Opens) {
   Write("monolithicFlat", "RW 2048 FLAT \"d-flat.vmdk\" 0");
-  auto image = OpenVmdk(path_);
+  auto image = storage::OpenVmdk(path_);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ((*image)->size(), 1u << 20);
   EXPECT_FALSE((*image)->Write(0, "a", 1));
@@ -271,11 +271,11 @@ TEST_F(VmdkDescriptorBad, DescriptorLargerThanOneMiB_Refused) {
 }
 
 TEST(VmdkDescriptorProbe, LooksLikeDescriptor) {
-  EXPECT_TRUE(LooksLikeVmdkDescriptor("# Disk DescriptorFile\nversion=1\n"));
-  EXPECT_TRUE(LooksLikeVmdkDescriptor("\n  \n# c\nversion=3\r\n"));
-  EXPECT_FALSE(LooksLikeVmdkDescriptor("# Disk DescriptorFile\nversion=4\n"));
-  EXPECT_FALSE(LooksLikeVmdkDescriptor("version=1"));  // cut off
-  EXPECT_FALSE(LooksLikeVmdkDescriptor(std::string("\0\0\0\0", 4)));
+  EXPECT_TRUE(storage::LooksLikeVmdkDescriptor("# Disk DescriptorFile\nversion=1\n"));
+  EXPECT_TRUE(storage::LooksLikeVmdkDescriptor("\n  \n# c\nversion=3\r\n"));
+  EXPECT_FALSE(storage::LooksLikeVmdkDescriptor("# Disk DescriptorFile\nversion=4\n"));
+  EXPECT_FALSE(storage::LooksLikeVmdkDescriptor("version=1"));  // cut off
+  EXPECT_FALSE(storage::LooksLikeVmdkDescriptor(std::string("\0\0\0\0", 4)));
 }
 
 }  // namespace

@@ -11,8 +11,8 @@
 
 #include "img_test_util.h"
 #include "img_vmdk_test_util.h"
-#include "storage/img/vmdk_format.h"
-#include "storage/img/vmdk_image.h"
+#include "storage/vmdk/vmdk_format.h"
+#include "storage/vmdk/vmdk_image.h"
 #include "testing/temp_dir.h"
 #include "testing/tool_required.h"
 
@@ -37,7 +37,7 @@ TEST(Vmdk, MonolithicSparseFromQemu_ReadsEqualToSource) {
   TempDir dir;
   std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ((*image)->size(), 1u << 20);
   EXPECT_EQ(ReadAll(**image), ReadFile(src));
@@ -51,7 +51,7 @@ TEST(Vmdk, StreamOptimizedFromQemu_ReadsEqualToSource) {
                   Q(vmdk))
                 .code,
             0);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ(ReadAll(**image), ReadFile(src));
 }
@@ -61,7 +61,7 @@ TEST(Vmdk, BlockStatus_UnallocatedGrainsReadAsZero) {
   TempDir dir;
   std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image);
   auto first = (*image)->BlockStatus(0, 1 << 20);
   ASSERT_TRUE(first);
@@ -78,7 +78,7 @@ TEST(Vmdk, Write_Refused) {
   std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("d.vmdk");
   ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
   std::string before = ReadFile(vmdk);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image);
   char byte = 1;
   EXPECT_FALSE((*image)->Write(0, &byte, 1));
@@ -93,9 +93,11 @@ constexpr uint64_t kCapacity = 2048;  // sectors: 1 MiB, 16 grains, one grain ta
 
 std::string Header(uint64_t gd_offset) {
   std::string h(512, '\0');
-  Put<uint32_t>(h, 0, kVmdkMagic);
+  Put<uint32_t>(h, 0, storage::kVmdkMagic);
   Put<uint32_t>(h, 4, 3);
-  Put<uint32_t>(h, 8, kVmdkFlagNewlineTest | kVmdkFlagCompressed | kVmdkFlagMarkers);
+  Put<uint32_t>(
+      h, 8,
+      storage::kVmdkFlagNewlineTest | storage::kVmdkFlagCompressed | storage::kVmdkFlagMarkers);
   Put<uint64_t>(h, 12, kCapacity);
   Put<uint64_t>(h, 20, kGrainSectors);
   Put<uint64_t>(h, 28, 1);  // descriptor at sector 1, one sector
@@ -103,7 +105,7 @@ std::string Header(uint64_t gd_offset) {
   Put<uint32_t>(h, 44, 512);
   Put<uint64_t>(h, 56, gd_offset);
   h[73] = '\n', h[74] = ' ', h[75] = '\r', h[76] = '\n';
-  Put<uint16_t>(h, 77, kVmdkCompressDeflate);
+  Put<uint16_t>(h, 77, storage::kVmdkCompressDeflate);
   return h;
 }
 
@@ -135,7 +137,7 @@ struct StreamVmdk {
   std::map<uint64_t, uint64_t> lba_override;
 
   std::string Build() const {
-    std::string f = Header(kVmdkGdAtEnd);
+    std::string f = Header(storage::kVmdkGdAtEnd);
     f +=
         Pad("# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n"
             "createType=\"streamOptimized\"\nRW 2048 SPARSE \"x.vmdk\"\n");
@@ -148,17 +150,17 @@ struct StreamVmdk {
       Put<uint32_t>(g, 8, static_cast<uint32_t>(packed.size()));
       f += Pad(g + packed);
     }
-    f += Marker(4, 0, kVmdkMarkerGt);
+    f += Marker(4, 0, storage::kVmdkMarkerGt);
     uint32_t gt_sector = static_cast<uint32_t>(f.size() / 512);
     f += std::string(reinterpret_cast<const char*>(gt.data()), 2048);
-    f += Marker(1, 0, kVmdkMarkerGd);
+    f += Marker(1, 0, storage::kVmdkMarkerGd);
     uint64_t gd_sector = f.size() / 512;
     std::string gd(512, '\0');
     Put<uint32_t>(gd, 0, gt_sector);
     f += gd;
-    f += Marker(1, 0, kVmdkMarkerFooter);
+    f += Marker(1, 0, storage::kVmdkMarkerFooter);
     f += Header(gd_sector);
-    f += Marker(0, 0, kVmdkMarkerEos);
+    f += Marker(0, 0, storage::kVmdkMarkerEos);
     return f;
   }
 };
@@ -173,7 +175,7 @@ TEST(Vmdk, StreamWithFooterDirectory_Reads) {
   s.grains[0] = Deflate(GrainData('a'));
   s.grains[9] = Deflate(GrainData('z'));
   WriteFile(dir.File("f.vmdk"), s.Build());
-  auto image = OpenVmdk(dir.File("f.vmdk"));
+  auto image = storage::OpenVmdk(dir.File("f.vmdk"));
   ASSERT_TRUE(image) << image.error().message();
   std::string all = ReadAll(**image);
   EXPECT_EQ(all.substr(0, 65536), GrainData('a'));
@@ -197,7 +199,7 @@ TEST(Vmdk, StreamWithFooterDirectory_ConvertEqualsContent) {
 
 Result<void> ReadGrainOf(const StreamVmdk& s, const TempDir& dir, uint64_t grain) {
   WriteFile(dir.File("g.vmdk"), s.Build());
-  auto image = OpenVmdk(dir.File("g.vmdk"));
+  auto image = storage::OpenVmdk(dir.File("g.vmdk"));
   if (!image) return std::move(image).error();
   std::string buf(512, '\0');
   return (*image)->Read(grain * 65536, buf.data(), buf.size());
@@ -241,7 +243,7 @@ TEST(Vmdk, MissingEndOfStreamMarker_Refused) {
   std::string f = s.Build();
   f.resize(f.size() - 512);
   WriteFile(dir.File("t.vmdk"), f);
-  EXPECT_FALSE(OpenVmdk(dir.File("t.vmdk")));
+  EXPECT_FALSE(storage::OpenVmdk(dir.File("t.vmdk")));
 }
 
 // --- Header and descriptor validation on a qemu-made monolithicSparse file. ---
@@ -257,7 +259,7 @@ class VmdkMalformed : public ::testing::Test {
   }
   Result<std::unique_ptr<storage::DiskImage>> Reopen() {
     WriteFile(path_, bytes_);
-    return OpenVmdk(path_);
+    return storage::OpenVmdk(path_);
   }
   void ReplaceText(const std::string& from, const std::string& to) {
     size_t at = bytes_.find(from);
@@ -348,7 +350,7 @@ TEST_F(VmdkMalformed, NewlineCharsDamaged_Refused) {
 }
 
 TEST_F(VmdkMalformed, CompressedWithoutMarkers_Refused) {
-  Put<uint32_t>(bytes_, 8, 3 | kVmdkFlagCompressed);
+  Put<uint32_t>(bytes_, 8, 3 | storage::kVmdkFlagCompressed);
   Put<uint16_t>(bytes_, 77, 1);
   EXPECT_FALSE(Reopen());
 }
@@ -375,11 +377,28 @@ TEST_F(VmdkMalformed, ExtentSizeDisagrees_Refused) {
   EXPECT_FALSE(Reopen());
 }
 
+// `kite-img create -f qcow2 -b X.vmdk -F vmdk`: the overlay (kite run's way to write over a
+// VMDK) opens through its VMDK backing file; kite-img and qemu-img read it as the source.
+TEST(Vmdk, CreateQcow2OverVmdk_OverlayReadsAsSource) {
+  KITE_REQUIRE_TOOL("qemu-img");
+  TempDir dir;
+  std::string src = testing::MakeVmdkSource(dir), vmdk = dir.File("b.vmdk");
+  std::string over = dir.File("over.qcow2"), out = dir.File("out.raw");
+  ASSERT_EQ(Shell("qemu-img convert -f raw -O vmdk " + Q(src) + " " + Q(vmdk)).code, 0);
+  auto created = testing::Kite({"create", "-f", "qcow2", "-b", vmdk, "-F", "vmdk", over});
+  ASSERT_EQ(created.code, 0) << created.err;
+  auto converted = testing::Kite({"convert", "-f", "qcow2", "-O", "raw", over, out});
+  ASSERT_EQ(converted.code, 0) << converted.err;
+  EXPECT_EQ(ReadFile(out), ReadFile(src));
+  ASSERT_EQ(Shell("qemu-img convert -f qcow2 -O raw " + Q(over) + " " + Q(out)).code, 0);
+  EXPECT_EQ(ReadFile(out), ReadFile(src));
+}
+
 // A descriptor file is read (img_vmdk_extents_test.cc); one without a createType is refused.
 TEST(Vmdk, DescriptorFileWithoutCreateType_Refused) {
   TempDir dir;
   WriteFile(dir.File("d.vmdk"), "# Disk DescriptorFile\nversion=1\n" + std::string(600, ' '));
-  auto r = OpenVmdk(dir.File("d.vmdk"));
+  auto r = storage::OpenVmdk(dir.File("d.vmdk"));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("createType"), std::string::npos) << r.error().message();
 }
@@ -387,18 +406,18 @@ TEST(Vmdk, DescriptorFileWithoutCreateType_Refused) {
 TEST(Vmdk, I32_Fifo_RefusedWithoutBlocking) {
   TempDir dir;
   ASSERT_EQ(::mkfifo(dir.File("fifo").c_str(), 0600), 0);
-  EXPECT_FALSE(OpenVmdk(dir.File("fifo")));
+  EXPECT_FALSE(storage::OpenVmdk(dir.File("fifo")));
 }
 
 TEST(Vmdk, I32_Directory_Refused) {
   TempDir dir;
-  EXPECT_FALSE(OpenVmdk(dir.path().string()));
+  EXPECT_FALSE(storage::OpenVmdk(dir.path().string()));
 }
 
 TEST(Vmdk, I2_TruncatedHeader_Refused) {
   TempDir dir;
   WriteFile(dir.File("t.vmdk"), "KDMV\x01");
-  EXPECT_FALSE(OpenVmdk(dir.File("t.vmdk")));
+  EXPECT_FALSE(storage::OpenVmdk(dir.File("t.vmdk")));
 }
 
 }  // namespace

@@ -10,8 +10,8 @@
 
 #include "img_test_util.h"
 #include "img_vmdk_test_util.h"
-#include "storage/img/vmdk_image.h"
 #include "storage/img/vmdk_writer.h"
+#include "storage/vmdk/vmdk_image.h"
 #include "testing/temp_dir.h"
 #include "testing/tool_required.h"
 
@@ -59,7 +59,7 @@ void ExpectGoodExport(const TempDir& dir, const std::string& src, const std::str
   std::string expected = ReadFile(src_raw);
   expected.resize((expected.size() + 511) / 512 * 512, '\0');  // VMDK disks are whole sectors
   EXPECT_TRUE(ReadFile(back) == expected);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_TRUE(ReadAll(**image) == expected);
 }
@@ -229,7 +229,7 @@ TEST(ImgVmdkWrite, Create_StreamOptimizedAsQemu) {
                        "', fmt=vmdk size=5242880 adapter_type=buslogic compat6=off "
                        "hwversion=undefined subformat=streamOptimized\n");
   EXPECT_EQ(Shell("qemu-img check -f vmdk " + Q(vmdk)).code, 0);
-  auto image = OpenVmdk(vmdk);
+  auto image = storage::OpenVmdk(vmdk);
   ASSERT_TRUE(image) << image.error().message();
   EXPECT_EQ(ReadAll(**image), std::string(5 << 20, '\0'));
 }
@@ -317,7 +317,7 @@ TEST(ImgVmdkWrite, Writer_EarlierOffsetRefused_RestReadsBack) {
     EXPECT_FALSE((*w)->Read(0, &byte, 1));
     ASSERT_TRUE((*w)->Finish(false));
     EXPECT_FALSE((*w)->Write(1 << 19, grain.data(), 512));  // after Finish
-    auto image = OpenVmdk(dir.File("w.vmdk"));
+    auto image = storage::OpenVmdk(dir.File("w.vmdk"));
     ASSERT_TRUE(image) << image.error().message();
     std::string expected(1 << 20, '\0');
     std::memcpy(expected.data() + (128 << 10), grain.data(), grain.size());

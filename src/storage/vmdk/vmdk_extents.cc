@@ -1,6 +1,6 @@
 // VMDK descriptor files (see vmdk_extents.h): the extents opened and checked against the
 // descriptor, then one read-only DiskImage that routes each request to its extents.
-#include "storage/img/vmdk_extents.h"
+#include "storage/vmdk/vmdk_extents.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,22 +11,19 @@
 #include <vector>
 
 #include "base/unique_fd.h"
-#include "storage/img/vmdk_format.h"
 #include "storage/read_only_image.h"
+#include "storage/vmdk/vmdk_format.h"
 
-namespace kite::img {
+namespace kite::storage {
 namespace {
 
-using storage::DiskImage;
-using storage::Extent;
-
 // A FLAT or VMFS extent: `size` bytes of `fd` from `start`.
-class FlatExtent final : public storage::ReadOnlyImage {
+class FlatExtent final : public ReadOnlyImage {
  public:
   FlatExtent(std::string path, UniqueFd fd, uint64_t start, uint64_t size)
       : path_(std::move(path)), fd_(std::move(fd)), start_(start), size_(size) {}
 
-  storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
+  ImageFormat format() const override { return ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return size_; }
   uint64_t allocated_bytes() const override {
@@ -68,20 +65,25 @@ struct Part {
 };
 
 // The descriptor's extents, one after the other.
-class MultiExtentImage final : public storage::ReadOnlyImage {
+class MultiExtentImage final : public ReadOnlyImage {
  public:
-  MultiExtentImage(std::string path, std::vector<Part> parts, uint64_t size)
-      : path_(std::move(path)), parts_(std::move(parts)), size_(size) {}
+  MultiExtentImage(std::string path, UniqueFd fd, std::vector<Part> parts, uint64_t size)
+      : path_(std::move(path)), fd_(std::move(fd)), parts_(std::move(parts)), size_(size) {}
 
-  storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
+  ImageFormat format() const override { return ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return size_; }
   uint64_t allocated_bytes() const override {
     uint64_t total = 0;
     struct stat st;
-    if (::stat(path_.c_str(), &st) == 0) total = static_cast<uint64_t>(st.st_blocks) * 512;
+    if (::fstat(fd_.get(), &st) == 0) total = static_cast<uint64_t>(st.st_blocks) * 512;
     for (const Part& p : parts_) total += p.image->allocated_bytes();
     return total;
+  }
+  std::vector<std::string> extra_files() const override {
+    std::vector<std::string> files;
+    for (const Part& p : parts_) files.push_back(p.image->path());
+    return files;
   }
   Result<void> ReadV(uint64_t offset, std::span<const iovec> iov) override;
   Result<Extent> BlockStatus(uint64_t offset, uint64_t max_length) override;
@@ -96,6 +98,7 @@ class MultiExtentImage final : public storage::ReadOnlyImage {
   }
 
   const std::string path_;
+  const UniqueFd fd_;  // the descriptor file, held open for its lock
   const std::vector<Part> parts_;
   const uint64_t size_;
 };
@@ -169,7 +172,7 @@ Result<std::unique_ptr<DiskImage>> OpenSparsePart(const std::string& descriptor,
 
 }  // namespace
 
-Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& path,
+Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& path, UniqueFd fd,
                                                           std::string_view text) {
   VmdkDescriptor d = TRY(ParseVmdkDescriptorFile(text, path));
   std::vector<Part> parts;
@@ -183,7 +186,8 @@ Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& pat
     parts.push_back({start, std::move(*image)});
     start += e.sectors * 512;
   }
-  return std::unique_ptr<DiskImage>(new MultiExtentImage(path, std::move(parts), start));
+  return std::unique_ptr<DiskImage>(
+      new MultiExtentImage(path, std::move(fd), std::move(parts), start));
 }
 
-}  // namespace kite::img
+}  // namespace kite::storage

@@ -1,4 +1,4 @@
-// VMDK on-disk structures for kite-img's read-only import (VMware "Virtual Disk Format 5.0"):
+// VMDK on-disk structures for the read-only reader (VMware "Virtual Disk Format 5.0"):
 // the hosted sparse extent header, text descriptors (embedded or a file of their own) and
 // stream-optimized markers.
 // Pure parsing and validation, no I/O: every field comes from an untrusted file, and every
@@ -13,7 +13,7 @@
 
 #include "base/result.h"
 
-namespace kite::img {
+namespace kite::storage {
 
 inline constexpr uint32_t kVmdkMagic = 0x564d444b;  // "KDMV" on disk
 inline constexpr uint64_t kVmdkGdAtEnd = ~0ull;     // stream-optimized: GD is in the footer
@@ -108,4 +108,4 @@ Result<VmdkDescriptor> ParseVmdkDescriptorFile(std::string_view text, std::strin
 // lines, then version=1, 2 or 3, as qemu-img probes one.
 bool LooksLikeVmdkDescriptor(std::string_view head);
 
-}  // namespace kite::img
+}  // namespace kite::storage

@@ -1,5 +1,6 @@
-// VmdkImage: a read-only DiskImage over a VMware hosted sparse VMDK, for `kite-img convert
-// -f vmdk` and `info`/`map`/`compare`. Two variants, as VMware and qemu-img write them:
+// VmdkImage: a read-only DiskImage over a VMware hosted sparse VMDK, for `kite run` (a
+// read-only disk, or the backing file of a qcow2 overlay: disk_image.cc) and for kite-img's
+// `convert -f vmdk`, `info`, `map` and `compare`. Two variants, as VMware and qemu-img write them:
 //   monolithicSparse  header, embedded descriptor, grain directory and tables, raw grains;
 //   streamOptimized   deflate-compressed grains behind markers; the grain directory may be
 //                     in a footer at the end of the file (gdOffset = GD_AT_END).
@@ -12,16 +13,23 @@
 // with a message naming the file and the grain.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "storage/disk_image.h"
 
-namespace kite::img {
+namespace kite::storage {
 
 // Opens `path` as a VMDK: a sparse file (KDMV header) or a descriptor file naming extents.
 // Read-only.
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdk(const std::string& path);
+Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path);
 
-}  // namespace kite::img
+// The same over a file already opened, checked and locked (OpenImageFile: the VMM's
+// OpenImage), `file_size` bytes long; the image keeps `fd`, so its lock lasts as long.
+Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path, UniqueFd fd,
+                                            uint64_t file_size);
+
+}  // namespace kite::storage

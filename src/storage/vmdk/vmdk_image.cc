@@ -1,7 +1,7 @@
 // VmdkImage (see vmdk_image.h): open-time validation of header, footer, descriptor and grain
 // directory; grain lookup through a bounded grain-table cache; raw and deflate grain reads.
 // OpenVmdk tells a sparse file (KDMV) from a descriptor file (vmdk_extents.cc).
-#include "storage/img/vmdk_image.h"
+#include "storage/vmdk/vmdk_image.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,14 +14,12 @@
 #include <vector>
 
 #include "base/unique_fd.h"
-#include "storage/img/vmdk_extents.h"
-#include "storage/img/vmdk_format.h"
 #include "storage/read_only_image.h"
+#include "storage/vmdk/vmdk_extents.h"
+#include "storage/vmdk/vmdk_format.h"
 
-namespace kite::img {
+namespace kite::storage {
 namespace {
-
-using storage::Extent;
 
 constexpr size_t kMaxCachedTables = 4096;
 
@@ -37,7 +35,7 @@ Result<void> PreadFull(int fd, void* buf, size_t len, uint64_t offset, const std
   return {};
 }
 
-class VmdkImage final : public storage::ReadOnlyImage {
+class VmdkImage final : public ReadOnlyImage {
  public:
   VmdkImage(std::string path, UniqueFd fd, uint64_t file_size, VmdkHeader h,
             std::vector<uint32_t> gd)
@@ -47,7 +45,7 @@ class VmdkImage final : public storage::ReadOnlyImage {
         h_(h),
         gd_(std::move(gd)) {}
 
-  storage::ImageFormat format() const override { return storage::ImageFormat::kVmdk; }
+  ImageFormat format() const override { return ImageFormat::kVmdk; }
   const std::string& path() const override { return path_; }
   uint64_t size() const override { return h_.capacity_bytes(); }
   uint64_t allocated_bytes() const override {
@@ -254,8 +252,8 @@ Result<std::vector<uint32_t>> LoadGrainDirectory(int fd, const VmdkHeader& h, ui
 
 // A file with a KDMV header: monolithicSparse or streamOptimized with its embedded descriptor,
 // or (`extent_only`) a sparse extent of a descriptor file, whose embedded descriptor is unused.
-Result<std::unique_ptr<storage::DiskImage>> OpenSparse(const std::string& path, UniqueFd fd,
-                                                       uint64_t file_size, bool extent_only) {
+Result<std::unique_ptr<DiskImage>> OpenSparse(const std::string& path, UniqueFd fd,
+                                              uint64_t file_size, bool extent_only) {
   std::vector<uint8_t> sector(512);
   TRY(PreadFull(fd.get(), sector.data(), 512, 0, path));
   VmdkHeader h = TRY(ParseVmdkHeader(sector, path));
@@ -265,7 +263,7 @@ Result<std::unique_ptr<storage::DiskImage>> OpenSparse(const std::string& path, 
   }
   if (!extent_only) TRY(CheckDescriptor(fd.get(), h, file_size, path));
   std::vector<uint32_t> gd = TRY(LoadGrainDirectory(fd.get(), h, file_size, path));
-  return std::unique_ptr<storage::DiskImage>(
+  return std::unique_ptr<DiskImage>(
       new VmdkImage(path, std::move(fd), file_size, h, std::move(gd)));
 }
 
@@ -280,22 +278,27 @@ Result<std::pair<UniqueFd, uint64_t>> OpenRegular(const std::string& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdkSparseExtent(const std::string& path) {
+Result<std::unique_ptr<DiskImage>> OpenVmdkSparseExtent(const std::string& path) {
   auto [fd, file_size] = TRY(OpenRegular(path));
   if (file_size < 512) return Err(path + ": too short for a VMDK sparse extent header");
   return OpenSparse(path, std::move(fd), file_size, /*extent_only=*/true);
 }
 
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdk(const std::string& path) {
+Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path) {
   auto [fd, file_size] = TRY(OpenRegular(path));
+  return OpenVmdk(path, std::move(fd), file_size);
+}
+
+Result<std::unique_ptr<DiskImage>> OpenVmdk(const std::string& path, UniqueFd fd,
+                                            uint64_t file_size) {
   std::string head(std::min<uint64_t>(file_size, kVmdkMaxDescriptorSectors * 512), '\0');
   TRY(PreadFull(fd.get(), head.data(), head.size(), 0, path));
   if (LooksLikeVmdkDescriptor(head)) {
     if (file_size > head.size()) return Err(path + ": VMDK descriptor file larger than 1 MiB");
-    return OpenVmdkDescriptorFile(path, head);
+    return OpenVmdkDescriptorFile(path, std::move(fd), head);
   }
   if (file_size < 512) return Err(path + ": too short for a VMDK header");
   return OpenSparse(path, std::move(fd), file_size, /*extent_only=*/false);
 }
 
-}  // namespace kite::img
+}  // namespace kite::storage

@@ -15,16 +15,19 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "storage/disk_image.h"
 
-namespace kite::img {
+namespace kite::storage {
 
-// Opens the descriptor file `path` whose text is `text` (already read, at most 1 MiB).
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdkDescriptorFile(const std::string& path,
-                                                                   std::string_view text);
+// Opens the descriptor file `path` (open as `fd`, which the image keeps: its lock lasts as
+// long) whose text is `text` (already read, at most 1 MiB). The image's extra_files() are the
+// extent files.
+Result<std::unique_ptr<DiskImage>> OpenVmdkDescriptorFile(const std::string& path, UniqueFd fd,
+                                                          std::string_view text);
 
 // One hosted sparse extent file (KDMV header, its own grain directory), without checking an
 // embedded descriptor: a part of a twoGbMaxExtentSparse image (vmdk_image.cc).
-Result<std::unique_ptr<storage::DiskImage>> OpenVmdkSparseExtent(const std::string& path);
+Result<std::unique_ptr<DiskImage>> OpenVmdkSparseExtent(const std::string& path);
 
-}  // namespace kite::img
+}  // namespace kite::storage

@@ -1,11 +1,11 @@
 // VMDK header, marker and descriptor parsing (see vmdk_format.h). Field offsets are those of
 // the packed little-endian SparseExtentHeader in VMware's "Virtual Disk Format 5.0", 4.1.
-#include "storage/img/vmdk_format.h"
+#include "storage/vmdk/vmdk_format.h"
 
 #include <cstring>
 #include <vector>
 
-namespace kite::img {
+namespace kite::storage {
 namespace {
 
 template <typename T>
@@ -253,4 +253,4 @@ bool LooksLikeVmdkDescriptor(std::string_view head) {
   return false;
 }
 
-}  // namespace kite::img
+}  // namespace kite::storage
