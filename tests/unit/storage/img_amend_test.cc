@@ -342,6 +342,25 @@ TEST(ImgAmend, Refused_SameMessageAsQemu_FileUnchanged) {
   ExpectRefusedLikeQemu(dir, shared, {"-o", "refcount_bits=1"});
 }
 
+// An image marked corrupt is not opened read-write, so nothing is amended (qemu-img refuses it
+// too, "Image is corrupt; cannot be opened read/write"): exit 1, the file byte-identical.
+TEST(ImgAmend, CorruptImage_RefusedFileUnchanged) {
+  KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
+  TempDir dir;
+  std::string image = dir.File("c.qcow2");
+  Qemu("qemu-img create -q -f qcow2 " + Q(image) + " 4M && qemu-io -c 'write 0 64k' " + Q(image));
+  Qemu("printf '\\000\\000\\000\\000\\000\\000\\000\\002' | dd of=" + Q(image) +
+       " bs=1 seek=72 conv=notrunc status=none");  // incompatible bits: corrupt
+  std::string before = ReadFile(image);
+  EXPECT_EQ(Shell("qemu-img amend -o lazy_refcounts=on " + Q(image)).code, 1);
+  for (const char* o : {"lazy_refcounts=on", "compat=0.10", "refcount_bits=8", "size=8M"}) {
+    auto k = Kite({"amend", "-o", o, image});
+    EXPECT_EQ(k.code, 1) << o;
+    EXPECT_NE(k.err.find("corrupt; cannot be opened read/write"), std::string::npos) << k.err;
+    EXPECT_EQ(ReadFile(image), before) << o;
+  }
+}
+
 // Only the active layer shrinks: each snapshot, applied, has its old size and content back.
 TEST(ImgAmend, Size_ShrinkWithSnapshots_SnapshotsKept) {
   KITE_REQUIRE_TOOL("qemu-img", "qemu-io");
