@@ -316,14 +316,7 @@ Result<void> ResizeDataFile(const std::string& path, const Header& h, uint64_t n
   OpenOptions open;
   open.lock = false;  // the image's own lock guards its data file
   OpenedFile file = TRY_CTX(OpenImageFile(d.string(), open, true), path + ": data file");
-  if (file.block_device) {
-    if (new_size <= file.size) return {};
-    return Err(d.string() + ": the data file (a block device) is smaller than the new size");
-  }
-  if (::ftruncate(file.fd.get(), static_cast<off_t>(new_size)) != 0) {
-    return SysErr(d.string() + ": resizing the data file");
-  }
-  return {};
+  return qcow2::ResizeExternalDataFile(file, d.string(), new_size);
 }
 
 Result<void> Resize(const std::string& path, Meta& meta, uint64_t new_size) {

@@ -350,6 +350,7 @@ Result<void> Qcow2Image::ZeroCluster(uint64_t start, bool discard) {
   if (m.kind == Mapping::kZero && m.host == 0 && entry == kOflagZero) return {};
   TRY(meta_->SetL2Entry(start, entry));
   TRY(FreeData(m));
+  if (!meta_->header().data_file_raw()) return {};
   std::unique_lock io_lock(io_mu_);
   return ZeroDataFile(start, std::min(meta_->cluster_size(), size_ - start));
 }

@@ -141,6 +141,11 @@ class Qcow2Image final : public DiskImage {
   std::atomic<bool> failed_{false};
 };
 
+// Grows or shrinks an external data file to `new_size` (ftruncate; a block device must already
+// be that large). Qcow2Image::Resize and AmendQcow2 share it.
+Result<void> ResizeExternalDataFile(const OpenedFile& file, const std::string& path,
+                                    uint64_t new_size);
+
 // Resize on the metadata alone (Qcow2Image::Resize under its lock, AmendQcow2): `new_size` a
 // multiple of 512; the header's size field is rewritten last.
 Result<void> ResizeMeta(Meta& meta, uint64_t new_size, const ResizeOptions& options);

@@ -85,17 +85,21 @@ Result<void> Qcow2Image::Resize(uint64_t new_size, const ResizeOptions& options)
 // already be large enough).
 Result<void> Qcow2Image::ResizeDataFile(uint64_t new_size) {
   if (!data_) return {};
-  if (data_->file.block_device) {
-    if (new_size > data_->file.size) {
-      return Err(data_->path + ": the data file (a block device of " +
-                 std::to_string(data_->file.size) + " bytes) is smaller than the new size");
-    }
-    return {};
+  TRY(ResizeExternalDataFile(data_->file, data_->path, new_size));
+  if (!data_->file.block_device) data_->file.size = new_size;
+  return {};
+}
+
+Result<void> ResizeExternalDataFile(const OpenedFile& file, const std::string& path,
+                                    uint64_t new_size) {
+  if (file.block_device) {
+    if (new_size <= file.size) return {};
+    return Err(path + ": the data file (a block device of " + std::to_string(file.size) +
+               " bytes) is smaller than the new size");
   }
-  if (::ftruncate(data_->file.fd.get(), static_cast<off_t>(new_size)) != 0) {
-    return SysErr(data_->path + ": resizing the data file");
+  if (::ftruncate(file.fd.get(), static_cast<off_t>(new_size)) != 0) {
+    return SysErr(path + ": resizing the data file");
   }
-  data_->file.size = new_size;
   return {};
 }
 
